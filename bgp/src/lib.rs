@@ -1,0 +1,1 @@
+//! EdgeLB BGP speaker.

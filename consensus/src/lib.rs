@@ -1,0 +1,1 @@
+//! EdgeLB consensus: the Raft-replicated backend table.

@@ -1,0 +1,1 @@
+//! Deterministic, weighted Maglev lookup tables (see the crate docs).

@@ -1,0 +1,1 @@
+//! EdgeLB node daemon and admin CLI.

@@ -1,0 +1,214 @@
+//! A builder for test frames: Ethernet, optional 802.1Q tag, IPv4 or IPv6, TCP or UDP.
+
+use std::net::IpAddr;
+
+use crate::checksum;
+
+/// EtherType of IPv4.
+pub const ETH_P_IP: u16 = 0x0800;
+/// EtherType of IPv6.
+pub const ETH_P_IPV6: u16 = 0x86dd;
+/// EtherType of an 802.1Q VLAN tag.
+pub const ETH_P_8021Q: u16 = 0x8100;
+
+/// Transport layer of a frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum L4 {
+    /// A TCP segment with the given flags byte (SYN = 0x02, ACK = 0x10).
+    Tcp { sport: u16, dport: u16, flags: u8 },
+    /// A UDP datagram.
+    Udp { sport: u16, dport: u16 },
+}
+
+/// TCP flag bits.
+pub mod tcp_flags {
+    /// FIN.
+    pub const FIN: u8 = 0x01;
+    /// SYN.
+    pub const SYN: u8 = 0x02;
+    /// RST.
+    pub const RST: u8 = 0x04;
+    /// ACK.
+    pub const ACK: u8 = 0x10;
+}
+
+/// Builds one Ethernet frame; addresses must be of the same family.
+#[derive(Clone, Debug)]
+pub struct FrameBuilder {
+    /// Destination MAC.
+    pub dst_mac: [u8; 6],
+    /// Source MAC.
+    pub src_mac: [u8; 6],
+    /// 802.1Q VLAN id, if tagged.
+    pub vlan: Option<u16>,
+    /// IP source.
+    pub src: IpAddr,
+    /// IP destination.
+    pub dst: IpAddr,
+    /// IPv4 ToS / IPv6 traffic class.
+    pub tos: u8,
+    /// TTL / hop limit.
+    pub ttl: u8,
+    /// Transport header.
+    pub l4: L4,
+    /// Payload after the transport header.
+    pub payload: Vec<u8>,
+}
+
+impl FrameBuilder {
+    /// A frame from `src` to `dst` with `l4`, default MACs and a small payload.
+    pub fn new(src: IpAddr, dst: IpAddr, l4: L4) -> Self {
+        Self {
+            dst_mac: [0x02, 0, 0, 0, 0, 0x02],
+            src_mac: [0x02, 0, 0, 0, 0, 0x01],
+            vlan: None,
+            src,
+            dst,
+            tos: 0,
+            ttl: 64,
+            l4,
+            payload: b"edgelb".to_vec(),
+        }
+    }
+
+    /// Sets the payload.
+    pub fn payload(mut self, payload: &[u8]) -> Self {
+        self.payload = payload.to_vec();
+        self
+    }
+
+    /// Tags the frame with an 802.1Q VLAN id.
+    pub fn vlan(mut self, id: u16) -> Self {
+        self.vlan = Some(id);
+        self
+    }
+
+    /// Sets ToS / traffic class.
+    pub fn tos(mut self, tos: u8) -> Self {
+        self.tos = tos;
+        self
+    }
+
+    /// The transport segment (header + payload) with its checksum filled in.
+    fn l4_segment(&self) -> (u8, Vec<u8>) {
+        let (proto, mut seg) = match self.l4 {
+            L4::Tcp { sport, dport, flags } => {
+                let mut h = vec![0u8; 20];
+                h[0..2].copy_from_slice(&sport.to_be_bytes());
+                h[2..4].copy_from_slice(&dport.to_be_bytes());
+                h[4..8].copy_from_slice(&1u32.to_be_bytes()); // sequence number
+                h[12] = 5 << 4; // data offset: 5 words
+                h[13] = flags;
+                h[14..16].copy_from_slice(&64240u16.to_be_bytes()); // window
+                (6u8, h)
+            }
+            L4::Udp { sport, dport } => {
+                let mut h = vec![0u8; 8];
+                h[0..2].copy_from_slice(&sport.to_be_bytes());
+                h[2..4].copy_from_slice(&dport.to_be_bytes());
+                let len = (8 + self.payload.len()) as u16;
+                h[4..6].copy_from_slice(&len.to_be_bytes());
+                (17u8, h)
+            }
+        };
+        seg.extend_from_slice(&self.payload);
+        let pseudo = match (self.src, self.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                checksum::pseudo_v4(s.octets(), d.octets(), proto, seg.len() as u16)
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                checksum::pseudo_v6(s.octets(), d.octets(), proto, seg.len() as u32)
+            }
+            _ => panic!("FrameBuilder: source and destination families differ"),
+        };
+        let mut c = checksum::finish(checksum::sum(pseudo, &seg));
+        if proto == 17 && c == 0 {
+            c = 0xffff; // UDP: zero means "no checksum"
+        }
+        let at = if proto == 6 { 16 } else { 6 };
+        seg[at..at + 2].copy_from_slice(&c.to_be_bytes());
+        (proto, seg)
+    }
+
+    /// The IP packet (header + transport segment).
+    pub fn ip_packet(&self) -> Vec<u8> {
+        let (proto, seg) = self.l4_segment();
+        match (self.src, self.dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                let mut h = vec![0u8; 20];
+                h[0] = 0x45;
+                h[1] = self.tos;
+                h[2..4].copy_from_slice(&((20 + seg.len()) as u16).to_be_bytes());
+                h[6] = 0x40; // don't fragment
+                h[8] = self.ttl;
+                h[9] = proto;
+                h[12..16].copy_from_slice(&s.octets());
+                h[16..20].copy_from_slice(&d.octets());
+                let c = checksum::internet(&h);
+                h[10..12].copy_from_slice(&c.to_be_bytes());
+                h.extend_from_slice(&seg);
+                h
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                let mut h = vec![0u8; 40];
+                h[0] = 0x60 | (self.tos >> 4);
+                h[1] = self.tos << 4;
+                h[4..6].copy_from_slice(&(seg.len() as u16).to_be_bytes());
+                h[6] = proto;
+                h[7] = self.ttl;
+                h[8..24].copy_from_slice(&s.octets());
+                h[24..40].copy_from_slice(&d.octets());
+                h.extend_from_slice(&seg);
+                h
+            }
+            _ => panic!("FrameBuilder: source and destination families differ"),
+        }
+    }
+
+    /// The whole Ethernet frame.
+    pub fn build(&self) -> Vec<u8> {
+        let mut f = Vec::with_capacity(64 + self.payload.len());
+        f.extend_from_slice(&self.dst_mac);
+        f.extend_from_slice(&self.src_mac);
+        if let Some(id) = self.vlan {
+            f.extend_from_slice(&ETH_P_8021Q.to_be_bytes());
+            f.extend_from_slice(&(id & 0x0fff).to_be_bytes());
+        }
+        let ethertype = if self.src.is_ipv4() { ETH_P_IP } else { ETH_P_IPV6 };
+        f.extend_from_slice(&ethertype.to_be_bytes());
+        f.extend_from_slice(&self.ip_packet());
+        f
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_udp_frame_has_valid_checksums() {
+        let f = FrameBuilder::new(
+            "10.0.0.1".parse().unwrap(),
+            "10.0.0.2".parse().unwrap(),
+            L4::Udp { sport: 1000, dport: 53 },
+        )
+        .build();
+        assert_eq!(f.len(), 14 + 20 + 8 + 6);
+        assert_eq!(checksum::internet(&f[14..34]), 0);
+        let pseudo = checksum::pseudo_v4([10, 0, 0, 1], [10, 0, 0, 2], 17, 14);
+        assert_eq!(checksum::finish(checksum::sum(pseudo, &f[34..])), 0);
+    }
+
+    #[test]
+    fn ipv6_tcp_frame_has_valid_checksum() {
+        let src: std::net::Ipv6Addr = "2001:db8::1".parse().unwrap();
+        let dst: std::net::Ipv6Addr = "2001:db8::2".parse().unwrap();
+        let f = FrameBuilder::new(src.into(), dst.into(), L4::Tcp { sport: 1, dport: 80, flags: 2 })
+            .vlan(7)
+            .build();
+        assert_eq!(&f[12..14], &ETH_P_8021Q.to_be_bytes());
+        let seg = &f[18 + 40..];
+        let pseudo = checksum::pseudo_v6(src.octets(), dst.octets(), 6, seg.len() as u32);
+        assert_eq!(checksum::finish(checksum::sum(pseudo, seg)), 0);
+    }
+}

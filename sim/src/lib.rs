@@ -1,0 +1,1 @@
+//! EdgeLB network-namespace simulation.
