@@ -6,6 +6,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 export PATH="$HOME/.cargo/bin:$PATH"
+
+log=$(mktemp /tmp/edgelb-test.XXXXXX)
+trap 'rm -f "$log"' EXIT
 # `cargo test` at the root covers the workspace's default members: every crate
 # but the eBPF one, which the xdp-fwd loader's build script compiles for BPF.
-cargo test --locked --release 2>&1 | grep -v '^warning: xdp-fwd@' 
+# (Its build output arrives as "warning: xdp-fwd@" lines: noise, filtered.)
+status=0
+cargo test --locked --release 2>&1 | grep --line-buffered -v '^warning: xdp-fwd@' | tee "$log" || status=$?
+
+# One closing line for the whole run, summed over every test binary.
+passed=$(awk '/^test result:/ {for (i=1;i<=NF;i++) if ($(i+1) ~ /^passed/) s+=$i} END {print s+0}' "$log")
+failed=$(awk '/^test result:/ {for (i=1;i<=NF;i++) if ($(i+1) ~ /^failed/) s+=$i} END {print s+0}' "$log")
+echo
+echo "edgelb: $passed passed, $failed failed"
+if [ "$status" -ne 0 ] || [ "$failed" -ne 0 ] || [ "$passed" -eq 0 ]; then
+  exit 1
+fi
