@@ -1,1 +1,8 @@
-//! EdgeLB node daemon and admin CLI.
+//! EdgeLB's node daemon (`lbnode`) and admin CLI (`lbctl`).
+//!
+//! The daemon ties the parts together: it follows the Raft-applied backend
+//! table, computes Maglev tables, programs the XDP forwarder, health-checks
+//! backends and announces VIPs by BGP while it is in sync with the cluster.
+
+pub mod config;
+pub mod health;

@@ -1,0 +1,79 @@
+//! The configuration file: the shipped example parses, bad files give errors
+//! that name the field.
+
+use std::path::Path;
+
+use edgelb_node::config::{Config, ConfigError, HealthKind, XdpAttachMode};
+
+const EXAMPLE: &str = include_str!("../../deploy/lbnode.example.toml");
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("test.toml"))
+}
+
+#[test]
+fn shipped_example_parses() {
+    let c = parse(EXAMPLE).expect("deploy/lbnode.example.toml must stay valid");
+    assert_eq!(c.node.id, 1);
+    assert_eq!(c.cluster.initial_members.len(), 3);
+    assert_eq!(c.xdp.mode, XdpAttachMode::Driver);
+    assert_eq!(c.health.kind, HealthKind::Http);
+    assert_eq!(c.bgp.peers[0].port, 179, "default port");
+}
+
+/// Replaces the first occurrence of `from` in the example.
+fn example_with(from: &str, to: &str) -> String {
+    assert!(EXAMPLE.contains(from), "fixture text `{from}` not in the example");
+    EXAMPLE.replacen(from, to, 1)
+}
+
+fn error_of(text: &str) -> String {
+    parse(text).expect_err("must be rejected").to_string()
+}
+
+#[test]
+fn unknown_field_is_named() {
+    let e = error_of(&example_with("heartbeat_ms = 250", "heartbeat_ms = 250\nhartbeat = 1"));
+    assert!(e.contains("hartbeat"), "{e}");
+}
+
+#[test]
+fn wrong_type_is_named() {
+    let e = error_of(&example_with("local_asn = 65001", "local_asn = \"sixty-five\""));
+    assert!(e.contains("local_asn"), "{e}");
+}
+
+#[test]
+fn invalid_values_name_their_field() {
+    let cases = [
+        ("id = 1  ", "id = 0  ", "node.id"),
+        ("heartbeat_ms = 250", "heartbeat_ms = 900", "cluster.heartbeat_ms"),
+        ("hold_time_secs = 9", "hold_time_secs = 2", "bgp.peers[0].hold_time_secs"),
+        ("remote_asn = 65000", "remote_asn = 23456", "bgp.peers[0].remote_asn"),
+        ("interfaces = [\"eth0\"]", "interfaces = []", "xdp.interfaces"),
+        ("interfaces = [\"eth0\"]", "interfaces = [\"a/b\"]", "xdp.interfaces[0]"),
+        ("encap_source_v4 = \"10.0.0.1\"", "encap_source_v4 = \"2001:db8::9\"", "xdp.encap_source_v4"),
+        ("communities = [\"65001:100\"]", "communities = [\"65001:70000\"]", "bgp.communities[0]"),
+        ("timeout_ms = 500", "timeout_ms = 5000", "health.timeout_ms"),
+        ("rise = 2", "rise = 0", "health.rise"),
+        ("http_path = \"/healthz\"", "http_path = \"healthz\"", "health.http_path"),
+        ("{ id = 1, addr", "{ id = 7, addr", "cluster.initial_members"),
+        ("{ id = 3, addr", "{ id = 2, addr", "cluster.initial_members[2].id"),
+    ];
+    for (from, to, field) in cases {
+        let e = error_of(&example_with(from, to));
+        assert!(e.contains(&format!("`{field}`")), "{from} -> {to}: {e}");
+    }
+}
+
+#[test]
+fn bad_address_is_a_parse_error_naming_the_field() {
+    let e = error_of(&example_with("listen = \"10.0.0.1:7000\"", "listen = \"10.0.0.1\""));
+    assert!(e.contains("listen"), "{e}");
+}
+
+#[test]
+fn missing_file_is_a_clear_error() {
+    let e = Config::load(Path::new("/nonexistent/edgelb.toml")).unwrap_err().to_string();
+    assert!(e.contains("/nonexistent/edgelb.toml"), "{e}");
+}
