@@ -1,0 +1,149 @@
+//! Backend-side decapsulation in XDP, for hosts whose kernel has no IPIP/FOU
+//! tunnel devices (or that want decap at driver speed, as Katran's decap does).
+//!
+//! Strips one outer header -- IPv4 or IPv6 carrying IPv4 (proto 4), IPv6
+//! (proto 41), or GUE variant 1 (UDP to the configured port, directly followed
+//! by the inner IP packet) -- and passes the inner packet to the stack, which
+//! delivers it to the VIP on loopback. Everything else passes untouched.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    helpers::bpf_xdp_adjust_head,
+    macros::{map, xdp},
+    maps::{Array, PerCpuArray},
+    programs::XdpContext,
+};
+
+/// Index 0: the GUE destination port in host byte order (0 disables GUE).
+#[map]
+static DECAP_CONFIG: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Per-CPU counters, indexed by the `STAT_*` constants.
+#[map]
+static DECAP_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0);
+
+const STAT_IPIP: u32 = 0;
+const STAT_GUE: u32 = 1;
+const STAT_FRAGMENT: u32 = 2;
+const STAT_COUNT: u32 = 3;
+
+const ETH_HLEN: usize = 14;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const IPPROTO_IPIP: u8 = 4;
+const IPPROTO_IPV6: u8 = 41;
+const IPPROTO_UDP: u8 = 17;
+
+#[xdp]
+pub fn xdp_decap(ctx: XdpContext) -> u32 {
+    match outer_header(&ctx) {
+        Some((outer_len, inner_ethertype, stat)) => strip(&ctx, outer_len, inner_ethertype, stat),
+        None => xdp_action::XDP_PASS,
+    }
+}
+
+#[inline(always)]
+fn ptr_at(ctx: &XdpContext, offset: usize, len: usize) -> Option<*mut u8> {
+    let start = ctx.data();
+    if start + offset + len > ctx.data_end() {
+        return None;
+    }
+    Some((start + offset) as *mut u8)
+}
+
+/// Length of the outer headers to strip, the inner EtherType and the counter,
+/// or None when the frame is not an encapsulated packet for us.
+#[inline(always)]
+fn outer_header(ctx: &XdpContext) -> Option<(usize, u16, u32)> {
+    let eth = ptr_at(ctx, 0, ETH_HLEN)?;
+    // SAFETY: bounds checked by ptr_at.
+    let ethertype = unsafe { u16::from_be_bytes([*eth.add(12), *eth.add(13)]) };
+    let (l3_len, proto) = match ethertype {
+        ETH_P_IP => {
+            let ip = ptr_at(ctx, ETH_HLEN, 20)?;
+            // SAFETY: 20 bytes checked above.
+            let (ver_ihl, frag, proto) =
+                unsafe { (*ip, u16::from_be_bytes([*ip.add(6), *ip.add(7)]), *ip.add(9)) };
+            let ihl = ((ver_ihl & 0x0f) as usize) * 4;
+            if ver_ihl >> 4 != 4 || ihl < 20 {
+                return None;
+            }
+            // A fragmented outer packet cannot be decapsulated piecewise: leave
+            // it to the stack (and count it, so operators see MTU problems).
+            if frag & 0x3fff != 0 {
+                if matches!(proto, IPPROTO_IPIP | IPPROTO_IPV6 | IPPROTO_UDP) {
+                    count(STAT_FRAGMENT);
+                }
+                return None;
+            }
+            (ihl, proto)
+        }
+        ETH_P_IPV6 => {
+            let ip = ptr_at(ctx, ETH_HLEN, 40)?;
+            // SAFETY: 40 bytes checked above.
+            (40, unsafe { *ip.add(6) })
+        }
+        _ => return None,
+    };
+    match proto {
+        IPPROTO_IPIP => Some((l3_len, ETH_P_IP, STAT_IPIP)),
+        IPPROTO_IPV6 => Some((l3_len, ETH_P_IPV6, STAT_IPIP)),
+        IPPROTO_UDP => {
+            let gue_port = DECAP_CONFIG.get(0).copied().unwrap_or(0);
+            let udp = ptr_at(ctx, ETH_HLEN + l3_len, 9)?;
+            // SAFETY: 8 bytes of UDP header and the first inner byte checked above.
+            let (dport, first) = unsafe { (u16::from_be_bytes([*udp.add(2), *udp.add(3)]), *udp.add(8)) };
+            if gue_port == 0 || u32::from(dport) != gue_port {
+                return None;
+            }
+            // GUE variant 1: the first two bits are 01, and the IP version
+            // nibble tells the inner family.
+            let inner = match first >> 4 {
+                4 => ETH_P_IP,
+                6 => ETH_P_IPV6,
+                _ => return None,
+            };
+            Some((l3_len + 8, inner, STAT_GUE))
+        }
+        _ => None,
+    }
+}
+
+/// Moves the Ethernet header forward over the outer headers and drops them.
+#[inline(always)]
+fn strip(ctx: &XdpContext, outer_len: usize, inner_ethertype: u16, stat: u32) -> u32 {
+    let Some(eth) = ptr_at(ctx, 0, ETH_HLEN) else { return xdp_action::XDP_PASS };
+    let mut macs = [0u8; 12];
+    // SAFETY: 14 bytes checked by ptr_at.
+    unsafe { core::ptr::copy_nonoverlapping(eth, macs.as_mut_ptr(), 12) };
+    // SAFETY: helper call on our own context.
+    if unsafe { bpf_xdp_adjust_head(ctx.ctx, outer_len as i32) } != 0 {
+        return xdp_action::XDP_PASS;
+    }
+    let Some(eth) = ptr_at(ctx, 0, ETH_HLEN) else { return xdp_action::XDP_DROP };
+    // SAFETY: 14 bytes checked by ptr_at after the head moved.
+    unsafe {
+        core::ptr::copy_nonoverlapping(macs.as_ptr(), eth, 12);
+        let et = inner_ethertype.to_be_bytes();
+        *eth.add(12) = et[0];
+        *eth.add(13) = et[1];
+    }
+    count(stat);
+    xdp_action::XDP_PASS
+}
+
+#[inline(always)]
+fn count(stat: u32) {
+    if let Some(c) = DECAP_STATS.get_ptr_mut(stat) {
+        // SAFETY: this CPU's own slot.
+        unsafe { *c += 1 };
+    }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
