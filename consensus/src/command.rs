@@ -1,0 +1,507 @@
+//! Commands that change the backend table, their validation and their effect.
+//!
+//! [`ClusterState::apply`] is the one deterministic transition function: it
+//! either applies a command completely and bumps the version, or rejects it
+//! with a [`CommandError`] and changes nothing. The leader runs the same
+//! validation before proposing, so bad commands are normally refused before
+//! they reach the log; a command that becomes invalid while in flight (two
+//! racing adds of the same VIP) is rejected at apply time, identically on
+//! every node.
+//!
+//! Wire compatibility: variants are only ever appended, never reordered, as
+//! bincode encodes the variant index (pinned by golden tests).
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{
+    is_prime, Backend, BackendState, ClusterSettings, ClusterState, Encapsulation, Vip, VipFlags,
+    VipKey, MAX_BACKENDS_PER_VIP, MAX_TABLE_SIZE, MAX_WEIGHT, MIN_TABLE_SIZE, MIN_WEIGHT,
+};
+
+/// A change to the replicated table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Create a VIP with no backends.
+    AddVip {
+        /// Identity of the new VIP.
+        key: VipKey,
+        /// Hashing options.
+        flags: VipFlags,
+        /// Tunnel towards the backends.
+        encapsulation: Encapsulation,
+    },
+    /// Change the options of an existing VIP (backends are kept).
+    UpdateVip {
+        /// The VIP to change.
+        key: VipKey,
+        /// New hashing options.
+        flags: VipFlags,
+        /// New tunnel.
+        encapsulation: Encapsulation,
+    },
+    /// Delete a VIP and all its backends.
+    RemoveVip {
+        /// The VIP to delete.
+        key: VipKey,
+    },
+    /// Add a backend to a VIP.
+    AddBackend {
+        /// The VIP.
+        vip: VipKey,
+        /// The new backend.
+        backend: Backend,
+    },
+    /// Change the weight of a backend.
+    SetBackendWeight {
+        /// The VIP.
+        vip: VipKey,
+        /// The backend's address.
+        address: IpAddr,
+        /// New weight in `MIN_WEIGHT..=MAX_WEIGHT`.
+        weight: u32,
+    },
+    /// Change the administrative state of a backend.
+    SetBackendState {
+        /// The VIP.
+        vip: VipKey,
+        /// The backend's address.
+        address: IpAddr,
+        /// New state.
+        state: BackendState,
+    },
+    /// Remove a backend from a VIP.
+    RemoveBackend {
+        /// The VIP.
+        vip: VipKey,
+        /// The backend's address.
+        address: IpAddr,
+    },
+    /// Replace the cluster settings.
+    SetSettings(ClusterSettings),
+}
+
+/// Why a command was rejected. A rejected command changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum CommandError {
+    /// `AddVip` for a key that already exists.
+    #[error("VIP {0} already exists")]
+    DuplicateVip(VipKey),
+    /// The command names a VIP that does not exist.
+    #[error("unknown VIP {0}")]
+    UnknownVip(VipKey),
+    /// `AddBackend` for an address already present in the VIP.
+    #[error("backend {backend} already exists in VIP {vip}")]
+    DuplicateBackend {
+        /// The VIP.
+        vip: VipKey,
+        /// The backend's address.
+        backend: IpAddr,
+    },
+    /// The command names a backend that the VIP does not have.
+    #[error("unknown backend {backend} in VIP {vip}")]
+    UnknownBackend {
+        /// The VIP.
+        vip: VipKey,
+        /// The backend's address.
+        backend: IpAddr,
+    },
+    /// Weight outside `MIN_WEIGHT..=MAX_WEIGHT`.
+    #[error("weight {0} out of range {MIN_WEIGHT}..={MAX_WEIGHT}")]
+    WeightOutOfRange(u32),
+    /// An address that cannot be a VIP or a backend (unspecified, multicast,
+    /// broadcast).
+    #[error("bad address {address}: {reason}")]
+    BadAddress {
+        /// The offending address.
+        address: IpAddr,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// A GUE tunnel with destination port 0.
+    #[error("GUE encapsulation needs a non-zero UDP port")]
+    BadGuePort,
+    /// The VIP already has `MAX_BACKENDS_PER_VIP` backends.
+    #[error("VIP {0} already has the maximum of {MAX_BACKENDS_PER_VIP} backends")]
+    TooManyBackends(VipKey),
+    /// Table size not a prime in `MIN_TABLE_SIZE..=MAX_TABLE_SIZE`.
+    #[error("table size {0} must be a prime in {MIN_TABLE_SIZE}..={MAX_TABLE_SIZE}")]
+    BadTableSize(u32),
+}
+
+fn check_address(address: IpAddr) -> Result<(), CommandError> {
+    let reason = if address.is_unspecified() {
+        "unspecified address"
+    } else if address.is_multicast() {
+        "multicast address"
+    } else if matches!(address, IpAddr::V4(a) if a.is_broadcast()) {
+        "broadcast address"
+    } else {
+        return Ok(());
+    };
+    Err(CommandError::BadAddress {
+        address,
+        reason: reason.to_owned(),
+    })
+}
+
+fn check_weight(weight: u32) -> Result<(), CommandError> {
+    if (MIN_WEIGHT..=MAX_WEIGHT).contains(&weight) {
+        Ok(())
+    } else {
+        Err(CommandError::WeightOutOfRange(weight))
+    }
+}
+
+fn check_encapsulation(encapsulation: Encapsulation) -> Result<(), CommandError> {
+    match encapsulation {
+        Encapsulation::Gue { port: 0 } => Err(CommandError::BadGuePort),
+        _ => Ok(()),
+    }
+}
+
+impl ClusterState {
+    /// Checks `command` against this state without changing anything.
+    pub fn validate(&self, command: &Command) -> Result<(), CommandError> {
+        match command {
+            Command::AddVip {
+                key, encapsulation, ..
+            } => {
+                check_address(key.address)?;
+                check_encapsulation(*encapsulation)?;
+                if self.vips.contains_key(key) {
+                    return Err(CommandError::DuplicateVip(*key));
+                }
+            }
+            Command::UpdateVip {
+                key, encapsulation, ..
+            } => {
+                check_encapsulation(*encapsulation)?;
+                self.vip(key)?;
+            }
+            Command::RemoveVip { key } => {
+                self.vip(key)?;
+            }
+            Command::AddBackend { vip, backend } => {
+                check_address(backend.address)?;
+                check_weight(backend.weight)?;
+                let v = self.vip(vip)?;
+                if v.backends.contains_key(&backend.address) {
+                    return Err(CommandError::DuplicateBackend {
+                        vip: *vip,
+                        backend: backend.address,
+                    });
+                }
+                if v.backends.len() >= MAX_BACKENDS_PER_VIP {
+                    return Err(CommandError::TooManyBackends(*vip));
+                }
+            }
+            Command::SetBackendWeight {
+                vip,
+                address,
+                weight,
+            } => {
+                check_weight(*weight)?;
+                self.backend(vip, address)?;
+            }
+            Command::SetBackendState { vip, address, .. }
+            | Command::RemoveBackend { vip, address } => {
+                self.backend(vip, address)?;
+            }
+            Command::SetSettings(settings) => {
+                let size = settings.table_size;
+                if !(MIN_TABLE_SIZE..=MAX_TABLE_SIZE).contains(&size) || !is_prime(size) {
+                    return Err(CommandError::BadTableSize(size));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies `command`: on success the version is bumped by one and the new
+    /// version returned; on error nothing changes.
+    pub fn apply(&mut self, command: &Command) -> Result<u64, CommandError> {
+        self.validate(command)?;
+        // Validation passed, so every lookup below succeeds; the `if let`s only
+        // avoid a panic path.
+        match command {
+            Command::AddVip {
+                key,
+                flags,
+                encapsulation,
+            } => {
+                self.vips.insert(
+                    *key,
+                    Vip {
+                        key: *key,
+                        flags: *flags,
+                        encapsulation: *encapsulation,
+                        backends: Default::default(),
+                    },
+                );
+            }
+            Command::UpdateVip {
+                key,
+                flags,
+                encapsulation,
+            } => {
+                if let Some(v) = self.vips.get_mut(key) {
+                    v.flags = *flags;
+                    v.encapsulation = *encapsulation;
+                }
+            }
+            Command::RemoveVip { key } => {
+                self.vips.remove(key);
+            }
+            Command::AddBackend { vip, backend } => {
+                if let Some(v) = self.vips.get_mut(vip) {
+                    v.backends.insert(backend.address, *backend);
+                }
+            }
+            Command::SetBackendWeight {
+                vip,
+                address,
+                weight,
+            } => {
+                if let Some(b) = self.backend_mut(vip, address) {
+                    b.weight = *weight;
+                }
+            }
+            Command::SetBackendState {
+                vip,
+                address,
+                state,
+            } => {
+                if let Some(b) = self.backend_mut(vip, address) {
+                    b.state = *state;
+                }
+            }
+            Command::RemoveBackend { vip, address } => {
+                if let Some(v) = self.vips.get_mut(vip) {
+                    v.backends.remove(address);
+                }
+            }
+            Command::SetSettings(settings) => {
+                self.settings = *settings;
+            }
+        }
+        self.version += 1;
+        Ok(self.version)
+    }
+
+    fn vip(&self, key: &VipKey) -> Result<&Vip, CommandError> {
+        self.vips.get(key).ok_or(CommandError::UnknownVip(*key))
+    }
+
+    fn backend(&self, vip: &VipKey, address: &IpAddr) -> Result<&Backend, CommandError> {
+        self.vip(vip)?
+            .backends
+            .get(address)
+            .ok_or(CommandError::UnknownBackend {
+                vip: *vip,
+                backend: *address,
+            })
+    }
+
+    fn backend_mut(&mut self, vip: &VipKey, address: &IpAddr) -> Option<&mut Backend> {
+        self.vips.get_mut(vip)?.backends.get_mut(address)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Protocol;
+
+    fn key() -> VipKey {
+        VipKey {
+            address: "192.0.2.10".parse().unwrap(),
+            port: 80,
+            protocol: Protocol::Tcp,
+        }
+    }
+
+    fn add_vip() -> Command {
+        Command::AddVip {
+            key: key(),
+            flags: VipFlags::default(),
+            encapsulation: Encapsulation::IpIp,
+        }
+    }
+
+    fn backend(addr: &str, weight: u32) -> Backend {
+        Backend {
+            address: addr.parse().unwrap(),
+            weight,
+            state: BackendState::Active,
+        }
+    }
+
+    fn rejected(state: &mut ClusterState, cmd: Command) -> CommandError {
+        let before = state.clone();
+        let err = state.apply(&cmd).unwrap_err();
+        assert_eq!(*state, before, "a rejected command must change nothing");
+        err
+    }
+
+    #[test]
+    fn accepted_commands_bump_the_version() {
+        let mut s = ClusterState::default();
+        assert_eq!(s.apply(&add_vip()), Ok(1));
+        let b = backend("10.0.0.1", 10);
+        assert_eq!(s.apply(&Command::AddBackend { vip: key(), backend: b }), Ok(2));
+        let set = Command::SetBackendWeight {
+            vip: key(),
+            address: b.address,
+            weight: 20,
+        };
+        assert_eq!(s.apply(&set), Ok(3));
+        let drain = Command::SetBackendState {
+            vip: key(),
+            address: b.address,
+            state: BackendState::Draining,
+        };
+        assert_eq!(s.apply(&drain), Ok(4));
+        let got = s.vips[&key()].backends[&b.address];
+        assert_eq!((got.weight, got.state), (20, BackendState::Draining));
+        assert_eq!(
+            s.apply(&Command::RemoveBackend {
+                vip: key(),
+                address: b.address
+            }),
+            Ok(5)
+        );
+        assert!(s.vips[&key()].backends.is_empty());
+        assert_eq!(s.apply(&Command::RemoveVip { key: key() }), Ok(6));
+        assert!(s.vips.is_empty());
+    }
+
+    #[test]
+    fn bad_commands_are_rejected_without_change() {
+        let mut s = ClusterState::default();
+        s.apply(&add_vip()).unwrap();
+        s.apply(&Command::AddBackend {
+            vip: key(),
+            backend: backend("10.0.0.1", 1),
+        })
+        .unwrap();
+
+        assert_eq!(rejected(&mut s, add_vip()), CommandError::DuplicateVip(key()));
+        assert!(matches!(
+            rejected(
+                &mut s,
+                Command::AddBackend {
+                    vip: key(),
+                    backend: backend("10.0.0.1", 1)
+                }
+            ),
+            CommandError::DuplicateBackend { .. }
+        ));
+        assert!(matches!(
+            rejected(
+                &mut s,
+                Command::RemoveBackend {
+                    vip: key(),
+                    address: "10.0.0.9".parse().unwrap()
+                }
+            ),
+            CommandError::UnknownBackend { .. }
+        ));
+        for w in [0, MAX_WEIGHT + 1] {
+            assert_eq!(
+                rejected(
+                    &mut s,
+                    Command::AddBackend {
+                        vip: key(),
+                        backend: backend("10.0.0.2", w)
+                    }
+                ),
+                CommandError::WeightOutOfRange(w)
+            );
+        }
+        for bad in ["0.0.0.0", "255.255.255.255", "224.0.0.1", "::", "ff02::1"] {
+            assert!(matches!(
+                rejected(
+                    &mut s,
+                    Command::AddBackend {
+                        vip: key(),
+                        backend: backend(bad, 1)
+                    }
+                ),
+                CommandError::BadAddress { .. }
+            ));
+        }
+        let mut other = key();
+        other.port = 81;
+        assert_eq!(
+            rejected(&mut s, Command::RemoveVip { key: other }),
+            CommandError::UnknownVip(other)
+        );
+        assert_eq!(
+            rejected(
+                &mut s,
+                Command::AddVip {
+                    key: other,
+                    flags: VipFlags::default(),
+                    encapsulation: Encapsulation::Gue { port: 0 }
+                }
+            ),
+            CommandError::BadGuePort
+        );
+        for size in [65_536, 13, 2_000_003] {
+            assert_eq!(
+                rejected(
+                    &mut s,
+                    Command::SetSettings(ClusterSettings {
+                        hash_seed: 1,
+                        table_size: size
+                    })
+                ),
+                CommandError::BadTableSize(size)
+            );
+        }
+        assert_eq!(s.version, 2);
+    }
+
+    #[test]
+    fn settings_accept_documented_primes() {
+        let mut s = ClusterState::default();
+        for size in [16_381, 65_537, 131_071, 655_373] {
+            s.apply(&Command::SetSettings(ClusterSettings {
+                hash_seed: 7,
+                table_size: size,
+            }))
+            .unwrap();
+            assert_eq!(s.settings.table_size, size);
+        }
+    }
+
+    #[test]
+    fn backend_limit_is_enforced() {
+        let mut s = ClusterState::default();
+        s.apply(&add_vip()).unwrap();
+        for i in 0..MAX_BACKENDS_PER_VIP as u32 {
+            let addr = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0001 + i));
+            s.apply(&Command::AddBackend {
+                vip: key(),
+                backend: Backend {
+                    address: addr,
+                    weight: 1,
+                    state: BackendState::Active,
+                },
+            })
+            .unwrap();
+        }
+        assert_eq!(
+            rejected(
+                &mut s,
+                Command::AddBackend {
+                    vip: key(),
+                    backend: backend("192.0.2.200", 1)
+                }
+            ),
+            CommandError::TooManyBackends(key())
+        );
+    }
+}

@@ -1,0 +1,196 @@
+//! The replicated backend table: plain serde types, independent of Raft.
+//!
+//! Every node applies the same [`Command`](crate::command::Command)s in the
+//! same order to a [`ClusterState`], so every node ends up with the same table
+//! and computes the same Maglev lookup tables from it. Maps are `BTreeMap`s so
+//! iteration order (and therefore every derived table) is identical everywhere.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// Smallest accepted Maglev table size (must also be prime).
+pub const MIN_TABLE_SIZE: u32 = 251;
+/// Largest accepted Maglev table size (must also be prime).
+pub const MAX_TABLE_SIZE: u32 = 1_048_576;
+/// Table size used by a freshly created cluster (prime).
+pub const DEFAULT_TABLE_SIZE: u32 = 65_537;
+/// Smallest accepted backend weight.
+pub const MIN_WEIGHT: u32 = 1;
+/// Largest accepted backend weight.
+///
+/// Weights are relative shares of the Maglev table: 1..=65535 keeps the
+/// weighted population arithmetic well inside `u64` for any table size.
+pub const MAX_WEIGHT: u32 = 65_535;
+/// Most backends one VIP may have (bounded so a table slot per backend fits).
+pub const MAX_BACKENDS_PER_VIP: usize = 4_096;
+
+/// Transport protocol a VIP listens on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Protocol {
+    /// TCP (IP protocol 6).
+    Tcp,
+    /// UDP (IP protocol 17).
+    Udp,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Protocol::Tcp => f.write_str("tcp"),
+            Protocol::Udp => f.write_str("udp"),
+        }
+    }
+}
+
+/// Identity of a VIP: address, port and protocol. Port 0 means all ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct VipKey {
+    /// The virtual address announced by BGP.
+    pub address: IpAddr,
+    /// Destination port; 0 matches every port.
+    pub port: u16,
+    /// Transport protocol.
+    pub protocol: Protocol,
+}
+
+impl fmt::Display for VipKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.address {
+            IpAddr::V4(a) => write!(f, "{}:{}/{}", a, self.port, self.protocol),
+            IpAddr::V6(a) => write!(f, "[{}]:{}/{}", a, self.port, self.protocol),
+        }
+    }
+}
+
+/// Per-VIP hashing options.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VipFlags {
+    /// Leave the source port out of the flow hash (all connections of a client
+    /// land on the same backend).
+    pub hash_without_source_port: bool,
+    /// Hash on the destination port only (ignores both source fields).
+    pub hash_dst_port_only: bool,
+}
+
+/// How packets are carried from the load balancer to a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Encapsulation {
+    /// IP-in-IP (protocol 4 for an IPv4 inner packet, 41 for IPv6).
+    IpIp,
+    /// Generic UDP Encapsulation to the given UDP destination port (non-zero).
+    Gue {
+        /// UDP destination port of the GUE tunnel on the backend.
+        port: u16,
+    },
+}
+
+/// Administrative state of a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BackendState {
+    /// Receives new and existing flows.
+    Active,
+    /// Keeps existing flows, receives no new ones.
+    Draining,
+    /// Receives nothing.
+    Down,
+}
+
+/// One backend (real server) of a VIP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backend {
+    /// Address packets are tunnelled to.
+    pub address: IpAddr,
+    /// Relative share of the Maglev table, in `MIN_WEIGHT..=MAX_WEIGHT`.
+    pub weight: u32,
+    /// Administrative state.
+    pub state: BackendState,
+}
+
+/// A VIP and its backends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vip {
+    /// Identity of the VIP.
+    pub key: VipKey,
+    /// Hashing options.
+    pub flags: VipFlags,
+    /// Tunnel used towards the backends.
+    pub encapsulation: Encapsulation,
+    /// Backends, ordered by address.
+    pub backends: BTreeMap<IpAddr, Backend>,
+}
+
+/// Cluster-wide settings every node must agree on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSettings {
+    /// Seed of the flow hash (the same on every node, or flows move).
+    pub hash_seed: u64,
+    /// Maglev lookup table size: a prime in `MIN_TABLE_SIZE..=MAX_TABLE_SIZE`.
+    pub table_size: u32,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            hash_seed: 0,
+            table_size: DEFAULT_TABLE_SIZE,
+        }
+    }
+}
+
+/// The whole replicated table at one version.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterState {
+    /// Bumped by one for every accepted command; 0 for an empty cluster.
+    pub version: u64,
+    /// Cluster-wide settings.
+    pub settings: ClusterSettings,
+    /// All VIPs, ordered by key.
+    pub vips: BTreeMap<VipKey, Vip>,
+}
+
+/// Whether `n` is prime (trial division; `n` is at most `MAX_TABLE_SIZE`).
+pub fn is_prime(n: u32) -> bool {
+    if n < 2 {
+        return false;
+    }
+    if n.is_multiple_of(2) {
+        return n == 2;
+    }
+    let n = u64::from(n);
+    let mut d = 3u64;
+    while d * d <= n {
+        if n.is_multiple_of(d) {
+            return false;
+        }
+        d += 2;
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn primes_used_by_maglev_are_accepted() {
+        for p in [251u32, 16_381, 65_537, 131_071, 655_373] {
+            assert!(is_prime(p), "{p}");
+        }
+        for n in [0u32, 1, 4, 9, 65_536, 655_371, 1_048_576] {
+            assert!(!is_prime(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn vip_key_display() {
+        let k = VipKey {
+            address: "2001:db8::1".parse().unwrap(),
+            port: 443,
+            protocol: Protocol::Tcp,
+        };
+        assert_eq!(k.to_string(), "[2001:db8::1]:443/tcp");
+    }
+}

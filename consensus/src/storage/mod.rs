@@ -1,0 +1,73 @@
+//! Durable storage for Raft: the log store and the state machine, each in
+//! its own redb database file under the node's data directory.
+//!
+//! Two files rather than one because openraft drives the log and the state
+//! machine from different tasks, and redb allows one writer per database.
+
+mod log_store;
+mod state_machine;
+
+use std::path::Path;
+
+pub use log_store::LogStore;
+pub use state_machine::{StateMachineStore, SNAPSHOT_FORMAT};
+
+use crate::encoding::EncodingError;
+
+/// File name of the log database inside the data directory.
+pub const LOG_FILE: &str = "raft-log.redb";
+/// File name of the state machine database inside the data directory.
+pub const STATE_FILE: &str = "state-machine.redb";
+
+/// Why the on-disk store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The embedded database failed (I/O error, corruption, lock).
+    #[error("database: {0}")]
+    Database(#[from] redb::Error),
+    /// Stored bytes did not decode (corruption or incompatible format).
+    #[error("stored data: {0}")]
+    Encoding(#[from] EncodingError),
+    /// The blocking I/O task died.
+    #[error("storage task failed: {0}")]
+    Task(String),
+    /// A snapshot written by an unknown format version.
+    #[error("snapshot format {0} is not supported (expected {SNAPSHOT_FORMAT})")]
+    SnapshotFormat(u32),
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Database(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// Runs blocking database work (which fsyncs) off the async worker threads.
+async fn blocking<T, F>(f: F) -> Result<T, StoreError>
+where
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+}
+
+/// Opens both stores in `dir` (created if missing).
+pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), StoreError> {
+    std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(e.into()))?;
+    let log = LogStore::open(&dir.join(LOG_FILE))?;
+    let sm = StateMachineStore::open(&dir.join(STATE_FILE))?;
+    Ok((log, sm))
+}

@@ -1,0 +1,116 @@
+//! Request and response messages exchanged between cluster members.
+//!
+//! Raft RPCs are carried as openraft's own serde types; forwarded client
+//! operations (writes, read-index, membership changes) are ours. Variants are
+//! only ever appended (bincode encodes the variant index).
+
+use openraft::error::SnapshotMismatch;
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Command, CommandError};
+use crate::raft_types::{NodeId, TypeConfig};
+
+/// A request from one member to another.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Request {
+    /// Raft log replication / heartbeat.
+    AppendEntries(AppendEntriesRequest<TypeConfig>),
+    /// Raft election.
+    Vote(VoteRequest<NodeId>),
+    /// One chunk of a Raft snapshot.
+    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A client write forwarded to the leader.
+    Write(Command),
+    /// Ask the leader for a linearizable read index.
+    ReadIndex,
+    /// A membership change forwarded to the leader.
+    ChangeMembership(MembershipChange),
+}
+
+/// A runtime membership change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MembershipChange {
+    /// Add a node that replicates the log but does not vote.
+    AddLearner {
+        /// The new node's id.
+        id: NodeId,
+        /// The new node's Raft address (`host:port`).
+        addr: String,
+    },
+    /// Make a learner a voter.
+    Promote {
+        /// The learner's id.
+        id: NodeId,
+    },
+    /// Remove a voter or learner from the cluster.
+    Remove {
+        /// The node's id.
+        id: NodeId,
+    },
+}
+
+/// The reply to a [`Request`] (same variant).
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Response {
+    /// Reply to `AppendEntries`.
+    AppendEntries(Result<AppendEntriesResponse<NodeId>, RemoteFailure>),
+    /// Reply to `Vote`.
+    Vote(Result<VoteResponse<NodeId>, RemoteFailure>),
+    /// Reply to `InstallSnapshot`.
+    InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, SnapshotFailure>),
+    /// Reply to `Write`.
+    Write(Result<WriteReceipt, ForwardError>),
+    /// Reply to `ReadIndex`: the log index a read must wait for.
+    ReadIndex(Result<Option<u64>, ForwardError>),
+    /// Reply to `ChangeMembership`: the log index of the new membership.
+    ChangeMembership(Result<u64, ForwardError>),
+}
+
+/// Proof that a write was committed and applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteReceipt {
+    /// Table version the command produced.
+    pub version: u64,
+    /// Log index of the command.
+    pub log_index: u64,
+}
+
+/// The remote Raft node could not handle an RPC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum RemoteFailure {
+    /// The remote Raft core has stopped.
+    #[error("remote raft stopped: {0}")]
+    Stopped(String),
+}
+
+/// The remote node could not take a snapshot chunk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum SnapshotFailure {
+    /// The chunk does not continue the snapshot being received.
+    #[error(transparent)]
+    Mismatch(SnapshotMismatch),
+    /// The remote Raft core has stopped.
+    #[error("remote raft stopped: {0}")]
+    Stopped(String),
+}
+
+/// Why a forwarded operation failed at the receiving node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ForwardError {
+    /// The receiver is not the leader (and says who is, if it knows).
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader {
+        /// The leader's id and address, if known.
+        leader: Option<(NodeId, String)>,
+    },
+    /// The command is invalid and changed nothing.
+    #[error(transparent)]
+    Rejected(CommandError),
+    /// Anything else; the outcome of a write is then unknown.
+    #[error("{0}")]
+    Failed(String),
+}
