@@ -5,4 +5,5 @@
 //! Everything created here is owned by a guard that removes it on drop, and
 //! names are unique per run, so a failing test never leaves state behind.
 
+pub mod backend;
 pub mod netns;

@@ -197,6 +197,14 @@ pub fn veth_pair(a: &Namespace, a_if: &str, b: &Namespace, b_if: &str) -> Result
     Ok(())
 }
 
+/// Turns off checksum and segmentation offloads on `dev` in `ns`. Needed on
+/// every veth that carries traffic through native XDP: an XDP frame has no
+/// "checksum still to be done" state, so a partial checksum would arrive broken.
+pub fn disable_offloads(ns: &Namespace, dev: &str) -> Result<()> {
+    ns.exec("ethtool", ["-K", dev, "tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro", "off"])?;
+    Ok(())
+}
+
 /// A child process killed (SIGTERM, then SIGKILL) when the guard drops.
 #[derive(Debug)]
 pub struct ProcessGuard {
