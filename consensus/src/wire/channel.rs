@@ -151,6 +151,16 @@ fn nonce() -> [u8; 32] {
     n
 }
 
+/// The node id announced in a handshake's first frame body (unauthenticated:
+/// only for diagnostics and test fault injection, never for trust).
+pub fn announced_node_id(hello_body: &[u8]) -> Result<NodeId, ChannelError> {
+    let hello: Hello = decode(hello_body)?;
+    if hello.magic != MAGIC {
+        return Err(ChannelError::BadHandshake("wrong magic"));
+    }
+    Ok(hello.node_id)
+}
+
 /// An authenticated, sequenced message channel over one TCP connection.
 pub struct SecureChannel {
     stream: TcpStream,
