@@ -1,105 +1,123 @@
-//! EdgeLB's XDP forwarder, kernel side.
+//! EdgeLB's XDP Maglev forwarder, kernel side.
 //!
-//! One packet path, each step a small function:
-//! parse -> VIP lookup -> (backend selection, encapsulation, transmit).
+//! One packet path, each step a small function in its own module:
+//!
+//! 1. [`parse`]: Ethernet (+802.1Q), IPv4 / IPv6, TCP / UDP / ICMP(v6).
+//! 2. [`select::vip_lookup`]: (address, port, protocol), then port 0.
+//! 3. [`select::select_backend`]: connection table, else flow hash + Maglev.
+//! 4. [`encap::encapsulate`]: IP-in-IP or GUE towards the backend.
+//! 5. [`transmit::transmit`]: `bpf_fib_lookup`, then XDP_TX or XDP_REDIRECT.
+//!
+//! ICMP to VIPs is handled by [`icmp`]. Policy for what is not forwarded:
+//! - not addressed to a VIP, or not parseable: XDP_PASS, untouched;
+//! - IPv4/IPv6 fragments and IPv6 extension headers addressed to a VIP
+//!   address: XDP_DROP, counted (the non-first fragments carry no ports, so
+//!   they cannot be steered consistently; backends see no partial datagrams);
+//! - IPv4 options: forwarded (they stay in the inner header), counted.
 #![no_std]
 #![no_main]
 
-use aya_ebpf::{
-    bindings::xdp_action,
-    macros::{map, xdp},
-    maps::{HashMap, PerCpuArray},
-    programs::XdpContext,
+mod csum;
+mod encap;
+mod icmp;
+mod maps;
+mod packet;
+mod parse;
+mod select;
+mod transmit;
+
+use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use xdp_fwd_common::{encap as encap_mode, proto, stats::stat, FlowKey, VipMeta};
+
+use crate::{
+    maps::{count, count_traffic, BACKEND_STATS, SETTINGS, VIP_STATS},
+    parse::Packet,
 };
-use xdp_fwd_common::{drop_reason, family, VipKey, VipMeta};
 
-/// VIPs served by this node, keyed by (address, port, protocol).
-#[map]
-static VIPS: HashMap<VipKey, VipMeta> = HashMap::with_max_entries(4096, 0);
-
-/// Per-CPU drop counters indexed by `drop_reason::*`.
-#[map]
-static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(drop_reason::COUNT, 0);
-
-const ETH_HLEN: usize = 14;
-const ETH_P_IP: u16 = 0x0800;
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
-
+/// The forwarder.
 #[xdp]
 pub fn xdp_fwd(ctx: XdpContext) -> u32 {
-    process(&ctx)
+    let action = forward(&ctx);
+    // Action totals are the first counters, indexed by the action itself.
+    if action <= xdp_action::XDP_REDIRECT {
+        count(action);
+    }
+    action
 }
 
-/// The whole packet path; returns the XDP verdict.
+/// Passes everything: for the peer of a veth the forwarder transmits on
+/// (driver-mode XDP_TX/REDIRECT frames only arrive where a program is
+/// attached), and the floor of the benchmarks.
+#[xdp]
+pub fn xdp_pass(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
 #[inline(always)]
-fn process(ctx: &XdpContext) -> u32 {
-    let Some(key) = parse_vip_key(ctx) else {
+fn forward(ctx: &XdpContext) -> u32 {
+    let Some(pkt) = parse::parse(ctx) else {
         return xdp_action::XDP_PASS;
     };
-    if vip_lookup(&key).is_none() {
+    if pkt.fragment || pkt.ext_header {
+        return unsupported_to_vip(&pkt);
+    }
+    match pkt.flow.proto {
+        proto::TCP | proto::UDP => {
+            let f = &pkt.flow;
+            match select::vip_lookup(f.dst, f.dport, f.proto, pkt.family) {
+                Some(vip) => forward_flow(ctx, &pkt, &pkt.flow, &vip, pkt.tcp_syn),
+                None => xdp_action::XDP_PASS,
+            }
+        }
+        proto::ICMP | proto::ICMPV6 => icmp::handle(ctx, &pkt),
+        _ => xdp_action::XDP_PASS,
+    }
+}
+
+/// Fragments and IPv6 extension headers: dropped if addressed to a VIP
+/// address, passed otherwise.
+#[inline(always)]
+fn unsupported_to_vip(pkt: &Packet) -> u32 {
+    if !select::is_vip_address(pkt.flow.dst, pkt.family) {
         return xdp_action::XDP_PASS;
     }
-    // No backends are programmed yet: a VIP without a usable backend drops.
-    count_drop(drop_reason::NO_BACKEND);
+    count(if pkt.fragment { stat::DROP_FRAGMENT } else { stat::DROP_IPV6_EXT });
     xdp_action::XDP_DROP
 }
 
-/// Bounds-checked pointer to `len` bytes at `offset` into the packet.
+/// Steps 3-7 for a packet of `flow` to `vip`: choose the backend,
+/// encapsulate, send.
 #[inline(always)]
-fn ptr_at(ctx: &XdpContext, offset: usize, len: usize) -> Option<*const u8> {
-    let start = ctx.data();
-    if start + offset + len > ctx.data_end() {
-        return None;
+pub(crate) fn forward_flow(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    flow: &FlowKey,
+    vip: &VipMeta,
+    new_flow: bool,
+) -> u32 {
+    let bytes = packet::frame_len(ctx);
+    count_traffic(&VIP_STATS, vip.index, bytes);
+    if pkt.ipv4_options {
+        count(stat::IPV4_OPTIONS);
     }
-    Some((start + offset) as *const u8)
-}
-
-/// Parses Ethernet + IPv4 + TCP/UDP into the VIP key of the packet's destination.
-#[inline(always)]
-fn parse_vip_key(ctx: &XdpContext) -> Option<VipKey> {
-    let eth = ptr_at(ctx, 0, ETH_HLEN)?;
-    // SAFETY: ptr_at checked that ETH_HLEN bytes are inside the packet.
-    let ethertype = unsafe { u16::from_be_bytes([*eth.add(12), *eth.add(13)]) };
-    if ethertype != ETH_P_IP {
-        return None;
-    }
-    let ip = ptr_at(ctx, ETH_HLEN, 20)?;
-    // SAFETY: 20 bytes of IPv4 header checked above.
-    let (ver_ihl, proto, daddr) = unsafe {
-        (*ip, *ip.add(9), core::ptr::read_unaligned(ip.add(16) as *const u32))
+    let Some(settings) = SETTINGS.get(0) else {
+        return xdp_action::XDP_ABORTED;
     };
-    if ver_ihl >> 4 != 4 {
-        return None;
-    }
-    let ihl = ((ver_ihl & 0x0f) as usize) * 4;
-    if ihl < 20 || (proto != IPPROTO_TCP && proto != IPPROTO_UDP) {
-        return None;
-    }
-    // A VIP packet must carry its whole transport header; a runt is not ours.
-    let l4_len = if proto == IPPROTO_TCP { 20 } else { 8 };
-    let l4 = ptr_at(ctx, ETH_HLEN + ihl, l4_len)?;
-    // SAFETY: the whole L4 header was checked above.
-    let dport = unsafe { core::ptr::read_unaligned(l4.add(2) as *const u16) };
-    Some(VipKey { addr: [daddr, 0, 0, 0], port: dport, proto, family: family::V4 })
-}
-
-/// Looks the VIP up with its port, then as an all-ports (port 0) VIP.
-#[inline(always)]
-fn vip_lookup(key: &VipKey) -> Option<VipMeta> {
-    // SAFETY: map values are plain data copied out immediately.
-    if let Some(meta) = unsafe { VIPS.get(key) } {
-        return Some(*meta);
-    }
-    let any_port = VipKey { port: 0, ..*key };
-    unsafe { VIPS.get(&any_port) }.copied()
-}
-
-#[inline(always)]
-fn count_drop(reason: u32) {
-    if let Some(counter) = DROPS.get_ptr_mut(reason) {
-        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
-        unsafe { *counter += 1 };
+    let chosen = match select::select_backend(flow, vip, settings, new_flow) {
+        Ok(c) => c,
+        Err(reason) => {
+            count(reason);
+            return xdp_action::XDP_DROP;
+        }
+    };
+    count_traffic(&BACKEND_STATS, chosen.id, bytes);
+    let mode = if vip.encap == encap_mode::DEFAULT { settings.default_encap } else { vip.encap };
+    match encap::encapsulate(ctx, pkt, &chosen, mode, settings) {
+        Ok(outer) => transmit::transmit(ctx, &outer),
+        Err(reason) => {
+            count(reason);
+            xdp_action::XDP_DROP
+        }
     }
 }
 

@@ -1,0 +1,232 @@
+//! Keys and values of the program's BPF maps, and the map names.
+//!
+//! Layout rules: `#[repr(C)]`, explicit padding fields (so userspace never
+//! hands the kernel uninitialised bytes), sizes pinned by tests.
+
+/// Names of the program's maps (the names userspace opens and pins).
+pub mod map_name {
+    /// [`crate::Settings`] at index 0.
+    pub const SETTINGS: &str = "SETTINGS";
+    /// [`crate::VipKey`] -> [`crate::VipMeta`].
+    pub const VIPS: &str = "VIPS";
+    /// [`crate::AddrKey`] -> number of VIPs on that address (ICMP echo, fragments).
+    pub const VIP_ADDRS: &str = "VIP_ADDRS";
+    /// Maglev slots of every VIP, two halves each (see [`crate::VipMeta`]).
+    pub const RING: &str = "RING";
+    /// Backend id -> [`crate::Backend`].
+    pub const BACKENDS: &str = "BACKENDS";
+    /// Per-CPU LRU connection table [`crate::FlowKey`] -> [`crate::FlowEntry`].
+    pub const FLOWS: &str = "FLOWS";
+    /// Per-CPU global counters indexed by [`crate::stats::stat`].
+    pub const STATS: &str = "STATS";
+    /// Per-CPU [`crate::Traffic`] per VIP index.
+    pub const VIP_STATS: &str = "VIP_STATS";
+    /// Per-CPU [`crate::Traffic`] per backend id.
+    pub const BACKEND_STATS: &str = "BACKEND_STATS";
+    /// Device map (ifindex -> ifindex) of interfaces the program may redirect to.
+    pub const TX_PORTS: &str = "TX_PORTS";
+}
+
+/// Default capacities of the maps (the loader can override them at load time).
+pub mod capacity {
+    /// VIPs.
+    pub const VIPS: u32 = 64;
+    /// Backends (distinct backend addresses over all VIPs).
+    pub const BACKENDS: u32 = 4096;
+    /// Largest Maglev table (slots) a VIP may use.
+    pub const TABLE: u32 = 65537;
+    /// Connection-table entries per CPU.
+    pub const FLOWS: u32 = 65536;
+    /// Interfaces in the device map.
+    pub const TX_PORTS: u32 = 64;
+}
+
+/// A RING slot holding this value has no backend (packets hashing to it drop).
+pub const NO_BACKEND: u32 = u32::MAX;
+
+/// Key of the VIP map: (address, port, protocol). Port 0 means "all ports".
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct VipKey {
+    /// Address words (see the crate docs); IPv4 uses `addr[0]` only.
+    pub addr: [u32; 4],
+    /// Destination port in network byte order (see [`crate::port_raw`]); 0 = any.
+    pub port: u16,
+    /// IP protocol number ([`crate::proto::TCP`] or [`crate::proto::UDP`]).
+    pub proto: u8,
+    /// [`crate::family::V4`] or [`crate::family::V6`].
+    pub family: u8,
+}
+
+/// Key of the VIP address map: an address that carries at least one VIP.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AddrKey {
+    /// Address words; IPv4 uses `addr[0]` only.
+    pub addr: [u32; 4],
+    /// [`crate::family::V4`] or [`crate::family::V6`].
+    pub family: u8,
+    /// Always zero.
+    pub _pad: [u8; 3],
+}
+
+/// Bits of [`VipMeta::flags`].
+pub mod vip_flags {
+    /// Leave the source port out of the flow hash.
+    pub const HASH_NO_SRC_PORT: u32 = 1 << 0;
+    /// Hash only destination address, port and protocol.
+    pub const HASH_DST_PORT_ONLY: u32 = 1 << 1;
+}
+
+/// How packets of a VIP are encapsulated towards its backends.
+pub mod encap {
+    /// Use [`crate::Settings::default_encap`].
+    pub const DEFAULT: u8 = 0;
+    /// IP-in-IP: IPIP, IP6IP6, IPv4-in-IPv6 or IPv6-in-IPv4 by family.
+    pub const IPIP: u8 = 1;
+    /// GUE variant 1 (UDP directly followed by the inner IP packet).
+    pub const GUE: u8 = 2;
+}
+
+/// Value of the VIP map.
+///
+/// The VIP's Maglev table lives in RING at
+/// `(index * 2 + active_half) * Settings::ring_stride`, `table_size` slots.
+/// Userspace writes the inactive half, then replaces this value with the
+/// other half selected: one map update, so a packet sees either the whole
+/// old table or the whole new one.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VipMeta {
+    /// Bit set of [`vip_flags`].
+    pub flags: u32,
+    /// Dense VIP index: selects its RING rows and its counters.
+    pub index: u32,
+    /// Slots in the active table; 0 = no table (every packet drops).
+    pub table_size: u32,
+    /// Which RING half (0 or 1) is live.
+    pub active_half: u8,
+    /// One of [`encap`].
+    pub encap: u8,
+    /// Always zero.
+    pub _pad: [u8; 2],
+}
+
+/// Value of the BACKENDS map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backend {
+    /// Address words of the backend (the outer destination).
+    pub addr: [u32; 4],
+    /// Bumped whenever the id is given to another address, so connection
+    /// table entries of the old backend stop matching.
+    pub generation: u32,
+    /// [`crate::family::V4`] or [`crate::family::V6`]; 0 = unused id.
+    pub family: u8,
+    /// Always zero.
+    pub _pad: [u8; 3],
+}
+
+/// Key of the connection table (and input of the flow hash): the 5-tuple
+/// as the packet carries it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// Source address words (client).
+    pub src: [u32; 4],
+    /// Destination address words (VIP).
+    pub dst: [u32; 4],
+    /// Source port, raw (see [`crate::port_raw`]).
+    pub sport: u16,
+    /// Destination port, raw.
+    pub dport: u16,
+    /// IP protocol.
+    pub proto: u8,
+    /// Always zero.
+    pub _pad: [u8; 3],
+}
+
+/// Value of the connection table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowEntry {
+    /// Backend id chosen for the flow.
+    pub backend: u32,
+    /// [`Backend::generation`] when chosen; a mismatch means the id was reused.
+    pub generation: u32,
+    /// The flow hash (encapsulation entropy), cached so hits skip hashing.
+    pub hash: u32,
+    /// Always zero.
+    pub _pad: u32,
+    /// `bpf_ktime_get_ns` of the last UDP packet (UDP entries expire).
+    pub last_seen_ns: u64,
+}
+
+/// Value of the SETTINGS map (index 0).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// Cluster-wide flow hash seed (replicated).
+    pub hash_seed: u32,
+    /// RING slots reserved per table half (the largest table size allowed).
+    pub ring_stride: u32,
+    /// UDP connection-table entries older than this are ignored (ns).
+    pub udp_timeout_ns: u64,
+    /// Encapsulation of VIPs whose [`VipMeta::encap`] is [`encap::DEFAULT`].
+    pub default_encap: u8,
+    /// Always zero.
+    pub _pad: u8,
+    /// GUE destination port, raw (see [`crate::port_raw`]).
+    pub gue_port: u16,
+    /// Outer IPv4 source: fixed bits (address word).
+    pub src_v4: u32,
+    /// Bits of the outer IPv4 source taken from the flow hash (address word).
+    pub src_v4_hash_mask: u32,
+    /// Outer IPv6 source: fixed bits (address words).
+    pub src_v6: [u32; 4],
+    /// Bits of the last outer IPv6 source word taken from the flow hash.
+    pub src_v6_hash_mask: u32,
+}
+
+/// Packets and bytes, one per-CPU element per VIP or backend.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Packets.
+    pub packets: u64,
+    /// Bytes (whole frames as received).
+    pub bytes: u64,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all are #[repr(C)] plain old data with explicit padding; any
+    // bit pattern is a valid value.
+    unsafe impl aya::Pod for super::VipKey {}
+    unsafe impl aya::Pod for super::VipMeta {}
+    unsafe impl aya::Pod for super::AddrKey {}
+    unsafe impl aya::Pod for super::Backend {}
+    unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::FlowEntry {}
+    unsafe impl aya::Pod for super::Settings {}
+    unsafe impl aya::Pod for super::Traffic {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::size_of;
+
+    /// The layouts are an ABI between two compilers: pin them.
+    #[test]
+    fn layouts_have_no_hidden_padding() {
+        assert_eq!(size_of::<VipKey>(), 20);
+        assert_eq!(size_of::<AddrKey>(), 20);
+        assert_eq!(size_of::<VipMeta>(), 16);
+        assert_eq!(size_of::<Backend>(), 24);
+        assert_eq!(size_of::<FlowKey>(), 40);
+        assert_eq!(size_of::<FlowEntry>(), 24);
+        assert_eq!(size_of::<Settings>(), 48);
+        assert_eq!(size_of::<Traffic>(), 16);
+    }
+}

@@ -1,0 +1,70 @@
+//! Indices of the global per-CPU counters (the STATS map).
+
+/// Counter indices. The first five are XDP action totals indexed by the
+/// action number itself.
+pub mod stat {
+    /// Packets that ended XDP_ABORTED.
+    pub const ACTION_ABORTED: u32 = 0;
+    /// Packets that ended XDP_DROP.
+    pub const ACTION_DROP: u32 = 1;
+    /// Packets that ended XDP_PASS.
+    pub const ACTION_PASS: u32 = 2;
+    /// Packets that ended XDP_TX.
+    pub const ACTION_TX: u32 = 3;
+    /// Packets that ended XDP_REDIRECT.
+    pub const ACTION_REDIRECT: u32 = 4;
+    /// Connection-table lookups that found a usable entry.
+    pub const LRU_HIT: u32 = 5;
+    /// Connection-table lookups that did not (or were skipped for a SYN).
+    pub const LRU_MISS: u32 = 6;
+    /// Dropped: VIP without a table, or the slot has no live backend.
+    pub const DROP_NO_BACKEND: u32 = 7;
+    /// Dropped: IPv4 or IPv6 fragment addressed to a VIP address.
+    pub const DROP_FRAGMENT: u32 = 8;
+    /// Dropped: IPv6 extension header (other than fragment) to a VIP address.
+    pub const DROP_IPV6_EXT: u32 = 9;
+    /// Dropped: the frame could not be grown for the encapsulation headers.
+    pub const DROP_ENCAP: u32 = 10;
+    /// Dropped: `bpf_fib_lookup` found no route (blackhole, unreachable, ...).
+    pub const DROP_FIB: u32 = 11;
+    /// Dropped: the encapsulated packet exceeds the egress MTU.
+    pub const DROP_MTU: u32 = 12;
+    /// Dropped: the egress interface is not in the TX_PORTS device map.
+    pub const DROP_NO_EGRESS: u32 = 13;
+    /// Passed encapsulated to the kernel: no neighbour entry yet for the
+    /// next hop (the kernel resolves it and forwards the packet).
+    pub const PASS_NO_NEIGH: u32 = 14;
+    /// VIP packets with IPv4 options (forwarded, options kept in the inner header).
+    pub const IPV4_OPTIONS: u32 = 15;
+    /// ICMP / ICMPv6 echo requests to a VIP address answered.
+    pub const ICMP_ECHO_REPLY: u32 = 16;
+    /// ICMP fragmentation-needed / ICMPv6 packet-too-big forwarded to a backend.
+    pub const ICMP_PTB_FORWARDED: u32 = 17;
+    /// Connection-table entries ignored because the UDP flow timed out.
+    pub const LRU_UDP_EXPIRED: u32 = 18;
+    /// Number of counters.
+    pub const COUNT: u32 = 19;
+}
+
+/// Printable names of the counters, indexed like [`stat`].
+pub const STAT_NAMES: [&str; stat::COUNT as usize] = [
+    "action_aborted",
+    "action_drop",
+    "action_pass",
+    "action_tx",
+    "action_redirect",
+    "lru_hit",
+    "lru_miss",
+    "drop_no_backend",
+    "drop_fragment",
+    "drop_ipv6_ext",
+    "drop_encap",
+    "drop_fib",
+    "drop_mtu",
+    "drop_no_egress",
+    "pass_no_neigh",
+    "ipv4_options",
+    "icmp_echo_reply",
+    "icmp_ptb_forwarded",
+    "lru_udp_expired",
+];

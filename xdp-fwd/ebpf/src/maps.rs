@@ -1,0 +1,73 @@
+//! The program's maps. Capacities here are defaults; the loader resizes the
+//! big ones at load time (node-local settings).
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, DevMapHash, HashMap, LruPerCpuHashMap, PerCpuArray},
+};
+use xdp_fwd_common::{
+    capacity, stats::stat, AddrKey, Backend, FlowEntry, FlowKey, Settings, Traffic, VipKey,
+    VipMeta,
+};
+
+/// Cluster and node settings, one element.
+#[map]
+pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
+
+/// VIPs by (address, port, protocol).
+#[map]
+pub static VIPS: HashMap<VipKey, VipMeta> = HashMap::with_max_entries(capacity::VIPS, 0);
+
+/// Addresses carrying at least one VIP (ICMP echo and fragment policy).
+#[map]
+pub static VIP_ADDRS: HashMap<AddrKey, u32> = HashMap::with_max_entries(capacity::VIPS, 0);
+
+/// Maglev slots (backend ids), two halves per VIP; see `VipMeta`.
+#[map]
+pub static RING: Array<u32> = Array::with_max_entries(capacity::VIPS * 2 * capacity::TABLE, 0);
+
+/// Backends by id.
+#[map]
+pub static BACKENDS: Array<Backend> = Array::with_max_entries(capacity::BACKENDS, 0);
+
+/// Per-CPU connection table.
+#[map]
+pub static FLOWS: LruPerCpuHashMap<FlowKey, FlowEntry> =
+    LruPerCpuHashMap::with_max_entries(capacity::FLOWS, 0);
+
+/// Global counters.
+#[map]
+pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
+
+/// Traffic per VIP index.
+#[map]
+pub static VIP_STATS: PerCpuArray<Traffic> = PerCpuArray::with_max_entries(capacity::VIPS, 0);
+
+/// Traffic per backend id.
+#[map]
+pub static BACKEND_STATS: PerCpuArray<Traffic> =
+    PerCpuArray::with_max_entries(capacity::BACKENDS, 0);
+
+/// Interfaces the program may redirect to, keyed by ifindex.
+#[map]
+pub static TX_PORTS: DevMapHash = DevMapHash::with_max_entries(capacity::TX_PORTS, 0);
+
+/// Adds one to a global counter.
+#[inline(always)]
+pub fn count(index: u32) {
+    if let Some(c) = STATS.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot; nothing else runs on this CPU meanwhile.
+        unsafe { *c += 1 };
+    }
+}
+
+/// Adds a packet of `bytes` to a traffic counter.
+#[inline(always)]
+pub fn count_traffic(map: &PerCpuArray<Traffic>, index: u32, bytes: u64) {
+    if let Some(t) = map.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot, as above.
+        unsafe {
+            (*t).packets += 1;
+            (*t).bytes += bytes;
+        }
+    }
+}

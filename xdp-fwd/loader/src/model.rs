@@ -1,0 +1,251 @@
+//! The typed configuration the forwarder is programmed with.
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::Duration,
+};
+
+use xdp_fwd_common::{addr_words, encap, port_raw, vip_flags, Settings, VipKey};
+
+use crate::{Error, Result};
+
+/// L4 protocol of a VIP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    /// TCP (IP protocol 6).
+    Tcp,
+    /// UDP (IP protocol 17).
+    Udp,
+}
+
+impl Protocol {
+    /// The IP protocol number.
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+        }
+    }
+
+    /// The protocol of an IP protocol number, if it is one a VIP can have.
+    pub fn from_number(n: u8) -> Option<Self> {
+        match n {
+            6 => Some(Protocol::Tcp),
+            17 => Some(Protocol::Udp),
+            _ => None,
+        }
+    }
+}
+
+/// A virtual service: address, port (0 = all ports) and protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Vip {
+    /// The VIP address (IPv4 or IPv6).
+    pub addr: IpAddr,
+    /// Destination port; 0 matches every port.
+    pub port: u16,
+    /// Protocol.
+    pub proto: Protocol,
+}
+
+impl Vip {
+    /// A VIP.
+    pub fn new(addr: IpAddr, port: u16, proto: Protocol) -> Self {
+        Self { addr, port, proto }
+    }
+
+    /// The VIPS map key.
+    pub fn key(&self) -> VipKey {
+        let (addr, family) = addr_words(self.addr);
+        VipKey { addr, port: port_raw(self.port), proto: self.proto.number(), family }
+    }
+
+    /// The VIP a VIPS key describes, if the key is well formed.
+    pub(crate) fn from_key(key: &VipKey) -> Option<Self> {
+        let proto = Protocol::from_number(key.proto)?;
+        let addr = xdp_fwd_common::words_addr(key.addr, key.family);
+        Some(Self { addr, port: port_raw(key.port), proto })
+    }
+}
+
+impl std::fmt::Display for Vip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let proto = match self.proto {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        };
+        match self.addr {
+            IpAddr::V4(a) => write!(f, "{a}:{}/{proto}", self.port),
+            IpAddr::V6(a) => write!(f, "[{a}]:{}/{proto}", self.port),
+        }
+    }
+}
+
+/// Encapsulation towards backends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Encap {
+    /// Whatever [`ForwarderSettings::default_encap`] says (per-VIP only).
+    #[default]
+    Default,
+    /// IP-in-IP: IPIP, IP6IP6, IPv4-in-IPv6 or IPv6-in-IPv4 by family.
+    IpIp,
+    /// GUE variant 1: outer IP + UDP (source port = flow entropy) + inner IP.
+    Gue,
+}
+
+impl Encap {
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            Encap::Default => encap::DEFAULT,
+            Encap::IpIp => encap::IPIP,
+            Encap::Gue => encap::GUE,
+        }
+    }
+
+    pub(crate) fn from_code(c: u8) -> Self {
+        match c {
+            encap::IPIP => Encap::IpIp,
+            encap::GUE => Encap::Gue,
+            _ => Encap::Default,
+        }
+    }
+}
+
+/// Which fields of the 5-tuple the flow hash uses for a VIP.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum HashFields {
+    /// Source and destination address and port, protocol.
+    #[default]
+    FiveTuple,
+    /// Without the source port: one client sticks to one backend.
+    NoSourcePort,
+    /// Destination address, port and protocol only.
+    DestinationPortOnly,
+}
+
+/// Per-VIP options (replicated state).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VipOptions {
+    /// Flow hash inputs.
+    pub hash: HashFields,
+    /// Encapsulation ([`Encap::Default`] = the global choice).
+    pub encap: Encap,
+}
+
+impl VipOptions {
+    pub(crate) fn flags(&self) -> u32 {
+        match self.hash {
+            HashFields::FiveTuple => 0,
+            HashFields::NoSourcePort => vip_flags::HASH_NO_SRC_PORT,
+            HashFields::DestinationPortOnly => vip_flags::HASH_DST_PORT_ONLY,
+        }
+    }
+
+    pub(crate) fn from_meta(flags: u32, encap: u8) -> Self {
+        let hash = if flags & vip_flags::HASH_DST_PORT_ONLY != 0 {
+            HashFields::DestinationPortOnly
+        } else if flags & vip_flags::HASH_NO_SRC_PORT != 0 {
+            HashFields::NoSourcePort
+        } else {
+            HashFields::FiveTuple
+        };
+        Self { hash, encap: Encap::from_code(encap) }
+    }
+}
+
+/// Settings of the data plane: the cluster-wide ones (seed, default
+/// encapsulation, GUE port) and the node-local ones (outer sources, UDP
+/// flow timeout).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForwarderSettings {
+    /// Flow hash seed, the same on every node.
+    pub hash_seed: u32,
+    /// Encapsulation of VIPs that do not choose one ([`Encap::Default`] is
+    /// taken as [`Encap::IpIp`]).
+    pub default_encap: Encap,
+    /// GUE destination port on the backends.
+    pub gue_port: u16,
+    /// UDP flows idle longer than this are re-hashed.
+    pub udp_timeout: Duration,
+    /// Outer IPv4 source prefix; the host bits carry flow entropy.
+    pub source_v4: (Ipv4Addr, u8),
+    /// Outer IPv6 source prefix (at least /96); the host bits carry entropy.
+    pub source_v6: (Ipv6Addr, u8),
+}
+
+impl Default for ForwarderSettings {
+    fn default() -> Self {
+        Self {
+            hash_seed: 0,
+            default_encap: Encap::IpIp,
+            gue_port: 6080,
+            udp_timeout: Duration::from_secs(30),
+            source_v4: (Ipv4Addr::new(172, 16, 0, 0), 16),
+            source_v6: (Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0), 96),
+        }
+    }
+}
+
+impl ForwarderSettings {
+    /// The SETTINGS map value; `ring_stride` is the loader's table capacity.
+    pub(crate) fn to_map(&self, ring_stride: u32) -> Result<Settings> {
+        let (v4, v4_len) = self.source_v4;
+        let (v6, v6_len) = self.source_v6;
+        if v4_len > 32 {
+            return Err(Error::Invalid(format!("IPv4 source prefix length {v4_len} > 32")));
+        }
+        if !(96..=128).contains(&v6_len) {
+            return Err(Error::Invalid(format!(
+                "IPv6 source prefix length {v6_len}: must be 96..=128 (entropy goes in the last 32 bits)"
+            )));
+        }
+        // Host-bit masks in address-word form (network byte order in memory).
+        let host_v4 = if v4_len == 32 { 0 } else { u32::MAX >> v4_len };
+        let host_v6 = if v6_len == 128 { 0 } else { u32::MAX >> (v6_len - 96) };
+        let encap = match self.default_encap {
+            Encap::Default => Encap::IpIp,
+            e => e,
+        };
+        Ok(Settings {
+            hash_seed: self.hash_seed,
+            ring_stride,
+            udp_timeout_ns: u64::try_from(self.udp_timeout.as_nanos()).unwrap_or(u64::MAX),
+            default_encap: encap.code(),
+            _pad: 0,
+            gue_port: port_raw(self.gue_port),
+            src_v4: addr_words(IpAddr::V4(v4)).0[0],
+            src_v4_hash_mask: u32::from_le_bytes(host_v4.to_be_bytes()),
+            src_v6: addr_words(IpAddr::V6(v6)).0,
+            src_v6_hash_mask: u32::from_le_bytes(host_v6.to_be_bytes()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vip_key_round_trips() {
+        for v in [
+            Vip::new("203.0.113.7".parse().unwrap(), 80, Protocol::Tcp),
+            Vip::new("2001:db8::7".parse().unwrap(), 0, Protocol::Udp),
+        ] {
+            assert_eq!(Vip::from_key(&v.key()), Some(v));
+        }
+    }
+
+    #[test]
+    fn source_masks_cover_host_bits() {
+        let s = ForwarderSettings {
+            source_v4: ("10.1.0.0".parse().unwrap(), 16),
+            source_v6: ("fd00::".parse().unwrap(), 112),
+            ..Default::default()
+        };
+        let m = s.to_map(7).unwrap();
+        assert_eq!(m.src_v4_hash_mask.to_le_bytes(), [0, 0, 0xff, 0xff]);
+        assert_eq!(m.src_v6_hash_mask.to_le_bytes(), [0, 0, 0xff, 0xff]);
+        assert_eq!(m.src_v4.to_le_bytes(), [10, 1, 0, 0]);
+        let bad = ForwarderSettings { source_v6: ("fd00::".parse().unwrap(), 64), ..s };
+        assert!(bad.to_map(7).is_err());
+    }
+}
