@@ -4,5 +4,7 @@
 //! table, computes Maglev tables, programs the XDP forwarder, health-checks
 //! backends and announces VIPs by BGP while it is in sync with the cluster.
 
+pub mod admin;
+pub mod cli;
 pub mod config;
 pub mod health;

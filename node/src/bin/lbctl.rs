@@ -1,0 +1,163 @@
+//! `lbctl`: the EdgeLB admin CLI. See `lbctl --help`.
+
+use std::{process::ExitCode, time::Duration};
+
+use anyhow::{anyhow, bail, Context};
+use clap::Parser;
+use edgelb_consensus::{Backend, BackendState, ClusterSettings, Encapsulation, VipFlags};
+use edgelb_node::{
+    admin::{
+        client::AdminClient,
+        protocol::{Request, Response},
+    },
+    cli::{
+        args::{BackendCommand, Cli, Command, EncapArg, NodeCommand, SettingsCommand, VipCommand, VipOptions},
+        parse, render,
+    },
+};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("lbctl: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lbctl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn vip_options(o: &VipOptions) -> anyhow::Result<(VipFlags, Encapsulation)> {
+    let encapsulation = match o.encap {
+        EncapArg::Ipip => Encapsulation::IpIp,
+        EncapArg::Gue if o.gue_port == 0 => bail!("--gue-port must not be 0"),
+        EncapArg::Gue => Encapsulation::Gue { port: o.gue_port },
+    };
+    let flags = VipFlags {
+        hash_without_source_port: o.hash_no_source_port,
+        hash_dst_port_only: o.hash_dst_port_only,
+    };
+    Ok((flags, encapsulation))
+}
+
+fn vip(text: &str) -> anyhow::Result<edgelb_consensus::VipKey> {
+    parse::vip_key(text).map_err(|e| anyhow!("bad VIP {e}"))
+}
+
+/// Turns the command line into the request(s) to send.
+fn request_for(command: &Command) -> anyhow::Result<Request> {
+    Ok(match command {
+        Command::Status => Request::Status,
+        Command::Vip(VipCommand::Add { vip: v, options }) => {
+            let (flags, encapsulation) = vip_options(options)?;
+            Request::VipAdd { key: vip(v)?, flags, encapsulation }
+        }
+        Command::Vip(VipCommand::Update { vip: v, options }) => {
+            let (flags, encapsulation) = vip_options(options)?;
+            Request::VipUpdate { key: vip(v)?, flags, encapsulation }
+        }
+        Command::Vip(VipCommand::Remove { vip: v }) => Request::VipRemove { key: vip(v)? },
+        Command::Vip(VipCommand::List) | Command::Backend(BackendCommand::List { .. }) => Request::VipList,
+        Command::Backend(BackendCommand::Add { vip: v, address, weight }) => Request::BackendAdd {
+            vip: vip(v)?,
+            backend: Backend { address: *address, weight: *weight, state: BackendState::Active },
+        },
+        Command::Backend(BackendCommand::Remove { vip: v, address }) => {
+            Request::BackendRemove { vip: vip(v)?, address: *address }
+        }
+        Command::Backend(BackendCommand::SetWeight { vip: v, address, weight }) => {
+            Request::BackendSetWeight { vip: vip(v)?, address: *address, weight: *weight }
+        }
+        Command::Backend(BackendCommand::Drain { vip: v, address }) => {
+            Request::BackendSetState { vip: vip(v)?, address: *address, state: BackendState::Draining }
+        }
+        Command::Backend(BackendCommand::Undrain { vip: v, address }) => {
+            Request::BackendSetState { vip: vip(v)?, address: *address, state: BackendState::Active }
+        }
+        Command::Backend(BackendCommand::Down { vip: v, address }) => {
+            Request::BackendSetState { vip: vip(v)?, address: *address, state: BackendState::Down }
+        }
+        Command::Node(NodeCommand::List) => Request::NodeList,
+        Command::Node(NodeCommand::Add { id, addr, learner }) => {
+            parse::socket_addr(addr).map_err(|e| anyhow!("bad node address {e}"))?;
+            Request::NodeAdd { id: *id, addr: addr.clone(), voter: !learner }
+        }
+        Command::Node(NodeCommand::Remove { id }) => Request::NodeRemove { id: *id },
+        Command::Settings(SettingsCommand::Set { hash_seed, table_size }) => Request::SettingsSet {
+            settings: ClusterSettings { hash_seed: *hash_seed, table_size: *table_size },
+        },
+        Command::Stats { .. } => Request::Stats,
+        Command::Lookup { vip: v, from } => {
+            let key = vip(v)?;
+            let from = parse::socket_addr(from).map_err(|e| anyhow!("bad --from {e}"))?;
+            if from.is_ipv4() != key.address.is_ipv4() {
+                bail!("--from {from} and VIP {key} are of different address families");
+            }
+            Request::Lookup {
+                src: from.ip(),
+                sport: from.port(),
+                dst: key.address,
+                dport: key.port,
+                protocol: key.protocol,
+            }
+        }
+    })
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Validate everything local before touching the network.
+    let request = request_for(&cli.command)?;
+    if let Command::Stats { interval } = cli.command {
+        if !(0.1..=3600.0).contains(&interval) {
+            bail!("--interval must be within 0.1..=3600 seconds");
+        }
+    }
+    let token_file = cli
+        .token_file
+        .as_ref()
+        .ok_or_else(|| anyhow!("no admin token: pass --token-file or set LBCTL_TOKEN_FILE"))?;
+    let token = std::fs::read_to_string(token_file)
+        .with_context(|| format!("reading token file {}", token_file.display()))?;
+    let limit = Duration::from_millis(cli.timeout_ms.max(1));
+    let mut client = AdminClient::connect(&cli.node, token.trim(), limit).await?;
+    let response = client.request(&request).await?;
+    if let Response::Error { message } = &response {
+        bail!("{message}");
+    }
+    let out = match (&cli.command, response) {
+        (Command::Stats { interval }, Response::Stats(before)) => {
+            tokio::time::sleep(Duration::from_secs_f64(*interval)).await;
+            let Response::Stats(after) = client.request(&Request::Stats).await? else {
+                bail!("unexpected answer to the second stats sample");
+            };
+            if cli.json {
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "interval_secs": interval, "before": before, "after": after
+                }))?
+            } else {
+                render::stats(&before, &after, *interval)
+            }
+        }
+        (Command::Backend(BackendCommand::List { vip: v }), Response::Vips { vips, .. }) => {
+            let key = vip(v)?;
+            let found = vips.iter().find(|x| x.key == key).ok_or_else(|| anyhow!("unknown VIP {key}"))?;
+            if cli.json { serde_json::to_string_pretty(found)? } else { render::backends(found) }
+        }
+        (_, response) if cli.json => serde_json::to_string_pretty(&response)?,
+        (_, Response::Written { version }) => format!("ok: applied at table version {version}"),
+        (_, Response::Status(s)) => render::status(&s),
+        (_, Response::Vips { version, vips, .. }) => render::vips(version, &vips),
+        (_, Response::Nodes { nodes }) => render::nodes(&nodes),
+        (_, Response::Lookup(r)) => render::lookup(&r),
+        (_, other) => serde_json::to_string_pretty(&other)?,
+    };
+    println!("{}", out.trim_end());
+    Ok(())
+}
