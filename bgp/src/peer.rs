@@ -91,7 +91,7 @@ impl PeerTask {
                         backoff = self.config.connect_retry_min;
                     }
                 }
-                Err(e) => self.stats.set_error(format!("connect failed: {e}")),
+                Err(e) => self.stats.set_connect_error(e.to_string()),
             }
             self.stats.set_state(PeerState::Idle);
             if self.config.mode == PeerMode::Passive {

@@ -57,8 +57,11 @@ pub struct PeerSnapshot {
     pub route_refreshes_in: u64,
     /// Times the session reached Established.
     pub established_count: u64,
-    /// Why the last session ended, if one did.
+    /// Why the last session ended, if one did (NOTIFICATION sent or
+    /// received, or connection lost).
     pub last_error: Option<String>,
+    /// Why the last connection attempt failed, if one did.
+    pub last_connect_error: Option<String>,
     /// When the current session was established.
     pub established_at: Option<SystemTime>,
 }
@@ -67,6 +70,7 @@ pub struct PeerSnapshot {
 struct Status {
     state: PeerState,
     last_error: Option<String>,
+    last_connect_error: Option<String>,
     established_at: Option<SystemTime>,
 }
 
@@ -87,7 +91,7 @@ impl PeerStats {
     pub(crate) fn new(address: IpAddr) -> Self {
         PeerStats {
             address,
-            status: Mutex::new(Status { state: PeerState::Idle, last_error: None, established_at: None }),
+            status: Mutex::new(Status { state: PeerState::Idle, last_error: None, last_connect_error: None, established_at: None }),
             prefixes_announced: AtomicU64::new(0),
             messages_in: AtomicU64::new(0),
             messages_out: AtomicU64::new(0),
@@ -117,6 +121,10 @@ impl PeerStats {
 
     pub(crate) fn set_error(&self, error: String) {
         self.status().last_error = Some(error);
+    }
+
+    pub(crate) fn set_connect_error(&self, error: String) {
+        self.status().last_connect_error = Some(error);
     }
 
     pub(crate) fn set_prefixes(&self, n: usize) {
@@ -151,6 +159,7 @@ impl PeerStats {
             route_refreshes_in: self.route_refreshes_in.load(Ordering::Relaxed),
             established_count: self.established_count.load(Ordering::Relaxed),
             last_error: s.last_error.clone(),
+            last_connect_error: s.last_connect_error.clone(),
             established_at: s.established_at,
         }
     }

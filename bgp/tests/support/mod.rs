@@ -2,3 +2,6 @@
 #![allow(dead_code)]
 
 pub mod fake_peer;
+pub mod netns;
+pub mod routers;
+pub mod lb;

@@ -1,0 +1,82 @@
+//! Our speaker running inside a load-balancer namespace, as the node daemon would.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use edgelb_bgp::{BgpSpeaker, DesiredRoutes, GracefulRestartConfig, PeerConfig, PeerSnapshot, PeerState, RouteAttributes, SpeakerConfig};
+
+use super::netns::{Lab, NsRuntime, wait_until};
+
+pub const LB_ASN: u32 = 65010;
+pub const ROUTER_ASN: u32 = 65000;
+
+/// Speaker config for load balancer `i` (1-based) of a [`Lab`].
+pub fn config(i: u8, hold: u16, graceful_restart: Option<GracefulRestartConfig>) -> SpeakerConfig {
+    SpeakerConfig {
+        local_asn: LB_ASN,
+        router_id: Ipv4Addr::new(10, 0, i, 2),
+        listen: None,
+        graceful_restart,
+        peers: vec![PeerConfig {
+            hold_time_secs: hold,
+            // The session is IPv4; IPv6 VIPs need an IPv6 next hop on the same link.
+            next_hop_v6: Some(Ipv6Addr::new(0xfd00, 0, u16::from(i), 0, 0, 0, 0, 2)),
+            connect_retry_min: Duration::from_millis(100),
+            connect_retry_max: Duration::from_secs(1),
+            ..PeerConfig::new(IpAddr::V4(Ipv4Addr::new(10, 0, i, 1)), ROUTER_ASN)
+        }],
+    }
+}
+
+pub fn routes(entries: &[(&str, RouteAttributes)]) -> DesiredRoutes {
+    let mut d = DesiredRoutes::new();
+    for (p, a) in entries {
+        d.insert(p.parse().expect("prefix"), a.clone()).expect("valid route");
+    }
+    d
+}
+
+/// One speaker in its namespace.
+pub struct Lb {
+    rt: NsRuntime,
+    speaker: Option<BgpSpeaker>,
+}
+
+impl Lb {
+    pub fn start(lab: &Lab, i: u8, config: SpeakerConfig) -> Lb {
+        let rt = NsRuntime::new(&lab.lbs[usize::from(i) - 1]);
+        let speaker = rt.run(BgpSpeaker::start(config)).expect("speaker starts");
+        Lb { rt, speaker: Some(speaker) }
+    }
+
+    fn speaker(&self) -> &BgpSpeaker {
+        self.speaker.as_ref().expect("speaker running")
+    }
+
+    pub fn set(&self, routes: DesiredRoutes) {
+        self.speaker().set_desired(routes);
+    }
+
+    pub fn peer(&self) -> PeerSnapshot {
+        self.speaker().peers().remove(0)
+    }
+
+    pub fn wait_established(&self) {
+        wait_until(Duration::from_secs(20), "session Established", || self.peer().state == PeerState::Established);
+    }
+
+    /// Cease / Administrative Shutdown to every peer.
+    pub fn shutdown(mut self) {
+        if let Some(s) = self.speaker.take() {
+            self.rt.run(s.shutdown());
+        }
+    }
+
+    /// Like `kill -9` of the daemon: connections close, nothing is said.
+    pub fn kill(mut self) {
+        let speaker = self.speaker.take();
+        self.rt.kill();
+        // The tasks are gone; dropping the handle only flips a channel.
+        drop(speaker);
+    }
+}
