@@ -203,3 +203,54 @@ fn frr_graceful_restart_keeps_routes_across_a_daemon_restart() {
     lb1.kill();
     wait_until(WAIT, "stale route flushed after restart time", || lab.kernel_route("192.0.2.10").is_empty());
 }
+
+fn bird_config(lab: &Lab, n: u8) -> String {
+    let mut c = format!(
+        "router id 10.0.0.254;\nlog \"{}\" all;\nprotocol device {{ }}\n\
+         protocol kernel kernel4 {{ ipv4 {{ import none; export all; }}; merge paths on; }}\n\
+         protocol kernel kernel6 {{ ipv6 {{ import none; export all; }}; merge paths on; }}\n\
+         template bgp lb {{\n  local as 65000;\n  hold time 9;\n  passive on;\n\
+         \x20 ipv4 {{ import all; export none; }};\n  ipv6 {{ import all; export none; }};\n}}\n",
+        lab.path("bird.log")
+    );
+    for i in 1..=n {
+        c.push_str(&format!("protocol bgp lb{i} from lb {{ neighbor 10.0.{i}.2 as 65010; }}\n"));
+    }
+    c
+}
+
+/// BIRD with `merge paths on` installs kernel ECMP routes from two nodes;
+/// withdraw, route refresh and graceful shutdown are followed.
+#[test]
+fn bird_installs_ecmp_and_follows_changes() {
+    let lab = Lab::new(2);
+    let bird = Bird::start(&lab, &bird_config(&lab, 2));
+    let lb1 = Lb::start(&lab, 1, lb::config(1, 9, None));
+    let lb2 = Lb::start(&lab, 2, lb::config(2, 9, None));
+    let both = routes(&[("192.0.2.10/32", vip()), ("2001:db8::10/128", vip())]);
+    lb1.set(both.clone());
+    lb2.set(both.clone());
+    lb1.wait_established();
+    lb2.wait_established();
+    let hops = |p: &str| lab.kernel_next_hops(p);
+    wait_until(WAIT, "IPv4 ECMP in kernel", || hops("192.0.2.10") == ["10.0.1.2", "10.0.2.2"]);
+    wait_until(WAIT, "IPv6 ECMP in kernel", || hops("2001:db8::10") == ["fd00:0:1::2", "fd00:0:2::2"]);
+    assert!(lab.kernel_route("192.0.2.10").contains("proto bird"), "{}", lab.kernel_route("192.0.2.10"));
+
+    lb2.set(routes(&[("2001:db8::10/128", vip())]));
+    wait_until(WAIT, "lb2 withdrew", || hops("192.0.2.10") == ["10.0.1.2"]);
+    lb2.set(both);
+    wait_until(WAIT, "lb2 re-announced", || hops("192.0.2.10") == ["10.0.1.2", "10.0.2.2"]);
+
+    bird.birdc("reload in lb2");
+    wait_until(WAIT, "ROUTE-REFRESH answered", || lb2.peer().route_refreshes_in >= 1);
+    assert_eq!(hops("192.0.2.10"), ["10.0.1.2", "10.0.2.2"]);
+    assert_eq!(lb2.peer().established_count, 1);
+
+    lb2.shutdown();
+    wait_until(WAIT, "lb2's paths gone", || hops("192.0.2.10") == ["10.0.1.2"] && hops("2001:db8::10") == ["fd00:0:1::2"]);
+    lb1.kill();
+    wait_until(WAIT, "killed node's routes gone", || lab.kernel_route("192.0.2.10").is_empty() && lab.kernel_route("2001:db8::10").is_empty());
+    let proto = bird.birdc("show protocols all lb2");
+    assert!(proto.contains("Administrative shutdown") || proto.contains("Received: Administrative shutdown"), "{proto}");
+}
