@@ -464,6 +464,62 @@ mod tests {
         assert_eq!(s.version, 2);
     }
 
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    /// Log entries are decoded by every node, across versions: pin the bytes.
+    /// Expected values derived by hand from bincode 2's standard config
+    /// (variant index and integers as varints: <251 one byte, 0xfb + u16,
+    /// 0xfc + u32, 0xfd + u64, little endian; IpAddr as variant + octets).
+    #[test]
+    fn golden_command_encoding() {
+        use crate::encoding::{decode, encode};
+        let cases = [
+            (
+                Command::AddVip {
+                    key: key(),
+                    flags: VipFlags::default(),
+                    encapsulation: Encapsulation::Gue { port: 6080 },
+                },
+                "00".to_string() + "00c000020a" + "50" + "00" + "0000" + "01fbc017",
+            ),
+            (
+                Command::AddBackend {
+                    vip: VipKey {
+                        address: "2001:db8::1".parse().unwrap(),
+                        port: 443,
+                        protocol: Protocol::Udp,
+                    },
+                    backend: Backend {
+                        address: "10.0.0.1".parse().unwrap(),
+                        weight: 300,
+                        state: BackendState::Draining,
+                    },
+                },
+                "0301".to_string()
+                    + "20010db8000000000000000000000001"
+                    + "fbbb01"
+                    + "01"
+                    + "000a000001"
+                    + "fb2c01"
+                    + "01",
+            ),
+            (
+                Command::SetSettings(ClusterSettings {
+                    hash_seed: 0x0123_4567_89ab_cdef,
+                    table_size: 65_537,
+                }),
+                "07fdefcdab8967452301fc01000100".to_string(),
+            ),
+        ];
+        for (command, expected) in cases {
+            let bytes = encode(&command).unwrap();
+            assert_eq!(hex(&bytes), expected, "{command:?}");
+            assert_eq!(decode::<Command>(&bytes).unwrap(), command);
+        }
+    }
+
     #[test]
     fn settings_accept_documented_primes() {
         let mut s = ClusterState::default();

@@ -73,7 +73,7 @@ impl PeerClient {
     /// Sends `request` and waits for the response, within `limit` (plus the
     /// connect timeout if a new connection is needed).
     pub async fn call(&mut self, request: &Request, limit: Duration) -> Result<Response, CallError> {
-        let channel = match self.channel.take() {
+        let channel = match self.channel.take().filter(SecureChannel::is_open) {
             Some(c) => c,
             None => SecureChannel::connect(
                 self.addr.as_str(),

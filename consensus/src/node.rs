@@ -60,6 +60,8 @@ pub struct NodeStatus {
     pub applied_index: Option<u64>,
     /// Last log index covered by the local snapshot.
     pub snapshot_index: Option<u64>,
+    /// Last log index removed from the local log (compacted into a snapshot).
+    pub purged_index: Option<u64>,
     /// Voting members.
     pub voters: BTreeSet<NodeId>,
     /// Non-voting members.
@@ -318,6 +320,7 @@ impl ConsensusNode {
             committed_index: self.shared.log.committed_index(),
             applied_index: m.last_applied.map(|l| l.index),
             snapshot_index: m.snapshot.map(|l| l.index),
+            purged_index: m.purged.map(|l| l.index),
             voters,
             learners,
             nodes,

@@ -24,10 +24,10 @@ pub const STATE_FILE: &str = "state-machine.redb";
 pub enum StoreError {
     /// The embedded database failed (I/O error, corruption, lock).
     #[error("database: {0}")]
-    Database(#[from] redb::Error),
+    Database(Box<redb::Error>),
     /// Stored bytes did not decode (corruption or incompatible format).
     #[error("stored data: {0}")]
-    Encoding(#[from] EncodingError),
+    Encoding(Box<EncodingError>),
     /// The blocking I/O task died.
     #[error("storage task failed: {0}")]
     Task(String),
@@ -40,12 +40,19 @@ macro_rules! from_redb {
     ($($t:ty),*) => {$(
         impl From<$t> for StoreError {
             fn from(e: $t) -> Self {
-                StoreError::Database(e.into())
+                StoreError::Database(Box::new(e.into()))
             }
         }
     )*};
 }
+
+impl From<EncodingError> for StoreError {
+    fn from(e: EncodingError) -> Self {
+        StoreError::Encoding(Box::new(e))
+    }
+}
 from_redb!(
+    redb::Error,
     redb::DatabaseError,
     redb::TransactionError,
     redb::TableError,
@@ -66,7 +73,7 @@ where
 
 /// Opens both stores in `dir` (created if missing).
 pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), StoreError> {
-    std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(e.into()))?;
+    std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(Box::new(e.into())))?;
     let log = LogStore::open(&dir.join(LOG_FILE))?;
     let sm = StateMachineStore::open(&dir.join(STATE_FILE))?;
     Ok((log, sm))

@@ -299,6 +299,18 @@ impl SecureChannel {
         .await
     }
 
+    /// Whether the connection still looks usable: the peer has not closed it
+    /// and sent nothing unsolicited. Checked before reusing an idle channel,
+    /// so a request is not written into a connection already known dead
+    /// (where its fate would be unknowable).
+    pub fn is_open(&self) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(
+            self.stream.try_read(&mut probe),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+        )
+    }
+
     /// The node id the peer announced (authenticated by the handshake).
     pub fn peer_id(&self) -> NodeId {
         self.peer_id
