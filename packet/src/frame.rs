@@ -18,6 +18,20 @@ pub enum L4 {
     Tcp { sport: u16, dport: u16, flags: u8 },
     /// A UDP datagram.
     Udp { sport: u16, dport: u16 },
+    /// An ICMP (IPv4) or ICMPv6 (IPv6) message: type, code and the four
+    /// "rest of header" bytes (echo id/sequence, PTB MTU, ...).
+    Icmp { kind: u8, code: u8, rest: [u8; 4] },
+}
+
+/// Fragmentation of the IP packet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Fragment {
+    /// Offset in 8-byte units.
+    pub offset: u16,
+    /// More fragments follow.
+    pub more: bool,
+    /// Identification (IPv6 adds a fragment header carrying it).
+    pub id: u32,
 }
 
 /// TCP flag bits.
@@ -53,6 +67,12 @@ pub struct FrameBuilder {
     pub l4: L4,
     /// Payload after the transport header.
     pub payload: Vec<u8>,
+    /// IPv4 options (padded to a multiple of 4 bytes by the caller).
+    pub ipv4_options: Vec<u8>,
+    /// IPv4 don't-fragment bit (set by default).
+    pub dont_fragment: bool,
+    /// Fragment fields; IPv6 gets a fragment header when set.
+    pub fragment: Option<Fragment>,
 }
 
 impl FrameBuilder {
@@ -68,7 +88,36 @@ impl FrameBuilder {
             ttl: 64,
             l4,
             payload: b"edgelb".to_vec(),
+            ipv4_options: Vec::new(),
+            dont_fragment: true,
+            fragment: None,
         }
+    }
+
+    /// Sets the MAC addresses.
+    pub fn macs(mut self, dst: [u8; 6], src: [u8; 6]) -> Self {
+        self.dst_mac = dst;
+        self.src_mac = src;
+        self
+    }
+
+    /// Adds IPv4 options; `options.len()` must be a multiple of 4, at most 40.
+    pub fn ipv4_options(mut self, options: &[u8]) -> Self {
+        assert!(options.len() % 4 == 0 && options.len() <= 40, "bad IPv4 options length");
+        self.ipv4_options = options.to_vec();
+        self
+    }
+
+    /// Makes the packet a fragment.
+    pub fn fragment(mut self, fragment: Fragment) -> Self {
+        self.fragment = Some(fragment);
+        self
+    }
+
+    /// Sets TTL / hop limit.
+    pub fn ttl(mut self, ttl: u8) -> Self {
+        self.ttl = ttl;
+        self
     }
 
     /// Sets the payload.
@@ -110,6 +159,11 @@ impl FrameBuilder {
                 h[4..6].copy_from_slice(&len.to_be_bytes());
                 (17u8, h)
             }
+            L4::Icmp { kind, code, rest } => {
+                let mut h = vec![kind, code, 0, 0];
+                h.extend_from_slice(&rest);
+                (if self.src.is_ipv4() { 1u8 } else { 58u8 }, h)
+            }
         };
         seg.extend_from_slice(&self.payload);
         let pseudo = match (self.src, self.dst) {
@@ -121,11 +175,17 @@ impl FrameBuilder {
             }
             _ => panic!("FrameBuilder: source and destination families differ"),
         };
+        // ICMP (IPv4) has no pseudo-header.
+        let pseudo = if proto == 1 { 0 } else { pseudo };
         let mut c = checksum::finish(checksum::sum(pseudo, &seg));
         if proto == 17 && c == 0 {
             c = 0xffff; // UDP: zero means "no checksum"
         }
-        let at = if proto == 6 { 16 } else { 6 };
+        let at = match proto {
+            6 => 16,
+            17 => 6,
+            _ => 2,
+        };
         seg[at..at + 2].copy_from_slice(&c.to_be_bytes());
         (proto, seg)
     }
@@ -135,15 +195,26 @@ impl FrameBuilder {
         let (proto, seg) = self.l4_segment();
         match (self.src, self.dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
+                let hlen = 20 + self.ipv4_options.len();
                 let mut h = vec![0u8; 20];
-                h[0] = 0x45;
+                h[0] = 0x40 | (hlen / 4) as u8;
                 h[1] = self.tos;
-                h[2..4].copy_from_slice(&((20 + seg.len()) as u16).to_be_bytes());
-                h[6] = 0x40; // don't fragment
+                h[2..4].copy_from_slice(&((hlen + seg.len()) as u16).to_be_bytes());
+                let frag = self.fragment.unwrap_or_default();
+                h[4..6].copy_from_slice(&(frag.id as u16).to_be_bytes());
+                let mut flags_offset = frag.offset & 0x1fff;
+                if self.dont_fragment {
+                    flags_offset |= 0x4000;
+                }
+                if frag.more {
+                    flags_offset |= 0x2000;
+                }
+                h[6..8].copy_from_slice(&flags_offset.to_be_bytes());
                 h[8] = self.ttl;
                 h[9] = proto;
                 h[12..16].copy_from_slice(&s.octets());
                 h[16..20].copy_from_slice(&d.octets());
+                h.extend_from_slice(&self.ipv4_options);
                 let c = checksum::internet(&h);
                 h[10..12].copy_from_slice(&c.to_be_bytes());
                 h.extend_from_slice(&seg);
@@ -153,11 +224,25 @@ impl FrameBuilder {
                 let mut h = vec![0u8; 40];
                 h[0] = 0x60 | (self.tos >> 4);
                 h[1] = self.tos << 4;
-                h[4..6].copy_from_slice(&(seg.len() as u16).to_be_bytes());
-                h[6] = proto;
                 h[7] = self.ttl;
                 h[8..24].copy_from_slice(&s.octets());
                 h[24..40].copy_from_slice(&d.octets());
+                if let Some(frag) = self.fragment {
+                    // Fragment header: next header, reserved, offset/flags, id.
+                    h[6] = 44;
+                    h.push(proto);
+                    h.push(0);
+                    let mut off = (frag.offset & 0x1fff) << 3;
+                    if frag.more {
+                        off |= 1;
+                    }
+                    h.extend_from_slice(&off.to_be_bytes());
+                    h.extend_from_slice(&frag.id.to_be_bytes());
+                } else {
+                    h[6] = proto;
+                }
+                let payload_len = (h.len() - 40 + seg.len()) as u16;
+                h[4..6].copy_from_slice(&payload_len.to_be_bytes());
                 h.extend_from_slice(&seg);
                 h
             }
@@ -210,5 +295,52 @@ mod tests {
         let seg = &f[18 + 40..];
         let pseudo = checksum::pseudo_v6(src.octets(), dst.octets(), 6, seg.len() as u32);
         assert_eq!(checksum::finish(checksum::sum(pseudo, seg)), 0);
+    }
+}
+
+#[cfg(test)]
+mod more_tests {
+    use super::*;
+
+    #[test]
+    fn icmp_checksums_verify() {
+        let f = FrameBuilder::new(
+            "10.0.0.1".parse().unwrap(),
+            "10.0.0.2".parse().unwrap(),
+            L4::Icmp { kind: 8, code: 0, rest: [0, 1, 0, 2] },
+        )
+        .build();
+        assert_eq!(f[23], 1);
+        assert_eq!(checksum::internet(&f[34..]), 0);
+        let s: std::net::Ipv6Addr = "2001:db8::1".parse().unwrap();
+        let d: std::net::Ipv6Addr = "2001:db8::2".parse().unwrap();
+        let f = FrameBuilder::new(s.into(), d.into(), L4::Icmp { kind: 128, code: 0, rest: [0; 4] })
+            .build();
+        let seg = &f[54..];
+        let pseudo = checksum::pseudo_v6(s.octets(), d.octets(), 58, seg.len() as u32);
+        assert_eq!(checksum::finish(checksum::sum(pseudo, seg)), 0);
+    }
+
+    #[test]
+    fn options_and_fragments() {
+        let f = FrameBuilder::new(
+            "10.0.0.1".parse().unwrap(),
+            "10.0.0.2".parse().unwrap(),
+            L4::Udp { sport: 1, dport: 2 },
+        )
+        .ipv4_options(&[1, 1, 1, 0])
+        .fragment(Fragment { offset: 0, more: true, id: 9 })
+        .build();
+        assert_eq!(f[14], 0x46);
+        assert_eq!(checksum::internet(&f[14..38]), 0);
+        assert_eq!(&f[20..22], &[0x60, 0x00], "DF and MF");
+        let s: std::net::Ipv6Addr = "2001:db8::1".parse().unwrap();
+        let f = FrameBuilder::new(s.into(), s.into(), L4::Udp { sport: 1, dport: 2 })
+            .fragment(Fragment { offset: 1, more: false, id: 7 })
+            .build();
+        assert_eq!(f[20], 44);
+        assert_eq!(f[54], 17);
+        assert_eq!(&f[56..58], &[0, 8]);
+        assert_eq!(u16::from_be_bytes([f[18], f[19]]) as usize, f.len() - 54);
     }
 }

@@ -1,0 +1,249 @@
+//! Shared test fixtures: network namespaces (removed on drop, even when the
+//! test fails) and the expected encapsulated frames, built independently of
+//! the program from packet-builder headers.
+#![allow(dead_code)]
+
+use std::{
+    net::IpAddr,
+    process::Command,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use packet_builder::{
+    headers::{self, Ipv4Header, Ipv6Header},
+    FrameBuilder,
+};
+use xdp_fwd::{common::flow_hash, flow_key, ForwarderSettings};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Runs a command, panicking with its output if it fails.
+pub fn sh(args: &[&str]) {
+    let out = Command::new(args[0]).args(&args[1..]).output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A network namespace named uniquely for this process and test; deleted on drop.
+pub struct NetNs {
+    pub name: String,
+}
+
+impl NetNs {
+    pub fn new(tag: &str) -> Self {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let name = format!("xdpt-{tag}-{}-{n}", std::process::id());
+        sh(&["ip", "netns", "add", &name]);
+        Self { name }
+    }
+
+    /// `ip -n NAME args...`
+    pub fn ip(&self, args: &[&str]) {
+        let mut all = vec!["ip", "-n", self.name.as_str()];
+        all.extend_from_slice(args);
+        sh(&all);
+    }
+
+    /// Runs a command inside the namespace.
+    pub fn exec(&self, args: &[&str]) {
+        let mut all = vec!["ip", "netns", "exec", self.name.as_str()];
+        all.extend_from_slice(args);
+        sh(&all);
+    }
+
+    /// Runs `f` on a thread that has entered the namespace, pinned to CPU 0:
+    /// the connection table is per CPU, so a flow's packets must all be
+    /// processed on one CPU (as RSS does for real traffic).
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let file = std::fs::File::open(&path).expect("open netns");
+                use std::os::fd::AsRawFd;
+                // SAFETY: a valid namespace fd; only this thread moves.
+                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+                pin_to_cpu0();
+                f()
+            })
+            .join()
+            .expect("namespace thread panicked")
+        })
+    }
+
+    /// ifindex of `dev` in the namespace.
+    pub fn ifindex(&self, dev: &str) -> u32 {
+        let dev = std::ffi::CString::new(dev).unwrap();
+        self.run(|| unsafe { libc::if_nametoindex(dev.as_ptr()) })
+    }
+}
+
+/// Pins the calling thread to CPU 0.
+pub fn pin_to_cpu0() {
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET stays within it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        assert_eq!(rc, 0, "sched_setaffinity: {}", std::io::Error::last_os_error());
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+    }
+}
+
+pub const FWD0_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xaa];
+pub const GW0_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xbb];
+pub const FWD1_MAC: [u8; 6] = [0x02, 0, 0, 0, 1, 0xaa];
+pub const GW1_MAC: [u8; 6] = [0x02, 0, 0, 0, 1, 0xbb];
+
+/// A namespace with routes for `bpf_fib_lookup` (interfaces are veths):
+/// - `fwd0` (ingress): 10.200.0.0/16 and fd00:200::/64 via a gateway with a
+///   permanent neighbour entry (XDP_TX), 10.202.0.0/16 via a gateway with
+///   no neighbour entry (XDP_PASS), 10.203.0.0/16 blackholed (drop);
+/// - `fwd1`: 10.201.0.0/16 via its gateway (XDP_REDIRECT).
+pub struct RouteLab {
+    pub ns: NetNs,
+    pub fwd0: u32,
+}
+
+impl RouteLab {
+    pub fn new(tag: &str) -> Self {
+        let ns = NetNs::new(tag);
+        let mac = |m: [u8; 6]| {
+            m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+        };
+        // veth pairs (the kernel here has no dummy driver); the peers only
+        // exist to bring the links up.
+        for (dev, peer, m) in [("fwd0", "fwd0p", FWD0_MAC), ("fwd1", "fwd1p", FWD1_MAC)] {
+            ns.ip(&["link", "add", dev, "address", &mac(m), "type", "veth", "peer", "name", peer]);
+            ns.ip(&["link", "set", dev, "up"]);
+            ns.ip(&["link", "set", peer, "up"]);
+        }
+        ns.ip(&["addr", "add", "10.99.0.1/24", "dev", "fwd0"]);
+        ns.ip(&["addr", "add", "fd99::1/64", "dev", "fwd0", "nodad"]);
+        ns.ip(&["addr", "add", "10.98.0.1/24", "dev", "fwd1"]);
+        ns.ip(&["neigh", "add", "10.99.0.2", "lladdr", &mac(GW0_MAC), "dev", "fwd0", "nud", "permanent"]);
+        ns.ip(&["-6", "neigh", "add", "fd99::2", "lladdr", &mac(GW0_MAC), "dev", "fwd0", "nud", "permanent"]);
+        ns.ip(&["neigh", "add", "10.98.0.2", "lladdr", &mac(GW1_MAC), "dev", "fwd1", "nud", "permanent"]);
+        ns.ip(&["route", "add", "10.200.0.0/16", "via", "10.99.0.2"]);
+        ns.ip(&["-6", "route", "add", "fd00:200::/64", "via", "fd99::2"]);
+        ns.ip(&["route", "add", "10.201.0.0/16", "via", "10.98.0.2"]);
+        ns.ip(&["route", "add", "10.202.0.0/16", "via", "10.99.0.3"]);
+        ns.ip(&["route", "add", "blackhole", "10.203.0.0/16"]);
+        ns.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+        let fwd0 = ns.ifindex("fwd0");
+        Self { ns, fwd0 }
+    }
+}
+
+/// How the expected frame is encapsulated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    IpIp,
+    Gue(u16),
+}
+
+/// The flow hash the program computes for `frame`'s 5-tuple (TCP/UDP).
+pub fn hash_of(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, proto: u8, seed: u32, flags: u32) -> u32 {
+    flow_hash(&flow_key(src, dst, sport, dport, proto), seed, flags)
+}
+
+/// Outer source: the configured prefix with its host bits taken from the
+/// flow hash's bytes (little-endian), as `Settings` documents.
+pub fn outer_source(settings: &ForwarderSettings, backend: IpAddr, hash: u32) -> IpAddr {
+    let h = hash.to_le_bytes();
+    match backend {
+        IpAddr::V4(_) => {
+            let (p, len) = settings.source_v4;
+            let mask: [u8; 4] = if len == 32 { [0; 4] } else { (u32::MAX >> len).to_be_bytes() };
+            let o = p.octets();
+            let s: Vec<u8> = (0..4).map(|i| (o[i] & !mask[i]) | (h[i] & mask[i])).collect();
+            IpAddr::from(<[u8; 4]>::try_from(s).unwrap())
+        }
+        IpAddr::V6(_) => {
+            let (p, len) = settings.source_v6;
+            let mask: [u8; 4] = if len == 128 { [0; 4] } else { (u32::MAX >> (len - 96)).to_be_bytes() };
+            let mut o = p.octets();
+            for i in 0..4 {
+                o[12 + i] = (o[12 + i] & !mask[i]) | (h[i] & mask[i]);
+            }
+            IpAddr::from(o)
+        }
+    }
+}
+
+/// The frame the forwarder should emit for `input` sent to `backend`:
+/// next-hop MACs, the input's VLAN tag, outer header(s), then the input's
+/// IP packet unchanged.
+pub fn expected_encap(
+    input: &FrameBuilder,
+    settings: &ForwarderSettings,
+    backend: IpAddr,
+    hash: u32,
+    mode: Expect,
+    dmac: [u8; 6],
+    smac: [u8; 6],
+) -> Vec<u8> {
+    expected_encap_of(&input.ip_packet(), input.vlan, settings, backend, hash, mode, dmac, smac)
+}
+
+/// As [`expected_encap`], for an inner packet given as bytes.
+#[allow(clippy::too_many_arguments)]
+pub fn expected_encap_of(
+    inner: &[u8],
+    vlan: Option<u16>,
+    settings: &ForwarderSettings,
+    backend: IpAddr,
+    hash: u32,
+    mode: Expect,
+    dmac: [u8; 6],
+    smac: [u8; 6],
+) -> Vec<u8> {
+    let inner_v4 = inner[0] >> 4 == 4;
+    let tos = if inner_v4 { inner[1] } else { (inner[0] << 4) | (inner[1] >> 4) };
+    let inner_df = inner_v4 && inner[6] & 0x40 != 0;
+    let src = outer_source(settings, backend, hash);
+    let (proto, payload) = match mode {
+        Expect::IpIp => (if inner_v4 { 4 } else { 41 }, inner.to_vec()),
+        Expect::Gue(port) => {
+            let sport = ((hash & 0x3fff) | 0xc000) as u16;
+            (17, headers::udp(src, backend, sport, port, inner))
+        }
+    };
+    let (ethertype, ip) = match (src, backend) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => (
+            0x0800,
+            Ipv4Header { src: s, dst: d, proto, tos, ttl: 64, id: 0, dont_fragment: !inner_v4 || inner_df }
+                .bytes(payload.len()),
+        ),
+        (IpAddr::V6(s), IpAddr::V6(d)) => (
+            0x86dd,
+            Ipv6Header { src: s, dst: d, next: proto, traffic_class: tos, flow_label: hash & 0xfffff, hop_limit: 64 }
+                .bytes(payload.len()),
+        ),
+        _ => unreachable!(),
+    };
+    let mut f = headers::ethernet(dmac, smac, vlan, ethertype);
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&payload);
+    f
+}
+
+/// A simple table: slot `i` belongs to backend `i % n` (the loader does not
+/// care how a table was made; the `maglev` crate builds the real ones).
+pub fn round_robin_table(size: usize, n: usize) -> Vec<u32> {
+    (0..size).map(|i| (i % n) as u32).collect()
+}
+
+/// Which backend of a [`round_robin_table`] a hash selects.
+pub fn rr_backend(hash: u32, size: usize, n: usize) -> usize {
+    (hash as usize % size) % n
+}
