@@ -109,28 +109,24 @@ impl PeerEncoding {
         out
     }
 
-    /// UPDATEs announcing `prefixes` (all of one family) with `attrs`,
-    /// split so every message fits in 4096 bytes.
-    fn announce(&self, attrs: &RouteAttributes, prefixes: &[IpNet]) -> Vec<BgpUpdateMessage> {
-        let common = self.common_attributes(attrs);
-        let build = |chunk: &[IpNet]| -> BgpUpdateMessage {
-            let (v4, v6) = split_families(chunk);
-            let mut attributes = common.clone();
-            match (v4.is_empty(), self.next_hop_v4, self.next_hop_v6) {
-                (false, Some(nh), _) => {
-                    attributes.push(Self::attr(false, true, false, PathAttributeValue::NextHop(NextHop::new(nh))));
-                    BgpUpdateMessage::new(vec![], attributes, v4)
-                }
-                (_, _, Some(nh)) => {
-                    let reach = MpReach::Ipv6Unicast { next_hop_global: nh, next_hop_local: None, nlri: v6.into() };
-                    attributes.push(Self::attr(true, false, true, PathAttributeValue::MpReach(reach)));
-                    BgpUpdateMessage::new(vec![], attributes, vec![])
-                }
-                // can_send() filtered these out before we got here.
-                _ => BgpUpdateMessage::new(vec![], vec![], vec![]),
+    /// UPDATEs announcing `prefixes` (all of `family`) with `attrs`, split
+    /// so every message fits in 4096 bytes. Empty if the family has no next hop.
+    fn announce(&self, family: AddressType, attrs: &RouteAttributes, prefixes: &[IpNet]) -> Vec<BgpUpdateMessage> {
+        let mut common = self.common_attributes(attrs);
+        match (family, self.next_hop_v4, self.next_hop_v6) {
+            (AddressType::Ipv4Unicast, Some(nh), _) => {
+                common.push(Self::attr(false, true, false, PathAttributeValue::NextHop(NextHop::new(nh))));
+                chunked(prefixes, |chunk| BgpUpdateMessage::new(vec![], common.clone(), split_families(chunk).0))
             }
-        };
-        chunked(prefixes, |chunk| build(chunk))
+            (AddressType::Ipv6Unicast, _, Some(nh)) => chunked(prefixes, |chunk| {
+                let reach = MpReach::Ipv6Unicast { next_hop_global: nh, next_hop_local: None, nlri: split_families(chunk).1.into() };
+                let mut attributes = common.clone();
+                attributes.push(Self::attr(true, false, true, PathAttributeValue::MpReach(reach)));
+                BgpUpdateMessage::new(vec![], attributes, vec![])
+            }),
+            // can_send() keeps such prefixes out of the Adj-RIB-Out.
+            _ => vec![],
+        }
     }
 
     /// UPDATEs withdrawing `prefixes` (all of one family).
@@ -251,15 +247,16 @@ impl AdjRibOut {
         for p in &gone {
             self.announced.remove(p);
         }
-        let mut by_attrs: BTreeMap<(&RouteAttributes, bool), Vec<IpNet>> = BTreeMap::new();
+        let mut by_attrs: BTreeMap<(bool, &RouteAttributes), Vec<IpNet>> = BTreeMap::new();
         for (prefix, attrs) in desired.iter() {
             if enc.can_send(prefix) && self.announced.get(prefix) != Some(attrs) {
                 let is_v6 = matches!(prefix, IpNet::V6(_));
-                by_attrs.entry((attrs, is_v6)).or_default().push(*prefix);
+                by_attrs.entry((is_v6, attrs)).or_default().push(*prefix);
             }
         }
-        for ((attrs, _), prefixes) in by_attrs {
-            out.extend(enc.announce(attrs, &prefixes));
+        for ((is_v6, attrs), prefixes) in by_attrs {
+            let family = if is_v6 { AddressType::Ipv6Unicast } else { AddressType::Ipv4Unicast };
+            out.extend(enc.announce(family, attrs, &prefixes));
             for p in prefixes {
                 self.announced.insert(p, attrs.clone());
             }
@@ -277,7 +274,7 @@ impl AdjRibOut {
         }
         by_attrs
             .into_iter()
-            .flat_map(|(attrs, prefixes)| enc.announce(attrs, &prefixes))
+            .flat_map(|(attrs, prefixes)| enc.announce(family, attrs, &prefixes))
             .collect()
     }
 }
@@ -350,6 +347,20 @@ mod tests {
 
     #[test]
     fn large_sets_split_into_valid_messages() {
+        large_set_round_trip(&enc(), (3000, 3000));
+        // Without an IPv6 next hop only IPv4 goes out, still in valid sizes.
+        large_set_round_trip(&PeerEncoding { next_hop_v6: None, ..enc() }, (3000, 0));
+        let tagged = RouteAttributes { communities: (0..200).collect(), as_path_prepend: 32, med: Some(1), local_pref: None };
+        let mut d = DesiredRoutes::new();
+        for i in 0..2000u32 {
+            d.insert(IpNet::new(Ipv4Addr::from(0x0a00_0000 + i).into(), 32).unwrap(), tagged.clone()).unwrap();
+        }
+        for m in AdjRibOut::default().converge(&d, &enc()) {
+            assert!(encode(&BgpMessage::Update(m)).unwrap().len() <= MAX_MESSAGE_LEN);
+        }
+    }
+
+    fn large_set_round_trip(enc: &PeerEncoding, expect: (usize, usize)) {
         let mut d = DesiredRoutes::new();
         for i in 0..3000u32 {
             let v4 = Ipv4Addr::from(0x0a00_0000 + i);
@@ -358,7 +369,7 @@ mod tests {
             d.insert(IpNet::new(v6.into(), 128).unwrap(), RouteAttributes::default()).unwrap();
         }
         let mut rib = AdjRibOut::default();
-        let msgs = rib.converge(&d, &enc());
+        let msgs = rib.converge(&d, enc);
         let mut ctx = BgpParsingContext::new(true, Default::default(), Default::default(), true, true, true, true);
         let mut v4 = 0;
         let mut v6 = 0;
@@ -373,8 +384,8 @@ mod tests {
                 }
             }
         }
-        assert_eq!((v4, v6), (3000, 3000));
-        assert_eq!(rib.resend(AddressType::Ipv6Unicast, &enc()).len(), msgs.iter().filter(|m| m.nlri().is_empty()).count());
+        assert_eq!((v4, v6), expect);
+        assert_eq!(rib.resend(AddressType::Ipv6Unicast, enc).len(), msgs.iter().filter(|m| m.nlri().is_empty()).count());
     }
 
     #[test]

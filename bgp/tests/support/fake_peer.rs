@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use edgelb_bgp::wire::{self, FrameReader, NotificationCode};
+use edgelb_bgp::wire::{self, FrameReader, NotificationCode, ReadError};
 use netgauze_bgp_pkt::BgpMessage;
 use netgauze_bgp_pkt::capabilities::{BgpCapability, FourOctetAsCapability, MultiProtocolExtensionsCapability};
 use netgauze_bgp_pkt::open::{BgpOpenMessage, BgpOpenMessageParameter};
@@ -102,7 +102,8 @@ impl FakePeer {
         let frame = tokio::time::timeout(WAIT, self.reader.next_frame()).await.expect("peer waited too long");
         match frame {
             Ok(Some(bytes)) => Some(wire::decode(&bytes, &mut self.ctx).expect("speaker sent a malformed message")),
-            _ => None,
+            Ok(None) | Err(ReadError::Io(_)) => None,
+            Err(ReadError::Malformed(n)) => panic!("speaker sent a malformed header: {n:?}"),
         }
     }
 
