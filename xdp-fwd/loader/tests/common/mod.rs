@@ -247,3 +247,28 @@ pub fn round_robin_table(size: usize, n: usize) -> Vec<u32> {
 pub fn rr_backend(hash: u32, size: usize, n: usize) -> usize {
     (hash as usize % size) % n
 }
+
+/// Output of a command run in a namespace.
+pub fn ns_output(ns: &NetNs, args: &[&str]) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.name])
+        .args(args)
+        .output()
+        .expect("spawn");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The id of the XDP program attached to `dev`, if any (from `ip -j link`).
+pub fn xdp_prog_id(ns: &NetNs, dev: &str) -> Option<u64> {
+    let json = ns_output(ns, &["ip", "-j", "-d", "link", "show", "dev", dev]);
+    let v: serde_json::Value = serde_json::from_str(&json).ok()?;
+    let xdp = v.get(0)?.get("xdp")?;
+    xdp.get("prog").and_then(|p| p.get("id")).and_then(|i| i.as_u64()).or_else(|| {
+        // Several programs (modes) are listed under "attached".
+        xdp.get("attached")?.get(0)?.get("prog")?.get("id")?.as_u64()
+    })
+}
+
+pub fn mac_str(m: [u8; 6]) -> String {
+    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
