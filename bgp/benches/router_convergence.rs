@@ -5,6 +5,7 @@
 //!    timestamps the netlink delete), next to announce call -> route installed;
 //! 2. speaker start -> 1000 prefixes converged to one peer: to an in-process
 //!    loopback peer (End-of-RIB received) and to FRR (1000 routes in the kernel).
+//!
 //! Prints medians; no assertions on time.
 
 #[path = "../tests/support/mod.rs"]
@@ -17,9 +18,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use edgelb_bgp::{BgpSpeaker, DesiredRoutes, IpNet, PeerConfig, RouteAttributes, SpeakerConfig};
-use support::fake_peer::{FakePeer, listen};
+use support::fake_peer::{listen, FakePeer};
 use support::lb::{self, Lb};
-use support::netns::{Lab, wait_until};
+use support::netns::{wait_until, Lab};
 use support::routers::Frr;
 
 const ROUNDS: usize = 21;
@@ -37,7 +38,11 @@ fn prefixes(n: u32) -> DesiredRoutes {
     let mut d = DesiredRoutes::new();
     for i in 0..n {
         let ip = Ipv4Addr::from(0xc633_0000u32 + i); // 198.51.0.0 + i
-        d.insert(IpNet::new(IpAddr::V4(ip), 32).expect("prefix"), RouteAttributes::default()).expect("route");
+        d.insert(
+            IpNet::new(IpAddr::V4(ip), 32).expect("prefix"),
+            RouteAttributes::default(),
+        )
+        .expect("route");
     }
     d
 }
@@ -51,7 +56,15 @@ struct RouteMonitor {
 impl RouteMonitor {
     fn start(lab: &Lab) -> RouteMonitor {
         let mut child = Command::new("stdbuf")
-            .args(["-oL", "ip", "-n", &lab.router.name, "-4", "monitor", "route"])
+            .args([
+                "-oL",
+                "ip",
+                "-n",
+                &lab.router.name,
+                "-4",
+                "monitor",
+                "route",
+            ])
             .stdout(Stdio::piped())
             .spawn()
             .expect("ip monitor");
@@ -74,7 +87,10 @@ impl RouteMonitor {
     /// Time of the first event line satisfying `f`.
     fn wait(&self, f: impl Fn(&str) -> bool) -> Instant {
         loop {
-            let (t, line) = self.rx.recv_timeout(Duration::from_secs(20)).expect("route event");
+            let (t, line) = self
+                .rx
+                .recv_timeout(Duration::from_secs(20))
+                .expect("route event");
             if f(&line) {
                 return t;
             }
@@ -105,7 +121,9 @@ fn withdraw_and_announce_to_frr_kernel() -> (Duration, Duration) {
     let vip = lb::routes(&[("192.0.2.10/32", RouteAttributes::default())]);
     lb1.set(vip.clone());
     lb1.wait_established();
-    wait_until(Duration::from_secs(20), "route installed", || !lab.kernel_route("192.0.2.10").is_empty());
+    wait_until(Duration::from_secs(20), "route installed", || {
+        !lab.kernel_route("192.0.2.10").is_empty()
+    });
     let monitor = RouteMonitor::start(&lab);
     std::thread::sleep(Duration::from_millis(200));
     let mut withdraws = Vec::new();
@@ -133,12 +151,20 @@ fn converge_1000_to_frr_kernel() -> Duration {
     let _frr = Frr::start(&lab, &frr_config(&lab));
     let mut runs = Vec::new();
     for _ in 0..5 {
-        wait_until(Duration::from_secs(30), "table empty", || lab.router.ip(&["-4", "route", "show", "proto", "bgp"]).is_empty());
+        wait_until(Duration::from_secs(30), "table empty", || {
+            lab.router
+                .ip(&["-4", "route", "show", "proto", "bgp"])
+                .is_empty()
+        });
         let t0 = Instant::now();
         let lb1 = Lb::start(&lab, 1, lb::config(1, 9, None));
         lb1.set(prefixes(1000));
         wait_until(Duration::from_secs(60), "1000 routes in kernel", || {
-            lab.router.ip(&["-4", "route", "show", "proto", "bgp"]).lines().count() == 1000
+            lab.router
+                .ip(&["-4", "route", "show", "proto", "bgp"])
+                .lines()
+                .count()
+                == 1000
         });
         runs.push(t0.elapsed());
         lb1.shutdown();
@@ -147,7 +173,11 @@ fn converge_1000_to_frr_kernel() -> Duration {
 }
 
 fn converge_1000_to_loopback_peer() -> Duration {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async {
         let mut runs = Vec::new();
         for _ in 0..ROUNDS {
@@ -158,7 +188,10 @@ fn converge_1000_to_loopback_peer() -> Duration {
                 router_id: Ipv4Addr::new(10, 0, 0, 2),
                 listen: None,
                 graceful_restart: None,
-                peers: vec![PeerConfig { port, ..PeerConfig::new(IpAddr::V4(ip), 65000) }],
+                peers: vec![PeerConfig {
+                    port,
+                    ..PeerConfig::new(IpAddr::V4(ip), 65000)
+                }],
             };
             let t0 = Instant::now();
             let speaker = BgpSpeaker::start(config).await.expect("start");
@@ -178,12 +211,24 @@ fn converge_1000_to_loopback_peer() -> Duration {
 fn main() {
     // `cargo bench` passes --bench; nothing to parse.
     let loopback = converge_1000_to_loopback_peer();
-    println!("establish + converge 1000 prefixes, loopback peer: median {:.2} ms ({ROUNDS} runs)", ms(loopback));
+    println!(
+        "establish + converge 1000 prefixes, loopback peer: median {:.2} ms ({ROUNDS} runs)",
+        ms(loopback)
+    );
     let frr_1000 = converge_1000_to_frr_kernel();
-    println!("establish + converge 1000 prefixes, FRR kernel table: median {:.1} ms (5 runs)", ms(frr_1000));
+    println!(
+        "establish + converge 1000 prefixes, FRR kernel table: median {:.1} ms (5 runs)",
+        ms(frr_1000)
+    );
     let (withdraw, announce) = withdraw_and_announce_to_frr_kernel();
-    println!("withdraw call -> route gone from FRR kernel: median {:.2} ms ({ROUNDS} runs)", ms(withdraw));
-    println!("announce call -> route in FRR kernel:        median {:.2} ms ({ROUNDS} runs)", ms(announce));
+    println!(
+        "withdraw call -> route gone from FRR kernel: median {:.2} ms ({ROUNDS} runs)",
+        ms(withdraw)
+    );
+    println!(
+        "announce call -> route in FRR kernel:        median {:.2} ms ({ROUNDS} runs)",
+        ms(announce)
+    );
     println!(
         "ratios: withdraw/announce {:.2}; FRR-kernel/loopback for 1000 prefixes {:.1}",
         withdraw.as_secs_f64() / announce.as_secs_f64(),

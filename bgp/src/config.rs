@@ -241,9 +241,15 @@ mod tests {
         assert!(matches!(c.validate(), Err(ConfigError::DuplicatePeer(_))));
         let mut c = base();
         c.peers[0].mode = PeerMode::Passive;
-        assert!(matches!(c.validate(), Err(ConfigError::PassiveWithoutListener(_))));
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::PassiveWithoutListener(_))
+        ));
         let mut c = base();
-        c.graceful_restart = Some(GracefulRestartConfig { restart_time_secs: 5000, restarting: false });
+        c.graceful_restart = Some(GracefulRestartConfig {
+            restart_time_secs: 5000,
+            restarting: false,
+        });
         assert_eq!(c.validate(), Err(ConfigError::RestartTimeTooLong(5000)));
     }
 }

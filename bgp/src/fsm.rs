@@ -8,12 +8,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use netgauze_bgp_pkt::notification::{
+    BgpNotificationMessage, CeaseError, FiniteStateMachineError, HoldTimerExpiredError,
+};
 use netgauze_bgp_pkt::BgpMessage;
-use netgauze_bgp_pkt::notification::{BgpNotificationMessage, CeaseError, FiniteStateMachineError, HoldTimerExpiredError};
 use netgauze_iana::address_family::AddressType;
 
-use crate::negotiation::{self, FAMILIES, LocalOpen, Negotiated};
-use crate::rib_out::{AdjRibOut, PeerEncoding, end_of_rib};
+use crate::negotiation::{self, LocalOpen, Negotiated, FAMILIES};
+use crate::rib_out::{end_of_rib, AdjRibOut, PeerEncoding};
 use crate::route::DesiredRoutes;
 use crate::stats::PeerState;
 use crate::wire::NotificationCode;
@@ -97,7 +99,11 @@ pub struct Session {
 
 impl Session {
     /// TCP is up: send our OPEN and wait for the peer's.
-    pub fn start(params: SessionParams, desired: Arc<DesiredRoutes>, now: Instant) -> (Self, Vec<Action>) {
+    pub fn start(
+        params: SessionParams,
+        desired: Arc<DesiredRoutes>,
+        now: Instant,
+    ) -> (Self, Vec<Action>) {
         let open = negotiation::build_open(&params.local);
         let session = Session {
             params,
@@ -161,7 +167,9 @@ impl Session {
                 }
             }
             Event::Stop => self.fail(
-                BgpNotificationMessage::CeaseError(CeaseError::AdministrativeShutdown { value: Box::new([]) }),
+                BgpNotificationMessage::CeaseError(CeaseError::AdministrativeShutdown {
+                    value: Box::new([]),
+                }),
                 &mut out,
             ),
         }
@@ -175,7 +183,8 @@ impl Session {
     fn restart_keepalive(&mut self) {
         if let Some(n) = &self.negotiated {
             if n.keepalive_secs() > 0 {
-                self.keepalive_deadline = Some(self.now + Duration::from_secs(n.keepalive_secs().into()));
+                self.keepalive_deadline =
+                    Some(self.now + Duration::from_secs(n.keepalive_secs().into()));
             }
         }
     }
@@ -205,8 +214,12 @@ impl Session {
     fn unexpected(&mut self, out: &mut Vec<Action>) {
         let value: Box<[u8]> = Box::new([]);
         let err = match self.state {
-            PeerState::OpenSent => FiniteStateMachineError::ReceiveUnexpectedMessageInOpenSentState { value },
-            PeerState::OpenConfirm => FiniteStateMachineError::ReceiveUnexpectedMessageInOpenConfirmState { value },
+            PeerState::OpenSent => {
+                FiniteStateMachineError::ReceiveUnexpectedMessageInOpenSentState { value }
+            }
+            PeerState::OpenConfirm => {
+                FiniteStateMachineError::ReceiveUnexpectedMessageInOpenConfirmState { value }
+            }
             _ => FiniteStateMachineError::ReceiveUnexpectedMessageInEstablishedState { value },
         };
         self.fail(BgpNotificationMessage::FiniteStateMachineError(err), out);
@@ -245,7 +258,11 @@ impl Session {
                 self.converge(out);
                 // End-of-RIB tells graceful-restart helpers our initial table is complete.
                 for family in FAMILIES {
-                    if self.negotiated.as_ref().is_some_and(|n| n.family_enabled(family)) {
+                    if self
+                        .negotiated
+                        .as_ref()
+                        .is_some_and(|n| n.family_enabled(family))
+                    {
                         out.push(Action::Send(BgpMessage::Update(end_of_rib(family))));
                     }
                 }
@@ -264,18 +281,28 @@ impl Session {
     }
 
     fn on_route_refresh(&mut self, family: AddressType, out: &mut Vec<Action>) {
-        let (Some(n), Some(enc)) = (&self.negotiated, &self.encoding) else { return };
+        let (Some(n), Some(enc)) = (&self.negotiated, &self.encoding) else {
+            return;
+        };
         // RFC 2918: a refresh for a family we did not negotiate is ignored.
         if !n.family_enabled(family) {
             return;
         }
         self.route_refreshes += 1;
-        out.extend(self.rib_out.resend(family, enc).into_iter().map(|u| Action::Send(BgpMessage::Update(u))));
+        out.extend(
+            self.rib_out
+                .resend(family, enc)
+                .into_iter()
+                .map(|u| Action::Send(BgpMessage::Update(u))),
+        );
     }
 
     fn on_tick(&mut self, out: &mut Vec<Action>) {
         if self.hold_deadline.is_some_and(|d| d <= self.now) {
-            let expired = HoldTimerExpiredError::Unspecific { sub_code: 0, value: Box::new([]) };
+            let expired = HoldTimerExpiredError::Unspecific {
+                sub_code: 0,
+                value: Box::new([]),
+            };
             self.fail(BgpNotificationMessage::HoldTimerExpiredError(expired), out);
             return;
         }
@@ -287,7 +314,11 @@ impl Session {
     fn converge(&mut self, out: &mut Vec<Action>) {
         let Some(enc) = &self.encoding else { return };
         let updates = self.rib_out.converge(&self.desired, enc);
-        out.extend(updates.into_iter().map(|u| Action::Send(BgpMessage::Update(u))));
+        out.extend(
+            updates
+                .into_iter()
+                .map(|u| Action::Send(BgpMessage::Update(u))),
+        );
     }
 }
 
@@ -295,15 +326,22 @@ impl Session {
 mod tests {
     use super::*;
     use crate::route::RouteAttributes;
-    use netgauze_bgp_pkt::capabilities::{BgpCapability, FourOctetAsCapability, MultiProtocolExtensionsCapability};
+    use netgauze_bgp_pkt::capabilities::{
+        BgpCapability, FourOctetAsCapability, MultiProtocolExtensionsCapability,
+    };
+    use netgauze_bgp_pkt::iana::RouteRefreshSubcode;
     use netgauze_bgp_pkt::open::{BgpOpenMessage, BgpOpenMessageParameter};
     use netgauze_bgp_pkt::route_refresh::BgpRouteRefreshMessage;
-    use netgauze_bgp_pkt::iana::RouteRefreshSubcode;
     use std::net::Ipv4Addr;
 
     fn params() -> SessionParams {
         SessionParams {
-            local: LocalOpen { local_asn: 65010, router_id: Ipv4Addr::new(10, 0, 0, 2), hold_time_secs: 9, graceful_restart: None },
+            local: LocalOpen {
+                local_asn: 65010,
+                router_id: Ipv4Addr::new(10, 0, 0, 2),
+                hold_time_secs: 9,
+                graceful_restart: None,
+            },
             peer_asn: 65000,
             next_hop_v4: Some(Ipv4Addr::new(10, 0, 0, 2)),
             next_hop_v6: None,
@@ -311,18 +349,24 @@ mod tests {
     }
 
     fn peer_open(hold: u16) -> BgpMessage {
-        BgpMessage::Open(BgpOpenMessage::new(65000, hold, Ipv4Addr::new(10, 0, 0, 1), vec![
-            BgpOpenMessageParameter::new_capabilities(vec![
-                BgpCapability::MultiProtocolExtensions(MultiProtocolExtensionsCapability::new(AddressType::Ipv4Unicast)),
+        BgpMessage::Open(BgpOpenMessage::new(
+            65000,
+            hold,
+            Ipv4Addr::new(10, 0, 0, 1),
+            vec![BgpOpenMessageParameter::new_capabilities(vec![
+                BgpCapability::MultiProtocolExtensions(MultiProtocolExtensionsCapability::new(
+                    AddressType::Ipv4Unicast,
+                )),
                 BgpCapability::RouteRefresh,
                 BgpCapability::FourOctetAs(FourOctetAsCapability::new(65000)),
-            ]),
-        ]))
+            ])],
+        ))
     }
 
     fn vip() -> Arc<DesiredRoutes> {
         let mut d = DesiredRoutes::new();
-        d.insert("192.0.2.10/32".parse().unwrap(), RouteAttributes::default()).unwrap();
+        d.insert("192.0.2.10/32".parse().unwrap(), RouteAttributes::default())
+            .unwrap();
         Arc::new(d)
     }
 
@@ -360,7 +404,13 @@ mod tests {
         assert_eq!(out, vec![Action::Send(BgpMessage::KeepAlive)]);
         let out = s.handle(Event::Tick, t0 + Duration::from_secs(9));
         let end = closed_with(&out).expect("hold timer must close the session");
-        assert_eq!(end, SessionEnd::NotificationSent(NotificationCode { code: 4, subcode: 0 }));
+        assert_eq!(
+            end,
+            SessionEnd::NotificationSent(NotificationCode {
+                code: 4,
+                subcode: 0
+            })
+        );
         assert_eq!(s.state(), PeerState::Idle);
     }
 
@@ -368,7 +418,10 @@ mod tests {
     fn received_keepalive_restarts_hold_timer() {
         let t0 = Instant::now();
         let mut s = established(t0);
-        s.handle(Event::Message(BgpMessage::KeepAlive), t0 + Duration::from_secs(8));
+        s.handle(
+            Event::Message(BgpMessage::KeepAlive),
+            t0 + Duration::from_secs(8),
+        );
         let out = s.handle(Event::Tick, t0 + Duration::from_secs(10));
         assert!(closed_with(&out).is_none());
     }
@@ -377,7 +430,10 @@ mod tests {
     fn route_refresh_resends_and_withdraw_works() {
         let t0 = Instant::now();
         let mut s = established(t0);
-        let rr = BgpRouteRefreshMessage::new(AddressType::Ipv4Unicast, RouteRefreshSubcode::NormalRequest);
+        let rr = BgpRouteRefreshMessage::new(
+            AddressType::Ipv4Unicast,
+            RouteRefreshSubcode::NormalRequest,
+        );
         let out = s.handle(Event::Message(BgpMessage::RouteRefresh(rr)), t0);
         assert_eq!(out.len(), 1);
         assert_eq!(s.route_refreshes(), 1);
@@ -390,7 +446,13 @@ mod tests {
     fn stop_sends_cease_administrative_shutdown() {
         let mut s = established(Instant::now());
         let out = s.handle(Event::Stop, Instant::now());
-        assert_eq!(closed_with(&out), Some(SessionEnd::NotificationSent(NotificationCode { code: 6, subcode: 2 })));
+        assert_eq!(
+            closed_with(&out),
+            Some(SessionEnd::NotificationSent(NotificationCode {
+                code: 6,
+                subcode: 2
+            }))
+        );
     }
 
     #[test]
@@ -398,18 +460,46 @@ mod tests {
         let t0 = Instant::now();
         let (mut s, _) = Session::start(params(), vip(), t0);
         let out = s.handle(Event::Message(BgpMessage::KeepAlive), t0);
-        assert_eq!(closed_with(&out), Some(SessionEnd::NotificationSent(NotificationCode { code: 5, subcode: 1 })));
+        assert_eq!(
+            closed_with(&out),
+            Some(SessionEnd::NotificationSent(NotificationCode {
+                code: 5,
+                subcode: 1
+            }))
+        );
         let mut s = established(t0);
         let out = s.handle(Event::Message(peer_open(30)), t0);
-        assert_eq!(closed_with(&out), Some(SessionEnd::NotificationSent(NotificationCode { code: 5, subcode: 3 })));
-        assert!(s.handle(Event::Tick, t0).is_empty(), "an ended session stays silent");
+        assert_eq!(
+            closed_with(&out),
+            Some(SessionEnd::NotificationSent(NotificationCode {
+                code: 5,
+                subcode: 3
+            }))
+        );
+        assert!(
+            s.handle(Event::Tick, t0).is_empty(),
+            "an ended session stays silent"
+        );
     }
 
     #[test]
     fn wrong_peer_as_is_rejected() {
         let t0 = Instant::now();
-        let (mut s, _) = Session::start(SessionParams { peer_asn: 65001, ..params() }, vip(), t0);
+        let (mut s, _) = Session::start(
+            SessionParams {
+                peer_asn: 65001,
+                ..params()
+            },
+            vip(),
+            t0,
+        );
         let out = s.handle(Event::Message(peer_open(30)), t0);
-        assert_eq!(closed_with(&out), Some(SessionEnd::NotificationSent(NotificationCode { code: 2, subcode: 2 })));
+        assert_eq!(
+            closed_with(&out),
+            Some(SessionEnd::NotificationSent(NotificationCode {
+                code: 2,
+                subcode: 2
+            }))
+        );
     }
 }

@@ -10,7 +10,7 @@ use netgauze_bgp_pkt::notification::{BgpNotificationMessage, OpenMessageError};
 use netgauze_bgp_pkt::open::{BgpOpenMessage, BgpOpenMessageParameter};
 use netgauze_iana::address_family::AddressType;
 
-use crate::config::{AS_TRANS, GracefulRestartConfig};
+use crate::config::{GracefulRestartConfig, AS_TRANS};
 
 /// What we put in our OPEN to one peer.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,12 +86,9 @@ pub fn build_open(local: &LocalOpen) -> BgpOpenMessage {
             .iter()
             .map(|f| GracefulRestartAddressFamily::new(true, *f))
             .collect();
-        caps.push(BgpCapability::GracefulRestartCapability(GracefulRestartCapability::new(
-            gr.restarting,
-            false,
-            gr.restart_time_secs,
-            families,
-        )));
+        caps.push(BgpCapability::GracefulRestartCapability(
+            GracefulRestartCapability::new(gr.restarting, false, gr.restart_time_secs, families),
+        ));
     }
     BgpOpenMessage::new(
         my_as,
@@ -113,7 +110,9 @@ pub fn negotiate(
     open: &BgpOpenMessage,
 ) -> Result<Negotiated, BgpNotificationMessage> {
     let caps = open.capabilities();
-    let asn4 = caps.iter().any(|c| matches!(c, BgpCapability::FourOctetAs(_)));
+    let asn4 = caps
+        .iter()
+        .any(|c| matches!(c, BgpCapability::FourOctetAs(_)));
     let peer_asn = open.my_asn4();
     if peer_asn != expected_peer_asn {
         return Err(open_error(OpenMessageError::BadPeerAs {
@@ -122,7 +121,11 @@ pub fn negotiate(
     }
     let id = open.bgp_id();
     let ibgp = expected_peer_asn == local.local_asn;
-    if id.is_unspecified() || id.is_multicast() || id.is_broadcast() || (ibgp && id == local.router_id) {
+    if id.is_unspecified()
+        || id.is_multicast()
+        || id.is_broadcast()
+        || (ibgp && id == local.router_id)
+    {
         return Err(open_error(OpenMessageError::BadBgpIdentifier {
             value: id.octets().into(),
         }));
@@ -144,7 +147,10 @@ pub fn negotiate(
     let (ipv4_unicast, ipv6_unicast) = if mp.is_empty() {
         (true, false)
     } else {
-        (mp.contains(&AddressType::Ipv4Unicast), mp.contains(&AddressType::Ipv6Unicast))
+        (
+            mp.contains(&AddressType::Ipv4Unicast),
+            mp.contains(&AddressType::Ipv6Unicast),
+        )
     };
     Ok(Negotiated {
         peer_asn,
@@ -153,9 +159,12 @@ pub fn negotiate(
         asn4,
         ipv4_unicast,
         ipv6_unicast,
-        route_refresh: caps
-            .iter()
-            .any(|c| matches!(c, BgpCapability::RouteRefresh | BgpCapability::EnhancedRouteRefresh)),
+        route_refresh: caps.iter().any(|c| {
+            matches!(
+                c,
+                BgpCapability::RouteRefresh | BgpCapability::EnhancedRouteRefresh
+            )
+        }),
         peer_graceful_restart: caps
             .iter()
             .any(|c| matches!(c, BgpCapability::GracefulRestartCapability(_))),
@@ -165,7 +174,7 @@ pub fn negotiate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{NotificationCode, encode};
+    use crate::wire::{encode, NotificationCode};
     use netgauze_bgp_pkt::BgpMessage;
 
     fn local() -> LocalOpen {
@@ -173,7 +182,10 @@ mod tests {
             local_asn: 4_200_000_001,
             router_id: Ipv4Addr::new(192, 0, 2, 1),
             hold_time_secs: 9,
-            graceful_restart: Some(GracefulRestartConfig { restart_time_secs: 120, restarting: true }),
+            graceful_restart: Some(GracefulRestartConfig {
+                restart_time_secs: 120,
+                restarting: true,
+            }),
         }
     }
 
@@ -181,9 +193,12 @@ mod tests {
         let my_as = u16::try_from(asn).unwrap_or(AS_TRANS as u16);
         let mut caps = caps;
         caps.push(BgpCapability::FourOctetAs(FourOctetAsCapability::new(asn)));
-        BgpOpenMessage::new(my_as, hold, Ipv4Addr::new(192, 0, 2, 9), vec![
-            BgpOpenMessageParameter::new_capabilities(caps),
-        ])
+        BgpOpenMessage::new(
+            my_as,
+            hold,
+            Ipv4Addr::new(192, 0, 2, 9),
+            vec![BgpOpenMessageParameter::new_capabilities(caps)],
+        )
     }
 
     /// Golden vector: the exact bytes of our OPEN must not drift.
@@ -203,9 +218,13 @@ mod tests {
 
     #[test]
     fn negotiates_min_hold_and_families() {
-        let open = peer_open(65000, 180, vec![BgpCapability::MultiProtocolExtensions(
-            MultiProtocolExtensionsCapability::new(AddressType::Ipv6Unicast),
-        )]);
+        let open = peer_open(
+            65000,
+            180,
+            vec![BgpCapability::MultiProtocolExtensions(
+                MultiProtocolExtensionsCapability::new(AddressType::Ipv6Unicast),
+            )],
+        );
         let n = negotiate(&local(), 65000, &open).unwrap();
         assert_eq!(n.hold_time_secs, 9);
         assert_eq!(n.keepalive_secs(), 3);
@@ -222,8 +241,14 @@ mod tests {
             let c = NotificationCode::of(&r.expect_err("must fail"));
             (c.code, c.subcode)
         };
-        assert_eq!(code(negotiate(&local(), 65001, &peer_open(65000, 90, vec![]))), (2, 2));
-        assert_eq!(code(negotiate(&local(), 65000, &peer_open(65000, 2, vec![]))), (2, 6));
+        assert_eq!(
+            code(negotiate(&local(), 65001, &peer_open(65000, 90, vec![]))),
+            (2, 2)
+        );
+        assert_eq!(
+            code(negotiate(&local(), 65000, &peer_open(65000, 2, vec![]))),
+            (2, 6)
+        );
         let zero_id = BgpOpenMessage::new(65000, 90, Ipv4Addr::UNSPECIFIED, vec![]);
         assert_eq!(code(negotiate(&local(), 65000, &zero_id)), (2, 3));
     }

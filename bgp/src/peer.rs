@@ -31,13 +31,20 @@ pub(crate) struct PeerTask {
 
 async fn connect(config: &PeerConfig) -> std::io::Result<TcpStream> {
     let remote = SocketAddr::new(config.address, config.port);
-    let socket = if remote.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    let socket = if remote.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
     if let Some(local) = config.local_address {
         socket.bind(SocketAddr::new(local, 0))?;
     }
     match tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(remote)).await {
         Ok(result) => result,
-        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")),
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "connect timed out",
+        )),
     }
 }
 
@@ -81,8 +88,11 @@ impl PeerTask {
                     )
                     .await;
                     tracing::info!(peer = %self.config.address, reason = %outcome.end, "BGP session ended");
-                    let admin_stop =
-                        outcome.end == SessionEnd::NotificationSent(NotificationCode { code: 6, subcode: 2 });
+                    let admin_stop = outcome.end
+                        == SessionEnd::NotificationSent(NotificationCode {
+                            code: 6,
+                            subcode: 2,
+                        });
                     self.stats.set_error(outcome.end.to_string());
                     if admin_stop {
                         break;

@@ -5,14 +5,15 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
-use netgauze_bgp_pkt::BgpMessage;
 use netgauze_bgp_pkt::community::Community;
 use netgauze_bgp_pkt::nlri::{Ipv4Unicast, Ipv4UnicastAddress, Ipv6Unicast, Ipv6UnicastAddress};
 use netgauze_bgp_pkt::path_attribute::{
-    As2PathSegment, As4Path, As4PathSegment, AsPath, AsPathSegmentType, Communities, LocalPreference,
-    MpReach, MpUnreach, MultiExitDiscriminator, NextHop, Origin, PathAttribute, PathAttributeValue,
+    As2PathSegment, As4Path, As4PathSegment, AsPath, AsPathSegmentType, Communities,
+    LocalPreference, MpReach, MpUnreach, MultiExitDiscriminator, NextHop, Origin, PathAttribute,
+    PathAttributeValue,
 };
 use netgauze_bgp_pkt::update::BgpUpdateMessage;
+use netgauze_bgp_pkt::BgpMessage;
 use netgauze_iana::address_family::AddressType;
 use netgauze_parse_utils::WritablePdu;
 
@@ -48,7 +49,12 @@ impl PeerEncoding {
         }
     }
 
-    fn attr(optional: bool, transitive: bool, extended: bool, value: PathAttributeValue) -> PathAttribute {
+    fn attr(
+        optional: bool,
+        transitive: bool,
+        extended: bool,
+        value: PathAttributeValue,
+    ) -> PathAttribute {
         // The flags are constants chosen per attribute type below; netgauze only
         // rejects combinations RFC 4271 forbids, which the unit tests cover.
         PathAttribute::from(optional, transitive, false, extended, value)
@@ -57,7 +63,12 @@ impl PeerEncoding {
 
     /// ORIGIN, AS_PATH (+ AS4_PATH for 2-byte peers), MED, LOCAL_PREF, COMMUNITIES.
     fn common_attributes(&self, attrs: &RouteAttributes) -> Vec<PathAttribute> {
-        let mut out = vec![Self::attr(false, true, false, PathAttributeValue::Origin(Origin::IGP))];
+        let mut out = vec![Self::attr(
+            false,
+            true,
+            false,
+            PathAttributeValue::Origin(Origin::IGP),
+        )];
         let own = usize::from(attrs.as_path_prepend) + usize::from(!self.ibgp);
         let path4 = vec![self.local_asn; own];
         if self.asn4 {
@@ -66,19 +77,37 @@ impl PeerEncoding {
             } else {
                 vec![As4PathSegment::new(AsPathSegmentType::AsSequence, path4)]
             };
-            out.push(Self::attr(false, true, true, PathAttributeValue::AsPath(AsPath::As4PathSegments(segments.into()))));
+            out.push(Self::attr(
+                false,
+                true,
+                true,
+                PathAttributeValue::AsPath(AsPath::As4PathSegments(segments.into())),
+            ));
         } else {
             let as2 = u16::try_from(self.local_asn).unwrap_or(AS_TRANS as u16);
             let segments = if path4.is_empty() {
                 vec![]
             } else {
-                vec![As2PathSegment::new(AsPathSegmentType::AsSequence, vec![as2; own])]
+                vec![As2PathSegment::new(
+                    AsPathSegmentType::AsSequence,
+                    vec![as2; own],
+                )]
             };
-            out.push(Self::attr(false, true, true, PathAttributeValue::AsPath(AsPath::As2PathSegments(segments.into()))));
+            out.push(Self::attr(
+                false,
+                true,
+                true,
+                PathAttributeValue::AsPath(AsPath::As2PathSegments(segments.into())),
+            ));
             if self.local_asn > u32::from(u16::MAX) && !path4.is_empty() {
                 // RFC 6793: carry the real path for 4-byte-aware routers further on.
                 let segment = As4PathSegment::new(AsPathSegmentType::AsSequence, path4);
-                out.push(Self::attr(true, true, true, PathAttributeValue::As4Path(As4Path::new(vec![segment]))));
+                out.push(Self::attr(
+                    true,
+                    true,
+                    true,
+                    PathAttributeValue::As4Path(As4Path::new(vec![segment])),
+                ));
             }
         }
         if let Some(med) = attrs.med {
@@ -94,11 +123,17 @@ impl PeerEncoding {
                 false,
                 true,
                 false,
-                PathAttributeValue::LocalPreference(LocalPreference::new(attrs.local_pref.unwrap_or(100))),
+                PathAttributeValue::LocalPreference(LocalPreference::new(
+                    attrs.local_pref.unwrap_or(100),
+                )),
             ));
         }
         if !attrs.communities.is_empty() {
-            let communities: Vec<Community> = attrs.communities.iter().map(|c| Community::new(*c)).collect();
+            let communities: Vec<Community> = attrs
+                .communities
+                .iter()
+                .map(|c| Community::new(*c))
+                .collect();
             out.push(Self::attr(
                 true,
                 true,
@@ -111,17 +146,38 @@ impl PeerEncoding {
 
     /// UPDATEs announcing `prefixes` (all of `family`) with `attrs`, split
     /// so every message fits in 4096 bytes. Empty if the family has no next hop.
-    fn announce(&self, family: AddressType, attrs: &RouteAttributes, prefixes: &[IpNet]) -> Vec<BgpUpdateMessage> {
+    fn announce(
+        &self,
+        family: AddressType,
+        attrs: &RouteAttributes,
+        prefixes: &[IpNet],
+    ) -> Vec<BgpUpdateMessage> {
         let mut common = self.common_attributes(attrs);
         match (family, self.next_hop_v4, self.next_hop_v6) {
             (AddressType::Ipv4Unicast, Some(nh), _) => {
-                common.push(Self::attr(false, true, false, PathAttributeValue::NextHop(NextHop::new(nh))));
-                chunked(prefixes, |chunk| BgpUpdateMessage::new(vec![], common.clone(), split_families(chunk).0))
+                common.push(Self::attr(
+                    false,
+                    true,
+                    false,
+                    PathAttributeValue::NextHop(NextHop::new(nh)),
+                ));
+                chunked(prefixes, |chunk| {
+                    BgpUpdateMessage::new(vec![], common.clone(), split_families(chunk).0)
+                })
             }
             (AddressType::Ipv6Unicast, _, Some(nh)) => chunked(prefixes, |chunk| {
-                let reach = MpReach::Ipv6Unicast { next_hop_global: nh, next_hop_local: None, nlri: split_families(chunk).1.into() };
+                let reach = MpReach::Ipv6Unicast {
+                    next_hop_global: nh,
+                    next_hop_local: None,
+                    nlri: split_families(chunk).1.into(),
+                };
                 let mut attributes = common.clone();
-                attributes.push(Self::attr(true, false, true, PathAttributeValue::MpReach(reach)));
+                attributes.push(Self::attr(
+                    true,
+                    false,
+                    true,
+                    PathAttributeValue::MpReach(reach),
+                ));
                 BgpUpdateMessage::new(vec![], attributes, vec![])
             }),
             // can_send() keeps such prefixes out of the Adj-RIB-Out.
@@ -137,7 +193,16 @@ impl PeerEncoding {
                 BgpUpdateMessage::new(v4, vec![], vec![])
             } else {
                 let unreach = MpUnreach::Ipv6Unicast { nlri: v6.into() };
-                BgpUpdateMessage::new(vec![], vec![Self::attr(true, false, true, PathAttributeValue::MpUnreach(unreach))], vec![])
+                BgpUpdateMessage::new(
+                    vec![],
+                    vec![Self::attr(
+                        true,
+                        false,
+                        true,
+                        PathAttributeValue::MpUnreach(unreach),
+                    )],
+                    vec![],
+                )
             }
         })
     }
@@ -148,7 +213,16 @@ pub fn end_of_rib(family: AddressType) -> BgpUpdateMessage {
     match family {
         AddressType::Ipv6Unicast => {
             let unreach = MpUnreach::Ipv6Unicast { nlri: Box::new([]) };
-            BgpUpdateMessage::new(vec![], vec![PeerEncoding::attr(true, false, true, PathAttributeValue::MpUnreach(unreach))], vec![])
+            BgpUpdateMessage::new(
+                vec![],
+                vec![PeerEncoding::attr(
+                    true,
+                    false,
+                    true,
+                    PathAttributeValue::MpUnreach(unreach),
+                )],
+                vec![],
+            )
         }
         _ => BgpUpdateMessage::new(vec![], vec![], vec![]),
     }
@@ -181,7 +255,10 @@ fn nlri_len(prefix: &IpNet) -> usize {
 }
 
 /// Splits `prefixes` into as few messages as fit in [`MAX_MESSAGE_LEN`].
-fn chunked(prefixes: &[IpNet], build: impl Fn(&[IpNet]) -> BgpUpdateMessage) -> Vec<BgpUpdateMessage> {
+fn chunked(
+    prefixes: &[IpNet],
+    build: impl Fn(&[IpNet]) -> BgpUpdateMessage,
+) -> Vec<BgpUpdateMessage> {
     if prefixes.is_empty() {
         return vec![];
     }
@@ -232,7 +309,11 @@ impl AdjRibOut {
 
     /// UPDATEs taking the peer from what it has to `desired`; records the result.
     /// Withdrawals come first so a shrinking set never overshoots.
-    pub fn converge(&mut self, desired: &DesiredRoutes, enc: &PeerEncoding) -> Vec<BgpUpdateMessage> {
+    pub fn converge(
+        &mut self,
+        desired: &DesiredRoutes,
+        enc: &PeerEncoding,
+    ) -> Vec<BgpUpdateMessage> {
         let mut out = Vec::new();
         let gone: Vec<IpNet> = self
             .announced
@@ -241,7 +322,11 @@ impl AdjRibOut {
             .copied()
             .collect();
         for family in [AddressType::Ipv4Unicast, AddressType::Ipv6Unicast] {
-            let of_family: Vec<IpNet> = gone.iter().filter(|p| family_of(p) == family).copied().collect();
+            let of_family: Vec<IpNet> = gone
+                .iter()
+                .filter(|p| family_of(p) == family)
+                .copied()
+                .collect();
             out.extend(enc.withdraw(&of_family));
         }
         for p in &gone {
@@ -255,7 +340,11 @@ impl AdjRibOut {
             }
         }
         for ((is_v6, attrs), prefixes) in by_attrs {
-            let family = if is_v6 { AddressType::Ipv6Unicast } else { AddressType::Ipv4Unicast };
+            let family = if is_v6 {
+                AddressType::Ipv6Unicast
+            } else {
+                AddressType::Ipv4Unicast
+            };
             out.extend(enc.announce(family, attrs, &prefixes));
             for p in prefixes {
                 self.announced.insert(p, attrs.clone());
@@ -298,7 +387,11 @@ mod tests {
     }
 
     fn hex(msg: BgpUpdateMessage) -> String {
-        encode(&BgpMessage::Update(msg)).unwrap().iter().map(|b| format!("{b:02x}")).collect()
+        encode(&BgpMessage::Update(msg))
+            .unwrap()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     fn desired(entries: &[(&str, RouteAttributes)]) -> DesiredRoutes {
@@ -312,7 +405,12 @@ mod tests {
     /// Golden vectors: the wire form of an announce and a withdraw.
     #[test]
     fn update_encoding_is_pinned() {
-        let attrs = RouteAttributes { communities: vec![0xfdf2_0064], med: Some(50), as_path_prepend: 1, local_pref: None };
+        let attrs = RouteAttributes {
+            communities: vec![0xfdf2_0064],
+            med: Some(50),
+            as_path_prepend: 1,
+            local_pref: None,
+        };
         let mut rib = AdjRibOut::default();
         let msgs = rib.converge(&desired(&[("192.0.2.10/32", attrs)]), &enc());
         assert_eq!(msgs.len(), 1);
@@ -325,7 +423,10 @@ mod tests {
              000220c000020a"
         );
         let msgs = rib.converge(&DesiredRoutes::new(), &enc());
-        assert_eq!(hex(msgs[0].clone()), "ffffffffffffffffffffffffffffffff001c02000520c000020a0000");
+        assert_eq!(
+            hex(msgs[0].clone()),
+            "ffffffffffffffffffffffffffffffff001c02000520c000020a0000"
+        );
         assert!(rib.is_empty());
     }
 
@@ -333,10 +434,17 @@ mod tests {
     fn converge_sends_only_differences() {
         let mut rib = AdjRibOut::default();
         let a = RouteAttributes::default();
-        let d1 = desired(&[("192.0.2.1/32", a.clone()), ("192.0.2.2/32", a.clone()), ("2001:db8::1/128", a.clone())]);
+        let d1 = desired(&[
+            ("192.0.2.1/32", a.clone()),
+            ("192.0.2.2/32", a.clone()),
+            ("2001:db8::1/128", a.clone()),
+        ]);
         assert_eq!(rib.converge(&d1, &enc()).len(), 2, "one UPDATE per family");
         assert!(rib.converge(&d1, &enc()).is_empty(), "nothing changed");
-        let drained = RouteAttributes { as_path_prepend: 3, ..a.clone() };
+        let drained = RouteAttributes {
+            as_path_prepend: 3,
+            ..a.clone()
+        };
         let d2 = desired(&[("192.0.2.1/32", drained), ("192.0.2.2/32", a.clone())]);
         let msgs = rib.converge(&d2, &enc());
         // Withdraw of the IPv6 VIP, then the re-announce of 192.0.2.1 with the longer path.
@@ -349,11 +457,26 @@ mod tests {
     fn large_sets_split_into_valid_messages() {
         large_set_round_trip(&enc(), (3000, 3000));
         // Without an IPv6 next hop only IPv4 goes out, still in valid sizes.
-        large_set_round_trip(&PeerEncoding { next_hop_v6: None, ..enc() }, (3000, 0));
-        let tagged = RouteAttributes { communities: (0..200).collect(), as_path_prepend: 32, med: Some(1), local_pref: None };
+        large_set_round_trip(
+            &PeerEncoding {
+                next_hop_v6: None,
+                ..enc()
+            },
+            (3000, 0),
+        );
+        let tagged = RouteAttributes {
+            communities: (0..200).collect(),
+            as_path_prepend: 32,
+            med: Some(1),
+            local_pref: None,
+        };
         let mut d = DesiredRoutes::new();
         for i in 0..2000u32 {
-            d.insert(IpNet::new(Ipv4Addr::from(0x0a00_0000 + i).into(), 32).unwrap(), tagged.clone()).unwrap();
+            d.insert(
+                IpNet::new(Ipv4Addr::from(0x0a00_0000 + i).into(), 32).unwrap(),
+                tagged.clone(),
+            )
+            .unwrap();
         }
         for m in AdjRibOut::default().converge(&d, &enc()) {
             assert!(encode(&BgpMessage::Update(m)).unwrap().len() <= MAX_MESSAGE_LEN);
@@ -364,19 +487,37 @@ mod tests {
         let mut d = DesiredRoutes::new();
         for i in 0..3000u32 {
             let v4 = Ipv4Addr::from(0x0a00_0000 + i);
-            d.insert(IpNet::new(v4.into(), 32).unwrap(), RouteAttributes::default()).unwrap();
+            d.insert(
+                IpNet::new(v4.into(), 32).unwrap(),
+                RouteAttributes::default(),
+            )
+            .unwrap();
             let v6 = Ipv6Addr::from(0x2001_0db8_u128 << 96 | u128::from(i));
-            d.insert(IpNet::new(v6.into(), 128).unwrap(), RouteAttributes::default()).unwrap();
+            d.insert(
+                IpNet::new(v6.into(), 128).unwrap(),
+                RouteAttributes::default(),
+            )
+            .unwrap();
         }
         let mut rib = AdjRibOut::default();
         let msgs = rib.converge(&d, enc);
-        let mut ctx = BgpParsingContext::new(true, Default::default(), Default::default(), true, true, true, true);
+        let mut ctx = BgpParsingContext::new(
+            true,
+            Default::default(),
+            Default::default(),
+            true,
+            true,
+            true,
+            true,
+        );
         let mut v4 = 0;
         let mut v6 = 0;
         for m in &msgs {
             let bytes = encode(&BgpMessage::Update(m.clone())).unwrap();
             assert!(bytes.len() <= MAX_MESSAGE_LEN);
-            let BgpMessage::Update(back) = decode(&bytes, &mut ctx).unwrap() else { panic!("not an update") };
+            let BgpMessage::Update(back) = decode(&bytes, &mut ctx).unwrap() else {
+                panic!("not an update")
+            };
             v4 += back.nlri().len();
             for a in back.path_attributes() {
                 if let PathAttributeValue::MpReach(MpReach::Ipv6Unicast { nlri, .. }) = a.value() {
@@ -385,36 +526,68 @@ mod tests {
             }
         }
         assert_eq!((v4, v6), expect);
-        assert_eq!(rib.resend(AddressType::Ipv6Unicast, enc).len(), msgs.iter().filter(|m| m.nlri().is_empty()).count());
+        assert_eq!(
+            rib.resend(AddressType::Ipv6Unicast, enc).len(),
+            msgs.iter().filter(|m| m.nlri().is_empty()).count()
+        );
     }
 
     #[test]
     fn ibgp_and_two_byte_peers_get_the_right_as_path() {
-        let ibgp = PeerEncoding { ibgp: true, ..enc() };
-        let msgs = AdjRibOut::default().converge(&desired(&[("192.0.2.1/32", RouteAttributes::default())]), &ibgp);
+        let ibgp = PeerEncoding {
+            ibgp: true,
+            ..enc()
+        };
+        let msgs = AdjRibOut::default().converge(
+            &desired(&[("192.0.2.1/32", RouteAttributes::default())]),
+            &ibgp,
+        );
         let attrs = msgs[0].path_attributes();
-        assert!(attrs.iter().any(|a| matches!(a.value(), PathAttributeValue::LocalPreference(_))));
+        assert!(attrs
+            .iter()
+            .any(|a| matches!(a.value(), PathAttributeValue::LocalPreference(_))));
         assert!(attrs.iter().any(|a| matches!(a.value(), PathAttributeValue::AsPath(AsPath::As4PathSegments(s)) if s.is_empty())));
 
-        let two_byte = PeerEncoding { asn4: false, local_asn: 4_200_000_000, ..enc() };
-        let msgs = AdjRibOut::default().converge(&desired(&[("192.0.2.1/32", RouteAttributes::default())]), &two_byte);
+        let two_byte = PeerEncoding {
+            asn4: false,
+            local_asn: 4_200_000_000,
+            ..enc()
+        };
+        let msgs = AdjRibOut::default().converge(
+            &desired(&[("192.0.2.1/32", RouteAttributes::default())]),
+            &two_byte,
+        );
         let attrs = msgs[0].path_attributes();
-        assert!(attrs.iter().any(|a| matches!(a.value(), PathAttributeValue::As4Path(_))));
+        assert!(attrs
+            .iter()
+            .any(|a| matches!(a.value(), PathAttributeValue::As4Path(_))));
         assert!(attrs.iter().any(|a| matches!(a.value(), PathAttributeValue::AsPath(AsPath::As2PathSegments(s)) if s[0].as_numbers() == [AS_TRANS as u16])));
     }
 
     #[test]
     fn unsendable_family_is_skipped() {
-        let v4_only = PeerEncoding { next_hop_v6: None, ..enc() };
+        let v4_only = PeerEncoding {
+            next_hop_v6: None,
+            ..enc()
+        };
         let mut rib = AdjRibOut::default();
-        let msgs = rib.converge(&desired(&[("2001:db8::1/128", RouteAttributes::default())]), &v4_only);
+        let msgs = rib.converge(
+            &desired(&[("2001:db8::1/128", RouteAttributes::default())]),
+            &v4_only,
+        );
         assert!(msgs.is_empty());
         assert!(rib.is_empty());
     }
 
     #[test]
     fn end_of_rib_markers_are_recognised() {
-        assert_eq!(end_of_rib(AddressType::Ipv4Unicast).end_of_rib(), Some(AddressType::Ipv4Unicast));
-        assert_eq!(end_of_rib(AddressType::Ipv6Unicast).end_of_rib(), Some(AddressType::Ipv6Unicast));
+        assert_eq!(
+            end_of_rib(AddressType::Ipv4Unicast).end_of_rib(),
+            Some(AddressType::Ipv4Unicast)
+        );
+        assert_eq!(
+            end_of_rib(AddressType::Ipv6Unicast).end_of_rib(),
+            Some(AddressType::Ipv6Unicast)
+        );
     }
 }

@@ -77,10 +77,18 @@ impl DesiredRoutes {
             return Err(RouteError::NotUnicast(prefix));
         }
         if attributes.communities.len() > MAX_COMMUNITIES {
-            return Err(RouteError::AttributesTooLarge { prefix, what: "communities", limit: MAX_COMMUNITIES });
+            return Err(RouteError::AttributesTooLarge {
+                prefix,
+                what: "communities",
+                limit: MAX_COMMUNITIES,
+            });
         }
         if attributes.as_path_prepend > MAX_PREPEND {
-            return Err(RouteError::AttributesTooLarge { prefix, what: "AS-path prepend", limit: MAX_PREPEND.into() });
+            return Err(RouteError::AttributesTooLarge {
+                prefix,
+                what: "AS-path prepend",
+                limit: MAX_PREPEND.into(),
+            });
         }
         self.routes.insert(prefix, attributes);
         Ok(())
@@ -119,9 +127,18 @@ mod tests {
     #[test]
     fn accepts_vips_and_aggregates() {
         let mut d = DesiredRoutes::new();
-        d.insert("192.0.2.10/32".parse().unwrap(), RouteAttributes::default()).unwrap();
-        d.insert("2001:db8::10/128".parse().unwrap(), RouteAttributes::default()).unwrap();
-        d.insert("198.51.100.0/24".parse().unwrap(), RouteAttributes::default()).unwrap();
+        d.insert("192.0.2.10/32".parse().unwrap(), RouteAttributes::default())
+            .unwrap();
+        d.insert(
+            "2001:db8::10/128".parse().unwrap(),
+            RouteAttributes::default(),
+        )
+        .unwrap();
+        d.insert(
+            "198.51.100.0/24".parse().unwrap(),
+            RouteAttributes::default(),
+        )
+        .unwrap();
         assert_eq!(d.len(), 3);
         assert!(d.remove(&"198.51.100.0/24".parse().unwrap()));
         assert_eq!(d.len(), 2);
@@ -131,11 +148,20 @@ mod tests {
     fn rejects_non_unicast_and_host_bits() {
         let mut d = DesiredRoutes::new();
         let p: IpNet = "198.51.100.1/24".parse().unwrap();
-        assert_eq!(d.insert(p, RouteAttributes::default()), Err(RouteError::HostBitsSet(p)));
+        assert_eq!(
+            d.insert(p, RouteAttributes::default()),
+            Err(RouteError::HostBitsSet(p))
+        );
         let p: IpNet = "224.0.0.1/32".parse().unwrap();
-        assert_eq!(d.insert(p, RouteAttributes::default()), Err(RouteError::NotUnicast(p)));
+        assert_eq!(
+            d.insert(p, RouteAttributes::default()),
+            Err(RouteError::NotUnicast(p))
+        );
         let p: IpNet = "255.255.255.255/32".parse().unwrap();
-        assert_eq!(d.insert(p, RouteAttributes::default()), Err(RouteError::NotUnicast(p)));
+        assert_eq!(
+            d.insert(p, RouteAttributes::default()),
+            Err(RouteError::NotUnicast(p))
+        );
         assert!(d.is_empty());
     }
 }

@@ -5,13 +5,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use netgauze_bgp_pkt::BgpMessage;
 use netgauze_bgp_pkt::wire::deserializer::BgpParsingContext;
+use netgauze_bgp_pkt::BgpMessage;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio::time::{Instant, sleep_until, timeout};
+use tokio::time::{sleep_until, timeout, Instant};
 
 use crate::config::PeerConfig;
 use crate::fsm::{Action, Event, Session, SessionEnd, SessionParams};
@@ -32,7 +32,10 @@ pub(crate) struct Outcome {
 
 /// Next hops for a connection: configured ones, else the local address of
 /// this connection for its own family (next-hop self).
-fn next_hops(peer: &PeerConfig, local: SocketAddr) -> (Option<std::net::Ipv4Addr>, Option<std::net::Ipv6Addr>) {
+fn next_hops(
+    peer: &PeerConfig,
+    local: SocketAddr,
+) -> (Option<std::net::Ipv4Addr>, Option<std::net::Ipv6Addr>) {
     let (self_v4, self_v6) = match local.ip() {
         IpAddr::V4(a) => (Some(a), None),
         IpAddr::V6(a) => match a.to_ipv4_mapped() {
@@ -54,15 +57,33 @@ pub(crate) async fn run(
 ) -> Outcome {
     let local_addr = match stream.local_addr() {
         Ok(a) => a,
-        Err(e) => return Outcome { end: SessionEnd::ConnectionLost(e.to_string()), was_established: false },
+        Err(e) => {
+            return Outcome {
+                end: SessionEnd::ConnectionLost(e.to_string()),
+                was_established: false,
+            }
+        }
     };
     // Small messages (KEEPALIVE, one-prefix UPDATE) must not wait for Nagle.
     let _ = stream.set_nodelay(true);
     let (next_hop_v4, next_hop_v6) = next_hops(peer, local_addr);
-    let params = SessionParams { local, peer_asn: peer.remote_asn, next_hop_v4, next_hop_v6 };
+    let params = SessionParams {
+        local,
+        peer_asn: peer.remote_asn,
+        next_hop_v4,
+        next_hop_v6,
+    };
     let (read_half, mut write_half) = stream.into_split();
     let mut reader = FrameReader::new(read_half);
-    let mut ctx = BgpParsingContext::new(true, Default::default(), Default::default(), true, true, true, true);
+    let mut ctx = BgpParsingContext::new(
+        true,
+        Default::default(),
+        Default::default(),
+        true,
+        true,
+        true,
+        true,
+    );
 
     let desired = desired_rx.borrow_and_update().clone();
     let (mut session, actions) = Session::start(params, desired, Instant::now().into_std());
@@ -73,10 +94,15 @@ pub(crate) async fn run(
         let write_limit = session
             .negotiated()
             .filter(|n| n.hold_time_secs > 0)
-            .map_or(OPEN_WRITE_TIMEOUT, |n| Duration::from_secs(n.hold_time_secs.into()));
+            .map_or(OPEN_WRITE_TIMEOUT, |n| {
+                Duration::from_secs(n.hold_time_secs.into())
+            });
         if let Some(end) = execute(pending, &mut write_half, stats, write_limit).await {
             stats.set_prefixes(0);
-            return Outcome { end, was_established };
+            return Outcome {
+                end,
+                was_established,
+            };
         }
         stats.set_state(session.state());
         stats.set_prefixes(session.announced());
@@ -157,7 +183,9 @@ async fn execute(
         match timeout(write_limit, writer.write_all(&buf)).await {
             Ok(Ok(())) => counts.into_iter().for_each(|u| stats.count_out(u)),
             Ok(Err(e)) => return Some(close.unwrap_or(SessionEnd::ConnectionLost(e.to_string()))),
-            Err(_) => return Some(close.unwrap_or(SessionEnd::ConnectionLost("write timed out".into()))),
+            Err(_) => {
+                return Some(close.unwrap_or(SessionEnd::ConnectionLost("write timed out".into())))
+            }
         }
     }
     if close.is_some() {

@@ -6,8 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use netgauze_bgp_pkt::BgpMessage;
 use netgauze_bgp_pkt::notification::{BgpNotificationMessage, CeaseError};
+use netgauze_bgp_pkt::BgpMessage;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -87,11 +87,23 @@ impl BgpSpeaker {
         }
         let mut listen_addr = None;
         if let Some(addr) = config.listen {
-            let listener = TcpListener::bind(addr).await.map_err(|source| SpeakerError::Listen { addr, source })?;
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| SpeakerError::Listen { addr, source })?;
             listen_addr = listener.local_addr().ok();
-            tasks.push(tokio::spawn(accept_loop(listener, passive, stop_rx.clone())));
+            tasks.push(tokio::spawn(accept_loop(
+                listener,
+                passive,
+                stop_rx.clone(),
+            )));
         }
-        Ok(BgpSpeaker { stats, desired_tx, stop_tx, tasks, listen_addr })
+        Ok(BgpSpeaker {
+            stats,
+            desired_tx,
+            stop_tx,
+            tasks,
+            listen_addr,
+        })
     }
 
     /// The bound listen address (useful when the configuration asked for port 0).
@@ -126,7 +138,10 @@ impl BgpSpeaker {
         self.stop_tx.send_replace(true);
         let tasks = std::mem::take(&mut self.tasks);
         for mut task in tasks {
-            if tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await.is_err() {
+            if tokio::time::timeout(SHUTDOWN_GRACE, &mut task)
+                .await
+                .is_err()
+            {
                 task.abort();
             }
         }
@@ -180,7 +195,9 @@ async fn accept_loop(
 }
 
 async fn reject(mut stream: TcpStream) {
-    let cease = BgpNotificationMessage::CeaseError(CeaseError::ConnectionRejected { value: Box::new([]) });
+    let cease = BgpNotificationMessage::CeaseError(CeaseError::ConnectionRejected {
+        value: Box::new([]),
+    });
     if let Ok(bytes) = wire::encode(&BgpMessage::Notification(cease)) {
         let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&bytes)).await;
     }

@@ -1,8 +1,8 @@
 //! Per-peer session state and counters, shared with the node daemon's metrics.
 
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -91,7 +91,12 @@ impl PeerStats {
     pub(crate) fn new(address: IpAddr) -> Self {
         PeerStats {
             address,
-            status: Mutex::new(Status { state: PeerState::Idle, last_error: None, last_connect_error: None, established_at: None }),
+            status: Mutex::new(Status {
+                state: PeerState::Idle,
+                last_error: None,
+                last_connect_error: None,
+                established_at: None,
+            }),
             prefixes_announced: AtomicU64::new(0),
             messages_in: AtomicU64::new(0),
             messages_out: AtomicU64::new(0),

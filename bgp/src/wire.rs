@@ -5,14 +5,16 @@
 //! what netgauze accepts but RFC 4271 forbids (unrecognized well-known
 //! attributes), and names every failure by the NOTIFICATION it deserves.
 
-use netgauze_bgp_pkt::BgpMessage;
-use netgauze_bgp_pkt::notification::{BgpNotificationMessage, MessageHeaderError, UpdateMessageError};
+use netgauze_bgp_pkt::notification::{
+    BgpNotificationMessage, MessageHeaderError, UpdateMessageError,
+};
 use netgauze_bgp_pkt::path_attribute::PathAttributeValue;
 use netgauze_bgp_pkt::update::BgpUpdateMessage;
 use netgauze_bgp_pkt::wire::deserializer::BgpParsingContext;
-use netgauze_parse_utils::WritablePdu;
+use netgauze_bgp_pkt::BgpMessage;
 use netgauze_parse_utils::reader::SliceReader;
 use netgauze_parse_utils::traits::ParseFromWithOneInput;
+use netgauze_parse_utils::WritablePdu;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// Marker, length and type.
@@ -34,7 +36,8 @@ pub struct EncodeError(String);
 /// Serializes one message.
 pub fn encode(msg: &BgpMessage) -> Result<Vec<u8>, EncodeError> {
     let mut out = Vec::with_capacity(msg.len());
-    msg.write(&mut out).map_err(|e| EncodeError(e.to_string()))?;
+    msg.write(&mut out)
+        .map_err(|e| EncodeError(e.to_string()))?;
     Ok(out)
 }
 
@@ -56,7 +59,10 @@ impl NotificationCode {
                 code: bytes[HEADER_LEN],
                 subcode: bytes[HEADER_LEN + 1],
             },
-            _ => NotificationCode { code: 0, subcode: 0 },
+            _ => NotificationCode {
+                code: 0,
+                subcode: 0,
+            },
         }
     }
 
@@ -86,7 +92,9 @@ impl std::fmt::Display for NotificationCode {
 pub fn check_header(header: &[u8; HEADER_LEN]) -> Result<usize, BgpNotificationMessage> {
     if header[..16].iter().any(|b| *b != 0xff) {
         return Err(BgpNotificationMessage::MessageHeaderError(
-            MessageHeaderError::ConnectionNotSynchronized { value: Box::new([]) },
+            MessageHeaderError::ConnectionNotSynchronized {
+                value: Box::new([]),
+            },
         ));
     }
     let length = u16::from_be_bytes([header[16], header[17]]);
@@ -107,7 +115,9 @@ pub fn check_header(header: &[u8; HEADER_LEN]) -> Result<usize, BgpNotificationM
         TYPE_ROUTE_REFRESH => len == 23,
         other => {
             return Err(BgpNotificationMessage::MessageHeaderError(
-                MessageHeaderError::BadMessageType { value: Box::new([other]) },
+                MessageHeaderError::BadMessageType {
+                    value: Box::new([other]),
+                },
             ));
         }
     };
@@ -119,7 +129,10 @@ pub fn check_header(header: &[u8; HEADER_LEN]) -> Result<usize, BgpNotificationM
 
 /// Decodes one complete message (header included), or returns the
 /// NOTIFICATION that must end the session.
-pub fn decode(frame: &[u8], ctx: &mut BgpParsingContext) -> Result<BgpMessage, BgpNotificationMessage> {
+pub fn decode(
+    frame: &[u8],
+    ctx: &mut BgpParsingContext,
+) -> Result<BgpMessage, BgpNotificationMessage> {
     let header: &[u8; HEADER_LEN] = frame
         .get(..HEADER_LEN)
         .and_then(|h| h.try_into().ok())
@@ -130,9 +143,11 @@ pub fn decode(frame: &[u8], ctx: &mut BgpParsingContext) -> Result<BgpMessage, B
         })?;
     let len = check_header(header)?;
     if frame.len() != len {
-        return Err(BgpNotificationMessage::MessageHeaderError(MessageHeaderError::BadMessageLength {
-            value: (len as u16).to_be_bytes().into(),
-        }));
+        return Err(BgpNotificationMessage::MessageHeaderError(
+            MessageHeaderError::BadMessageLength {
+                value: (len as u16).to_be_bytes().into(),
+            },
+        ));
     }
     let mut reader = SliceReader::new(frame);
     let msg = BgpMessage::parse(&mut reader, ctx).map_err(BgpNotificationMessage::from)?;
@@ -140,7 +155,9 @@ pub fn decode(frame: &[u8], ctx: &mut BgpParsingContext) -> Result<BgpMessage, B
     let ignored = ctx.reset_parsing_errors();
     if !ignored.path_attr_errors().is_empty() {
         return Err(BgpNotificationMessage::UpdateMessageError(
-            UpdateMessageError::MalformedAttributeList { value: Box::new([]) },
+            UpdateMessageError::MalformedAttributeList {
+                value: Box::new([]),
+            },
         ));
     }
     if let BgpMessage::Update(update) = &msg {
@@ -173,7 +190,9 @@ fn check_update(update: &BgpUpdateMessage) -> Result<(), BgpNotificationMessage>
     }
     let missing = |type_code: u8| {
         Err(BgpNotificationMessage::UpdateMessageError(
-            UpdateMessageError::MissingWellKnownAttribute { value: Box::new([type_code]) },
+            UpdateMessageError::MissingWellKnownAttribute {
+                value: Box::new([type_code]),
+            },
         ))
     };
     let has_mp_reach = update
@@ -215,7 +234,10 @@ pub struct FrameReader<R> {
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Wraps a stream.
     pub fn new(inner: R) -> Self {
-        FrameReader { inner, buf: Vec::with_capacity(2 * MAX_MESSAGE_LEN) }
+        FrameReader {
+            inner,
+            buf: Vec::with_capacity(2 * MAX_MESSAGE_LEN),
+        }
     }
 
     /// The next complete message, or `None` when the peer closed the stream.
@@ -237,9 +259,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         let Some(header) = self.buf.get(..HEADER_LEN) else {
             return Ok(None);
         };
-        let header: &[u8; HEADER_LEN] = header.try_into().map_err(|_| {
-            ReadError::Io(std::io::Error::other("short header"))
-        })?;
+        let header: &[u8; HEADER_LEN] = header
+            .try_into()
+            .map_err(|_| ReadError::Io(std::io::Error::other("short header")))?;
         let len = check_header(header).map_err(ReadError::Malformed)?;
         if self.buf.len() < len {
             return Ok(None);
@@ -260,7 +282,15 @@ mod tests {
     }
 
     fn ctx() -> BgpParsingContext {
-        BgpParsingContext::new(true, Default::default(), Default::default(), true, true, true, true)
+        BgpParsingContext::new(
+            true,
+            Default::default(),
+            Default::default(),
+            true,
+            true,
+            true,
+            true,
+        )
     }
 
     fn code_of(r: Result<BgpMessage, BgpNotificationMessage>) -> (u8, u8) {

@@ -11,14 +11,22 @@ use edgelb_bgp::fsm::{Action, Event, Session, SessionParams};
 use edgelb_bgp::negotiation::LocalOpen;
 use edgelb_bgp::wire::{self, NotificationCode};
 use edgelb_bgp::{DesiredRoutes, RouteAttributes};
-use netgauze_bgp_pkt::BgpMessage;
 use netgauze_bgp_pkt::capabilities::{BgpCapability, FourOctetAsCapability};
 use netgauze_bgp_pkt::open::{BgpOpenMessage, BgpOpenMessageParameter};
 use netgauze_bgp_pkt::wire::deserializer::BgpParsingContext;
+use netgauze_bgp_pkt::BgpMessage;
 use proptest::prelude::*;
 
 fn ctx() -> BgpParsingContext {
-    BgpParsingContext::new(true, Default::default(), Default::default(), true, true, true, true)
+    BgpParsingContext::new(
+        true,
+        Default::default(),
+        Default::default(),
+        true,
+        true,
+        true,
+        true,
+    )
 }
 
 /// A valid UPDATE as produced by our own encoder: a realistic seed to mutate.
@@ -26,16 +34,22 @@ fn seed_update() -> Vec<u8> {
     // ORIGIN IGP; AS_PATH [65010 65010]; MED 50; COMMUNITIES 65010:100; NEXT_HOP; NLRI 192.0.2.10/32.
     let hex = "ffffffffffffffffffffffffffffffff00440200000028400101005002000a02020000fdf20000fdf2\
                80040400000032d0080004fdf200644003040a01000220c000020a";
-    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 fn seed_open() -> Vec<u8> {
-    let open = BgpOpenMessage::new(65000, 90, "10.0.0.1".parse().unwrap(), vec![
-        BgpOpenMessageParameter::new_capabilities(vec![
+    let open = BgpOpenMessage::new(
+        65000,
+        90,
+        "10.0.0.1".parse().unwrap(),
+        vec![BgpOpenMessageParameter::new_capabilities(vec![
             BgpCapability::RouteRefresh,
             BgpCapability::FourOctetAs(FourOctetAsCapability::new(65000)),
-        ]),
-    ]);
+        ])],
+    );
     wire::encode(&BgpMessage::Open(open)).unwrap()
 }
 
@@ -48,13 +62,19 @@ fn check_decode(bytes: &[u8]) {
 
 fn established_session() -> Session {
     let params = SessionParams {
-        local: LocalOpen { local_asn: 65010, router_id: "10.0.0.2".parse().unwrap(), hold_time_secs: 90, graceful_restart: None },
+        local: LocalOpen {
+            local_asn: 65010,
+            router_id: "10.0.0.2".parse().unwrap(),
+            hold_time_secs: 90,
+            graceful_restart: None,
+        },
         peer_asn: 65000,
         next_hop_v4: Some("10.0.0.2".parse().unwrap()),
         next_hop_v6: None,
     };
     let mut d = DesiredRoutes::new();
-    d.insert("192.0.2.10/32".parse().unwrap(), RouteAttributes::default()).unwrap();
+    d.insert("192.0.2.10/32".parse().unwrap(), RouteAttributes::default())
+        .unwrap();
     let now = Instant::now();
     let (mut s, _) = Session::start(params, Arc::new(d), now);
     let open = wire::decode(&seed_open(), &mut ctx()).unwrap();
@@ -64,7 +84,10 @@ fn established_session() -> Session {
 }
 
 fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2048)
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2048)
 }
 
 proptest! {

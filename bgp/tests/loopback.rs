@@ -7,12 +7,14 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use edgelb_bgp::wire::NotificationCode;
-use edgelb_bgp::{BgpSpeaker, DesiredRoutes, PeerConfig, PeerMode, PeerState, RouteAttributes, SpeakerConfig};
-use netgauze_bgp_pkt::BgpMessage;
+use edgelb_bgp::{
+    BgpSpeaker, DesiredRoutes, PeerConfig, PeerMode, PeerState, RouteAttributes, SpeakerConfig,
+};
 use netgauze_bgp_pkt::iana::RouteRefreshSubcode;
 use netgauze_bgp_pkt::route_refresh::BgpRouteRefreshMessage;
+use netgauze_bgp_pkt::BgpMessage;
 use netgauze_iana::address_family::AddressType;
-use support::fake_peer::{FakePeer, WAIT, listen, update_prefixes};
+use support::fake_peer::{listen, update_prefixes, FakePeer, WAIT};
 
 const LOCAL_ASN: u32 = 4_200_000_010;
 const PEER_ASN: u32 = 65000;
@@ -42,19 +44,28 @@ fn config(peers: Vec<PeerConfig>) -> SpeakerConfig {
 fn routes(prefixes: &[&str]) -> DesiredRoutes {
     let mut d = DesiredRoutes::new();
     for p in prefixes {
-        d.insert(p.parse().unwrap(), RouteAttributes::default()).unwrap();
+        d.insert(p.parse().unwrap(), RouteAttributes::default())
+            .unwrap();
     }
     d
 }
 
-async fn wait_for(speaker: &BgpSpeaker, addr: Ipv4Addr, what: &str, f: impl Fn(&edgelb_bgp::PeerSnapshot) -> bool) {
+async fn wait_for(
+    speaker: &BgpSpeaker,
+    addr: Ipv4Addr,
+    what: &str,
+    f: impl Fn(&edgelb_bgp::PeerSnapshot) -> bool,
+) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let snap = speaker.peer(IpAddr::V4(addr)).expect("peer exists");
         if f(&snap) {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}: {snap:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {snap:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -63,12 +74,21 @@ async fn wait_for(speaker: &BgpSpeaker, addr: Ipv4Addr, what: &str, f: impl Fn(&
 async fn announces_withdraws_refreshes_and_shuts_down() {
     let ip = Ipv4Addr::new(127, 0, 0, 1);
     let (listener, port) = listen(ip).await;
-    let speaker = BgpSpeaker::start(config(vec![peer(ip, port)])).await.unwrap();
+    let speaker = BgpSpeaker::start(config(vec![peer(ip, port)]))
+        .await
+        .unwrap();
     speaker.set_desired(routes(&["192.0.2.10/32", "2001:db8::10/128"]));
     let mut p = FakePeer::accept(&listener).await;
-    p.establish(PEER_ASN, 30, Ipv4Addr::new(10, 255, 0, 2)).await;
-    assert_eq!(p.initial_table(2).await, vec!["192.0.2.10/32", "2001:db8::10/128"]);
-    wait_for(&speaker, ip, "2 prefixes", |s| s.state == PeerState::Established && s.prefixes_announced == 2).await;
+    p.establish(PEER_ASN, 30, Ipv4Addr::new(10, 255, 0, 2))
+        .await;
+    assert_eq!(
+        p.initial_table(2).await,
+        vec!["192.0.2.10/32", "2001:db8::10/128"]
+    );
+    wait_for(&speaker, ip, "2 prefixes", |s| {
+        s.state == PeerState::Established && s.prefixes_announced == 2
+    })
+    .await;
 
     speaker.set_desired(routes(&["192.0.2.10/32"]));
     let (ann, wd) = update_prefixes(&p.recv_non_keepalive().await.unwrap());
@@ -78,17 +98,30 @@ async fn announces_withdraws_refreshes_and_shuts_down() {
     let (ann, wd) = update_prefixes(&p.recv_non_keepalive().await.unwrap());
     assert_eq!((ann, wd), (vec!["192.0.2.11/32".to_string()], vec![]));
 
-    let rr = BgpRouteRefreshMessage::new(AddressType::Ipv4Unicast, RouteRefreshSubcode::NormalRequest);
+    let rr =
+        BgpRouteRefreshMessage::new(AddressType::Ipv4Unicast, RouteRefreshSubcode::NormalRequest);
     p.send(BgpMessage::RouteRefresh(rr)).await;
     let (mut ann, _) = update_prefixes(&p.recv_non_keepalive().await.unwrap());
     ann.sort();
     assert_eq!(ann, vec!["192.0.2.10/32", "192.0.2.11/32"]);
-    wait_for(&speaker, ip, "refresh counted", |s| s.route_refreshes_in == 1).await;
+    wait_for(&speaker, ip, "refresh counted", |s| {
+        s.route_refreshes_in == 1
+    })
+    .await;
 
     let snap = speaker.peer(IpAddr::V4(ip)).unwrap();
-    assert!(snap.messages_out >= 6 && snap.updates_out >= 5 && snap.messages_in >= 3, "{snap:?}");
+    assert!(
+        snap.messages_out >= 6 && snap.updates_out >= 5 && snap.messages_in >= 3,
+        "{snap:?}"
+    );
     speaker.shutdown().await;
-    assert_eq!(p.expect_notification().await, NotificationCode { code: 6, subcode: 2 });
+    assert_eq!(
+        p.expect_notification().await,
+        NotificationCode {
+            code: 6,
+            subcode: 2
+        }
+    );
     assert_eq!(p.recv().await, None, "connection closed after Cease");
 }
 
@@ -96,22 +129,40 @@ async fn announces_withdraws_refreshes_and_shuts_down() {
 async fn hold_timer_expiry_sends_notification_and_reconnects() {
     let ip = Ipv4Addr::new(127, 0, 0, 1);
     let (listener, port) = listen(ip).await;
-    let cfg = PeerConfig { hold_time_secs: 3, ..peer(ip, port) };
+    let cfg = PeerConfig {
+        hold_time_secs: 3,
+        ..peer(ip, port)
+    };
     let speaker = BgpSpeaker::start(config(vec![cfg])).await.unwrap();
     let mut p = FakePeer::accept(&listener).await;
     p.establish(PEER_ASN, 3, Ipv4Addr::new(10, 255, 0, 2)).await;
     // Silent from here on: the speaker must give up after 3 s.
     let started = std::time::Instant::now();
-    assert_eq!(p.expect_notification().await, NotificationCode { code: 4, subcode: 0 });
-    assert!(started.elapsed() >= Duration::from_secs(2), "expired too early: {:?}", started.elapsed());
+    assert_eq!(
+        p.expect_notification().await,
+        NotificationCode {
+            code: 4,
+            subcode: 0
+        }
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "expired too early: {:?}",
+        started.elapsed()
+    );
     wait_for(&speaker, ip, "hold timer error recorded", |s| {
         s.last_error.as_deref().is_some_and(|e| e.contains("4/0"))
     })
     .await;
     // Active mode: it comes back.
     let mut again = FakePeer::accept(&listener).await;
-    again.establish(PEER_ASN, 30, Ipv4Addr::new(10, 255, 0, 2)).await;
-    wait_for(&speaker, ip, "re-established", |s| s.state == PeerState::Established && s.established_count == 2).await;
+    again
+        .establish(PEER_ASN, 30, Ipv4Addr::new(10, 255, 0, 2))
+        .await;
+    wait_for(&speaker, ip, "re-established", |s| {
+        s.state == PeerState::Established && s.established_count == 2
+    })
+    .await;
     speaker.shutdown().await;
 }
 
@@ -122,10 +173,16 @@ async fn bad_input_ends_only_that_session() {
     let (good_listener, good_port) = listen(good_ip).await;
     let bad_ip = Ipv4Addr::new(127, 0, 0, 3);
     let (bad_listener, bad_port) = listen(bad_ip).await;
-    let speaker = BgpSpeaker::start(config(vec![peer(good_ip, good_port), peer(bad_ip, bad_port)])).await.unwrap();
+    let speaker = BgpSpeaker::start(config(vec![
+        peer(good_ip, good_port),
+        peer(bad_ip, bad_port),
+    ]))
+    .await
+    .unwrap();
     speaker.set_desired(routes(&["192.0.2.10/32"]));
     let mut good = FakePeer::accept(&good_listener).await;
-    good.establish(PEER_ASN, 30, Ipv4Addr::new(10, 255, 0, 2)).await;
+    good.establish(PEER_ASN, 30, Ipv4Addr::new(10, 255, 0, 2))
+        .await;
     assert_eq!(good.initial_table(2).await, vec!["192.0.2.10/32"]);
 
     let header = |len: u16, ty: u8| {
@@ -155,40 +212,93 @@ async fn bad_input_ends_only_that_session() {
         ("length too large", header(4097, 2), (1, 2)),
         ("unknown message type", header(19, 42), (1, 3)),
         ("unknown well-known attribute", unknown_well_known, (3, 2)),
-        ("attribute list longer than message", attr_list_too_long, (3, 1)),
+        (
+            "attribute list longer than message",
+            attr_list_too_long,
+            (3, 1),
+        ),
     ];
     let in_before = speaker.peer(IpAddr::V4(good_ip)).unwrap().messages_in;
     for (name, bytes, (code, subcode)) in cases {
         let mut bad = FakePeer::accept(&bad_listener).await;
-        bad.establish(PEER_ASN, 30, Ipv4Addr::new(10, 255, 0, 3)).await;
+        bad.establish(PEER_ASN, 30, Ipv4Addr::new(10, 255, 0, 3))
+            .await;
         bad.send_raw(&bytes).await;
         let got = bad.expect_notification().await;
-        assert_eq!((got.code, got.subcode), (code, subcode), "{name}: got {got}");
+        assert_eq!(
+            (got.code, got.subcode),
+            (code, subcode),
+            "{name}: got {got}"
+        );
         assert_eq!(bad.recv().await, None, "{name}: connection must close");
         let good_snap = speaker.peer(IpAddr::V4(good_ip)).unwrap();
-        assert_eq!(good_snap.state, PeerState::Established, "{name}: other session disturbed");
-        assert_eq!(good_snap.established_count, 1, "{name}: other session flapped");
+        assert_eq!(
+            good_snap.state,
+            PeerState::Established,
+            "{name}: other session disturbed"
+        );
+        assert_eq!(
+            good_snap.established_count, 1,
+            "{name}: other session flapped"
+        );
     }
     // The good session is alive: it answers a KEEPALIVE-driven exchange.
     good.send(BgpMessage::KeepAlive).await;
-    wait_for(&speaker, good_ip, "good peer still counted", |s| s.messages_in > in_before).await;
+    wait_for(&speaker, good_ip, "good peer still counted", |s| {
+        s.messages_in > in_before
+    })
+    .await;
     speaker.shutdown().await;
-    assert_eq!(good.expect_notification().await, NotificationCode { code: 6, subcode: 2 });
+    assert_eq!(
+        good.expect_notification().await,
+        NotificationCode {
+            code: 6,
+            subcode: 2
+        }
+    );
 }
 
 #[tokio::test]
 async fn open_errors_get_open_notifications() {
     let ip = Ipv4Addr::new(127, 0, 0, 4);
     let (listener, port) = listen(ip).await;
-    let speaker = BgpSpeaker::start(config(vec![peer(ip, port)])).await.unwrap();
+    let speaker = BgpSpeaker::start(config(vec![peer(ip, port)]))
+        .await
+        .unwrap();
     let mut p = FakePeer::accept(&listener).await;
-    let Some(BgpMessage::Open(_)) = p.recv().await else { panic!("expected OPEN") };
-    p.send(support::fake_peer::open(65999, 30, Ipv4Addr::new(10, 255, 0, 2))).await;
-    assert_eq!(p.expect_notification().await, NotificationCode { code: 2, subcode: 2 });
+    let Some(BgpMessage::Open(_)) = p.recv().await else {
+        panic!("expected OPEN")
+    };
+    p.send(support::fake_peer::open(
+        65999,
+        30,
+        Ipv4Addr::new(10, 255, 0, 2),
+    ))
+    .await;
+    assert_eq!(
+        p.expect_notification().await,
+        NotificationCode {
+            code: 2,
+            subcode: 2
+        }
+    );
     let mut p = FakePeer::accept(&listener).await;
-    let Some(BgpMessage::Open(_)) = p.recv().await else { panic!("expected OPEN") };
-    p.send(support::fake_peer::open(PEER_ASN, 1, Ipv4Addr::new(10, 255, 0, 2))).await;
-    assert_eq!(p.expect_notification().await, NotificationCode { code: 2, subcode: 6 });
+    let Some(BgpMessage::Open(_)) = p.recv().await else {
+        panic!("expected OPEN")
+    };
+    p.send(support::fake_peer::open(
+        PEER_ASN,
+        1,
+        Ipv4Addr::new(10, 255, 0, 2),
+    ))
+    .await;
+    assert_eq!(
+        p.expect_notification().await,
+        NotificationCode {
+            code: 2,
+            subcode: 6
+        }
+    );
     speaker.shutdown().await;
 }
 
@@ -197,21 +307,35 @@ async fn passive_peer_is_accepted_and_strangers_are_refused() {
     let peer_ip = Ipv4Addr::new(127, 0, 0, 5);
     let cfg = SpeakerConfig {
         listen: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)),
-        ..config(vec![PeerConfig { mode: PeerMode::Passive, ..peer(peer_ip, 0) }])
+        ..config(vec![PeerConfig {
+            mode: PeerMode::Passive,
+            ..peer(peer_ip, 0)
+        }])
     };
     let speaker = BgpSpeaker::start(cfg).await.unwrap();
     let addr = speaker.listen_addr().unwrap();
     speaker.set_desired(routes(&["198.51.100.0/24"]));
     let mut stranger = FakePeer::connect(Ipv4Addr::new(127, 0, 0, 6), addr).await;
-    assert_eq!(stranger.expect_notification().await, NotificationCode { code: 6, subcode: 5 });
+    assert_eq!(
+        stranger.expect_notification().await,
+        NotificationCode {
+            code: 6,
+            subcode: 5
+        }
+    );
     let mut p = FakePeer::connect(peer_ip, addr).await;
-    p.establish(PEER_ASN, 30, Ipv4Addr::new(10, 255, 0, 5)).await;
+    p.establish(PEER_ASN, 30, Ipv4Addr::new(10, 255, 0, 5))
+        .await;
     assert_eq!(p.initial_table(2).await, vec!["198.51.100.0/24"]);
     // The peer drops the TCP connection: the speaker waits for it again.
     drop(p);
-    wait_for(&speaker, peer_ip, "back to Active", |s| s.state == PeerState::Active).await;
+    wait_for(&speaker, peer_ip, "back to Active", |s| {
+        s.state == PeerState::Active
+    })
+    .await;
     let mut p = FakePeer::connect(peer_ip, addr).await;
-    p.establish(PEER_ASN, 30, Ipv4Addr::new(10, 255, 0, 5)).await;
+    p.establish(PEER_ASN, 30, Ipv4Addr::new(10, 255, 0, 5))
+        .await;
     assert_eq!(p.initial_table(2).await, vec!["198.51.100.0/24"]);
     speaker.shutdown().await;
 }

@@ -9,8 +9,8 @@ mod support;
 use std::time::Duration;
 
 use edgelb_bgp::{GracefulRestartConfig, PeerState, RouteAttributes};
-use support::lb::{self, Lb, routes};
-use support::netns::{Lab, wait_until};
+use support::lb::{self, routes, Lb};
+use support::netns::{wait_until, Lab};
 use support::routers::{Bird, Frr, GoBgp};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -20,9 +20,8 @@ fn vip() -> RouteAttributes {
 }
 
 fn gobgp_config(n: u8) -> String {
-    let mut c = String::from(
-        "[global.config]\n  as = 65000\n  router-id = \"10.0.0.254\"\n  port = 179\n",
-    );
+    let mut c =
+        String::from("[global.config]\n  as = 65000\n  router-id = \"10.0.0.254\"\n  port = 179\n");
     for i in 1..=n {
         c.push_str(&format!(
             "[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"10.0.{i}.2\"\n    peer-as = 65010\n\
@@ -42,7 +41,11 @@ fn gobgp_sees_announce_withdraw_refresh_and_shutdown() {
     let lab = Lab::new(1);
     let gobgp = GoBgp::start(&lab, &gobgp_config(1));
     let lb1 = Lb::start(&lab, 1, lb::config(1, 9, None));
-    let tagged = RouteAttributes { communities: vec![(65010 << 16) | 100], med: Some(50), ..vip() };
+    let tagged = RouteAttributes {
+        communities: vec![(65010 << 16) | 100],
+        med: Some(50),
+        ..vip()
+    };
     lb1.set(routes(&[
         ("192.0.2.10/32", tagged.clone()),
         ("198.51.100.0/24", vip()),
@@ -51,32 +54,63 @@ fn gobgp_sees_announce_withdraw_refresh_and_shutdown() {
     lb1.wait_established();
     let rib4 = || gobgp.cli(&["global", "rib", "-a", "ipv4"]);
     let rib6 = || gobgp.cli(&["global", "rib", "-a", "ipv6"]);
-    wait_until(WAIT, "IPv4 paths in GoBGP", || rib4().contains("192.0.2.10/32") && rib4().contains("198.51.100.0/24"));
-    wait_until(WAIT, "IPv6 path in GoBGP", || rib6().contains("2001:db8::10/128"));
-    let line = rib4().lines().find(|l| l.contains("192.0.2.10/32")).unwrap_or_default().to_string();
-    assert!(line.contains("10.0.1.2") && line.contains("65010"), "next hop self and AS path: {line}");
-    assert!(line.contains("Med: 50") && line.contains("65010:100"), "MED and community: {line}");
+    wait_until(WAIT, "IPv4 paths in GoBGP", || {
+        rib4().contains("192.0.2.10/32") && rib4().contains("198.51.100.0/24")
+    });
+    wait_until(WAIT, "IPv6 path in GoBGP", || {
+        rib6().contains("2001:db8::10/128")
+    });
+    let line = rib4()
+        .lines()
+        .find(|l| l.contains("192.0.2.10/32"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        line.contains("10.0.1.2") && line.contains("65010"),
+        "next hop self and AS path: {line}"
+    );
+    assert!(
+        line.contains("Med: 50") && line.contains("65010:100"),
+        "MED and community: {line}"
+    );
     assert!(rib6().contains("fd00:0:1::2"), "IPv6 next hop: {}", rib6());
 
     // Drain: prepend twice, then withdraw.
     lb1.set(routes(&[
-        ("192.0.2.10/32", RouteAttributes { as_path_prepend: 2, ..tagged.clone() }),
+        (
+            "192.0.2.10/32",
+            RouteAttributes {
+                as_path_prepend: 2,
+                ..tagged.clone()
+            },
+        ),
         ("198.51.100.0/24", vip()),
         ("2001:db8::10/128", vip()),
     ]));
-    wait_until(WAIT, "prepended path", || rib4().contains("65010 65010 65010"));
+    wait_until(WAIT, "prepended path", || {
+        rib4().contains("65010 65010 65010")
+    });
     lb1.set(routes(&[("198.51.100.0/24", vip())]));
-    wait_until(WAIT, "VIP withdrawn", || !rib4().contains("192.0.2.10/32") && !rib6().contains("2001:db8::10/128"));
+    wait_until(WAIT, "VIP withdrawn", || {
+        !rib4().contains("192.0.2.10/32") && !rib6().contains("2001:db8::10/128")
+    });
     assert!(rib4().contains("198.51.100.0/24"), "aggregate stays");
-    lb1.set(routes(&[("192.0.2.10/32", tagged), ("198.51.100.0/24", vip())]));
-    wait_until(WAIT, "VIP re-announced", || rib4().contains("192.0.2.10/32"));
+    lb1.set(routes(&[
+        ("192.0.2.10/32", tagged),
+        ("198.51.100.0/24", vip()),
+    ]));
+    wait_until(WAIT, "VIP re-announced", || {
+        rib4().contains("192.0.2.10/32")
+    });
 
     // GoBGP keeps an Adj-RIB-In and re-applies policy locally on softresetin
     // (no ROUTE-REFRESH on the wire); the FRR and BIRD tests cover refresh.
     assert_eq!(lb1.peer().established_count, 1, "no flap");
 
     lb1.shutdown();
-    wait_until(WAIT, "routes gone after shutdown", || !rib4().contains("192.0.2.10/32") && !rib4().contains("198.51.100.0/24"));
+    wait_until(WAIT, "routes gone after shutdown", || {
+        !rib4().contains("192.0.2.10/32") && !rib4().contains("198.51.100.0/24")
+    });
     let neighbor = gobgp.cli(&["neighbor", "10.0.1.2"]);
     assert!(!neighbor.contains("BGP state = established"), "{neighbor}");
 }
@@ -109,35 +143,70 @@ fn frr_installs_ecmp_and_follows_changes() {
     let lb1 = Lb::start(&lab, 1, lb::config(1, 9, None));
     let lb2 = Lb::start(&lab, 2, lb::config(2, 9, None));
     let both = routes(&[("192.0.2.10/32", vip()), ("2001:db8::10/128", vip())]);
-    lb1.set(routes(&[("192.0.2.10/32", vip()), ("192.0.2.11/32", vip()), ("2001:db8::10/128", vip())]));
+    lb1.set(routes(&[
+        ("192.0.2.10/32", vip()),
+        ("192.0.2.11/32", vip()),
+        ("2001:db8::10/128", vip()),
+    ]));
     lb2.set(both.clone());
     lb1.wait_established();
     lb2.wait_established();
     let hops = |p: &str| lab.kernel_next_hops(p);
-    wait_until(WAIT, "IPv4 ECMP in kernel", || hops("192.0.2.10") == ["10.0.1.2", "10.0.2.2"]);
-    wait_until(WAIT, "IPv6 ECMP in kernel", || hops("2001:db8::10") == ["fd00:0:1::2", "fd00:0:2::2"]);
-    wait_until(WAIT, "single-node VIP", || hops("192.0.2.11") == ["10.0.1.2"]);
-    assert!(lab.kernel_route("192.0.2.10").contains("proto bgp"), "{}", lab.kernel_route("192.0.2.10"));
+    wait_until(WAIT, "IPv4 ECMP in kernel", || {
+        hops("192.0.2.10") == ["10.0.1.2", "10.0.2.2"]
+    });
+    wait_until(WAIT, "IPv6 ECMP in kernel", || {
+        hops("2001:db8::10") == ["fd00:0:1::2", "fd00:0:2::2"]
+    });
+    wait_until(WAIT, "single-node VIP", || {
+        hops("192.0.2.11") == ["10.0.1.2"]
+    });
+    assert!(
+        lab.kernel_route("192.0.2.10").contains("proto bgp"),
+        "{}",
+        lab.kernel_route("192.0.2.10")
+    );
 
     lb1.set(routes(&[("192.0.2.11/32", vip())]));
-    wait_until(WAIT, "lb1 withdrew", || hops("192.0.2.10") == ["10.0.2.2"] && hops("2001:db8::10") == ["fd00:0:2::2"]);
-    lb1.set(routes(&[("192.0.2.10/32", vip()), ("192.0.2.11/32", vip()), ("2001:db8::10/128", vip())]));
-    wait_until(WAIT, "lb1 re-announced", || hops("192.0.2.10") == ["10.0.1.2", "10.0.2.2"]);
+    wait_until(WAIT, "lb1 withdrew", || {
+        hops("192.0.2.10") == ["10.0.2.2"] && hops("2001:db8::10") == ["fd00:0:2::2"]
+    });
+    lb1.set(routes(&[
+        ("192.0.2.10/32", vip()),
+        ("192.0.2.11/32", vip()),
+        ("2001:db8::10/128", vip()),
+    ]));
+    wait_until(WAIT, "lb1 re-announced", || {
+        hops("192.0.2.10") == ["10.0.1.2", "10.0.2.2"]
+    });
 
     frr.vtysh("clear bgp ipv4 unicast 10.0.1.2 soft in");
-    wait_until(WAIT, "ROUTE-REFRESH answered", || lb1.peer().route_refreshes_in >= 1);
+    wait_until(WAIT, "ROUTE-REFRESH answered", || {
+        lb1.peer().route_refreshes_in >= 1
+    });
     assert_eq!(hops("192.0.2.10"), ["10.0.1.2", "10.0.2.2"]);
-    assert_eq!(lb1.peer().established_count, 1, "refresh must not reset the session");
+    assert_eq!(
+        lb1.peer().established_count,
+        1,
+        "refresh must not reset the session"
+    );
 
     lb2.kill();
-    wait_until(WAIT, "killed node's paths gone", || hops("192.0.2.10") == ["10.0.1.2"] && hops("2001:db8::10") == ["fd00:0:1::2"]);
+    wait_until(WAIT, "killed node's paths gone", || {
+        hops("192.0.2.10") == ["10.0.1.2"] && hops("2001:db8::10") == ["fd00:0:1::2"]
+    });
 
     lb1.shutdown();
     wait_until(WAIT, "all routes gone after shutdown", || {
-        lab.kernel_route("192.0.2.10").is_empty() && lab.kernel_route("192.0.2.11").is_empty() && lab.kernel_route("2001:db8::10").is_empty()
+        lab.kernel_route("192.0.2.10").is_empty()
+            && lab.kernel_route("192.0.2.11").is_empty()
+            && lab.kernel_route("2001:db8::10").is_empty()
     });
     let summary = frr.vtysh("show bgp neighbors 10.0.1.2");
-    assert!(summary.contains("Administrative Shutdown") || summary.contains("Cease"), "{summary}");
+    assert!(
+        summary.contains("Administrative Shutdown") || summary.contains("Cease"),
+        "{summary}"
+    );
 }
 
 /// Hold-timer expiry both ways against FRR: when our keepalives stop
@@ -150,25 +219,42 @@ fn frr_hold_timer_expiry_both_ways() {
     let lb1 = Lb::start(&lab, 1, lb::config(1, 3, None));
     lb1.set(routes(&[("192.0.2.10/32", vip())]));
     lb1.wait_established();
-    wait_until(WAIT, "route installed", || lab.kernel_next_hops("192.0.2.10") == ["10.0.1.2"]);
+    wait_until(WAIT, "route installed", || {
+        lab.kernel_next_hops("192.0.2.10") == ["10.0.1.2"]
+    });
 
     // Our packets to the router vanish: the router's hold timer expires.
     lab.lbs[0].ip(&["route", "add", "blackhole", "10.0.1.1/32"]);
-    wait_until(WAIT, "router dropped the route", || lab.kernel_route("192.0.2.10").is_empty());
+    wait_until(WAIT, "router dropped the route", || {
+        lab.kernel_route("192.0.2.10").is_empty()
+    });
     let neighbor = frr.vtysh("show bgp neighbors 10.0.1.2");
-    assert!(neighbor.to_lowercase().contains("hold timer expired"), "{neighbor}");
+    assert!(
+        neighbor.to_lowercase().contains("hold timer expired"),
+        "{neighbor}"
+    );
     lab.lbs[0].ip(&["route", "del", "blackhole", "10.0.1.1/32"]);
-    wait_until(WAIT, "re-established", || lb1.peer().established_count == 2 && lb1.peer().state == PeerState::Established);
-    wait_until(WAIT, "route back", || lab.kernel_next_hops("192.0.2.10") == ["10.0.1.2"]);
+    wait_until(WAIT, "re-established", || {
+        lb1.peer().established_count == 2 && lb1.peer().state == PeerState::Established
+    });
+    wait_until(WAIT, "route back", || {
+        lab.kernel_next_hops("192.0.2.10") == ["10.0.1.2"]
+    });
 
     // The router's packets to us vanish: our hold timer expires.
     lab.router.ip(&["route", "add", "blackhole", "10.0.1.2/32"]);
     wait_until(WAIT, "our hold timer fired", || {
-        lb1.peer().last_error.is_some_and(|e| e.contains("sent NOTIFICATION 4/0"))
+        lb1.peer()
+            .last_error
+            .is_some_and(|e| e.contains("sent NOTIFICATION 4/0"))
     });
     lab.router.ip(&["route", "del", "blackhole", "10.0.1.2/32"]);
-    wait_until(WAIT, "re-established again", || lb1.peer().established_count == 3 && lb1.peer().state == PeerState::Established);
-    wait_until(WAIT, "route back again", || lab.kernel_next_hops("192.0.2.10") == ["10.0.1.2"]);
+    wait_until(WAIT, "re-established again", || {
+        lb1.peer().established_count == 3 && lb1.peer().state == PeerState::Established
+    });
+    wait_until(WAIT, "route back again", || {
+        lab.kernel_next_hops("192.0.2.10") == ["10.0.1.2"]
+    });
     lb1.shutdown();
 }
 
@@ -179,29 +265,47 @@ fn frr_hold_timer_expiry_both_ways() {
 fn frr_graceful_restart_keeps_routes_across_a_daemon_restart() {
     let lab = Lab::new(1);
     let frr = Frr::start(&lab, &frr_config(&lab, 1, ""));
-    let gr = |restarting| Some(GracefulRestartConfig { restart_time_secs: 6, restarting });
+    let gr = |restarting| {
+        Some(GracefulRestartConfig {
+            restart_time_secs: 6,
+            restarting,
+        })
+    };
     let lb1 = Lb::start(&lab, 1, lb::config(1, 9, gr(false)));
     lb1.set(routes(&[("192.0.2.10/32", vip())]));
     lb1.wait_established();
-    wait_until(WAIT, "route installed", || lab.kernel_next_hops("192.0.2.10") == ["10.0.1.2"]);
+    wait_until(WAIT, "route installed", || {
+        lab.kernel_next_hops("192.0.2.10") == ["10.0.1.2"]
+    });
     let neighbor = frr.vtysh("show bgp neighbors 10.0.1.2");
     assert!(neighbor.contains("Graceful Restart"), "{neighbor}");
 
     lb1.kill();
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(lab.kernel_next_hops("192.0.2.10"), ["10.0.1.2"], "route must survive the restart");
-    assert!(frr.vtysh("show bgp ipv4 unicast 192.0.2.10/32").to_lowercase().contains("stale"));
+    assert_eq!(
+        lab.kernel_next_hops("192.0.2.10"),
+        ["10.0.1.2"],
+        "route must survive the restart"
+    );
+    assert!(frr
+        .vtysh("show bgp ipv4 unicast 192.0.2.10/32")
+        .to_lowercase()
+        .contains("stale"));
 
     let lb1 = Lb::start(&lab, 1, lb::config(1, 9, gr(true)));
     lb1.set(routes(&[("192.0.2.10/32", vip())]));
     lb1.wait_established();
     wait_until(WAIT, "path current again after End-of-RIB", || {
-        !frr.vtysh("show bgp ipv4 unicast 192.0.2.10/32").to_lowercase().contains("stale")
+        !frr.vtysh("show bgp ipv4 unicast 192.0.2.10/32")
+            .to_lowercase()
+            .contains("stale")
     });
     assert_eq!(lab.kernel_next_hops("192.0.2.10"), ["10.0.1.2"]);
 
     lb1.kill();
-    wait_until(WAIT, "stale route flushed after restart time", || lab.kernel_route("192.0.2.10").is_empty());
+    wait_until(WAIT, "stale route flushed after restart time", || {
+        lab.kernel_route("192.0.2.10").is_empty()
+    });
 }
 
 fn bird_config(lab: &Lab, n: u8) -> String {
@@ -214,7 +318,9 @@ fn bird_config(lab: &Lab, n: u8) -> String {
         lab.path("bird.log")
     );
     for i in 1..=n {
-        c.push_str(&format!("protocol bgp lb{i} from lb {{ neighbor 10.0.{i}.2 as 65010; }}\n"));
+        c.push_str(&format!(
+            "protocol bgp lb{i} from lb {{ neighbor 10.0.{i}.2 as 65010; }}\n"
+        ));
     }
     c
 }
@@ -233,24 +339,101 @@ fn bird_installs_ecmp_and_follows_changes() {
     lb1.wait_established();
     lb2.wait_established();
     let hops = |p: &str| lab.kernel_next_hops(p);
-    wait_until(WAIT, "IPv4 ECMP in kernel", || hops("192.0.2.10") == ["10.0.1.2", "10.0.2.2"]);
-    wait_until(WAIT, "IPv6 ECMP in kernel", || hops("2001:db8::10") == ["fd00:0:1::2", "fd00:0:2::2"]);
-    assert!(lab.kernel_route("192.0.2.10").contains("proto bird"), "{}", lab.kernel_route("192.0.2.10"));
+    wait_until(WAIT, "IPv4 ECMP in kernel", || {
+        hops("192.0.2.10") == ["10.0.1.2", "10.0.2.2"]
+    });
+    wait_until(WAIT, "IPv6 ECMP in kernel", || {
+        hops("2001:db8::10") == ["fd00:0:1::2", "fd00:0:2::2"]
+    });
+    assert!(
+        lab.kernel_route("192.0.2.10").contains("proto bird"),
+        "{}",
+        lab.kernel_route("192.0.2.10")
+    );
 
     lb2.set(routes(&[("2001:db8::10/128", vip())]));
     wait_until(WAIT, "lb2 withdrew", || hops("192.0.2.10") == ["10.0.1.2"]);
     lb2.set(both);
-    wait_until(WAIT, "lb2 re-announced", || hops("192.0.2.10") == ["10.0.1.2", "10.0.2.2"]);
+    wait_until(WAIT, "lb2 re-announced", || {
+        hops("192.0.2.10") == ["10.0.1.2", "10.0.2.2"]
+    });
 
     bird.birdc("reload in lb2");
-    wait_until(WAIT, "ROUTE-REFRESH answered", || lb2.peer().route_refreshes_in >= 1);
+    wait_until(WAIT, "ROUTE-REFRESH answered", || {
+        lb2.peer().route_refreshes_in >= 1
+    });
     assert_eq!(hops("192.0.2.10"), ["10.0.1.2", "10.0.2.2"]);
     assert_eq!(lb2.peer().established_count, 1);
 
     lb2.shutdown();
-    wait_until(WAIT, "lb2's paths gone", || hops("192.0.2.10") == ["10.0.1.2"] && hops("2001:db8::10") == ["fd00:0:1::2"]);
+    wait_until(WAIT, "lb2's paths gone", || {
+        hops("192.0.2.10") == ["10.0.1.2"] && hops("2001:db8::10") == ["fd00:0:1::2"]
+    });
     lb1.kill();
-    wait_until(WAIT, "killed node's routes gone", || lab.kernel_route("192.0.2.10").is_empty() && lab.kernel_route("2001:db8::10").is_empty());
+    wait_until(WAIT, "killed node's routes gone", || {
+        lab.kernel_route("192.0.2.10").is_empty() && lab.kernel_route("2001:db8::10").is_empty()
+    });
     let proto = bird.birdc("show protocols all lb2");
-    assert!(proto.contains("Administrative shutdown") || proto.contains("Received: Administrative shutdown"), "{proto}");
+    assert!(
+        proto.contains("Administrative shutdown")
+            || proto.contains("Received: Administrative shutdown"),
+        "{proto}"
+    );
+}
+
+/// One node, two peers at once: eBGP to FRR and iBGP to GoBGP (on a second
+/// router address and port). Both converge to the same desired set.
+#[test]
+fn one_node_two_peers_ebgp_and_ibgp() {
+    let lab = Lab::new(1);
+    lab.router.ip(&["addr", "add", "10.0.1.3/24", "dev", "r1"]);
+    let frr = Frr::start(&lab, &frr_config(&lab, 1, ""));
+    let gobgp = GoBgp::start(
+        &lab,
+        "[global.config]\n  as = 65010\n  router-id = \"10.0.1.3\"\n  port = 1790\n  local-address-list = [\"10.0.1.3\"]\n\
+         [[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"10.0.1.2\"\n    peer-as = 65010\n\
+         \x20 [neighbors.transport.config]\n    passive-mode = true\n",
+    );
+    let mut config = lb::config(1, 9, None);
+    let mut ibgp = config.peers[0].clone();
+    ibgp.address = "10.0.1.3".parse().unwrap();
+    ibgp.port = 1790;
+    ibgp.remote_asn = lb::LB_ASN;
+    config.peers.push(ibgp);
+    let lb1 = Lb::start(&lab, 1, config);
+    lb1.set(routes(&[(
+        "192.0.2.10/32",
+        RouteAttributes {
+            local_pref: Some(200),
+            ..vip()
+        },
+    )]));
+    lb1.wait_established();
+    let rib = || gobgp.cli(&["global", "rib", "-a", "ipv4"]);
+    wait_until(WAIT, "eBGP route in FRR kernel", || {
+        lab.kernel_next_hops("192.0.2.10") == ["10.0.1.2"]
+    });
+    wait_until(WAIT, "iBGP path in GoBGP", || {
+        rib().contains("192.0.2.10/32")
+    });
+    let line = rib()
+        .lines()
+        .find(|l| l.contains("192.0.2.10/32"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        line.contains("LocalPref: 200") && !line.contains("65010 "),
+        "iBGP: LOCAL_PREF, empty AS path: {line}"
+    );
+    let frr_path = frr.vtysh("show bgp ipv4 unicast 192.0.2.10/32");
+    assert!(
+        frr_path.contains("65010"),
+        "eBGP: our AS in the path: {frr_path}"
+    );
+
+    lb1.set(routes(&[]));
+    wait_until(WAIT, "withdrawn from both", || {
+        lab.kernel_route("192.0.2.10").is_empty() && !rib().contains("192.0.2.10/32")
+    });
+    lb1.shutdown();
 }

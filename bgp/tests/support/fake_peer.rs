@@ -4,11 +4,13 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use edgelb_bgp::wire::{self, FrameReader, NotificationCode, ReadError};
-use netgauze_bgp_pkt::BgpMessage;
-use netgauze_bgp_pkt::capabilities::{BgpCapability, FourOctetAsCapability, MultiProtocolExtensionsCapability};
+use netgauze_bgp_pkt::capabilities::{
+    BgpCapability, FourOctetAsCapability, MultiProtocolExtensionsCapability,
+};
 use netgauze_bgp_pkt::open::{BgpOpenMessage, BgpOpenMessageParameter};
 use netgauze_bgp_pkt::path_attribute::{MpReach, MpUnreach, PathAttributeValue};
 use netgauze_bgp_pkt::wire::deserializer::BgpParsingContext;
+use netgauze_bgp_pkt::BgpMessage;
 use netgauze_iana::address_family::AddressType;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -25,7 +27,9 @@ pub struct FakePeer {
 
 /// A listener on 127.0.0.1:<ephemeral> the speaker connects to.
 pub async fn listen(ip: Ipv4Addr) -> (TcpListener, u16) {
-    let listener = TcpListener::bind(SocketAddr::new(IpAddr::V4(ip), 0)).await.expect("bind");
+    let listener = TcpListener::bind(SocketAddr::new(IpAddr::V4(ip), 0))
+        .await
+        .expect("bind");
     let port = listener.local_addr().expect("addr").port();
     (listener, port)
 }
@@ -36,8 +40,12 @@ pub fn open(asn: u32, hold: u16, router_id: Ipv4Addr) -> BgpMessage {
         hold,
         router_id,
         vec![BgpOpenMessageParameter::new_capabilities(vec![
-            BgpCapability::MultiProtocolExtensions(MultiProtocolExtensionsCapability::new(AddressType::Ipv4Unicast)),
-            BgpCapability::MultiProtocolExtensions(MultiProtocolExtensionsCapability::new(AddressType::Ipv6Unicast)),
+            BgpCapability::MultiProtocolExtensions(MultiProtocolExtensionsCapability::new(
+                AddressType::Ipv4Unicast,
+            )),
+            BgpCapability::MultiProtocolExtensions(MultiProtocolExtensionsCapability::new(
+                AddressType::Ipv6Unicast,
+            )),
             BgpCapability::RouteRefresh,
             BgpCapability::FourOctetAs(FourOctetAsCapability::new(asn)),
         ])],
@@ -50,7 +58,11 @@ pub fn update_prefixes(msg: &BgpMessage) -> (Vec<String>, Vec<String>) {
     let mut withdrawn = Vec::new();
     if let BgpMessage::Update(u) = msg {
         announced.extend(u.nlri().iter().map(|n| n.network().address().to_string()));
-        withdrawn.extend(u.withdraw_routes().iter().map(|n| n.network().address().to_string()));
+        withdrawn.extend(
+            u.withdraw_routes()
+                .iter()
+                .map(|n| n.network().address().to_string()),
+        );
         for a in u.path_attributes() {
             match a.value() {
                 PathAttributeValue::MpReach(MpReach::Ipv6Unicast { nlri, .. }) => {
@@ -68,15 +80,23 @@ pub fn update_prefixes(msg: &BgpMessage) -> (Vec<String>, Vec<String>) {
 
 impl FakePeer {
     pub async fn accept(listener: &TcpListener) -> FakePeer {
-        let (stream, _) = tokio::time::timeout(WAIT, listener.accept()).await.expect("speaker did not connect").expect("accept");
+        let (stream, _) = tokio::time::timeout(WAIT, listener.accept())
+            .await
+            .expect("speaker did not connect")
+            .expect("accept");
         Self::from_stream(stream)
     }
 
     /// Connects to a passive speaker from `local`.
     pub async fn connect(local: Ipv4Addr, speaker: SocketAddr) -> FakePeer {
         let socket = TcpSocket::new_v4().expect("socket");
-        socket.bind(SocketAddr::new(IpAddr::V4(local), 0)).expect("bind");
-        let stream = tokio::time::timeout(WAIT, socket.connect(speaker)).await.expect("connect timeout").expect("connect");
+        socket
+            .bind(SocketAddr::new(IpAddr::V4(local), 0))
+            .expect("bind");
+        let stream = tokio::time::timeout(WAIT, socket.connect(speaker))
+            .await
+            .expect("connect timeout")
+            .expect("connect");
         Self::from_stream(stream)
     }
 
@@ -85,7 +105,15 @@ impl FakePeer {
         FakePeer {
             reader: FrameReader::new(r),
             writer: w,
-            ctx: BgpParsingContext::new(true, Default::default(), Default::default(), true, true, true, true),
+            ctx: BgpParsingContext::new(
+                true,
+                Default::default(),
+                Default::default(),
+                true,
+                true,
+                true,
+                true,
+            ),
         }
     }
 
@@ -99,9 +127,13 @@ impl FakePeer {
 
     /// The next message, or `None` on EOF / reset.
     pub async fn recv(&mut self) -> Option<BgpMessage> {
-        let frame = tokio::time::timeout(WAIT, self.reader.next_frame()).await.expect("peer waited too long");
+        let frame = tokio::time::timeout(WAIT, self.reader.next_frame())
+            .await
+            .expect("peer waited too long");
         match frame {
-            Ok(Some(bytes)) => Some(wire::decode(&bytes, &mut self.ctx).expect("speaker sent a malformed message")),
+            Ok(Some(bytes)) => {
+                Some(wire::decode(&bytes, &mut self.ctx).expect("speaker sent a malformed message"))
+            }
             Ok(None) | Err(ReadError::Io(_)) => None,
             Err(ReadError::Malformed(n)) => panic!("speaker sent a malformed header: {n:?}"),
         }
@@ -109,7 +141,9 @@ impl FakePeer {
 
     /// OPEN exchange up to Established.
     pub async fn establish(&mut self, asn: u32, hold: u16, router_id: Ipv4Addr) {
-        let Some(BgpMessage::Open(_)) = self.recv().await else { panic!("expected OPEN") };
+        let Some(BgpMessage::Open(_)) = self.recv().await else {
+            panic!("expected OPEN")
+        };
         self.send(open(asn, hold, router_id)).await;
         self.send(BgpMessage::KeepAlive).await;
         assert_eq!(self.recv().await, Some(BgpMessage::KeepAlive));

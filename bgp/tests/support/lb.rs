@@ -3,9 +3,12 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use edgelb_bgp::{BgpSpeaker, DesiredRoutes, GracefulRestartConfig, PeerConfig, PeerSnapshot, PeerState, RouteAttributes, SpeakerConfig};
+use edgelb_bgp::{
+    BgpSpeaker, DesiredRoutes, GracefulRestartConfig, PeerConfig, PeerSnapshot, PeerState,
+    RouteAttributes, SpeakerConfig,
+};
 
-use super::netns::{Lab, NsRuntime, wait_until};
+use super::netns::{wait_until, Lab, NsRuntime};
 
 pub const LB_ASN: u32 = 65010;
 pub const ROUTER_ASN: u32 = 65000;
@@ -31,7 +34,8 @@ pub fn config(i: u8, hold: u16, graceful_restart: Option<GracefulRestartConfig>)
 pub fn routes(entries: &[(&str, RouteAttributes)]) -> DesiredRoutes {
     let mut d = DesiredRoutes::new();
     for (p, a) in entries {
-        d.insert(p.parse().expect("prefix"), a.clone()).expect("valid route");
+        d.insert(p.parse().expect("prefix"), a.clone())
+            .expect("valid route");
     }
     d
 }
@@ -46,7 +50,10 @@ impl Lb {
     pub fn start(lab: &Lab, i: u8, config: SpeakerConfig) -> Lb {
         let rt = NsRuntime::new(&lab.lbs[usize::from(i) - 1]);
         let speaker = rt.run(BgpSpeaker::start(config)).expect("speaker starts");
-        Lb { rt, speaker: Some(speaker) }
+        Lb {
+            rt,
+            speaker: Some(speaker),
+        }
     }
 
     fn speaker(&self) -> &BgpSpeaker {
@@ -62,7 +69,9 @@ impl Lb {
     }
 
     pub fn wait_established(&self) {
-        wait_until(Duration::from_secs(20), "session Established", || self.peer().state == PeerState::Established);
+        wait_until(Duration::from_secs(20), "session Established", || {
+            self.peer().state == PeerState::Established
+        });
     }
 
     /// Cease / Administrative Shutdown to every peer.

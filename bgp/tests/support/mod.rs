@@ -2,6 +2,6 @@
 #![allow(dead_code)]
 
 pub mod fake_peer;
+pub mod lb;
 pub mod netns;
 pub mod routers;
-pub mod lb;

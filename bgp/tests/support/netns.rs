@@ -23,14 +23,20 @@ pub fn run(cmd: &str, args: &[&str]) -> String {
 }
 
 pub fn output(cmd: &str, args: &[&str]) -> Output {
-    Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"))
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"))
 }
 
 /// Polls `cond` every 20 ms until it holds or `limit` passes.
 pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !cond() {
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -43,7 +49,11 @@ pub struct Netns {
 
 impl Netns {
     pub fn new(tag: &str) -> Netns {
-        let name = format!("bgpt-{tag}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        let name = format!(
+            "bgpt-{tag}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
         run("ip", &["netns", "add", &name]);
         let ns = Netns { name };
         ns.ip(&["link", "set", "lo", "up"]);
@@ -86,7 +96,10 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         // Daemons the test started should already be gone; make sure.
-        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.name]).output() {
+        if let Ok(out) = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+        {
             for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                 if let Ok(pid) = pid.parse::<i32>() {
                     // SAFETY: plain kill(2) on a pid that lives in our own namespace.
@@ -94,7 +107,9 @@ impl Drop for Netns {
                 }
             }
         }
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
     }
 }
 
@@ -118,18 +133,56 @@ impl Lab {
         for i in 1..=n {
             let lb = Netns::new(&format!("lb{i}"));
             let rif = format!("r{i}");
-            run("ip", &["link", "add", "name", &rif, "netns", &router.name, "type", "veth", "peer", "name", "eth0", "netns", &lb.name]);
+            run(
+                "ip",
+                &[
+                    "link",
+                    "add",
+                    "name",
+                    &rif,
+                    "netns",
+                    &router.name,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    "eth0",
+                    "netns",
+                    &lb.name,
+                ],
+            );
             router.ip(&["addr", "add", &format!("10.0.{i}.1/24"), "dev", &rif]);
-            router.ip(&["addr", "add", &format!("fd00:0:{i}::1/64"), "dev", &rif, "nodad"]);
+            router.ip(&[
+                "addr",
+                "add",
+                &format!("fd00:0:{i}::1/64"),
+                "dev",
+                &rif,
+                "nodad",
+            ]);
             router.ip(&["link", "set", &rif, "up"]);
             lb.ip(&["addr", "add", &format!("10.0.{i}.2/24"), "dev", "eth0"]);
-            lb.ip(&["addr", "add", &format!("fd00:0:{i}::2/64"), "dev", "eth0", "nodad"]);
+            lb.ip(&[
+                "addr",
+                "add",
+                &format!("fd00:0:{i}::2/64"),
+                "dev",
+                "eth0",
+                "nodad",
+            ]);
             lb.ip(&["link", "set", "eth0", "up"]);
             lbs.push(lb);
         }
-        let dir = tempfile::Builder::new().prefix("edgelb-bgp-lab").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("edgelb-bgp-lab")
+            .tempdir()
+            .expect("tempdir");
         // Router daemons drop privileges to their own users and write here.
-        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).expect("chmod");
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .expect("chmod");
         Lab { lbs, router, dir }
     }
 
@@ -173,7 +226,11 @@ impl NsRuntime {
             let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
             assert_eq!(rc, 0, "setns failed: {}", std::io::Error::last_os_error());
             // Worker threads are created from this thread and inherit its namespace.
-            tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime")
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("runtime")
         })
         .join()
         .expect("runtime thread");

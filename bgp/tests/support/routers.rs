@@ -4,7 +4,7 @@
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use super::netns::{Lab, Netns, wait_until};
+use super::netns::{wait_until, Lab, Netns};
 
 /// A daemon process; killed (SIGKILL) and reaped on drop.
 pub struct Daemon {
@@ -55,10 +55,24 @@ impl<'a> GoBgp<'a> {
             &lab.router,
             lab,
             "gobgpd",
-            &["-f", &conf, "-t", "toml", "-p", "--api-hosts", "127.0.0.1:50051", "--pprof-disable"],
+            &[
+                "-f",
+                &conf,
+                "-t",
+                "toml",
+                "-p",
+                "--api-hosts",
+                "127.0.0.1:50051",
+                "--pprof-disable",
+            ],
         );
-        let g = GoBgp { lab, _daemon: daemon };
-        wait_until(Duration::from_secs(10), "gobgpd API", || g.try_cli(&["global"]).is_some());
+        let g = GoBgp {
+            lab,
+            _daemon: daemon,
+        };
+        wait_until(Duration::from_secs(10), "gobgpd API", || {
+            g.try_cli(&["global"]).is_some()
+        });
         g
     }
 
@@ -66,12 +80,15 @@ impl<'a> GoBgp<'a> {
         let mut all = vec!["-u", "127.0.0.1", "-p", "50051"];
         all.extend_from_slice(args);
         let out = self.lab.router.exec_output("gobgp", &all);
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// `gobgp <args>`; panics on failure.
     pub fn cli(&self, args: &[&str]) -> String {
-        self.try_cli(args).unwrap_or_else(|| panic!("gobgp {args:?} failed"))
+        self.try_cli(args)
+            .unwrap_or_else(|| panic!("gobgp {args:?} failed"))
     }
 }
 
@@ -92,35 +109,57 @@ impl<'a> Frr<'a> {
         let zsock = lab.path("zserv.api");
         let common = |pid: String, conf: &str| -> Vec<String> {
             vec![
-                "-u".into(), "frr".into(), "-g".into(), "frr".into(),
-                "-i".into(), pid,
-                "-z".into(), zsock.clone(),
-                "--vty_socket".into(), dir.clone(),
-                "-f".into(), conf.to_string(),
-                "-P".into(), "0".into(),
+                "-u".into(),
+                "frr".into(),
+                "-g".into(),
+                "frr".into(),
+                "-i".into(),
+                pid,
+                "-z".into(),
+                zsock.clone(),
+                "--vty_socket".into(),
+                dir.clone(),
+                "-f".into(),
+                conf.to_string(),
+                "-P".into(),
+                "0".into(),
             ]
         };
         let zargs = common(lab.path("zebra.pid"), &zconf);
         let zargs: Vec<&str> = zargs.iter().map(String::as_str).collect();
         let zebra = Daemon::spawn("zebra", &lab.router, lab, "/usr/lib/frr/zebra", &zargs);
-        wait_until(Duration::from_secs(10), "zebra socket", || std::path::Path::new(&zsock).exists());
+        wait_until(Duration::from_secs(10), "zebra socket", || {
+            std::path::Path::new(&zsock).exists()
+        });
         let bargs = common(lab.path("bgpd.pid"), &bconf);
         let bargs: Vec<&str> = bargs.iter().map(String::as_str).collect();
         let bgpd = Daemon::spawn("bgpd", &lab.router, lab, "/usr/lib/frr/bgpd", &bargs);
-        let frr = Frr { lab, bgpd: Some(bgpd), _zebra: zebra };
-        wait_until(Duration::from_secs(10), "bgpd vty", || frr.try_vtysh("show bgp summary").is_some());
+        let frr = Frr {
+            lab,
+            bgpd: Some(bgpd),
+            _zebra: zebra,
+        };
+        wait_until(Duration::from_secs(10), "bgpd vty", || {
+            frr.try_vtysh("show bgp summary").is_some()
+        });
         frr
     }
 
     fn try_vtysh(&self, command: &str) -> Option<String> {
         let dir = self.lab.path("");
-        let out = self.lab.router.exec_output("vtysh", &["--vty_socket", &dir, "-c", command]);
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        let out = self
+            .lab
+            .router
+            .exec_output("vtysh", &["--vty_socket", &dir, "-c", command]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// `vtysh -c <command>`; panics on failure.
     pub fn vtysh(&self, command: &str) -> String {
-        self.try_vtysh(command).unwrap_or_else(|| panic!("vtysh {command:?} failed"))
+        self.try_vtysh(command)
+            .unwrap_or_else(|| panic!("vtysh {command:?} failed"))
     }
 
     /// Kills bgpd only (zebra keeps the kernel routes until it learns bgpd is gone).
@@ -141,9 +180,20 @@ impl<'a> Bird<'a> {
         std::fs::write(&path, conf).expect("write bird.conf");
         let sock = lab.path("bird.ctl");
         let pid = lab.path("bird.pid");
-        let daemon = Daemon::spawn("bird", &lab.router, lab, "bird", &["-f", "-c", &path, "-s", &sock, "-P", &pid]);
-        let b = Bird { lab, _daemon: daemon };
-        wait_until(Duration::from_secs(10), "bird control socket", || b.try_birdc("show status").is_some());
+        let daemon = Daemon::spawn(
+            "bird",
+            &lab.router,
+            lab,
+            "bird",
+            &["-f", "-c", &path, "-s", &sock, "-P", &pid],
+        );
+        let b = Bird {
+            lab,
+            _daemon: daemon,
+        };
+        wait_until(Duration::from_secs(10), "bird control socket", || {
+            b.try_birdc("show status").is_some()
+        });
         b
     }
 
@@ -152,11 +202,14 @@ impl<'a> Bird<'a> {
         let mut args = vec!["-s", &sock];
         args.extend(command.split_whitespace());
         let out = self.lab.router.exec_output("birdc", &args);
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// `birdc <command>`; panics on failure.
     pub fn birdc(&self, command: &str) -> String {
-        self.try_birdc(command).unwrap_or_else(|| panic!("birdc {command:?} failed"))
+        self.try_birdc(command)
+            .unwrap_or_else(|| panic!("birdc {command:?} failed"))
     }
 }
