@@ -505,6 +505,14 @@ impl Forwarder {
         test_run::run(&mut self.ebpf, PASS_PROGRAM_NAME, frame, 0, repeat)
     }
 
+    /// Size of the loaded forwarding program: (verified bytecode bytes,
+    /// JIT-compiled machine code bytes).
+    pub fn program_size(&self) -> Result<(u32, u32)> {
+        let prog = self.ebpf.program(PROGRAM_NAME).ok_or(Error::Missing("XDP program"))?;
+        let info = prog.info()?;
+        Ok((info.size_translated().unwrap_or(0), info.size_jitted()))
+    }
+
     // ----- internals -----------------------------------------------------------
 
     fn map(&self, name: &'static str) -> Result<&aya::maps::Map> {

@@ -1,0 +1,124 @@
+//! Per-packet cost of the forwarder from BPF_PROG_TEST_RUN, beside a
+//! trivial XDP_PASS program measured in the same run (the harness floor).
+//!
+//! Run (root): `CARGO_TARGET_DIR=/work/main/target-xdp cargo bench -p xdp-fwd --bench forwarder`
+//! Optional: `-- <rounds> <loop_repeat>` (defaults 20000 and 1000000).
+//!
+//! Two figures per case:
+//! - median of `rounds` runs with repeat=1 (each run gets a fresh copy of
+//!   the frame); the cases are interleaved round by round so machine noise
+//!   hits them alike;
+//! - the kernel's own average over one run with a large repeat. The kernel
+//!   reuses the (modified) buffer between repeats, so this figure is only
+//!   meaningful for cases that leave the frame as it was (non-VIP pass and
+//!   the floor); after the first repeat an encapsulated frame is no longer
+//!   addressed to a VIP. It is printed for those cases only.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::{net::IpAddr, time::Duration};
+
+use common::*;
+use packet_builder::{tcp_flags, FrameBuilder, L4};
+use xdp_fwd::{
+    verdict, Capacity, Forwarder, ForwarderSettings, LoadOptions, Protocol, Vip, VipOptions,
+};
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+struct Case {
+    name: &'static str,
+    frame: Vec<u8>,
+    /// Frame sent once before measuring (creates the connection entry).
+    prime: Option<Vec<u8>>,
+    verdict: u32,
+    /// Whether the program leaves the frame unchanged (loop figure valid).
+    unchanged: bool,
+}
+
+fn median(v: &mut [u64]) -> u64 {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().filter(|a| !a.starts_with('-')).collect();
+    let rounds: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(20_000);
+    let loop_repeat: u32 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+
+    let lab = RouteLab::new("bench");
+    let table_size = 65537;
+    let capacity = Capacity { vips: 8, backends: 256, table_size, flows: 65536 };
+    let b4: Vec<IpAddr> = (1..=100).map(|i| ip(&format!("10.200.0.{i}"))).collect();
+    let b6: Vec<IpAddr> = (1..=100).map(|i| ip(&format!("fd00:200::{i:x}"))).collect();
+    let table: Vec<u32> = (0..table_size as usize).map(|i| (i % 100) as u32).collect();
+
+    let tcp4 = |flags| FrameBuilder::new(ip("192.0.2.10"), ip("203.0.113.7"), L4::Tcp { sport: 40000, dport: 80, flags }).payload(&[0u8; 64]).build();
+    let cases = vec![
+        Case { name: "non-VIP pass", frame: FrameBuilder::new(ip("192.0.2.10"), ip("198.51.100.1"), L4::Tcp { sport: 40000, dport: 80, flags: tcp_flags::ACK }).payload(&[0u8; 64]).build(), prime: None, verdict: verdict::PASS, unchanged: true },
+        Case { name: "TCP SYN (new flow)", frame: tcp4(tcp_flags::SYN), prime: None, verdict: verdict::TX, unchanged: false },
+        Case { name: "TCP established (LRU hit)", frame: tcp4(tcp_flags::ACK), prime: Some(tcp4(tcp_flags::SYN)), verdict: verdict::TX, unchanged: false },
+        Case { name: "UDP established", frame: FrameBuilder::new(ip("192.0.2.10"), ip("203.0.113.7"), L4::Udp { sport: 5353, dport: 53 }).payload(&[0u8; 64]).build(), prime: Some(FrameBuilder::new(ip("192.0.2.10"), ip("203.0.113.7"), L4::Udp { sport: 5353, dport: 53 }).payload(&[0u8; 64]).build()), verdict: verdict::TX, unchanged: false },
+        Case { name: "IPv6 TCP established", frame: FrameBuilder::new(ip("2001:db8::10"), ip("2001:db8:ffff::7"), L4::Tcp { sport: 40000, dport: 80, flags: tcp_flags::ACK }).payload(&[0u8; 64]).build(), prime: Some(FrameBuilder::new(ip("2001:db8::10"), ip("2001:db8:ffff::7"), L4::Tcp { sport: 40000, dport: 80, flags: tcp_flags::SYN }).payload(&[0u8; 64]).build()), verdict: verdict::TX, unchanged: false },
+    ];
+
+    let fwd0 = lab.fwd0;
+    lab.ns.run(|| {
+        let mut fwd = Forwarder::load_with(LoadOptions { pin_dir: None, capacity }).unwrap();
+        fwd.set_settings(&ForwarderSettings { hash_seed: 1, udp_timeout: Duration::from_secs(3600), ..Default::default() }).unwrap();
+        for (vip, backends) in [
+            (Vip::new(ip("203.0.113.7"), 80, Protocol::Tcp), &b4),
+            (Vip::new(ip("203.0.113.7"), 53, Protocol::Udp), &b4),
+            (Vip::new(ip("2001:db8:ffff::7"), 80, Protocol::Tcp), &b6),
+        ] {
+            fwd.set_vip(vip, VipOptions::default()).unwrap();
+            fwd.set_table(&vip, backends, &table).unwrap();
+        }
+        for c in &cases {
+            if let Some(p) = &c.prime {
+                fwd.test_run_on(p, fwd0, 1).unwrap();
+            }
+            let out = fwd.test_run_on(&c.frame, fwd0, 1).unwrap();
+            assert_eq!(out.verdict, c.verdict, "{}", c.name);
+        }
+        let floor_frame = &cases[0].frame;
+
+        // Interleaved repeat=1 runs.
+        let mut floor = Vec::with_capacity(rounds);
+        let mut samples: Vec<Vec<u64>> = cases.iter().map(|_| Vec::with_capacity(rounds)).collect();
+        for _ in 0..rounds {
+            floor.push(fwd.test_run_pass(floor_frame, 1).unwrap().duration.as_nanos() as u64);
+            for (c, s) in cases.iter().zip(samples.iter_mut()) {
+                s.push(fwd.test_run_on(&c.frame, fwd0, 1).unwrap().duration.as_nanos() as u64);
+            }
+        }
+        let floor_med = median(&mut floor);
+        let floor_loop = fwd.test_run_pass(floor_frame, loop_repeat).unwrap().duration.as_nanos() as u64;
+
+        let (xlated, jited) = fwd.program_size().unwrap();
+        println!("xdp_fwd program: {xlated} bytes verified bytecode ({} insns), {jited} bytes JIT code", xlated / 8);
+        println!("object file: {} bytes", xdp_fwd::PROGRAM_OBJECT.len());
+        println!("rounds={rounds} loop_repeat={loop_repeat} table_size={table_size} backends=100");
+        println!();
+        println!("| case | median ns (repeat=1) | minus floor | ratio to floor | loop avg ns (repeat={loop_repeat}) |");
+        println!("|---|---:|---:|---:|---:|");
+        println!("| trivial XDP_PASS (floor) | {floor_med} | 0 | 1.00 | {floor_loop} |");
+        for (c, s) in cases.iter().zip(samples.iter_mut()) {
+            let med = median(s);
+            let looped = if c.unchanged {
+                fwd.test_run_on(&c.frame, fwd0, loop_repeat).unwrap().duration.as_nanos().to_string()
+            } else {
+                "n/a (frame modified)".to_string()
+            };
+            println!(
+                "| {} | {med} | {} | {:.2} | {looped} |",
+                c.name,
+                med as i64 - floor_med as i64,
+                med as f64 / floor_med.max(1) as f64
+            );
+        }
+    });
+}
