@@ -15,31 +15,23 @@ use support::routers::{Bird, Frr, GoBgp};
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// A router configuration example shipped in deploy/routers/ (the tests run
+/// the examples exactly as shipped, plus a log file line).
+fn deploy_example(path: &str) -> String {
+    let full = format!("{}/../deploy/routers/{path}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
+}
+
 fn vip() -> RouteAttributes {
     RouteAttributes::default()
 }
 
-fn gobgp_config(n: u8) -> String {
-    let mut c =
-        String::from("[global.config]\n  as = 65000\n  router-id = \"10.0.0.254\"\n  port = 179\n");
-    for i in 1..=n {
-        c.push_str(&format!(
-            "[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"10.0.{i}.2\"\n    peer-as = 65010\n\
-             \x20 [neighbors.transport.config]\n    passive-mode = true\n\
-             \x20 [neighbors.timers.config]\n    hold-time = 9\n    keepalive-interval = 3\n\
-             \x20 [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"ipv4-unicast\"\n\
-             \x20 [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"ipv6-unicast\"\n"
-        ));
-    }
-    c
-}
-
-/// GoBGP's RIB shows our paths with their attributes; withdraw, re-announce,
+/// GoBGP (deploy/routers/gobgp example) shows our paths with their attributes; withdraw, re-announce,
 /// prepend and graceful shutdown all reach it.
 #[test]
 fn gobgp_sees_announce_withdraw_refresh_and_shutdown() {
     let lab = Lab::new(1);
-    let gobgp = GoBgp::start(&lab, &gobgp_config(1));
+    let gobgp = GoBgp::start(&lab, &deploy_example("gobgp/gobgpd.toml"));
     let lb1 = Lb::start(&lab, 1, lb::config(1, 9, None));
     let tagged = RouteAttributes {
         communities: vec![(65010 << 16) | 100],
@@ -48,14 +40,14 @@ fn gobgp_sees_announce_withdraw_refresh_and_shutdown() {
     };
     lb1.set(routes(&[
         ("192.0.2.10/32", tagged.clone()),
-        ("198.51.100.0/24", vip()),
+        ("192.0.2.0/24", vip()),
         ("2001:db8::10/128", vip()),
     ]));
     lb1.wait_established();
     let rib4 = || gobgp.cli(&["global", "rib", "-a", "ipv4"]);
     let rib6 = || gobgp.cli(&["global", "rib", "-a", "ipv6"]);
     wait_until(WAIT, "IPv4 paths in GoBGP", || {
-        rib4().contains("192.0.2.10/32") && rib4().contains("198.51.100.0/24")
+        rib4().contains("192.0.2.10/32") && rib4().contains("192.0.2.0/24")
     });
     wait_until(WAIT, "IPv6 path in GoBGP", || {
         rib6().contains("2001:db8::10/128")
@@ -84,20 +76,20 @@ fn gobgp_sees_announce_withdraw_refresh_and_shutdown() {
                 ..tagged.clone()
             },
         ),
-        ("198.51.100.0/24", vip()),
+        ("192.0.2.0/24", vip()),
         ("2001:db8::10/128", vip()),
     ]));
     wait_until(WAIT, "prepended path", || {
         rib4().contains("65010 65010 65010")
     });
-    lb1.set(routes(&[("198.51.100.0/24", vip())]));
+    lb1.set(routes(&[("192.0.2.0/24", vip())]));
     wait_until(WAIT, "VIP withdrawn", || {
         !rib4().contains("192.0.2.10/32") && !rib6().contains("2001:db8::10/128")
     });
-    assert!(rib4().contains("198.51.100.0/24"), "aggregate stays");
+    assert!(rib4().contains("192.0.2.0/24"), "aggregate stays");
     lb1.set(routes(&[
         ("192.0.2.10/32", tagged),
-        ("198.51.100.0/24", vip()),
+        ("192.0.2.0/24", vip()),
     ]));
     wait_until(WAIT, "VIP re-announced", || {
         rib4().contains("192.0.2.10/32")
@@ -109,7 +101,7 @@ fn gobgp_sees_announce_withdraw_refresh_and_shutdown() {
 
     lb1.shutdown();
     wait_until(WAIT, "routes gone after shutdown", || {
-        !rib4().contains("192.0.2.10/32") && !rib4().contains("198.51.100.0/24")
+        !rib4().contains("192.0.2.10/32") && !rib4().contains("192.0.2.0/24")
     });
     let neighbor = gobgp.cli(&["neighbor", "10.0.1.2"]);
     assert!(!neighbor.contains("BGP state = established"), "{neighbor}");
@@ -133,13 +125,18 @@ fn frr_config(lab: &Lab, n: u8, extra_neighbor: &str) -> String {
     c
 }
 
-/// Two nodes announce the same VIPs: FRR installs ECMP routes in the kernel;
+/// Two nodes announce the same VIPs: FRR (deploy/routers/frr example) installs ECMP routes in the kernel;
 /// withdraw, re-announce, route refresh, a killed daemon and graceful
 /// shutdown each change the next-hop set as expected.
 #[test]
 fn frr_installs_ecmp_and_follows_changes() {
     let lab = Lab::new(2);
-    let frr = Frr::start(&lab, &frr_config(&lab, 2, ""));
+    let config = format!(
+        "log file {}\n{}",
+        lab.path("bgpd.log"),
+        deploy_example("frr/frr.conf")
+    );
+    let frr = Frr::start(&lab, &config);
     let lb1 = Lb::start(&lab, 1, lb::config(1, 9, None));
     let lb2 = Lb::start(&lab, 2, lb::config(2, 9, None));
     let both = routes(&[("192.0.2.10/32", vip()), ("2001:db8::10/128", vip())]);
@@ -147,6 +144,8 @@ fn frr_installs_ecmp_and_follows_changes() {
         ("192.0.2.10/32", vip()),
         ("192.0.2.11/32", vip()),
         ("2001:db8::10/128", vip()),
+        // Outside the example's VIP prefix-list: must be filtered.
+        ("203.0.113.7/32", vip()),
     ]));
     lb2.set(both.clone());
     lb1.wait_established();
@@ -161,6 +160,10 @@ fn frr_installs_ecmp_and_follows_changes() {
     wait_until(WAIT, "single-node VIP", || {
         hops("192.0.2.11") == ["10.0.1.2"]
     });
+    assert!(
+        lab.kernel_route("203.0.113.7").is_empty(),
+        "import policy must filter non-VIPs"
+    );
     assert!(
         lab.kernel_route("192.0.2.10").contains("proto bgp"),
         "{}",
@@ -308,33 +311,25 @@ fn frr_graceful_restart_keeps_routes_across_a_daemon_restart() {
     });
 }
 
-fn bird_config(lab: &Lab, n: u8) -> String {
-    let mut c = format!(
-        "router id 10.0.0.254;\nlog \"{}\" all;\nprotocol device {{ }}\n\
-         protocol kernel kernel4 {{ ipv4 {{ import none; export all; }}; merge paths on; }}\n\
-         protocol kernel kernel6 {{ ipv6 {{ import none; export all; }}; merge paths on; }}\n\
-         template bgp lb {{\n  local as 65000;\n  hold time 9;\n  passive on;\n\
-         \x20 ipv4 {{ import all; export none; }};\n  ipv6 {{ import all; export none; }};\n}}\n",
-        lab.path("bird.log")
-    );
-    for i in 1..=n {
-        c.push_str(&format!(
-            "protocol bgp lb{i} from lb {{ neighbor 10.0.{i}.2 as 65010; }}\n"
-        ));
-    }
-    c
-}
-
-/// BIRD with `merge paths on` installs kernel ECMP routes from two nodes;
+/// BIRD (deploy/routers/bird example, `merge paths on`) installs kernel ECMP routes from two nodes;
 /// withdraw, route refresh and graceful shutdown are followed.
 #[test]
 fn bird_installs_ecmp_and_follows_changes() {
     let lab = Lab::new(2);
-    let bird = Bird::start(&lab, &bird_config(&lab, 2));
+    let config = format!(
+        "log \"{}\" all;\n{}",
+        lab.path("bird.log"),
+        deploy_example("bird/bird.conf")
+    );
+    let bird = Bird::start(&lab, &config);
     let lb1 = Lb::start(&lab, 1, lb::config(1, 9, None));
     let lb2 = Lb::start(&lab, 2, lb::config(2, 9, None));
     let both = routes(&[("192.0.2.10/32", vip()), ("2001:db8::10/128", vip())]);
-    lb1.set(both.clone());
+    lb1.set(routes(&[
+        ("192.0.2.10/32", vip()),
+        ("2001:db8::10/128", vip()),
+        ("203.0.113.7/32", vip()),
+    ]));
     lb2.set(both.clone());
     lb1.wait_established();
     lb2.wait_established();
@@ -345,6 +340,10 @@ fn bird_installs_ecmp_and_follows_changes() {
     wait_until(WAIT, "IPv6 ECMP in kernel", || {
         hops("2001:db8::10") == ["fd00:0:1::2", "fd00:0:2::2"]
     });
+    assert!(
+        lab.kernel_route("203.0.113.7").is_empty(),
+        "import filter must drop non-VIPs"
+    );
     assert!(
         lab.kernel_route("192.0.2.10").contains("proto bird"),
         "{}",
