@@ -113,6 +113,10 @@ pub struct MemberConfig {
     pub id: u64,
     /// Its Raft RPC address.
     pub addr: SocketAddr,
+    /// Its admin API address, so `lbctl status` can collect every node's
+    /// report through any node.
+    #[serde(default)]
+    pub admin: Option<SocketAddr>,
 }
 
 /// `[admin]`: the API used by `lbctl`.
@@ -187,12 +191,14 @@ pub struct XdpSection {
     /// daemon adopts them without dropping traffic.
     #[serde(default = "defaults::pin_dir")]
     pub pin_dir: PathBuf,
-    /// Outer IPv4 source address for encapsulated packets (this node's address).
-    #[serde(default)]
-    pub encap_source_v4: Option<IpAddr>,
-    /// Outer IPv6 source address for encapsulated packets.
-    #[serde(default)]
-    pub encap_source_v6: Option<IpAddr>,
+    /// Outer IPv4 source of encapsulated packets, `ADDR/LEN`: the host bits
+    /// below LEN carry flow entropy so backends spread flows over their
+    /// receive queues (as Katran does). `ADDR` alone means `ADDR/32`.
+    #[serde(default = "defaults::encap_source_v4")]
+    pub encap_source_v4: String,
+    /// Outer IPv6 source, `ADDR/LEN` with LEN in 96..=128.
+    #[serde(default = "defaults::encap_source_v6")]
+    pub encap_source_v6: String,
     /// Connection-table entries per CPU.
     #[serde(default = "defaults::conn_table_size")]
     pub conn_table_size: u32,
@@ -319,6 +325,8 @@ mod defaults {
     pub fn election_timeout_ms() -> u64 { 1000 }
     pub fn heartbeat_ms() -> u64 { 250 }
     pub fn pin_dir() -> PathBuf { PathBuf::from("/sys/fs/bpf/edgelb") }
+    pub fn encap_source_v4() -> String { "172.16.0.0/16".into() }
+    pub fn encap_source_v6() -> String { "fd00::/96".into() }
     pub fn conn_table_size() -> u32 { 1 << 20 }
     pub fn udp_flow_timeout_secs() -> u32 { 30 }
     pub fn bgp_port() -> u16 { 179 }
@@ -358,6 +366,23 @@ impl Config {
         self.cluster.advertise.unwrap_or(self.cluster.listen)
     }
 
+    /// `xdp.encap_source_v4` parsed.
+    pub fn encap_source_v4(&self) -> Result<(std::net::Ipv4Addr, u8), String> {
+        match parse_prefix(&self.xdp.encap_source_v4, 32)? {
+            (IpAddr::V4(a), len) => Ok((a, len)),
+            _ => Err("must be an IPv4 prefix".into()),
+        }
+    }
+
+    /// `xdp.encap_source_v6` parsed.
+    pub fn encap_source_v6(&self) -> Result<(std::net::Ipv6Addr, u8), String> {
+        match parse_prefix(&self.xdp.encap_source_v6, 128)? {
+            (IpAddr::V6(a), len) if len >= 96 => Ok((a, len)),
+            (IpAddr::V6(_), _) => Err("prefix length must be within 96..=128".into()),
+            _ => Err("must be an IPv6 prefix".into()),
+        }
+    }
+
     /// The drain period as a duration.
     pub fn drain_period(&self) -> Duration {
         Duration::from_secs(self.drain.period_secs)
@@ -393,11 +418,11 @@ impl Config {
                 return Err((format!("xdp.interfaces[{i}]"), format!("`{name}` is not a valid interface name")));
             }
         }
-        if matches!(x.encap_source_v4, Some(IpAddr::V6(_))) {
-            return bad("xdp.encap_source_v4", "must be an IPv4 address");
+        if let Err(e) = self.encap_source_v4() {
+            return bad("xdp.encap_source_v4", &e);
         }
-        if matches!(x.encap_source_v6, Some(IpAddr::V4(_))) {
-            return bad("xdp.encap_source_v6", "must be an IPv6 address");
+        if let Err(e) = self.encap_source_v6() {
+            return bad("xdp.encap_source_v6", &e);
         }
         if x.conn_table_size < 1024 || x.conn_table_size > (1 << 26) {
             return bad("xdp.conn_table_size", "must be within 1024..=67108864");
@@ -459,6 +484,20 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Parses `ADDR/LEN` (or `ADDR`, meaning a host prefix of `host_len`).
+fn parse_prefix(text: &str, host_len: u8) -> Result<(IpAddr, u8), String> {
+    let (addr, len) = match text.split_once('/') {
+        Some((a, l)) => (a, l.parse::<u8>().map_err(|_| format!("`{text}`: bad prefix length"))?),
+        None => (text, host_len),
+    };
+    let addr: IpAddr = addr.parse().map_err(|_| format!("`{text}`: not an address"))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    if len > max {
+        return Err(format!("`{text}`: prefix length above {max}"));
+    }
+    Ok((addr, len))
 }
 
 /// Parses a standard community `ASN:value` into its 32-bit form.

@@ -7,4 +7,6 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod health;
+pub mod tables;

@@ -1,0 +1,220 @@
+//! The daemon's answers to admin requests.
+
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
+
+use edgelb_consensus::{Command, ConsensusError, Role};
+
+use super::Shared;
+use crate::{
+    admin::{
+        client::AdminClient,
+        protocol::{
+            BgpPeerReport, ClusterStatus, LookupResult, MemberInfo, NodeReport, Request, Response,
+            StatsReport,
+        },
+        server::AdminHandler,
+    },
+    tables::digest_hex,
+};
+
+/// Per-node timeout when collecting the cluster status.
+const PEER_STATUS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Answers admin requests from the daemon's shared state.
+pub struct Handler {
+    shared: Arc<Shared>,
+}
+
+impl Handler {
+    /// A handler over the daemon's state.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    async fn write(&self, command: Command) -> Response {
+        match self.shared.consensus.write(command).await {
+            Ok(receipt) => Response::Written { version: receipt.version },
+            Err(e) => error(e),
+        }
+    }
+
+    fn local_report(&self) -> NodeReport {
+        let s = &self.shared;
+        let status = s.consensus.status();
+        let programmed = s.programmed.borrow().clone();
+        NodeReport {
+            id: status.id,
+            role: role_name(status.role).into(),
+            term: status.term,
+            leader: status.leader,
+            applied_index: status.applied_index,
+            table_version: programmed.version,
+            table_digest: digest_hex(programmed.digest),
+            xdp: s.attached.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            announcing: *s.announcing.borrow(),
+            bgp_peers: s
+                .bgp
+                .peers()
+                .into_iter()
+                .map(|p| BgpPeerReport {
+                    address: p.address,
+                    state: format!("{:?}", p.state),
+                    prefixes: p.prefixes_announced,
+                })
+                .collect(),
+        }
+    }
+
+    async fn cluster_status(&self) -> Response {
+        let status = self.shared.consensus.status();
+        let mut nodes = Vec::new();
+        for id in status.nodes.keys().copied() {
+            if id == status.id {
+                nodes.push((id, Ok(self.local_report())));
+                continue;
+            }
+            let admin = self
+                .shared
+                .config
+                .cluster
+                .initial_members
+                .iter()
+                .find(|m| m.id == id)
+                .and_then(|m| m.admin);
+            let report = match admin {
+                None => Err("admin address unknown (not in cluster.initial_members)".to_owned()),
+                Some(addr) => self.peer_report(&addr.to_string()).await,
+            };
+            nodes.push((id, report));
+        }
+        Response::Status(ClusterStatus { leader: status.leader, version: self.shared.consensus.state().version, nodes })
+    }
+
+    async fn peer_report(&self, addr: &str) -> Result<NodeReport, String> {
+        let mut client = AdminClient::connect(addr, &self.shared.admin_token, PEER_STATUS_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())?;
+        match client.request(&Request::LocalStatus).await.map_err(|e| e.to_string())? {
+            Response::LocalStatus(r) => Ok(r),
+            Response::Error { message } => Err(message),
+            other => Err(format!("unexpected answer {other:?}")),
+        }
+    }
+
+    async fn stats(&self) -> Response {
+        let state = self.shared.consensus.state();
+        let dp = self.shared.dataplane.lock().await;
+        let stats = match dp.stats() {
+            Ok(s) => s,
+            Err(e) => return Response::Error { message: e.to_string() },
+        };
+        let mut report = StatsReport::default();
+        for key in state.vips.keys() {
+            let t = stats.vips.get(&super::dataplane::forwarder_vip(key)).copied().unwrap_or_default();
+            report.vips.push((*key, t.packets, t.bytes));
+        }
+        for (key, vip) in &state.vips {
+            for addr in vip.backends.keys() {
+                let t = stats.backends.get(addr).copied().unwrap_or_default();
+                report.backends.push((*key, *addr, t.packets, t.bytes));
+            }
+        }
+        report.drops = stats.named().filter(|(n, _)| n.starts_with("drop")).map(|(n, v)| (n.to_owned(), v)).collect();
+        Response::Stats(report)
+    }
+}
+
+fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::Leader => "leader",
+        Role::Follower => "follower",
+        Role::Candidate => "candidate",
+        Role::Learner => "learner",
+        Role::Shutdown => "shutdown",
+    }
+}
+
+fn error(e: ConsensusError) -> Response {
+    Response::Error { message: e.to_string() }
+}
+
+impl AdminHandler for Handler {
+    fn handle(&self, request: Request) -> Pin<Box<dyn Future<Output = Response> + Send + '_>> {
+        Box::pin(async move {
+            match request {
+                Request::Status => self.cluster_status().await,
+                Request::LocalStatus => Response::LocalStatus(self.local_report()),
+                Request::VipAdd { key, flags, encapsulation } => {
+                    self.write(Command::AddVip { key, flags, encapsulation }).await
+                }
+                Request::VipUpdate { key, flags, encapsulation } => {
+                    self.write(Command::UpdateVip { key, flags, encapsulation }).await
+                }
+                Request::VipRemove { key } => self.write(Command::RemoveVip { key }).await,
+                Request::BackendAdd { vip, backend } => self.write(Command::AddBackend { vip, backend }).await,
+                Request::BackendRemove { vip, address } => {
+                    self.write(Command::RemoveBackend { vip, address }).await
+                }
+                Request::BackendSetWeight { vip, address, weight } => {
+                    self.write(Command::SetBackendWeight { vip, address, weight }).await
+                }
+                Request::BackendSetState { vip, address, state } => {
+                    self.write(Command::SetBackendState { vip, address, state }).await
+                }
+                Request::SettingsSet { settings } => self.write(Command::SetSettings(settings)).await,
+                Request::VipList => match self.shared.consensus.read_current().await {
+                    Ok(state) => Response::Vips {
+                        version: state.version,
+                        vips: state.vips.values().cloned().collect(),
+                        settings: state.settings.clone(),
+                    },
+                    Err(e) => error(e),
+                },
+                Request::NodeList => {
+                    let s = self.shared.consensus.status();
+                    Response::Nodes {
+                        nodes: s
+                            .nodes
+                            .iter()
+                            .map(|(id, addr)| MemberInfo { id: *id, addr: addr.clone(), voter: s.voters.contains(id) })
+                            .collect(),
+                    }
+                }
+                Request::NodeAdd { id, addr, voter } => {
+                    if let Err(e) = self.shared.consensus.add_learner(id, addr).await {
+                        return error(e);
+                    }
+                    if voter {
+                        if let Err(e) = self.shared.consensus.promote_voter(id).await {
+                            return error(e);
+                        }
+                    }
+                    Response::Written { version: self.shared.consensus.state().version }
+                }
+                Request::NodeRemove { id } => match self.shared.consensus.remove_node(id).await {
+                    Ok(_) => Response::Written { version: self.shared.consensus.state().version },
+                    Err(e) => error(e),
+                },
+                Request::Stats => self.stats().await,
+                Request::Lookup { src, sport, dst, dport, protocol } => {
+                    let state = self.shared.consensus.state();
+                    let exact = edgelb_consensus::VipKey { address: dst, port: dport, protocol };
+                    let any = edgelb_consensus::VipKey { port: 0, ..exact };
+                    let Some(key) = [exact, any].into_iter().find(|k| state.vips.contains_key(k)) else {
+                        return Response::Error { message: format!("no VIP matches {exact}") };
+                    };
+                    let dp = self.shared.dataplane.lock().await;
+                    match dp.lookup(&key, src, sport) {
+                        Ok(found) => Response::Lookup(LookupResult {
+                            vip: key,
+                            hash: found.hash,
+                            slot: found.slot,
+                            backend: found.backend,
+                        }),
+                        Err(e) => Response::Error { message: e.to_string() },
+                    }
+                }
+            }
+        })
+    }
+}
