@@ -322,6 +322,11 @@ async fn a_node_far_behind_is_sent_a_snapshot() {
     let s = cluster.node(lagging).status();
     let snap = s.snapshot_index.expect("lagging node holds a snapshot");
     assert!(snap > lagging_last_log + 50, "snapshot at {snap}");
+    // The compacted leader itself restarts from snapshot + remaining log.
+    cluster.kill(leader).await;
+    cluster.restart(leader).await;
+    assert_eq!(cluster.node(leader).state().vips[&vip()].backends.len(), 100);
+    cluster.leader(LONG).await;
     // And a learner that joins late is also brought up by snapshot, then
     // promoted to voter.
     cluster.add_member(4).await;

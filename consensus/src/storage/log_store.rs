@@ -125,7 +125,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let db = self.db.clone();
         blocking(move || -> Result<LogState<TypeConfig>, StoreError> {
-            let last_purged: Option<LogId> = LogStore::read_meta(&db, KEY_PURGED)?;
+            // Stored as `Option<LogId>`; absent before the first purge.
+            let last_purged: Option<LogId> =
+                LogStore::read_meta::<Option<LogId>>(&db, KEY_PURGED)?.flatten();
             let txn = db.begin_read()?;
             let log = txn.open_table(LOG)?;
             let last = match log.last()? {
