@@ -339,3 +339,69 @@ async fn passive_peer_is_accepted_and_strangers_are_refused() {
     assert_eq!(p.initial_table(2).await, vec!["198.51.100.0/24"]);
     speaker.shutdown().await;
 }
+
+/// Garbage from one peer, many times over: each bad session ends on its own
+/// (NOTIFICATION or EOF) and the other session never notices.
+#[tokio::test]
+async fn random_garbage_never_disturbs_other_sessions() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x00ed_9e1b);
+    let good_ip = Ipv4Addr::new(127, 0, 0, 7);
+    let (good_listener, good_port) = listen(good_ip).await;
+    let bad_ip = Ipv4Addr::new(127, 0, 0, 8);
+    let (bad_listener, bad_port) = listen(bad_ip).await;
+    let mut bad_cfg = peer(bad_ip, bad_port);
+    bad_cfg.connect_retry_min = Duration::from_millis(1);
+    bad_cfg.connect_retry_max = Duration::from_millis(1);
+    let speaker = BgpSpeaker::start(config(vec![peer(good_ip, good_port), bad_cfg]))
+        .await
+        .unwrap();
+    speaker.set_desired(routes(&["192.0.2.10/32"]));
+    let mut good = FakePeer::accept(&good_listener).await;
+    good.establish(PEER_ASN, 30, Ipv4Addr::new(10, 255, 0, 7))
+        .await;
+    assert_eq!(good.initial_table(2).await, vec!["192.0.2.10/32"]);
+
+    let mut notified = 0;
+    for round in 0..100 {
+        let mut bad = FakePeer::accept(&bad_listener).await;
+        bad.establish(PEER_ASN, 30, Ipv4Addr::new(10, 255, 0, 8))
+            .await;
+        bad.initial_table(2).await;
+        let body_len = rng.gen_range(0..200usize);
+        let mut garbage: Vec<u8> = if round % 2 == 0 {
+            // A valid header with a random type and body: reaches the parsers.
+            let mut m = vec![0xff; 16];
+            m.extend_from_slice(&((19 + body_len) as u16).to_be_bytes());
+            m.push(rng.gen_range(1..=6));
+            m
+        } else {
+            Vec::new()
+        };
+        garbage.extend((0..body_len).map(|_| rng.r#gen::<u8>()));
+        bad.send_raw(&garbage).await;
+        // Either a NOTIFICATION and close, or (a valid-looking message) nothing;
+        // then we hang up ourselves.
+        let outcome =
+            tokio::time::timeout(Duration::from_millis(300), bad.recv_non_keepalive()).await;
+        if let Ok(Some(BgpMessage::Notification(_))) = outcome {
+            notified += 1;
+        }
+        drop(bad);
+    }
+    assert!(
+        notified >= 50,
+        "most garbage must be answered with a NOTIFICATION ({notified})"
+    );
+    let snap = speaker.peer(IpAddr::V4(good_ip)).unwrap();
+    assert_eq!(snap.state, PeerState::Established);
+    assert_eq!(snap.established_count, 1, "the good session never flapped");
+    speaker.set_desired(routes(&["192.0.2.10/32", "192.0.2.11/32"]));
+    let (ann, _) = update_prefixes(&good.recv_non_keepalive().await.unwrap());
+    assert_eq!(
+        ann,
+        vec!["192.0.2.11/32".to_string()],
+        "the good session still works"
+    );
+    speaker.shutdown().await;
+}
