@@ -2,7 +2,8 @@
 //!   CARGO_TARGET_DIR=/work/main/target-bgp cargo bench -p edgelb-bgp --bench router_convergence
 //!
 //! 1. withdraw call -> route gone from FRR's kernel table (`ip monitor route`
-//!    timestamps the netlink delete), next to announce call -> route installed;
+//!    timestamps the netlink delete), next to announce call -> route installed,
+//!    and withdraw call -> withdraw UPDATE at a loopback peer (our own share);
 //! 2. speaker start -> 1000 prefixes converged to one peer: to an in-process
 //!    loopback peer (End-of-RIB received) and to FRR (1000 routes in the kernel).
 //!
@@ -208,12 +209,61 @@ fn converge_1000_to_loopback_peer() -> Duration {
     })
 }
 
+/// withdraw call -> withdraw UPDATE read by an in-process loopback peer:
+/// the speaker's own share of the end-to-end withdraw latency.
+fn withdraw_to_loopback_peer() -> Duration {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let ip = Ipv4Addr::LOCALHOST;
+        let (listener, port) = listen(ip).await;
+        let config = SpeakerConfig {
+            local_asn: 65010,
+            router_id: Ipv4Addr::new(10, 0, 0, 2),
+            listen: None,
+            graceful_restart: None,
+            peers: vec![PeerConfig {
+                port,
+                ..PeerConfig::new(IpAddr::V4(ip), 65000)
+            }],
+        };
+        let speaker = BgpSpeaker::start(config).await.expect("start");
+        let vip = lb::routes(&[("192.0.2.10/32", RouteAttributes::default())]);
+        speaker.set_desired(vip.clone());
+        let mut peer = FakePeer::accept(&listener).await;
+        peer.establish(65000, 90, Ipv4Addr::new(10, 0, 0, 1)).await;
+        peer.initial_table(2).await;
+        let mut runs = Vec::new();
+        for _ in 0..ROUNDS {
+            let t0 = Instant::now();
+            speaker.set_desired(DesiredRoutes::new());
+            let (_, withdrawn) = support::fake_peer::update_prefixes(
+                &peer.recv_non_keepalive().await.expect("update"),
+            );
+            runs.push(t0.elapsed());
+            assert_eq!(withdrawn, ["192.0.2.10/32"]);
+            speaker.set_desired(vip.clone());
+            peer.recv_non_keepalive().await.expect("update");
+        }
+        speaker.shutdown().await;
+        median(runs)
+    })
+}
+
 fn main() {
     // `cargo bench` passes --bench; nothing to parse.
     let loopback = converge_1000_to_loopback_peer();
     println!(
         "establish + converge 1000 prefixes, loopback peer: median {:.2} ms ({ROUNDS} runs)",
         ms(loopback)
+    );
+    let wd_loop = withdraw_to_loopback_peer();
+    println!(
+        "withdraw call -> withdraw UPDATE at loopback peer: median {:.3} ms ({ROUNDS} runs)",
+        ms(wd_loop)
     );
     let frr_1000 = converge_1000_to_frr_kernel();
     println!(
@@ -230,8 +280,9 @@ fn main() {
         ms(announce)
     );
     println!(
-        "ratios: withdraw/announce {:.2}; FRR-kernel/loopback for 1000 prefixes {:.1}",
+        "ratios: withdraw/announce {:.2}; FRR-kernel/loopback withdraw {:.0}; FRR-kernel/loopback for 1000 prefixes {:.1}",
         withdraw.as_secs_f64() / announce.as_secs_f64(),
+        withdraw.as_secs_f64() / wd_loop.as_secs_f64(),
         frr_1000.as_secs_f64() / loopback.as_secs_f64()
     );
 }
