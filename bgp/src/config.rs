@@ -223,6 +223,34 @@ mod tests {
     }
 
     #[test]
+    fn parses_from_toml_with_defaults() {
+        let text = r#"
+            local_asn = 65010
+            router_id = "10.0.1.2"
+            graceful_restart = { restart_time_secs = 120 }
+            [[peers]]
+            address = "10.0.1.1"
+            remote_asn = 65000
+            next_hop_v6 = "fd00:0:1::2"
+            [[peers]]
+            address = "10.0.2.1"
+            remote_asn = 65010
+            port = 1790
+            hold_time_secs = 9
+            mode = "active"
+            connect_retry_min = 100
+            connect_retry_max = 2000
+        "#;
+        let c: SpeakerConfig = toml::from_str(text).unwrap();
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.peers[0].port, BGP_PORT);
+        assert_eq!(c.peers[0].hold_time_secs, DEFAULT_HOLD_TIME_SECS);
+        assert_eq!(c.peers[0].mode, PeerMode::Active);
+        assert_eq!(c.peers[1].connect_retry_max, Duration::from_secs(2));
+        assert_eq!(c.graceful_restart.map(|g| g.restarting), Some(false));
+    }
+
+    #[test]
     fn rejects_bad_values() {
         let mut c = base();
         c.local_asn = 0;

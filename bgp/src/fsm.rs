@@ -443,6 +443,33 @@ mod tests {
     }
 
     #[test]
+    fn desired_routes_set_before_established_go_out_on_establishment() {
+        let t0 = Instant::now();
+        let (mut s, _) = Session::start(params(), Arc::new(DesiredRoutes::new()), t0);
+        assert!(
+            s.handle(Event::DesiredChanged(vip()), t0).is_empty(),
+            "nothing before Established"
+        );
+        s.handle(Event::Message(peer_open(30)), t0);
+        let out = s.handle(Event::Message(BgpMessage::KeepAlive), t0);
+        assert_eq!(out.len(), 2, "the VIP and End-of-RIB");
+        assert_eq!(s.announced(), 1);
+    }
+
+    #[test]
+    fn hold_time_zero_disables_timers() {
+        let t0 = Instant::now();
+        let (mut s, _) = Session::start(params(), vip(), t0);
+        s.handle(Event::Message(peer_open(0)), t0);
+        s.handle(Event::Message(BgpMessage::KeepAlive), t0);
+        assert_eq!(s.state(), PeerState::Established);
+        assert_eq!(s.next_deadline(), None);
+        assert!(s
+            .handle(Event::Tick, t0 + Duration::from_secs(3600))
+            .is_empty());
+    }
+
+    #[test]
     fn stop_sends_cease_administrative_shutdown() {
         let mut s = established(Instant::now());
         let out = s.handle(Event::Stop, Instant::now());

@@ -106,7 +106,10 @@ pub(crate) async fn run(
         }
         stats.set_state(session.state());
         stats.set_prefixes(session.announced());
-        was_established |= session.state() == PeerState::Established;
+        if !was_established && session.state() == PeerState::Established {
+            tracing::info!(peer = %peer.address, "BGP session established");
+            was_established = true;
+        }
         if session.route_refreshes() > refreshes_seen {
             refreshes_seen = session.route_refreshes();
             stats.count_route_refresh();
