@@ -25,6 +25,8 @@ pub mod map_name {
     pub const BACKEND_STATS: &str = "BACKEND_STATS";
     /// Device map (ifindex -> ifindex) of interfaces the program may redirect to.
     pub const TX_PORTS: &str = "TX_PORTS";
+    /// Per-CPU cache of `bpf_fib_lookup` results per backend id ([`crate::NextHop`]).
+    pub const NEXT_HOPS: &str = "NEXT_HOPS";
 }
 
 /// Default capacities of the maps (the loader can override them at load time).
@@ -158,9 +160,34 @@ pub struct FlowEntry {
     pub hash: u32,
     /// Always zero.
     pub _pad: u32,
-    /// `bpf_ktime_get_ns` of the last UDP packet (UDP entries expire).
+    /// `bpf_ktime_get_coarse_ns` of the last UDP packet (UDP entries expire).
     pub last_seen_ns: u64,
 }
+
+/// Value of the NEXT_HOPS map: a cached route lookup for one backend.
+///
+/// `bpf_fib_lookup` (route + neighbour) costs far more than the rest of the
+/// packet path, so each CPU keeps its result per backend for
+/// [`NEXT_HOP_TTL_NS`]: route or neighbour changes apply within that time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NextHop {
+    /// Next-hop MAC.
+    pub dmac: [u8; 6],
+    /// Egress interface MAC.
+    pub smac: [u8; 6],
+    /// Egress interface; 0 = empty entry.
+    pub ifindex: u32,
+    /// Path MTU towards the backend (largest outer IP packet).
+    pub mtu: u32,
+    /// [`Backend::generation`] the entry was filled for.
+    pub generation: u32,
+    /// `bpf_ktime_get_coarse_ns` when filled.
+    pub filled_ns: u64,
+}
+
+/// How long a [`NextHop`] entry is used before the route is looked up again.
+pub const NEXT_HOP_TTL_NS: u64 = 100_000_000;
 
 /// Value of the SETTINGS map (index 0).
 #[repr(C)]
@@ -228,5 +255,6 @@ mod tests {
         assert_eq!(size_of::<FlowEntry>(), 24);
         assert_eq!(size_of::<Settings>(), 48);
         assert_eq!(size_of::<Traffic>(), 16);
+        assert_eq!(size_of::<NextHop>(), 32);
     }
 }

@@ -113,7 +113,7 @@ pub(crate) fn forward_flow(
     count_traffic(&BACKEND_STATS, chosen.id, bytes);
     let mode = if vip.encap == encap_mode::DEFAULT { settings.default_encap } else { vip.encap };
     match encap::encapsulate(ctx, pkt, &chosen, mode, settings) {
-        Ok(outer) => transmit::transmit(ctx, &outer),
+        Ok(outer) => transmit::transmit(ctx, &outer, &chosen),
         Err(reason) => {
             count(reason);
             xdp_action::XDP_DROP

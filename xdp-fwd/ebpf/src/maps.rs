@@ -5,7 +5,7 @@ use aya_ebpf::{
     maps::{Array, DevMapHash, HashMap, LruPerCpuHashMap, PerCpuArray},
 };
 use xdp_fwd_common::{
-    capacity, stats::stat, AddrKey, Backend, FlowEntry, FlowKey, Settings, Traffic, VipKey,
+    capacity, stats::stat, AddrKey, Backend, FlowEntry, FlowKey, NextHop, Settings, Traffic, VipKey,
     VipMeta,
 };
 
@@ -50,6 +50,10 @@ pub static BACKEND_STATS: PerCpuArray<Traffic> =
 /// Interfaces the program may redirect to, keyed by ifindex.
 #[map]
 pub static TX_PORTS: DevMapHash = DevMapHash::with_max_entries(capacity::TX_PORTS, 0);
+
+/// Per-CPU route lookup cache per backend id.
+#[map]
+pub static NEXT_HOPS: PerCpuArray<NextHop> = PerCpuArray::with_max_entries(capacity::BACKENDS, 0);
 
 /// Adds one to a global counter.
 #[inline(always)]

@@ -1,5 +1,5 @@
 //! Steps 2-5: VIP lookup, connection table, flow hash and Maglev table.
-use aya_ebpf::helpers::bpf_ktime_get_ns;
+use aya_ebpf::helpers::generated::bpf_ktime_get_coarse_ns;
 use xdp_fwd_common::{
     flow_hash, maglev_slot, proto, stats::stat, AddrKey, Backend, FlowEntry, FlowKey, Settings,
     VipKey, VipMeta, NO_BACKEND,
@@ -48,8 +48,9 @@ pub fn select_backend(
     new_flow: bool,
 ) -> Result<Chosen, u32> {
     let is_udp = flow.proto == proto::UDP;
-    // Only UDP entries expire, so only UDP pays for the clock.
-    let now = if is_udp { unsafe { bpf_ktime_get_ns() } } else { 0 };
+    // Only UDP entries expire, so only UDP pays for the clock (the coarse
+    // one: tick resolution is plenty for timeouts of seconds).
+    let now = if is_udp { unsafe { bpf_ktime_get_coarse_ns() } } else { 0 };
     if !new_flow {
         if let Some(chosen) = lru_lookup(flow, settings, is_udp, now) {
             count(stat::LRU_HIT);

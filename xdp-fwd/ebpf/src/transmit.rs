@@ -1,25 +1,32 @@
 //! Step 7: route the encapsulated packet with `bpf_fib_lookup` (next-hop MAC
 //! and egress interface from the kernel's FIB and neighbour table), then
 //! XDP_TX on the ingress interface or XDP_REDIRECT through the device map.
+//!
+//! Lookup results are cached per CPU and backend for `NEXT_HOP_TTL_NS`
+//! (see `NextHop`): the lookup costs more than the rest of the path.
 use aya_ebpf::{
     bindings::{
         xdp_action, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH,
         BPF_FIB_LKUP_RET_SUCCESS,
     },
-    helpers::generated::bpf_fib_lookup,
+    helpers::generated::{bpf_fib_lookup, bpf_ktime_get_coarse_ns},
     programs::XdpContext,
     EbpfContext,
 };
-use xdp_fwd_common::{family, stats::stat};
+use xdp_fwd_common::{family, stats::stat, NextHop, NEXT_HOP_TTL_NS};
 
 use crate::{
     encap::Outer,
-    maps::{count, TX_PORTS},
+    maps::{count, NEXT_HOPS, TX_PORTS},
     packet::*,
+    select::Chosen,
 };
 
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
+/// Asking for a route for a packet this large makes the lookup report the
+/// path MTU (as "fragmentation needed").
+const MTU_PROBE_LEN: u16 = 0xffff;
 
 /// `struct bpf_fib_lookup` (uapi/linux/bpf.h), without the unions.
 #[repr(C)]
@@ -41,16 +48,66 @@ struct FibParams {
 
 /// Sends the packet towards `outer.dst`; returns the verdict.
 #[inline(always)]
-pub fn transmit(ctx: &XdpContext, outer: &Outer) -> u32 {
+pub fn transmit(ctx: &XdpContext, outer: &Outer, chosen: &Chosen) -> u32 {
     let ingress = ctx.ingress_ifindex() as u32;
+    let Some(hop) = NEXT_HOPS.get_ptr_mut(chosen.id) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    // SAFETY: per-CPU value; only this CPU reads or writes it.
+    let cached = unsafe { *hop };
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let fresh = cached.ifindex != 0
+        && cached.generation == chosen.backend.generation
+        && now.wrapping_sub(cached.filled_ns) < NEXT_HOP_TTL_NS;
+    let next = if fresh {
+        cached
+    } else {
+        match route(ctx, outer, ingress) {
+            Ok(mut next) => {
+                next.generation = chosen.backend.generation;
+                next.filled_ns = now;
+                // SAFETY: as above.
+                unsafe { *hop = next };
+                next
+            }
+            Err(action) => return action,
+        }
+    };
+    if outer.tot_len as u32 > next.mtu {
+        count(stat::DROP_MTU);
+        return xdp_action::XDP_DROP;
+    }
+    let Some(eth) = ptr_at(ctx, 0, ETH_HLEN) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    // SAFETY: 14 bytes checked.
+    unsafe {
+        write(eth, 0, next.dmac);
+        write(eth, 6, next.smac);
+    }
+    if next.ifindex == ingress {
+        return xdp_action::XDP_TX;
+    }
+    match TX_PORTS.redirect(next.ifindex, xdp_action::XDP_DROP as u64) {
+        Ok(action) => action,
+        Err(_) => {
+            count(stat::DROP_NO_EGRESS);
+            xdp_action::XDP_DROP
+        }
+    }
+}
+
+/// Looks the route up; `Err` is the verdict when there is no usable one.
+#[inline(always)]
+fn route(ctx: &XdpContext, outer: &Outer, ingress: u32) -> Result<NextHop, u32> {
     let v6 = outer.family == family::V6;
     let mut p = FibParams {
         family: if v6 { AF_INET6 } else { AF_INET },
         l4_protocol: outer.proto,
         sport: 0,
         dport: 0,
-        // Set so the lookup checks the egress MTU.
-        tot_len: outer.tot_len,
+        tot_len: 0,
         ifindex: ingress,
         tos_flowinfo: if v6 { 0 } else { outer.tos as u32 },
         src: outer.src,
@@ -60,47 +117,46 @@ pub fn transmit(ctx: &XdpContext, outer: &Outer) -> u32 {
         smac: [0; 6],
         dmac: [0; 6],
     };
-    // SAFETY: `p` is a valid bpf_fib_lookup of the size passed.
-    let rc = unsafe {
-        bpf_fib_lookup(
-            ctx.as_ptr(),
-            (&mut p as *mut FibParams).cast(),
-            core::mem::size_of::<FibParams>() as i32,
-            0,
-        )
-    };
-    match rc as u32 {
+    match fib_lookup(ctx, &mut p) {
         BPF_FIB_LKUP_RET_SUCCESS => {}
         BPF_FIB_LKUP_RET_NO_NEIGH => {
             // The kernel resolves the neighbour and forwards this packet itself.
             count(stat::PASS_NO_NEIGH);
-            return xdp_action::XDP_PASS;
-        }
-        BPF_FIB_LKUP_RET_FRAG_NEEDED => {
-            count(stat::DROP_MTU);
-            return xdp_action::XDP_DROP;
+            return Err(xdp_action::XDP_PASS);
         }
         _ => {
             count(stat::DROP_FIB);
-            return xdp_action::XDP_DROP;
+            return Err(xdp_action::XDP_DROP);
         }
     }
-    let Some(eth) = ptr_at(ctx, 0, ETH_HLEN) else {
-        return xdp_action::XDP_ABORTED;
+    let mut next = NextHop {
+        dmac: p.dmac,
+        smac: p.smac,
+        ifindex: p.ifindex,
+        mtu: MTU_PROBE_LEN as u32,
+        generation: 0,
+        filled_ns: 0,
     };
-    // SAFETY: 14 bytes checked.
-    unsafe {
-        write(eth, 0, p.dmac);
-        write(eth, 6, p.smac);
+    // Second lookup, for the path MTU only.
+    p.ifindex = ingress;
+    p.tot_len = MTU_PROBE_LEN;
+    if fib_lookup(ctx, &mut p) == BPF_FIB_LKUP_RET_FRAG_NEEDED {
+        // The kernel writes the MTU into the same field (a union).
+        next.mtu = p.tot_len as u32;
     }
-    if p.ifindex == ingress {
-        return xdp_action::XDP_TX;
-    }
-    match TX_PORTS.redirect(p.ifindex, xdp_action::XDP_DROP as u64) {
-        Ok(action) => action,
-        Err(_) => {
-            count(stat::DROP_NO_EGRESS);
-            xdp_action::XDP_DROP
-        }
-    }
+    Ok(next)
+}
+
+#[inline(always)]
+fn fib_lookup(ctx: &XdpContext, p: &mut FibParams) -> u32 {
+    // SAFETY: `p` is a valid bpf_fib_lookup of the size passed.
+    let rc = unsafe {
+        bpf_fib_lookup(
+            ctx.as_ptr(),
+            (p as *mut FibParams).cast(),
+            core::mem::size_of::<FibParams>() as i32,
+            0,
+        )
+    };
+    rc as u32
 }

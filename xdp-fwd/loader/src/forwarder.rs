@@ -169,6 +169,7 @@ impl Forwarder {
             .map_max_entries(map_name::RING, ring)
             .map_max_entries(map_name::BACKENDS, cap.backends)
             .map_max_entries(map_name::BACKEND_STATS, cap.backends)
+            .map_max_entries(map_name::NEXT_HOPS, cap.backends)
             .map_max_entries(map_name::FLOWS, cap.flows);
         for (name, path) in &pin_paths {
             loader.map_pin_path(name, path.as_path());
@@ -674,6 +675,7 @@ impl PassProgram {
             map_name::BACKENDS,
             map_name::BACKEND_STATS,
             map_name::FLOWS,
+            map_name::NEXT_HOPS,
         ] {
             loader.map_max_entries(name, 1);
         }

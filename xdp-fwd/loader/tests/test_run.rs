@@ -324,7 +324,8 @@ fn udp_flows_stick_until_they_expire() {
     };
     assert_eq!(run(&mut fwd), first, "within the timeout");
     fwd.set_settings(&ForwarderSettings { udp_timeout: Duration::ZERO, ..settings() }).unwrap();
-    std::thread::sleep(Duration::from_millis(2));
+    // The program's clock is the coarse one (one tick: up to 10 ms).
+    std::thread::sleep(Duration::from_millis(25));
     assert_eq!(run(&mut fwd), other, "expired: re-hashed on the current table");
     assert_eq!(fwd.counter(stat::LRU_UDP_EXPIRED).unwrap(), 1);
 }
@@ -540,4 +541,28 @@ fn programming_errors_are_rejected_without_changing_state() {
         assert_eq!(r.is_ok(), i + 1 < CAP.vips, "VIP {i}");
     }
     assert_eq!(fwd.backend_for(&vip, ip("192.0.2.10"), 40000).unwrap(), Some(expected_choice(&f, &V4_BACKENDS, 0).1));
+}
+
+#[test]
+fn path_mtu_and_cached_route_refresh() {
+    let lab = RouteLab::new("mtu");
+    lab.ns.ip(&["link", "set", "fwd0", "mtu", "120"]);
+    let mut fwd = forwarder();
+    let vip = Vip::new(ip("203.0.113.7"), 80, Protocol::Tcp);
+    serve(&mut fwd, vip, VipOptions::default(), &["10.200.0.1"]);
+    let run = |fwd: &mut Forwarder, f: &FrameBuilder| {
+        lab.ns.run(|| fwd.test_run_on(&f.build(), lab.fwd0, 1)).unwrap().verdict
+    };
+    // Inner 20 + 20 + 80 = 120 bytes: 140 with the outer header, over 120.
+    let big = tcp("192.0.2.10", "203.0.113.7", 40000, 80, tcp_flags::SYN).payload(&[0; 80]);
+    let small = tcp("192.0.2.10", "203.0.113.7", 40000, 80, tcp_flags::SYN).payload(&[0; 40]);
+    assert_eq!(run(&mut fwd, &big), verdict::DROP);
+    assert_eq!(fwd.counter(stat::DROP_MTU).unwrap(), 1);
+    assert_eq!(run(&mut fwd, &small), verdict::TX);
+
+    // Route changes reach the program once the cached lookup expires.
+    lab.ns.ip(&["route", "replace", "blackhole", "10.200.0.0/16"]);
+    std::thread::sleep(Duration::from_millis(150));
+    assert_eq!(run(&mut fwd, &small), verdict::DROP);
+    assert_eq!(fwd.counter(stat::DROP_FIB).unwrap(), 1);
 }
