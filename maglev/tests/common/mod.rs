@@ -46,11 +46,47 @@ fn key(s: &str) -> (u64, u64) {
     )
 }
 
+/// Step 3 of the crate docs, done the slow, obvious way: exact fractions in
+/// `u128`, the leftover slots handed out one at a time to the largest
+/// remaining remainder (lowest index on ties).
+pub fn reference_counts(m: u32, weights: &[u32]) -> Vec<u32> {
+    let total: u128 = weights.iter().map(|&w| u128::from(w)).sum();
+    if total == 0 {
+        return vec![0; weights.len()];
+    }
+    let mut counts: Vec<u32> = weights
+        .iter()
+        .map(|&w| (u128::from(m) * u128::from(w) / total) as u32)
+        .collect();
+    let mut rem: Vec<Option<u128>> = weights
+        .iter()
+        .map(|&w| Some(u128::from(m) * u128::from(w) % total))
+        .collect();
+    let given: u64 = counts.iter().map(|&c| u64::from(c)).sum();
+    for _ in given..u64::from(m) {
+        let mut best: Option<usize> = None;
+        for i in 0..weights.len() {
+            if let Some(r) = rem[i] {
+                if best.is_none_or(|b| r > rem[b].unwrap()) {
+                    best = Some(i);
+                }
+            }
+        }
+        let b = best.unwrap();
+        counts[b] += 1;
+        rem[b] = None;
+    }
+    counts
+}
+
 /// The table as the crate docs define it, done the slow, obvious way: the
-/// whole permutation matrix of the Maglev paper, and Katran's per-round credit
-/// scan for the weights. `backends` are (canonical key bytes, weight) in any
-/// order; the result holds indices into them sorted by key bytes.
-pub fn reference_entries(m: u32, backends: &[(Vec<u8>, u32)]) -> Vec<u32> {
+/// whole permutation matrix of the Maglev paper, and a per-round credit scan
+/// for the turns (each backend's credit starts at `Q - 1`; each round every
+/// backend adds its count to it, and takes a turn, spending `Q`, when it
+/// reaches `Q`: `ceil(r q / Q)` turns by the end of round `r`). `backends` are
+/// (canonical key bytes, weight, active) in any order; the result holds
+/// indices into them sorted by key bytes.
+pub fn reference_entries(m: u32, backends: &[(Vec<u8>, u32, bool)]) -> Vec<u32> {
     let mut sorted = backends.to_vec();
     sorted.sort();
     let m = m as usize;
@@ -58,27 +94,28 @@ pub fn reference_entries(m: u32, backends: &[(Vec<u8>, u32)]) -> Vec<u32> {
     let (sk0, sk1) = key("EdgeLB-Maglev-sk");
     let permutation: Vec<Vec<usize>> = sorted
         .iter()
-        .map(|(bytes, _)| {
+        .map(|(bytes, _, _)| {
             let offset = (siphash24(ok0, ok1, bytes) % m as u64) as usize;
             let skip = (siphash24(sk0, sk1, bytes) % (m as u64 - 1)) as usize + 1;
             (0..m).map(|j| (offset + j * skip) % m).collect()
         })
         .collect();
+    let weights: Vec<u32> = sorted
+        .iter()
+        .map(|&(_, w, active)| if active { w } else { 0 })
+        .collect();
+    let counts = reference_counts(m as u32, &weights);
     let mut entries = vec![NO_BACKEND; m];
-    let max = sorted.iter().map(|b| u64::from(b.1)).max().unwrap_or(0);
-    if max == 0 {
-        return entries;
-    }
+    let q_max = u64::from(counts.iter().copied().max().unwrap_or(0));
     let mut next = vec![0usize; sorted.len()];
-    let mut credit = vec![0u64; sorted.len()];
-    let mut filled = 0;
-    'rounds: loop {
+    let mut credit = vec![q_max.saturating_sub(1); sorted.len()];
+    for _round in 1..=q_max {
         for i in 0..sorted.len() {
-            credit[i] += u64::from(sorted[i].1);
-            if credit[i] < max {
+            credit[i] += u64::from(counts[i]);
+            if credit[i] < q_max {
                 continue;
             }
-            credit[i] -= max;
+            credit[i] -= q_max;
             let mut c = permutation[i][next[i]];
             while entries[c] != NO_BACKEND {
                 next[i] += 1;
@@ -86,11 +123,8 @@ pub fn reference_entries(m: u32, backends: &[(Vec<u8>, u32)]) -> Vec<u32> {
             }
             entries[c] = i as u32;
             next[i] += 1;
-            filled += 1;
-            if filled == m {
-                break 'rounds;
-            }
         }
     }
+    assert!(entries.iter().all(|&e| e != NO_BACKEND) || q_max == 0);
     entries
 }
