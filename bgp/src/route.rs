@@ -114,6 +114,23 @@ impl DesiredRoutes {
         self.routes.get(prefix)
     }
 
+    /// A copy with every route's AS path prepended `extra` more times (capped
+    /// at [`MAX_PREPEND`]): announcing it first makes routers prefer other
+    /// nodes, so a node can drain before it withdraws.
+    pub fn drained(&self, extra: u8) -> DesiredRoutes {
+        let routes = self
+            .routes
+            .iter()
+            .map(|(prefix, attrs)| {
+                let mut attrs = attrs.clone();
+                attrs.as_path_prepend =
+                    attrs.as_path_prepend.saturating_add(extra).min(MAX_PREPEND);
+                (*prefix, attrs)
+            })
+            .collect();
+        DesiredRoutes { routes }
+    }
+
     /// All prefixes in a stable order (IPv4 before IPv6, then by address and length).
     pub fn iter(&self) -> impl Iterator<Item = (&IpNet, &RouteAttributes)> {
         self.routes.iter()
@@ -142,6 +159,26 @@ mod tests {
         assert_eq!(d.len(), 3);
         assert!(d.remove(&"198.51.100.0/24".parse().unwrap()));
         assert_eq!(d.len(), 2);
+    }
+
+    #[test]
+    fn drained_prepends_every_route() {
+        let mut d = DesiredRoutes::new();
+        let p: IpNet = "192.0.2.10/32".parse().unwrap();
+        let q: IpNet = "192.0.2.11/32".parse().unwrap();
+        d.insert(p, RouteAttributes::default()).unwrap();
+        d.insert(
+            q,
+            RouteAttributes {
+                as_path_prepend: 31,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let drained = d.drained(3);
+        assert_eq!(drained.get(&p).unwrap().as_path_prepend, 3);
+        assert_eq!(drained.get(&q).unwrap().as_path_prepend, MAX_PREPEND);
+        assert_eq!(d.get(&p).unwrap().as_path_prepend, 0, "original untouched");
     }
 
     #[test]

@@ -68,17 +68,14 @@ fn gobgp_sees_announce_withdraw_refresh_and_shutdown() {
     assert!(rib6().contains("fd00:0:1::2"), "IPv6 next hop: {}", rib6());
 
     // Drain: prepend twice, then withdraw.
-    lb1.set(routes(&[
-        (
-            "192.0.2.10/32",
-            RouteAttributes {
-                as_path_prepend: 2,
-                ..tagged.clone()
-            },
-        ),
-        ("192.0.2.0/24", vip()),
-        ("2001:db8::10/128", vip()),
-    ]));
+    lb1.set(
+        routes(&[
+            ("192.0.2.10/32", tagged.clone()),
+            ("192.0.2.0/24", vip()),
+            ("2001:db8::10/128", vip()),
+        ])
+        .drained(2),
+    );
     wait_until(WAIT, "prepended path", || {
         rib4().contains("65010 65010 65010")
     });
