@@ -405,3 +405,40 @@ async fn random_garbage_never_disturbs_other_sessions() {
     );
     speaker.shutdown().await;
 }
+
+/// With a 3 s hold time the speaker sends a KEEPALIVE about every second and
+/// a peer that answers in kind keeps the session up indefinitely.
+#[tokio::test]
+async fn keepalives_keep_a_quiet_session_up() {
+    let ip = Ipv4Addr::new(127, 0, 0, 9);
+    let (listener, port) = listen(ip).await;
+    let cfg = PeerConfig {
+        hold_time_secs: 3,
+        ..peer(ip, port)
+    };
+    let speaker = BgpSpeaker::start(config(vec![cfg])).await.unwrap();
+    let mut p = FakePeer::accept(&listener).await;
+    p.establish(PEER_ASN, 3, Ipv4Addr::new(10, 255, 0, 9)).await;
+    p.initial_table(2).await;
+    let started = tokio::time::Instant::now();
+    let mut keepalives = 0;
+    while started.elapsed() < Duration::from_secs(5) {
+        match p.recv().await {
+            Some(BgpMessage::KeepAlive) => {
+                keepalives += 1;
+                p.send(BgpMessage::KeepAlive).await;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        (4..=7).contains(&keepalives),
+        "{keepalives} keepalives in 5 s"
+    );
+    let snap = speaker.peer(IpAddr::V4(ip)).unwrap();
+    assert_eq!(
+        (snap.state, snap.established_count),
+        (PeerState::Established, 1)
+    );
+    speaker.shutdown().await;
+}
