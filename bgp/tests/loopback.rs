@@ -431,8 +431,9 @@ async fn keepalives_keep_a_quiet_session_up() {
             other => panic!("unexpected {other:?}"),
         }
     }
+    // Loose bounds: about one per second, neither silent nor flooding.
     assert!(
-        (4..=7).contains(&keepalives),
+        (3..=10).contains(&keepalives),
         "{keepalives} keepalives in 5 s"
     );
     let snap = speaker.peer(IpAddr::V4(ip)).unwrap();
