@@ -133,12 +133,25 @@ fn diff(c: &mut Criterion) {
         // Remove one backend of 1000: about M / 1000 slots change.
         let after = Table::build(size, equal(1000).into_iter().skip(1)).expect("valid");
         g.throughput(Throughput::Elements(u64::from(m)));
-        g.bench_function(BenchmarkId::new("diff", format!("M={m}/N=1000/remove-one")), |b| {
-            b.iter(|| black_box(&before).diff(black_box(&after)).expect("same size"))
-        });
+        g.bench_function(
+            BenchmarkId::new("diff", format!("M={m}/N=1000/remove-one")),
+            |b| {
+                b.iter(|| {
+                    black_box(&before)
+                        .diff(black_box(&after))
+                        .expect("same size")
+                })
+            },
+        );
         g.bench_function(
             BenchmarkId::new("changed_slots", format!("M={m}/N=1000/remove-one")),
-            |b| b.iter(|| black_box(&before).changed_slots(black_box(&after)).expect("same size")),
+            |b| {
+                b.iter(|| {
+                    black_box(&before)
+                        .changed_slots(black_box(&after))
+                        .expect("same size")
+                })
+            },
         );
     }
     g.finish();
@@ -215,7 +228,11 @@ fn quality() {
                 let mut rest = set.clone();
                 let (gone, _) = rest.remove(r);
                 let after = Table::build(size, rest).expect("valid");
-                let own = table.backends().iter().find(|b| *b.key() == gone).map_or(0, |b| b.slots());
+                let own = table
+                    .backends()
+                    .iter()
+                    .find(|b| *b.key() == gone)
+                    .map_or(0, |b| b.slots());
                 table.changed_slots(&after).expect("same size") - own as usize
             })
             .max()

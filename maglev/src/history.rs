@@ -79,7 +79,11 @@ impl<K: Clone> PreviousOwners<K> {
         let mut remap_kept = vec![NO_BACKEND; old_owners.len()];
         let mut remap_old = vec![NO_BACKEND; old.backends().len()];
         let kept = old_owners.iter().enumerate().filter(|&(i, _)| keep[i]);
-        let added = old.backends().iter().enumerate().filter(|&(i, _)| from_old[i]);
+        let added = old
+            .backends()
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| from_old[i]);
         let mut kept = kept.peekable();
         let mut added = added.peekable();
         loop {
@@ -162,7 +166,13 @@ impl<K> PreviousOwners<K> {
         let ids: Vec<u32> = self.owners.iter().map(|o| id(&o.key)).collect();
         self.slots
             .iter()
-            .map(|&o| if o == NO_BACKEND { NO_BACKEND } else { ids[o as usize] })
+            .map(|&o| {
+                if o == NO_BACKEND {
+                    NO_BACKEND
+                } else {
+                    ids[o as usize]
+                }
+            })
             .collect()
     }
 }

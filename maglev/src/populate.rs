@@ -21,6 +21,17 @@ pub(crate) struct Walk {
     pub skip: u32,
 }
 
+impl Walk {
+    /// The walk of a backend with no slots to take.
+    pub const IDLE: Walk = Walk { pos: 0, skip: 0 };
+
+    /// The walk from `offset` by `skip` (`offset < m`, `0 < skip < m`).
+    pub fn new(m: u32, offset: u32, skip: u32) -> Self {
+        debug_assert!(offset < m && 0 < skip && skip < m);
+        Walk { pos: offset, skip }
+    }
+}
+
 /// The rounds of one backend's turns, one after the other: with `Q` the
 /// largest slot count and `q` this backend's, turn `k` (1-based) falls in
 /// round `floor((k - 1) * Q / q) + 1`. Stepped with Bresenham's integer
@@ -42,9 +53,23 @@ struct Clock {
 impl Clock {
     fn new(q: u32, q_max: u32) -> Self {
         if q == 0 {
-            return Clock { round: 0, err: 0, step: 0, extra: 0, q: 0, left: 0 };
+            return Clock {
+                round: 0,
+                err: 0,
+                step: 0,
+                extra: 0,
+                q: 0,
+                left: 0,
+            };
         }
-        Clock { round: 1, err: 0, step: q_max / q, extra: q_max % q, q, left: q }
+        Clock {
+            round: 1,
+            err: 0,
+            step: q_max / q,
+            extra: q_max % q,
+            q,
+            left: q,
+        }
     }
 
     /// True if its next turn falls before round `end`.
@@ -66,42 +91,18 @@ impl Clock {
     }
 }
 
-/// The memory a build holds while it fills the slots, besides the table
-/// itself, in bytes, for a table of `m` slots and `n` backends whose largest
-/// slot count is `q_max`: per backend its effective weight, slot count,
-/// permutation walk and turn clock, the taken bitset, and the window's turn
-/// list and round counters. Reported by
-/// [`Table::build_scratch_bytes`](crate::Table::build_scratch_bytes).
-pub(crate) fn scratch_bytes(m: u32, n: usize, q_max: u32) -> usize {
-    // The weights and slot counts (u32 each) and walks, held by the caller.
-    let caller = n * (2 * std::mem::size_of::<u32>() + std::mem::size_of::<Walk>());
-    if q_max == 0 {
-        return caller;
-    }
-    let (rounds, turns) = window_capacity(m, n, q_max);
-    caller
-        + n * std::mem::size_of::<Clock>()
-        + (m as usize).div_ceil(64) * std::mem::size_of::<u64>()
-        + (rounds + 1) * std::mem::size_of::<u32>()
-        + turns * std::mem::size_of::<u32>()
-}
-
-/// Rounds per window, and the most turns a window can hold (every backend
-/// takes at most one turn per round).
-fn window_capacity(m: u32, n: usize, q_max: u32) -> (usize, usize) {
-    if q_max == 0 {
-        return (0, 0);
-    }
-    // Rounds hold M / Q turns on average.
-    let rounds = (WINDOW_TURNS * u64::from(q_max) / u64::from(m)).clamp(1, u64::from(q_max));
-    let rounds = rounds as usize;
-    (rounds, rounds.saturating_mul(n).min(m as usize))
+/// Rounds per window: about [`WINDOW_TURNS`] turns, as rounds hold `M / Q`
+/// turns on average.
+fn window_rounds(m: u32, q_max: u32) -> u32 {
+    (WINDOW_TURNS * u64::from(q_max) / u64::from(m)).clamp(1, u64::from(q_max)) as u32
 }
 
 /// Fills `entries` (all [`NO_BACKEND`] on entry, `m` of them) from each
 /// backend's walk and slot count (`quotas`, summing to `m` or all 0): turns
 /// in order of round then index; on its turn a backend takes the first free
-/// slot of its permutation. Returns the bytes it allocated for itself.
+/// slot of its permutation. Returns the bytes it allocated for its own
+/// scratch (capacities of its vectors), for
+/// [`Table::build_scratch_bytes`](crate::Table::build_scratch_bytes).
 pub(crate) fn populate(m: u32, walks: &mut [Walk], quotas: &[u32], entries: &mut [u32]) -> usize {
     debug_assert_eq!(entries.len(), m as usize);
     debug_assert!(entries.iter().all(|&e| e == NO_BACKEND));
@@ -109,15 +110,16 @@ pub(crate) fn populate(m: u32, walks: &mut [Walk], quotas: &[u32], entries: &mut
     if q_max == 0 {
         return 0;
     }
-    let (window, turns_cap) = window_capacity(m, walks.len(), q_max);
+    let window = window_rounds(m, q_max);
     let mut clocks: Vec<Clock> = quotas.iter().map(|&q| Clock::new(q, q_max)).collect();
     let mut taken = vec![0u64; (m as usize).div_ceil(64)];
-    let mut starts = vec![0u32; window + 1];
-    let mut turns = vec![0u32; turns_cap];
+    let mut starts = vec![0u32; window as usize + 1];
+    // Grown to the largest window's turn count.
+    let mut turns: Vec<u32> = Vec::new();
 
     let mut first = 1u32; // rounds are 1-based
     while first <= q_max {
-        let end = first.saturating_add(window as u32).min(q_max + 1);
+        let end = first.saturating_add(window).min(q_max + 1);
         let width = (end - first) as usize;
         // Counting sort of the window's turns by round; backends are visited
         // in index order, so each round's turns come out in index order.
@@ -133,6 +135,10 @@ pub(crate) fn populate(m: u32, walks: &mut [Walk], quotas: &[u32], entries: &mut
             starts[r] += starts[r - 1];
         }
         let count = starts[width] as usize;
+        if turns.len() < count {
+            turns.reserve_exact(count - turns.len());
+            turns.resize(count, 0);
+        }
         for (i, c) in clocks.iter_mut().enumerate() {
             while c.due_before(end) {
                 let at = &mut starts[(c.round - first) as usize];
@@ -154,6 +160,25 @@ pub(crate) fn populate(m: u32, walks: &mut [Walk], quotas: &[u32], entries: &mut
 /// Each backend of `turns` in turn takes the first free slot of its walk.
 #[inline(never)]
 fn take_turns(m: u32, turns: &[u32], walks: &mut [Walk], taken: &mut [u64], entries: &mut [u32]) {
+    /// `x mod m` for `x < 2 m`: a compare and a conditional move.
+    #[inline(always)]
+    fn wrap(x: u32, m: u32) -> u32 {
+        if x >= m {
+            x - m
+        } else {
+            x
+        }
+    }
+    #[inline(always)]
+    fn is_free(taken: &[u64], slot: u32) -> bool {
+        taken[(slot / 64) as usize] & (1u64 << (slot % 64)) == 0
+    }
+    #[inline(always)]
+    fn take(taken: &mut [u64], entries: &mut [u32], slot: u32, i: u32) {
+        taken[(slot / 64) as usize] |= 1u64 << (slot % 64);
+        entries[slot as usize] = i;
+    }
+
     for &i in turns {
         let w = &mut walks[i as usize];
         // Locals, so the probe loop runs in registers.
@@ -162,14 +187,9 @@ fn take_turns(m: u32, turns: &[u32], walks: &mut [Walk], taken: &mut [u64], entr
         // turn is only taken while a slot is free, so this ends.
         loop {
             let slot = pos;
-            pos += skip;
-            if pos >= m {
-                pos -= m;
-            }
-            let (word, bit) = ((slot / 64) as usize, 1u64 << (slot % 64));
-            if taken[word] & bit == 0 {
-                taken[word] |= bit;
-                entries[slot as usize] = i;
+            pos = wrap(pos + skip, m);
+            if is_free(taken, slot) {
+                take(taken, entries, slot, i);
                 break;
             }
         }
@@ -202,7 +222,9 @@ mod tests {
         // Few slots, many backends: windows of one round holding n turns.
         let m = 101;
         let quotas: Vec<u32> = (0..50).map(|i| if i < 1 { 52 } else { 1 }).collect();
-        let mut walks: Vec<Walk> = (0..50).map(|i| Walk { pos: i * 2 % m, skip: i % (m - 1) + 1 }).collect();
+        let mut walks: Vec<Walk> = (0..50)
+            .map(|i| Walk::new(m, i * 2 % m, i % (m - 1) + 1))
+            .collect();
         let mut entries = vec![NO_BACKEND; m as usize];
         let bytes = populate(m, &mut walks, &quotas, &mut entries);
         assert!(bytes > 0);

@@ -1,6 +1,6 @@
 //! A built table and how it is built: [`Table`], [`Backend`].
 
-use crate::populate::{populate, scratch_bytes, Walk};
+use crate::populate::{populate, Walk};
 use crate::quota::quotas;
 use crate::siphash::{siphash24, SipHasher24};
 use crate::{BackendKey, BackendState, Error, TableSize, ALGORITHM_VERSION, NO_BACKEND};
@@ -73,6 +73,8 @@ pub struct Table<K> {
     size: TableSize,
     backends: Vec<Backend<K>>,
     entries: Vec<u32>,
+    /// See [`Table::build_scratch_bytes`].
+    scratch_bytes: usize,
 }
 
 impl<K: BackendKey> Table<K> {
@@ -137,17 +139,28 @@ impl<K: BackendKey> Table<K> {
         let mut walks: Vec<Walk> = backends
             .iter()
             .zip(&quotas)
-            .map(|(b, &q)| if q == 0 { Walk { pos: 0, skip: 0 } } else { permutation(m, &b.key_bytes) })
+            .map(|(b, &q)| {
+                if q == 0 {
+                    Walk::IDLE
+                } else {
+                    permutation(m, &b.key_bytes)
+                }
+            })
             .collect();
         let mut entries = vec![NO_BACKEND; m as usize];
-        populate(m, &mut walks, &quotas, &mut entries);
-        for (b, q) in backends.iter_mut().zip(quotas) {
+        let populate_bytes = populate(m, &mut walks, &quotas, &mut entries);
+        let scratch_bytes = populate_bytes
+            + weights.capacity() * std::mem::size_of::<u32>()
+            + quotas.capacity() * std::mem::size_of::<u32>()
+            + walks.capacity() * std::mem::size_of::<Walk>();
+        for (b, &q) in backends.iter_mut().zip(&quotas) {
             b.slots = q;
         }
         Ok(Table {
             size,
             backends,
             entries,
+            scratch_bytes,
         })
     }
 }
@@ -165,11 +178,10 @@ fn effective_weight<K>(b: &Backend<K>) -> u32 {
 /// steps, from its key bytes.
 fn permutation(m: u32, key_bytes: &[u8]) -> Walk {
     let m64 = u64::from(m);
-    Walk {
-        pos: (siphash24(OFFSET_KEY.0, OFFSET_KEY.1, key_bytes) % m64) as u32,
-        // m >= TableSize::MIN = 2, so m - 1 > 0.
-        skip: (siphash24(SKIP_KEY.0, SKIP_KEY.1, key_bytes) % (m64 - 1)) as u32 + 1,
-    }
+    let offset = (siphash24(OFFSET_KEY.0, OFFSET_KEY.1, key_bytes) % m64) as u32;
+    // m >= TableSize::MIN = 2, so m - 1 > 0.
+    let skip = (siphash24(SKIP_KEY.0, SKIP_KEY.1, key_bytes) % (m64 - 1)) as u32 + 1;
+    Walk::new(m, offset, skip)
 }
 
 impl<K> Table<K> {
@@ -282,13 +294,13 @@ impl<K> Table<K> {
                 .sum::<usize>()
     }
 
-    /// Bytes of scratch memory building this table took besides the table
-    /// itself (the working set of the build): a bitset of taken slots (`M / 8`),
-    /// per backend its slot count, permutation walk and turn clock, and one
-    /// window of the turn order.
+    /// Bytes of scratch memory the build of this table held while it filled
+    /// the slots, besides the table itself (the build's working set, as
+    /// allocated): a bitset of taken slots (`M / 8` bytes); per backend its
+    /// effective weight, slot count, permutation walk and turn clock; and one
+    /// window of the turn order (about 4,096 turns) with its round counters.
     pub fn build_scratch_bytes(&self) -> usize {
-        let q_max = self.backends.iter().map(|b| b.slots).max().unwrap_or(0);
-        scratch_bytes(self.size.get(), self.backends.len(), q_max)
+        self.scratch_bytes
     }
 }
 
@@ -316,18 +328,21 @@ mod tests {
     }
 
     #[test]
-    fn scratch_bytes_match_what_populate_allocates() {
-        let m = TableSize::DEFAULT.get();
-        for (n, weights) in [(1usize, 1u32), (10, 1), (1000, 1), (1000, 7)] {
-            let w: Vec<u32> = (0..n as u32).map(|i| 1 + i % weights).collect();
-            let q = quotas(m, &w);
-            let mut walks: Vec<Walk> = (0..n).map(|i| permutation(m, &(i as u32).to_be_bytes())).collect();
-            let mut entries = vec![NO_BACKEND; m as usize];
-            let own = populate(m, &mut walks, &q, &mut entries);
-            let used = own + w.capacity() * 4 + q.capacity() * 4 + walks.capacity() * 8;
-            let t = Table::build(TableSize::DEFAULT, (0..n as u32).map(|i| (i, 1 + i % weights))).unwrap();
-            assert_eq!(used, t.build_scratch_bytes());
-            assert!(used > (m as usize) / 8);
+    fn scratch_bytes_are_the_bitset_and_a_little_more() {
+        let size = TableSize::DEFAULT;
+        let bitset = 65_537usize.div_ceil(64) * 8;
+        for (n, w) in [(1u32, 1u32), (10, 1), (1000, 1), (1000, 7)] {
+            let t = Table::build(size, (0..n).map(|i| (i, 1 + i % w))).unwrap();
+            let per_backend = 4 + 4 + 8 + 24; // weight, count, walk, clock
+            let bytes = t.build_scratch_bytes();
+            assert!(bytes >= bitset + n as usize * per_backend, "{bytes}");
+            // Plus one window: about 4096 turns and their round counters.
+            assert!(
+                bytes <= bitset + n as usize * per_backend + 4 * (2 * 4096 + n as usize) + 4 * 4096,
+                "n={n}: {bytes}"
+            );
         }
+        let empty = Table::<u32>::build(size, []).unwrap();
+        assert_eq!(empty.build_scratch_bytes(), 0);
     }
 }

@@ -21,7 +21,9 @@ fn owners(t: &Table<String>) -> Vec<Option<&str>> {
 fn check_diff(old: &Table<String>, new: &Table<String>) -> usize {
     let diff = old.diff(new).unwrap();
     let (before, after) = (owners(old), owners(new));
-    let want: Vec<usize> = (0..before.len()).filter(|&s| before[s] != after[s]).collect();
+    let want: Vec<usize> = (0..before.len())
+        .filter(|&s| before[s] != after[s])
+        .collect();
     let got: Vec<usize> = diff.changes().iter().map(|c| c.slot as usize).collect();
     assert_eq!(got, want);
     for c in diff.changes() {
@@ -49,7 +51,17 @@ fn diff_lists_exactly_the_slots_whose_backend_changed() {
     let drained: Vec<(String, u32, BackendState)> = equal(20)
         .into_iter()
         .enumerate()
-        .map(|(i, (s, w))| (s, w, if i == 11 { BackendState::Draining } else { BackendState::Active }))
+        .map(|(i, (s, w))| {
+            (
+                s,
+                w,
+                if i == 11 {
+                    BackendState::Draining
+                } else {
+                    BackendState::Active
+                },
+            )
+        })
         .collect();
     let nexts = [
         Table::build(m, removed).unwrap(),
@@ -73,14 +85,20 @@ fn diff_lists_exactly_the_slots_whose_backend_changed() {
     let add = base.diff(&nexts[1]).unwrap();
     let taken = add.changes().iter().filter(|c| c.current == 0).count();
     assert_eq!(taken, nexts[1].backends()[0].slots() as usize);
-    assert!((add.len() - taken) * 100 < 16_381, "{} others", add.len() - taken);
+    assert!(
+        (add.len() - taken) * 100 < 16_381,
+        "{} others",
+        add.len() - taken
+    );
 }
 
 #[test]
 fn diff_of_draining_lists_its_slots_with_their_new_owners() {
     let m = TableSize::DEFAULT;
-    let active: Vec<(String, u32, BackendState)> =
-        names(10).into_iter().map(|s| (s, 1, BackendState::Active)).collect();
+    let active: Vec<(String, u32, BackendState)> = names(10)
+        .into_iter()
+        .map(|s| (s, 1, BackendState::Active))
+        .collect();
     let mut drained = active.clone();
     drained[2].2 = BackendState::Draining;
     let before = Table::build_with_states(m, active).unwrap();
@@ -130,8 +148,10 @@ fn previous_owners_remember_who_held_each_slot_before() {
 
     // 1: backend-1 goes down: its slots now name it; no other slot moved
     // (or if one did, it names its old owner).
-    let mut set1: Vec<(String, u32, BackendState)> =
-        equal(5).into_iter().map(|(s, w)| (s, w, BackendState::Active)).collect();
+    let mut set1: Vec<(String, u32, BackendState)> = equal(5)
+        .into_iter()
+        .map(|(s, w)| (s, w, BackendState::Active))
+        .collect();
     set1[1].2 = BackendState::Down;
     let t1 = Table::build_with_states(m, set1.clone()).unwrap();
     let d1 = record.record(&t0, &t1).unwrap();
@@ -143,8 +163,12 @@ fn previous_owners_remember_who_held_each_slot_before() {
         assert_eq!(record.owner(s).map(String::as_str), want, "slot {s}");
         assert_eq!(record.owner_key_bytes(s), want.map(str::as_bytes));
     }
-    let held_by_1: Vec<usize> = (0..4001).filter(|&s| before[s] == Some("backend-1")).collect();
-    assert!(held_by_1.iter().all(|&s| record.owner(s).map(String::as_str) == Some("backend-1")));
+    let held_by_1: Vec<usize> = (0..4001)
+        .filter(|&s| before[s] == Some("backend-1"))
+        .collect();
+    assert!(held_by_1
+        .iter()
+        .all(|&s| record.owner(s).map(String::as_str) == Some("backend-1")));
 
     // 2: a new backend joins (sorting first). Slots it takes name their
     // owner in t1; slots that do not change keep their record, so
@@ -173,14 +197,21 @@ fn previous_owners_remember_who_held_each_slot_before() {
     let mut asked = Vec::new();
     let ids = record.entries_with(|k| {
         asked.push(k.clone());
-        k.trim_start_matches("backend-").parse::<u32>().unwrap_or(99)
+        k.trim_start_matches("backend-")
+            .parse::<u32>()
+            .unwrap_or(99)
     });
     assert_eq!(asked.len(), record.owner_count());
     assert!(asked.windows(2).all(|w| w[0] < w[1]));
     for (s, id) in ids.into_iter().enumerate() {
         match record.owner(s) {
             None => assert_eq!(id, NO_BACKEND),
-            Some(k) => assert_eq!(id, k.trim_start_matches("backend-").parse::<u32>().unwrap_or(99)),
+            Some(k) => assert_eq!(
+                id,
+                k.trim_start_matches("backend-")
+                    .parse::<u32>()
+                    .unwrap_or(99)
+            ),
         }
     }
 
@@ -191,8 +222,9 @@ fn previous_owners_remember_who_held_each_slot_before() {
         let s = c.slot as usize;
         assert_eq!(record.owner(s).map(String::as_str), after[s]);
     }
-    let named: std::collections::BTreeSet<&str> =
-        (0..4001).filter_map(|s| record.owner(s).map(String::as_str)).collect();
+    let named: std::collections::BTreeSet<&str> = (0..4001)
+        .filter_map(|s| record.owner(s).map(String::as_str))
+        .collect();
     assert_eq!(named.len(), record.owner_count());
     assert_eq!(record.size(), m);
     assert_eq!(record.owner(4001), None);

@@ -20,7 +20,11 @@ fn addresses() -> Vec<(SocketAddr, u32, BackendState)> {
         ("10.0.0.1:80".parse().unwrap(), 1, BackendState::Active),
         ("10.0.0.2:80".parse().unwrap(), 1, BackendState::Active),
         ("10.0.0.3:80".parse().unwrap(), 2, BackendState::Active),
-        ("[2001:db8::7]:443".parse().unwrap(), 3, BackendState::Active),
+        (
+            "[2001:db8::7]:443".parse().unwrap(),
+            3,
+            BackendState::Active,
+        ),
         ("10.0.0.4:80".parse().unwrap(), 5, BackendState::Draining),
         ("10.0.0.5:80".parse().unwrap(), 5, BackendState::Down),
         ("10.0.0.6:80".parse().unwrap(), 0, BackendState::Active),
@@ -29,7 +33,9 @@ fn addresses() -> Vec<(SocketAddr, u32, BackendState)> {
 
 /// Ten named backends of weights 1, 2, 3, 1, 2, 3, ...
 fn names() -> Vec<(String, u32)> {
-    (0..10).map(|i| (format!("backend-{i}"), 1 + i % 3)).collect()
+    (0..10)
+        .map(|i| (format!("backend-{i}"), 1 + i % 3))
+        .collect()
 }
 
 /// Slots sampled from each table (taken mod M).
@@ -50,7 +56,11 @@ fn check(t: &Table<impl Sized>, want: &Golden, what: &str) {
     assert_eq!(t.entries()[..16], want.first16, "{what} M={m}: first slots");
     let samples: Vec<u32> = SAMPLES.iter().map(|&s| t.entries()[s % m]).collect();
     assert_eq!(samples, want.samples, "{what} M={m}: sampled slots");
-    assert_eq!(t.fingerprint(), want.fingerprint, "{what} M={m}: fingerprint");
+    assert_eq!(
+        t.fingerprint(),
+        want.fingerprint,
+        "{what} M={m}: fingerprint"
+    );
 }
 
 #[test]
@@ -116,21 +126,27 @@ fn named_tables_are_pinned() {
         },
         Golden {
             m: 65_537,
-            slots: &[3449, 6899, 10348, 3449, 6899, 10348, 3449, 6899, 10348, 3449],
+            slots: &[
+                3449, 6899, 10348, 3449, 6899, 10348, 3449, 6899, 10348, 3449,
+            ],
             first16: [2, 2, 2, 8, 2, 2, 3, 7, 2, 2, 2, 2, 2, 1, 9, 1],
             samples: [2, 2, 2, 8, 8, 4, 6, 2],
             fingerprint: 0x43b4_833a_9fc4_2cd2,
         },
         Golden {
             m: 131_071,
-            slots: &[6899, 13797, 20695, 6899, 13797, 20695, 6899, 13797, 20695, 6898],
+            slots: &[
+                6899, 13797, 20695, 6899, 13797, 20695, 6899, 13797, 20695, 6898,
+            ],
             first16: [2, 7, 4, 3, 6, 2, 7, 3, 1, 4, 5, 5, 5, 0, 5, 5],
             samples: [2, 7, 4, 3, 8, 2, 9, 8],
             fingerprint: 0x5bce_acbb_2981_62d5,
         },
         Golden {
             m: 655_373,
-            slots: &[34493, 68987, 103480, 34493, 68987, 103480, 34493, 68987, 103480, 34493],
+            slots: &[
+                34493, 68987, 103480, 34493, 68987, 103480, 34493, 68987, 103480, 34493,
+            ],
             first16: [7, 4, 5, 1, 4, 2, 8, 5, 2, 7, 2, 1, 1, 5, 6, 7],
             samples: [7, 4, 5, 1, 0, 4, 7, 8],
             fingerprint: 0xf3ce_802d_d276_0cee,

@@ -60,11 +60,14 @@ fn weighted_set() -> impl Strategy<Value = (TableSize, Vec<u32>)> {
 
 /// [`weighted_set`] on the sizes of the movement bounds.
 fn moving_weighted_set() -> impl Strategy<Value = (TableSize, Vec<u32>)> {
-    let sizes = prop::sample::select(vec![65_537u32, 131_071]).prop_map(|m| TableSize::new(m).unwrap());
+    let sizes =
+        prop::sample::select(vec![65_537u32, 131_071]).prop_map(|m| TableSize::new(m).unwrap());
     weighted_set_of(sizes)
 }
 
-fn weighted_set_of(sizes: impl Strategy<Value = TableSize>) -> impl Strategy<Value = (TableSize, Vec<u32>)> {
+fn weighted_set_of(
+    sizes: impl Strategy<Value = TableSize>,
+) -> impl Strategy<Value = (TableSize, Vec<u32>)> {
     sizes.prop_flat_map(|m| {
         let budget = m.get() as usize / 100;
         (Just(m), 2..=budget.min(64)).prop_flat_map(move |(m, n)| {
@@ -190,7 +193,13 @@ fn check_removal(m: TableSize, set: Vec<(String, u32)>, r: usize) -> Result<(), 
     let diff = before.diff(&after).unwrap();
     let moved = diff.len() as f64;
     let bound = f64::from(own) + 0.01 * f64::from(m.get());
-    prop_assert!(moved <= bound, "moved {} > {:.1} (own {})", moved, bound, own);
+    prop_assert!(
+        moved <= bound,
+        "moved {} > {:.1} (own {})",
+        moved,
+        bound,
+        own
+    );
     prop_assert!(diff.len() >= own as usize);
     Ok(())
 }

@@ -85,7 +85,11 @@ fn matches_the_reference_at_full_size() {
             .into_iter()
             .enumerate()
             .map(|(i, s)| {
-                let state = if i % 7 == 3 { BackendState::Draining } else { BackendState::Active };
+                let state = if i % 7 == 3 {
+                    BackendState::Draining
+                } else {
+                    BackendState::Active
+                };
                 (s, (i as u32 % 5) * 3 + (i as u32 % 2), state)
             })
             .collect();
@@ -101,7 +105,13 @@ fn matches_the_reference_with_few_slots_per_backend() {
     let backends: Vec<(String, u32, BackendState)> = names(900)
         .into_iter()
         .enumerate()
-        .map(|(i, s)| (s, if i == 0 { 200 } else { 1 + (i as u32 % 3) }, BackendState::Active))
+        .map(|(i, s)| {
+            (
+                s,
+                if i == 0 { 200 } else { 1 + (i as u32 % 3) },
+                BackendState::Active,
+            )
+        })
         .collect();
     let t = Table::build_with_states(m, backends.clone()).unwrap();
     assert_eq!(t.entries(), reference_entries(m.get(), &keyed(&backends)));
@@ -222,7 +232,11 @@ fn scaling_all_weights_changes_nothing() {
 #[test]
 fn equal_weights_with_states_share_evenly_among_the_active() {
     let m = TableSize::DEFAULT;
-    let states = [BackendState::Active, BackendState::Draining, BackendState::Down];
+    let states = [
+        BackendState::Active,
+        BackendState::Draining,
+        BackendState::Down,
+    ];
     let set: Vec<(String, u32, BackendState)> = names(30)
         .into_iter()
         .enumerate()
@@ -292,11 +306,28 @@ fn refusals() {
         })
     );
     // Inactive backends do not count against the limit.
-    let mut many: Vec<(String, u32, BackendState)> =
-        equal(5).into_iter().map(|(s, w)| (s, w, BackendState::Active)).collect();
-    many.extend(names(100).into_iter().skip(50).map(|s| (s, 0, BackendState::Active)));
-    many.extend(names(200).into_iter().skip(150).map(|s| (s, 3, BackendState::Draining)));
-    many.extend(names(300).into_iter().skip(250).map(|s| (s, 3, BackendState::Down)));
+    let mut many: Vec<(String, u32, BackendState)> = equal(5)
+        .into_iter()
+        .map(|(s, w)| (s, w, BackendState::Active))
+        .collect();
+    many.extend(
+        names(100)
+            .into_iter()
+            .skip(50)
+            .map(|s| (s, 0, BackendState::Active)),
+    );
+    many.extend(
+        names(200)
+            .into_iter()
+            .skip(150)
+            .map(|s| (s, 3, BackendState::Draining)),
+    );
+    many.extend(
+        names(300)
+            .into_iter()
+            .skip(250)
+            .map(|s| (s, 3, BackendState::Down)),
+    );
     let t = Table::build_with_states(small, many).unwrap();
     assert_eq!(t.backends().len(), 155);
     assert!(t
@@ -409,7 +440,13 @@ fn draining_or_down_is_removal_without_renumbering() {
     // An active backend of weight 0 is like a drained one for the slots.
     let mut zero = all.clone();
     zero[4].1 = 0;
-    assert_eq!(Table::build_with_states(m, zero).unwrap().changed_slots(&r).unwrap(), 0);
+    assert_eq!(
+        Table::build_with_states(m, zero)
+            .unwrap()
+            .changed_slots(&r)
+            .unwrap(),
+        0
+    );
 }
 
 #[test]
