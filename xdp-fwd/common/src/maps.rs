@@ -168,26 +168,28 @@ pub struct FlowEntry {
 ///
 /// `bpf_fib_lookup` (route + neighbour) costs far more than the rest of the
 /// packet path, so each CPU keeps its result per backend for
-/// [`NEXT_HOP_TTL_NS`]: route or neighbour changes apply within that time.
+/// [`NEXT_HOP_TTL_JIFFIES`]: route or neighbour changes apply within that time.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NextHop {
-    /// Next-hop MAC.
-    pub dmac: [u8; 6],
-    /// Egress interface MAC.
-    pub smac: [u8; 6],
+    /// Next-hop MAC, as three raw 16-bit words (wire order in memory).
+    pub dmac: [u16; 3],
+    /// Egress interface MAC, likewise.
+    pub smac: [u16; 3],
     /// Egress interface; 0 = empty entry.
     pub ifindex: u32,
     /// Path MTU towards the backend (largest outer IP packet).
     pub mtu: u32,
     /// [`Backend::generation`] the entry was filled for.
     pub generation: u32,
-    /// `bpf_ktime_get_coarse_ns` when filled.
-    pub filled_ns: u64,
+    /// `bpf_jiffies64` when filled.
+    pub filled_jiffies: u64,
 }
 
-/// How long a [`NextHop`] entry is used before the route is looked up again.
-pub const NEXT_HOP_TTL_NS: u64 = 100_000_000;
+/// How long a [`NextHop`] entry is used before the route is looked up again,
+/// in kernel ticks (jiffies are nearly free to read in BPF; a clock helper is
+/// not): 100 ms at CONFIG_HZ=250, 25 ms at 1000, 250 ms at 100.
+pub const NEXT_HOP_TTL_JIFFIES: u64 = 25;
 
 /// Value of the SETTINGS map (index 0).
 #[repr(C)]

@@ -66,7 +66,7 @@ pub fn encapsulate(
     // kernel gets the packet instead, it must still be addressed to us).
     let eth = ptr_at(ctx, 0, ETH_HLEN).ok_or(stat::DROP_ENCAP)?;
     // SAFETY: ETH_HLEN bytes checked.
-    let macs: [u8; 12] = unsafe { read(eth, 0) };
+    let macs: [u16; 6] = unsafe { read(eth, 0) };
     let vlan_tci: u16 = if pkt.l3_off > ETH_HLEN {
         let tag = ptr_at(ctx, ETH_HLEN, VLAN_HLEN).ok_or(stat::DROP_ENCAP)?;
         // SAFETY: the tag was checked.

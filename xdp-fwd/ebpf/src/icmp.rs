@@ -52,8 +52,8 @@ fn swap_macs(ctx: &XdpContext) -> Option<()> {
     let eth = ptr_at(ctx, 0, ETH_HLEN)?;
     // SAFETY: 14 bytes checked.
     unsafe {
-        let dst: [u8; 6] = read(eth, 0);
-        let src: [u8; 6] = read(eth, 6);
+        let dst: [u16; 3] = read(eth, 0);
+        let src: [u16; 3] = read(eth, 6);
         write(eth, 0, src);
         write(eth, 6, dst);
     }

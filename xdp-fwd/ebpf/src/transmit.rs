@@ -2,18 +2,18 @@
 //! and egress interface from the kernel's FIB and neighbour table), then
 //! XDP_TX on the ingress interface or XDP_REDIRECT through the device map.
 //!
-//! Lookup results are cached per CPU and backend for `NEXT_HOP_TTL_NS`
+//! Lookup results are cached per CPU and backend for `NEXT_HOP_TTL_JIFFIES`
 //! (see `NextHop`): the lookup costs more than the rest of the path.
 use aya_ebpf::{
     bindings::{
         xdp_action, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH,
         BPF_FIB_LKUP_RET_SUCCESS,
     },
-    helpers::generated::{bpf_fib_lookup, bpf_ktime_get_coarse_ns},
+    helpers::generated::{bpf_fib_lookup, bpf_jiffies64},
     programs::XdpContext,
     EbpfContext,
 };
-use xdp_fwd_common::{family, stats::stat, NextHop, NEXT_HOP_TTL_NS};
+use xdp_fwd_common::{family, stats::stat, NextHop, NEXT_HOP_TTL_JIFFIES};
 
 use crate::{
     encap::Outer,
@@ -42,8 +42,9 @@ struct FibParams {
     dst: [u32; 4],
     vlan_proto: u16,
     vlan_tci: u16,
-    smac: [u8; 6],
-    dmac: [u8; 6],
+    /// Output MACs as raw 16-bit words (the fields are 2-aligned).
+    smac: [u16; 3],
+    dmac: [u16; 3],
 }
 
 /// Sends the packet towards `outer.dst`; returns the verdict.
@@ -55,18 +56,18 @@ pub fn transmit(ctx: &XdpContext, outer: &Outer, chosen: &Chosen) -> u32 {
     };
     // SAFETY: per-CPU value; only this CPU reads or writes it.
     let cached = unsafe { *hop };
-    // SAFETY: helper without arguments.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    // SAFETY: helper without arguments (the verifier inlines it to a load).
+    let now = unsafe { bpf_jiffies64() };
     let fresh = cached.ifindex != 0
         && cached.generation == chosen.backend.generation
-        && now.wrapping_sub(cached.filled_ns) < NEXT_HOP_TTL_NS;
+        && now.wrapping_sub(cached.filled_jiffies) < NEXT_HOP_TTL_JIFFIES;
     let next = if fresh {
         cached
     } else {
         match route(ctx, outer, ingress) {
             Ok(mut next) => {
                 next.generation = chosen.backend.generation;
-                next.filled_ns = now;
+                next.filled_jiffies = now;
                 // SAFETY: as above.
                 unsafe { *hop = next };
                 next
@@ -114,8 +115,8 @@ fn route(ctx: &XdpContext, outer: &Outer, ingress: u32) -> Result<NextHop, u32> 
         dst: outer.dst,
         vlan_proto: 0,
         vlan_tci: 0,
-        smac: [0; 6],
-        dmac: [0; 6],
+        smac: [0; 3],
+        dmac: [0; 3],
     };
     match fib_lookup(ctx, &mut p) {
         BPF_FIB_LKUP_RET_SUCCESS => {}
@@ -135,7 +136,7 @@ fn route(ctx: &XdpContext, outer: &Outer, ingress: u32) -> Result<NextHop, u32> 
         ifindex: p.ifindex,
         mtu: MTU_PROBE_LEN as u32,
         generation: 0,
-        filled_ns: 0,
+        filled_jiffies: 0,
     };
     // Second lookup, for the path MTU only.
     p.ifindex = ingress;
