@@ -53,6 +53,30 @@ fn stopped(stop_rx: &watch::Receiver<bool>) -> bool {
 }
 
 impl PeerTask {
+    /// Runs one session in its own task so that a bug (a panic) ends only
+    /// this session: the peer records it and reconnects as after any error.
+    async fn supervised_session(&self, stream: TcpStream) -> session::Outcome {
+        let run = session::run(
+            stream,
+            self.config.clone(),
+            self.local.clone(),
+            self.desired_rx.clone(),
+            self.stop_rx.clone(),
+            self.stats.clone(),
+        );
+        match tokio::spawn(run).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                tracing::error!(peer = %self.config.address, error = %e, "BGP session task failed");
+                self.stats.set_prefixes(0);
+                session::Outcome {
+                    end: SessionEnd::ConnectionLost(format!("internal error: {e}")),
+                    was_established: false,
+                }
+            }
+        }
+    }
+
     /// Runs until the speaker stops.
     pub(crate) async fn run(mut self) {
         let mut backoff = self.config.connect_retry_min;
@@ -78,15 +102,7 @@ impl PeerTask {
             };
             match stream {
                 Ok(stream) => {
-                    let outcome = session::run(
-                        stream,
-                        &self.config,
-                        self.local.clone(),
-                        &mut self.desired_rx,
-                        &mut self.stop_rx,
-                        &self.stats,
-                    )
-                    .await;
+                    let outcome = self.supervised_session(stream).await;
                     tracing::info!(peer = %self.config.address, reason = %outcome.end, "BGP session ended");
                     let admin_stop = outcome.end
                         == SessionEnd::NotificationSent(NotificationCode {

@@ -49,12 +49,14 @@ fn next_hops(
 /// Runs a BGP session on an established TCP connection until it ends.
 pub(crate) async fn run(
     stream: TcpStream,
-    peer: &PeerConfig,
+    peer: PeerConfig,
     local: LocalOpen,
-    desired_rx: &mut watch::Receiver<Arc<DesiredRoutes>>,
-    stop_rx: &mut watch::Receiver<bool>,
-    stats: &PeerStats,
+    mut desired_rx: watch::Receiver<Arc<DesiredRoutes>>,
+    mut stop_rx: watch::Receiver<bool>,
+    stats: Arc<PeerStats>,
 ) -> Outcome {
+    let peer = &peer;
+    let stats = &*stats;
     let local_addr = match stream.local_addr() {
         Ok(a) => a,
         Err(e) => {
