@@ -320,6 +320,28 @@ mod tests {
     }
 
     #[test]
+    fn open_errors_get_rfc4271_codes() {
+        use netgauze_bgp_pkt::open::BgpOpenMessage;
+        let open = BgpMessage::Open(BgpOpenMessage::new(
+            65000,
+            90,
+            "10.0.0.1".parse().unwrap(),
+            vec![],
+        ));
+        let good = encode(&open).unwrap();
+        assert!(decode(&good, &mut ctx()).is_ok());
+        let mut version3 = good.clone();
+        version3[HEADER_LEN] = 3;
+        assert_eq!(code_of(decode(&version3, &mut ctx())), (2, 1));
+        // One optional parameter of unknown type 7 (only capabilities, type 2, exist).
+        let mut odd_param = good[..HEADER_LEN + 9].to_vec();
+        odd_param.extend_from_slice(&[3, 7, 1, 0]);
+        let len = (odd_param.len() as u16).to_be_bytes();
+        odd_param[16..18].copy_from_slice(&len);
+        assert_eq!(code_of(decode(&odd_param, &mut ctx())), (2, 4));
+    }
+
+    #[test]
     fn unknown_well_known_attribute_is_update_error_2() {
         // UPDATE: no withdrawn, attributes = one well-known (flags 0x40) type 99, len 1.
         let attrs = [0x40u8, 99, 1, 0];
