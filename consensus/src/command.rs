@@ -16,8 +16,8 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    is_prime, Backend, BackendState, ClusterSettings, ClusterState, Encapsulation, Vip, VipFlags,
-    VipKey, MAX_BACKENDS_PER_VIP, MAX_TABLE_SIZE, MAX_WEIGHT, MIN_TABLE_SIZE, MIN_WEIGHT,
+    is_prime, Backend, BackendState, ClusterSettings, ClusterState, Encapsulation, NodeId, Vip,
+    VipFlags, VipKey, MAX_BACKENDS_PER_VIP, MAX_TABLE_SIZE, MAX_WEIGHT, MIN_TABLE_SIZE, MIN_WEIGHT,
 };
 
 /// A change to the replicated table.
@@ -80,6 +80,19 @@ pub enum Command {
     },
     /// Replace the cluster settings.
     SetSettings(ClusterSettings),
+    /// A voter's health check result for a backend. A backend is treated as
+    /// down once a majority of voters observe it unhealthy. Repeating the
+    /// current observation is accepted and changes nothing.
+    ReportHealth {
+        /// The observing node (must be a voter).
+        observer: NodeId,
+        /// The VIP.
+        vip: VipKey,
+        /// The backend's address.
+        backend: IpAddr,
+        /// Whether the check passed.
+        healthy: bool,
+    },
 }
 
 /// Why a command was rejected. A rejected command changes nothing.
@@ -128,6 +141,9 @@ pub enum CommandError {
     /// Table size not a prime in `MIN_TABLE_SIZE..=MAX_TABLE_SIZE`.
     #[error("table size {0} must be a prime in {MIN_TABLE_SIZE}..={MAX_TABLE_SIZE}")]
     BadTableSize(u32),
+    /// A health report from a node that is not a voter.
+    #[error("node {0} is not a voter and cannot report health")]
+    UnknownObserver(NodeId),
 }
 
 fn check_address(address: IpAddr) -> Result<(), CommandError> {
@@ -215,11 +231,23 @@ impl ClusterState {
                     return Err(CommandError::BadTableSize(size));
                 }
             }
+            Command::ReportHealth {
+                observer,
+                vip,
+                backend,
+                ..
+            } => {
+                self.backend(vip, backend)?;
+                if !self.voters.contains(observer) {
+                    return Err(CommandError::UnknownObserver(*observer));
+                }
+            }
         }
         Ok(())
     }
 
-    /// Applies `command`: on success the version is bumped by one and the new
+    /// Applies `command`: on success the version is bumped by one (unless
+    /// the command repeats what is already recorded) and the resulting
     /// version returned; on error nothing changes.
     pub fn apply(&mut self, command: &Command) -> Result<u64, CommandError> {
         self.validate(command)?;
@@ -253,6 +281,7 @@ impl ClusterState {
             }
             Command::RemoveVip { key } => {
                 self.vips.remove(key);
+                self.health.remove(key);
             }
             Command::AddBackend { vip, backend } => {
                 if let Some(v) = self.vips.get_mut(vip) {
@@ -281,9 +310,26 @@ impl ClusterState {
                 if let Some(v) = self.vips.get_mut(vip) {
                     v.backends.remove(address);
                 }
+                if let Some(h) = self.health.get_mut(vip) {
+                    h.remove(address);
+                    if h.is_empty() {
+                        self.health.remove(vip);
+                    }
+                }
             }
             Command::SetSettings(settings) => {
                 self.settings = *settings;
+            }
+            Command::ReportHealth {
+                observer,
+                vip,
+                backend,
+                healthy,
+            } => {
+                let observations = self.health.entry(*vip).or_default().entry(*backend).or_default();
+                if observations.insert(*observer, *healthy) == Some(*healthy) {
+                    return Ok(self.version);
+                }
             }
         }
         self.version += 1;
@@ -531,6 +577,49 @@ mod tests {
             .unwrap();
             assert_eq!(s.settings.table_size, size);
         }
+    }
+
+    fn report(observer: NodeId, healthy: bool) -> Command {
+        Command::ReportHealth {
+            observer,
+            vip: key(),
+            backend: "10.0.0.1".parse().unwrap(),
+            healthy,
+        }
+    }
+
+    #[test]
+    fn a_backend_is_down_once_a_majority_of_voters_says_so() {
+        let b: IpAddr = "10.0.0.1".parse().unwrap();
+        let mut s = ClusterState::default();
+        s.set_voters([1, 2, 3].into());
+        s.apply(&add_vip()).unwrap();
+        s.apply(&Command::AddBackend {
+            vip: key(),
+            backend: backend("10.0.0.1", 5),
+        })
+        .unwrap();
+        let v = s.version;
+        assert_eq!(rejected(&mut s, report(9, false)), CommandError::UnknownObserver(9));
+        s.apply(&report(1, false)).unwrap();
+        assert_eq!(s.effective_state(&key(), &b), Some(BackendState::Active));
+        // Repeating an observation is accepted but changes nothing.
+        assert_eq!(s.apply(&report(1, false)), Ok(v + 1));
+        s.apply(&report(2, false)).unwrap();
+        assert!(s.is_health_down(&key(), &b));
+        assert_eq!(s.effective_state(&key(), &b), Some(BackendState::Down));
+        s.apply(&report(2, true)).unwrap();
+        assert_eq!(s.effective_state(&key(), &b), Some(BackendState::Active));
+        s.apply(&report(3, false)).unwrap();
+        assert!(s.is_health_down(&key(), &b));
+        // Node 3 leaves: its observation no longer counts (1 of 2 voters).
+        let before = s.version;
+        s.set_voters([1, 2].into());
+        assert_eq!(s.version, before + 1);
+        assert!(!s.is_health_down(&key(), &b));
+        // Removing the backend forgets its observations.
+        s.apply(&Command::RemoveBackend { vip: key(), address: b }).unwrap();
+        assert!(s.health.is_empty());
     }
 
     #[test]

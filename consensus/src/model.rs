@@ -5,11 +5,14 @@
 //! and computes the same Maglev lookup tables from it. Maps are `BTreeMap`s so
 //! iteration order (and therefore every derived table) is identical everywhere.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
+
+/// Cluster member identifier (the Raft node id).
+pub type NodeId = u64;
 
 /// Smallest accepted Maglev table size (must also be prime).
 pub const MIN_TABLE_SIZE: u32 = 251;
@@ -140,15 +143,66 @@ impl Default for ClusterSettings {
     }
 }
 
+/// Health observations of one VIP: backend -> observer -> healthy.
+pub type VipHealth = BTreeMap<IpAddr, BTreeMap<NodeId, bool>>;
+
 /// The whole replicated table at one version.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterState {
-    /// Bumped by one for every accepted command; 0 for an empty cluster.
+    /// Bumped by one for every change to the table; 0 for an empty cluster.
     pub version: u64,
     /// Cluster-wide settings.
     pub settings: ClusterSettings,
     /// All VIPs, ordered by key.
     pub vips: BTreeMap<VipKey, Vip>,
+    /// Current voting members; only their health observations count.
+    pub voters: BTreeSet<NodeId>,
+    /// Latest health observation of each backend by each voter.
+    pub health: BTreeMap<VipKey, VipHealth>,
+}
+
+impl ClusterState {
+    /// Whether a majority of the voters currently observe this backend as
+    /// unhealthy (then it is treated as down whatever its admin state).
+    pub fn is_health_down(&self, vip: &VipKey, backend: &IpAddr) -> bool {
+        let Some(observations) = self.health.get(vip).and_then(|h| h.get(backend)) else {
+            return false;
+        };
+        let down = observations
+            .iter()
+            .filter(|(observer, healthy)| !**healthy && self.voters.contains(observer))
+            .count();
+        !self.voters.is_empty() && down > self.voters.len() / 2
+    }
+
+    /// The state the data plane should use for a backend: its admin state,
+    /// overridden to `Down` when a quorum of voters observes it unhealthy.
+    /// `None` if the VIP or backend does not exist.
+    pub fn effective_state(&self, vip: &VipKey, backend: &IpAddr) -> Option<BackendState> {
+        let admin = self.vips.get(vip)?.backends.get(backend)?.state;
+        if self.is_health_down(vip, backend) {
+            Some(BackendState::Down)
+        } else {
+            Some(admin)
+        }
+    }
+
+    /// Records a new voter set (from a committed membership change): drops
+    /// the observations of former voters. Bumps the version if it changed.
+    pub fn set_voters(&mut self, voters: BTreeSet<NodeId>) {
+        if voters == self.voters {
+            return;
+        }
+        for backends in self.health.values_mut() {
+            for observations in backends.values_mut() {
+                observations.retain(|observer, _| voters.contains(observer));
+            }
+            backends.retain(|_, observations| !observations.is_empty());
+        }
+        self.health.retain(|_, backends| !backends.is_empty());
+        self.voters = voters;
+        self.version += 1;
+    }
 }
 
 /// Whether `n` is prime (trial division; `n` is at most `MAX_TABLE_SIZE`).

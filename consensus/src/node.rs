@@ -20,7 +20,7 @@ use crate::model::ClusterState;
 use crate::network::{CallError, NetworkFactory, PeerClient, TransportSettings};
 use crate::raft_types::{ApplyOutcome, Node, NodeId, Raft};
 use crate::server;
-use crate::storage::{self, LogStore};
+use crate::storage::{self, CommittedIndex, ReleaseProbe};
 use crate::wire::message::{ForwardError, MembershipChange, Request, Response, WriteReceipt};
 
 /// Pause before retrying when no leader is known or the leader moved.
@@ -79,7 +79,7 @@ pub(crate) struct NodeShared {
     pub(crate) config: ConsensusConfig,
     pub(crate) transport: Arc<TransportSettings>,
     state: watch::Receiver<Arc<ClusterState>>,
-    log: LogStore,
+    committed: CommittedIndex,
     /// Idle forwarding clients per peer, so forwarded writes reuse
     /// authenticated connections.
     forward_pool: Mutex<HashMap<NodeId, Vec<PeerClient>>>,
@@ -95,6 +95,7 @@ pub struct ConsensusNode {
     advertise_addr: String,
     stop: watch::Sender<bool>,
     server: Option<JoinHandle<()>>,
+    release: ReleaseProbe,
 }
 
 impl ConsensusNode {
@@ -131,6 +132,8 @@ impl ConsensusNode {
             .await
             .map_err(|e| ConsensusError::Raft(e.to_string()))??;
         let state = sm.subscribe();
+        let release = ReleaseProbe::new(&log, &sm);
+        let committed = log.committed_watch();
 
         let listener = TcpListener::bind(config.listen_addr)
             .await
@@ -151,7 +154,7 @@ impl ConsensusNode {
             config.node_id,
             raft_config,
             NetworkFactory::new(transport.clone()),
-            log.clone(),
+            log,
             sm,
         )
         .await
@@ -163,7 +166,7 @@ impl ConsensusNode {
             config,
             transport,
             state,
-            log,
+            committed,
             forward_pool: Mutex::new(HashMap::new()),
         });
         let (stop, stopped) = watch::channel(false);
@@ -174,6 +177,7 @@ impl ConsensusNode {
             advertise_addr,
             stop,
             server: Some(server),
+            release,
         })
     }
 
@@ -317,7 +321,7 @@ impl ConsensusNode {
             term: m.current_term,
             leader: m.current_leader,
             last_log_index: m.last_log_index,
-            committed_index: self.shared.log.committed_index(),
+            committed_index: self.shared.committed.index(),
             applied_index: m.last_applied.map(|l| l.index),
             snapshot_index: m.snapshot.map(|l| l.index),
             purged_index: m.purged.map(|l| l.index),
@@ -356,17 +360,36 @@ impl ConsensusNode {
             .map_err(|e| ConsensusError::Raft(e.to_string()))
     }
 
-    /// Stops the peer server and the Raft core. Durable state stays on disk.
+    /// Stops the peer server and the Raft core, and waits (bounded by the
+    /// client timeout) until the data directory is closed, so a new node can
+    /// be started on it at once. Durable state stays on disk.
     pub async fn shutdown(mut self) -> Result<(), ConsensusError> {
         let _ = self.stop.send(true);
         if let Some(server) = self.server.take() {
             let _ = server.await;
         }
-        self.shared
+        let stopped = self
+            .shared
             .raft
             .shutdown()
             .await
-            .map_err(|e| ConsensusError::Raft(e.to_string()))
+            .map_err(|e| ConsensusError::Raft(e.to_string()));
+        let release = self.release.clone();
+        let limit = self.shared.config.timeouts.client;
+        drop(self);
+        // openraft's background tasks (replication, snapshot building,
+        // pending blocking I/O) drop their store handles shortly after the
+        // core stops.
+        let deadline = Instant::now() + limit;
+        while !release.is_released() {
+            if Instant::now() >= deadline {
+                return Err(ConsensusError::Raft(format!(
+                    "stores still open {limit:?} after shutdown"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        stopped
     }
 }
 

@@ -7,8 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, CommandError};
 
-/// Raft node identifier.
-pub type NodeId = u64;
+pub use crate::model::NodeId;
 
 /// Address book entry of a node: its Raft listen address (`host:port`).
 pub type Node = openraft::BasicNode;

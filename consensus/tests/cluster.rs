@@ -37,10 +37,10 @@ async fn write_on_follower_is_applied_everywhere_and_bad_writes_change_nothing()
 
     let r1 = cluster.node(follower).write(add_vip()).await.expect("add vip");
     let r2 = cluster.node(follower).write(add_backend(0)).await.expect("add backend");
-    assert_eq!((r1.version, r2.version), (1, 2));
+    assert_eq!((r1.version, r2.version), (B + 1, B + 2));
     assert!(r2.log_index > r1.log_index);
     for id in 1..=3 {
-        let s = cluster.wait_version(id, 2, LONG).await;
+        let s = cluster.wait_version(id, B + 2, LONG).await;
         assert_eq!(s.vips[&vip()].backends[&backend_addr(0)].weight, 1);
     }
 
@@ -74,7 +74,7 @@ async fn write_on_follower_is_applied_everywhere_and_bad_writes_change_nothing()
     assert!(matches!(err, ConsensusError::Rejected(CommandError::UnknownBackend { .. })));
     assert_eq!(cluster.node(leader).status().last_log_index, last_log);
     let current = cluster.node(follower).read_current().await.expect("read");
-    assert_eq!(current.version, 2);
+    assert_eq!(current.version, B + 2);
     cluster.shutdown().await;
 }
 
@@ -102,7 +102,7 @@ async fn subscribers_see_increasing_versions_ending_at_the_latest() {
     let mut rx = cluster.node(follower).subscribe();
     let collector = tokio::spawn(async move {
         let mut seen = vec![rx.borrow_and_update().version];
-        while seen.last() != Some(&31) {
+        while seen.last() != Some(&(B + 31)) {
             if timeout(LONG, rx.changed()).await.is_err() {
                 break;
             }
@@ -115,8 +115,8 @@ async fn subscribers_see_increasing_versions_ending_at_the_latest() {
         cluster.node(leader).write(add_backend(i)).await.unwrap();
     }
     let seen = collector.await.unwrap();
-    assert_eq!(seen.first(), Some(&0));
-    assert_eq!(seen.last(), Some(&31), "{seen:?}");
+    assert_eq!(seen.first(), Some(&B));
+    assert_eq!(seen.last(), Some(&(B + 31)), "{seen:?}");
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
     assert_eq!(*cluster.node(follower).state(), *cluster.node(leader).state());
     cluster.shutdown().await;
@@ -193,7 +193,7 @@ async fn a_restarted_node_keeps_its_state_and_catches_up() {
     for i in 0..10 {
         cluster.node(leader).write(add_backend(i)).await.unwrap();
     }
-    cluster.wait_version(follower, 11, LONG).await;
+    cluster.wait_version(follower, B + 11, LONG).await;
     let term_before = cluster.node(follower).status().term;
     let last_log_before = cluster.node(follower).status().last_log_index;
     cluster.kill(follower).await;
@@ -203,7 +203,7 @@ async fn a_restarted_node_keeps_its_state_and_catches_up() {
     }
     cluster.restart(follower).await;
     // The table is back from disk at once, before hearing from anyone.
-    assert!(cluster.node(follower).state().version >= 11);
+    assert!(cluster.node(follower).state().version >= B + 11);
     // Vote, log and membership too, once the Raft core reports metrics.
     let deadline = Instant::now() + LONG;
     let status = loop {
@@ -217,7 +217,7 @@ async fn a_restarted_node_keeps_its_state_and_catches_up() {
     assert!(status.term >= term_before, "{status:?}");
     assert!(status.last_log_index >= last_log_before, "{status:?}");
     assert_eq!(status.voters, BTreeSet::from([1, 2, 3]));
-    let state = cluster.wait_version(follower, 41, LONG).await;
+    let state = cluster.wait_version(follower, B + 41, LONG).await;
     assert_eq!(*state, *cluster.node(leader).state());
     cluster.shutdown().await;
 }
@@ -231,7 +231,7 @@ async fn the_whole_cluster_restarts_from_disk() {
         cluster.node(leader).write(add_backend(i)).await.unwrap();
     }
     for id in 1..=3 {
-        cluster.wait_version(id, 6, LONG).await;
+        cluster.wait_version(id, B + 6, LONG).await;
     }
     let before = cluster.node(leader).state();
     for id in 1..=3 {
@@ -243,7 +243,7 @@ async fn the_whole_cluster_restarts_from_disk() {
     }
     let leader = cluster.leader(LONG).await;
     let r = cluster.node(leader).write(add_backend(5)).await.unwrap();
-    assert_eq!(r.version, 7);
+    assert_eq!(r.version, B + 7);
     cluster.shutdown().await;
 }
 
@@ -270,11 +270,11 @@ async fn a_partitioned_minority_cannot_commit_or_read() {
     for i in 0..5 {
         cluster.node(new_leader).write(add_backend(i)).await.unwrap();
     }
-    assert_eq!(cluster.node(old_leader).state().version, 1);
+    assert_eq!(cluster.node(old_leader).state().version, B + 1);
 
     cluster.links.heal();
     let v = cluster.node(new_leader).read_current().await.unwrap().version;
-    assert_eq!(v, 6);
+    assert_eq!(v, B + 6);
     let state = cluster.wait_version(old_leader, v, LONG).await;
     assert_eq!(*state, *cluster.node(new_leader).state());
     assert!(!state.vips[&vip()].backends.contains_key(&backend_addr(100)));
@@ -282,7 +282,7 @@ async fn a_partitioned_minority_cannot_commit_or_read() {
     sleep(Duration::from_millis(500)).await;
     for id in 1..=3 {
         let s = cluster.node(id).read_current().await.unwrap();
-        assert_eq!(s.version, 6);
+        assert_eq!(s.version, B + 6);
         assert!(!s.vips[&vip()].backends.contains_key(&backend_addr(100)));
     }
     cluster.shutdown().await;
@@ -298,7 +298,7 @@ async fn a_node_far_behind_is_sent_a_snapshot() {
     let leader = cluster.leader(LONG).await;
     let lagging = (1..=3).find(|id| *id != leader).unwrap();
     cluster.node(leader).write(add_vip()).await.unwrap();
-    cluster.wait_version(lagging, 1, LONG).await;
+    cluster.wait_version(lagging, B + 1, LONG).await;
     let lagging_last_log = cluster.node(lagging).status().last_log_index.unwrap();
     cluster.kill(lagging).await;
 
@@ -317,7 +317,7 @@ async fn a_node_far_behind_is_sent_a_snapshot() {
         sleep(Duration::from_millis(20)).await;
     }
     cluster.restart(lagging).await;
-    let state = cluster.wait_version(lagging, 101, LONG).await;
+    let state = cluster.wait_version(lagging, B + 101, LONG).await;
     assert_eq!(state.vips[&vip()].backends.len(), 100);
     let s = cluster.node(lagging).status();
     let snap = s.snapshot_index.expect("lagging node holds a snapshot");
@@ -332,7 +332,7 @@ async fn a_node_far_behind_is_sent_a_snapshot() {
     cluster.add_member(4).await;
     let addr = cluster.members[&4].proxy_addr.to_string();
     cluster.node(leader).add_learner(4, addr).await.unwrap();
-    let state = cluster.wait_version(4, 101, LONG).await;
+    let state = cluster.wait_version(4, B + 101, LONG).await;
     assert_eq!(*state, *cluster.node(leader).state());
     assert!(cluster.node(4).status().snapshot_index.is_some());
     cluster.shutdown().await;
@@ -370,5 +370,36 @@ async fn membership_changes_at_runtime() {
     for id in &rest {
         cluster.wait_version(*id, r.version, LONG).await;
     }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_goes_down_when_a_quorum_of_nodes_observes_it_down() {
+    let cluster = Cluster::start(3, None).await;
+    cluster.node(1).write(add_vip()).await.unwrap();
+    cluster.node(1).write(add_backend(0)).await.unwrap();
+    let b = backend_addr(0);
+    let report = |observer, healthy| Command::ReportHealth {
+        observer,
+        vip: vip(),
+        backend: b,
+        healthy,
+    };
+    // Each node reports its own observation through itself (forwarded).
+    cluster.node(1).write(report(1, false)).await.unwrap();
+    let r = cluster.node(2).write(report(2, true)).await.unwrap();
+    for id in 1..=3 {
+        let s = cluster.wait_version(id, r.version, LONG).await;
+        assert_eq!(s.effective_state(&vip(), &b), Some(edgelb_consensus::BackendState::Active));
+    }
+    let r = cluster.node(3).write(report(3, false)).await.unwrap();
+    for id in 1..=3 {
+        let s = cluster.wait_version(id, r.version, LONG).await;
+        assert!(s.is_health_down(&vip(), &b), "node {id}");
+        assert_eq!(s.effective_state(&vip(), &b), Some(edgelb_consensus::BackendState::Down));
+    }
+    // A node outside the voter set cannot report.
+    let err = cluster.node(2).write(report(7, false)).await.unwrap_err();
+    assert!(matches!(err, ConsensusError::Rejected(CommandError::UnknownObserver(7))), "{err}");
     cluster.shutdown().await;
 }

@@ -26,6 +26,17 @@ const KEY_VOTE: &str = "vote";
 const KEY_COMMITTED: &str = "committed";
 const KEY_PURGED: &str = "last_purged";
 
+/// The committed index as last persisted by the log store.
+#[derive(Debug, Clone)]
+pub struct CommittedIndex(Arc<Mutex<Option<LogId>>>);
+
+impl CommittedIndex {
+    /// Index of the last committed entry, if any.
+    pub fn index(&self) -> Option<u64> {
+        self.0.lock().map(|c| c.map(|id| id.index)).unwrap_or(None)
+    }
+}
+
 /// The durable Raft log store (log entries, vote, committed and purged ids).
 #[derive(Clone)]
 pub struct LogStore {
@@ -63,10 +74,17 @@ impl LogStore {
 
     /// Index of the last committed entry this node knows of.
     pub fn committed_index(&self) -> Option<u64> {
-        self.committed
-            .lock()
-            .map(|c| c.map(|id| id.index))
-            .unwrap_or(None)
+        self.committed_watch().index()
+    }
+
+    /// A handle reading the committed index without keeping the database open.
+    pub fn committed_watch(&self) -> CommittedIndex {
+        CommittedIndex(self.committed.clone())
+    }
+
+    /// Tells when every handle to the database file has been dropped.
+    pub(crate) fn release_probe(&self) -> std::sync::Weak<Database> {
+        Arc::downgrade(&self.db)
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(

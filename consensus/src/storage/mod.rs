@@ -9,7 +9,7 @@ mod state_machine;
 
 use std::path::Path;
 
-pub use log_store::LogStore;
+pub use log_store::{CommittedIndex, LogStore};
 pub use state_machine::{StateMachineStore, SNAPSHOT_FORMAT};
 
 use crate::encoding::EncodingError;
@@ -69,6 +69,23 @@ where
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
+}
+
+/// Tells when both database files have been closed by every user (Raft
+/// tasks included), so the directory can be opened again.
+#[derive(Debug, Clone)]
+pub struct ReleaseProbe(Vec<std::sync::Weak<redb::Database>>);
+
+impl ReleaseProbe {
+    /// A probe for the databases of these two stores.
+    pub fn new(log: &LogStore, sm: &StateMachineStore) -> Self {
+        ReleaseProbe(vec![log.release_probe(), sm.release_probe()])
+    }
+
+    /// Whether every handle to both databases has been dropped.
+    pub fn is_released(&self) -> bool {
+        self.0.iter().all(|w| w.strong_count() == 0)
+    }
 }
 
 /// Opens both stores in `dir` (created if missing).

@@ -85,6 +85,11 @@ impl StateMachineStore {
         })
     }
 
+    /// Tells when every handle to the database file has been dropped.
+    pub(crate) fn release_probe(&self) -> std::sync::Weak<Database> {
+        Arc::downgrade(&self.db)
+    }
+
     /// A receiver of every applied state, starting with the current one.
     pub fn subscribe(&self) -> watch::Receiver<Arc<ClusterState>> {
         self.publisher.subscribe()
@@ -202,6 +207,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     Err(e) => ApplyOutcome::Rejected(e),
                 },
                 EntryPayload::Membership(m) => {
+                    self.record.state.set_voters(m.voter_ids().collect());
                     self.record.membership = StoredMembership::new(Some(entry.log_id), m);
                     ApplyOutcome::Internal
                 }

@@ -20,6 +20,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{sleep, timeout, Instant};
 
+/// Table version once the bootstrap membership is applied (recording the
+/// voter set is itself a change to the replicated state).
+pub const B: u64 = 1;
+
 pub const SECRET: &[u8] = b"edgelb-test-cluster-secret-0001";
 
 /// Raft timing used by tests: generous, as the machine is shared.
@@ -210,6 +214,9 @@ impl Cluster {
             .collect();
         c.node(1).initialize(members).await.expect("initialize");
         c.leader(Duration::from_secs(20)).await;
+        for id in 1..=n {
+            c.wait_version(id, B, Duration::from_secs(20)).await;
+        }
         c
     }
 
