@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use edgelb_bgp::{GracefulRestartConfig, PeerState, RouteAttributes};
+use edgelb_bgp::{GracefulRestartConfig, PeerState, RouteAttributes, SpeakerConfig};
 use support::lb::{self, routes, Lb};
 use support::netns::{wait_until, Lab};
 use support::routers::{Bird, Frr, GoBgp};
@@ -135,7 +135,15 @@ fn frr_installs_ecmp_and_follows_changes() {
     );
     let frr = Frr::start(&lab, &config);
     let lb1 = Lb::start(&lab, 1, lb::config(1, 9, None));
-    let lb2 = Lb::start(&lab, 2, lb::config(2, 9, None));
+    // A different ASN on the second node: ECMP needs the example's multipath-relax.
+    let lb2 = Lb::start(
+        &lab,
+        2,
+        SpeakerConfig {
+            local_asn: 65011,
+            ..lb::config(2, 9, None)
+        },
+    );
     let both = routes(&[("192.0.2.10/32", vip()), ("2001:db8::10/128", vip())]);
     lb1.set(routes(&[
         ("192.0.2.10/32", vip()),
