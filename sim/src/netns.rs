@@ -213,6 +213,17 @@ pub struct ProcessGuard {
 }
 
 impl ProcessGuard {
+    /// Starts `cmd` as is (build it with [`Namespace::command`] to run it in a
+    /// namespace, and set its stdio as needed).
+    pub fn spawn(mut cmd: Command) -> Result<Self> {
+        let command = describe(&cmd);
+        let child = cmd
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|source| NetnsError::Spawn { command: command.clone(), source })?;
+        Ok(Self { child: Some(child), command })
+    }
+
     /// The process id (of the `ip netns exec` wrapper, which execs the program).
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
