@@ -103,7 +103,7 @@ impl FrameBuilder {
 
     /// Adds IPv4 options; `options.len()` must be a multiple of 4, at most 40.
     pub fn ipv4_options(mut self, options: &[u8]) -> Self {
-        assert!(options.len() % 4 == 0 && options.len() <= 40, "bad IPv4 options length");
+        assert!(options.len().is_multiple_of(4) && options.len() <= 40, "bad IPv4 options length");
         self.ipv4_options = options.to_vec();
         self
     }

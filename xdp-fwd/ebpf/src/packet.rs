@@ -48,7 +48,7 @@ pub fn ptr_at(ctx: &XdpContext, offset: usize, len: usize) -> Option<*mut u8> {
 /// for a `T` wider than a byte, `p + at` must be even (see above).
 #[inline(always)]
 pub unsafe fn read<T: Copy>(p: *const u8, at: usize) -> T {
-    const { assert!(size_of::<T>() == 1 || (align_of::<T>() >= 2 && size_of::<T>() % 2 == 0)) };
+    const { assert!(size_of::<T>() == 1 || (align_of::<T>() >= 2 && size_of::<T>().is_multiple_of(2))) };
     let src = unsafe { p.add(at) };
     if size_of::<T>() == 1 {
         return unsafe { core::ptr::read(src as *const T) };
@@ -72,7 +72,7 @@ pub unsafe fn read<T: Copy>(p: *const u8, at: usize) -> T {
 /// As for [`read`].
 #[inline(always)]
 pub unsafe fn write<T: Copy>(p: *mut u8, at: usize, v: T) {
-    const { assert!(size_of::<T>() == 1 || (align_of::<T>() >= 2 && size_of::<T>() % 2 == 0)) };
+    const { assert!(size_of::<T>() == 1 || (align_of::<T>() >= 2 && size_of::<T>().is_multiple_of(2))) };
     let dst = unsafe { p.add(at) };
     if size_of::<T>() == 1 {
         unsafe { core::ptr::write(dst as *mut T, v) };

@@ -12,11 +12,11 @@ use crate::maps::{count, BACKENDS, FLOWS, RING, VIPS, VIP_ADDRS};
 pub fn vip_lookup(addr: [u32; 4], port: u16, protocol: u8, fam: u8) -> Option<VipMeta> {
     let key = VipKey { addr, port, proto: protocol, family: fam };
     // SAFETY: the value is copied out at once.
-    if let Some(meta) = unsafe { VIPS.get(&key) } {
+    if let Some(meta) = unsafe { VIPS.get(key) } {
         return Some(*meta);
     }
     let any_port = VipKey { port: 0, ..key };
-    unsafe { VIPS.get(&any_port) }.copied()
+    unsafe { VIPS.get(any_port) }.copied()
 }
 
 /// Whether `addr` carries any VIP.
@@ -24,7 +24,7 @@ pub fn vip_lookup(addr: [u32; 4], port: u16, protocol: u8, fam: u8) -> Option<Vi
 pub fn is_vip_address(addr: [u32; 4], fam: u8) -> bool {
     let key = AddrKey { addr, family: fam, _pad: [0; 3] };
     // SAFETY: only presence is tested.
-    unsafe { VIP_ADDRS.get(&key) }.is_some()
+    unsafe { VIP_ADDRS.get(key) }.is_some()
 }
 
 /// The backend a flow goes to and the flow's hash.
@@ -70,7 +70,7 @@ pub fn select_backend(
     };
     // A full table evicts its least recently used entry; failure only costs
     // stickiness, never the packet.
-    let _ = FLOWS.insert(flow, &entry, 0);
+    let _ = FLOWS.insert(flow, entry, 0);
     Ok(Chosen { id, backend, hash })
 }
 

@@ -157,6 +157,19 @@ fn gue_per_vip_and_global_with_valid_outer_checksums() {
         let f = tcp(client, vip_addr, 40000, 80, tcp_flags::ACK).tos(0x48);
         assert_forwarded(&lab, &mut fwd, &f, backends, 0, Expect::Gue(6080));
     }
+    // An IPv4 UDP datagram without checksum: the outer checksum cannot be
+    // derived from the headers, so it is 0 (allowed for UDP over IPv4).
+    let vip = Vip::new(ip("203.0.113.12"), 53, Protocol::Udp);
+    serve(&mut fwd, vip, gue, &V4_BACKENDS);
+    let f = udp("192.0.2.10", "203.0.113.12", 5353, 53);
+    let mut frame = f.build();
+    frame[40..42].copy_from_slice(&[0, 0]);
+    let (hash, backend) = expected_choice(&f, &V4_BACKENDS, 0);
+    let out = lab.ns.run(|| fwd.test_run_on(&frame, lab.fwd0, 1)).unwrap();
+    let mut want = expected_encap_of(&frame[14..], None, &settings(), backend, hash, Expect::Gue(6080), GW0_MAC, FWD0_MAC);
+    want[40..42].copy_from_slice(&[0, 0]);
+    assert_eq!((out.verdict, hex(&out.frame)), (verdict::TX, hex(&want)));
+
     // GUE as the global choice for VIPs that do not pick one.
     let global = ForwarderSettings { default_encap: Encap::Gue, gue_port: 9886, ..settings() };
     fwd.set_settings(&global).unwrap();

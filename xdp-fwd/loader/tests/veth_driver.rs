@@ -80,7 +80,7 @@ impl PacketSocket {
             return None;
         }
         buf.truncate(n as usize);
-        if kind == libc::PACKET_OUTGOING as u8 {
+        if kind == libc::PACKET_OUTGOING {
             return Some(Vec::new());
         }
         Some(buf)
