@@ -6,7 +6,7 @@
 //! attributes), and names every failure by the NOTIFICATION it deserves.
 
 use netgauze_bgp_pkt::notification::{
-    BgpNotificationMessage, MessageHeaderError, UpdateMessageError,
+    BgpNotificationMessage, MessageHeaderError, RouteRefreshError, UpdateMessageError,
 };
 use netgauze_bgp_pkt::path_attribute::PathAttributeValue;
 use netgauze_bgp_pkt::update::BgpUpdateMessage;
@@ -112,7 +112,8 @@ pub fn check_header(header: &[u8; HEADER_LEN]) -> Result<usize, BgpNotificationM
         TYPE_UPDATE => len >= 23,
         TYPE_NOTIFICATION => len >= 21,
         TYPE_KEEPALIVE => len == 19,
-        TYPE_ROUTE_REFRESH => len == 23,
+        // A wrong ROUTE-REFRESH length is its own error (7/1), checked in decode().
+        TYPE_ROUTE_REFRESH => true,
         other => {
             return Err(BgpNotificationMessage::MessageHeaderError(
                 MessageHeaderError::BadMessageType {
@@ -146,6 +147,14 @@ pub fn decode(
         return Err(BgpNotificationMessage::MessageHeaderError(
             MessageHeaderError::BadMessageLength {
                 value: (len as u16).to_be_bytes().into(),
+            },
+        ));
+    }
+    if header[18] == TYPE_ROUTE_REFRESH && len != 23 {
+        // RFC 7313 section 5: the data is the whole offending message.
+        return Err(BgpNotificationMessage::RouteRefreshError(
+            RouteRefreshError::InvalidMessageLength {
+                value: frame.into(),
             },
         ));
     }
@@ -317,6 +326,19 @@ mod tests {
         long_keepalive.push(0);
         assert_eq!(code_of(decode(&long_keepalive, &mut ctx())), (1, 2));
         assert_eq!(code_of(decode(&header(19, 9), &mut ctx())), (1, 3));
+    }
+
+    #[test]
+    fn route_refresh_with_bad_length_is_route_refresh_error() {
+        let mut rr = header(24, 5);
+        rr.extend_from_slice(&[0, 1, 0, 1, 0]);
+        assert_eq!(code_of(decode(&rr, &mut ctx())), (7, 1));
+        let mut ok = header(23, 5);
+        ok.extend_from_slice(&[0, 1, 0, 1]);
+        assert!(matches!(
+            decode(&ok, &mut ctx()),
+            Ok(BgpMessage::RouteRefresh(_))
+        ));
     }
 
     #[test]
