@@ -230,31 +230,7 @@ impl ConsensusNode {
     /// the leader had committed when the read started (read index), so the
     /// result includes every write acknowledged before the call.
     pub async fn read_current(&self) -> Result<Arc<ClusterState>, ConsensusError> {
-        let started = Instant::now();
-        let response = self
-            .shared
-            .route(Request::ReadIndex)
-            .await?;
-        let index = match response {
-            Response::ReadIndex(Ok(index)) => index,
-            Response::ReadIndex(Err(e)) => return Err(forward_error(e)),
-            _ => return Err(ConsensusError::Indeterminate("unexpected response".into())),
-        };
-        let remaining = self
-            .shared
-            .config
-            .timeouts
-            .client
-            .saturating_sub(started.elapsed());
-        if index.is_some() {
-            self.shared
-                .raft
-                .wait(Some(remaining))
-                .applied_index_at_least(index, "read index")
-                .await
-                .map_err(|e| ConsensusError::Raft(e.to_string()))?;
-        }
-        Ok(self.state())
+        self.shared.read_current().await
     }
 
     /// The locally applied table (may lag the leader).
@@ -430,6 +406,26 @@ fn not_leader(response: &Response) -> Option<Option<(NodeId, String)>> {
 }
 
 impl NodeShared {
+    /// Read-index read: see [`ConsensusNode::read_current`].
+    pub(crate) async fn read_current(&self) -> Result<Arc<ClusterState>, ConsensusError> {
+        let started = Instant::now();
+        let response = self.route(Request::ReadIndex).await?;
+        let index = match response {
+            Response::ReadIndex(Ok(index)) => index,
+            Response::ReadIndex(Err(e)) => return Err(forward_error(e)),
+            _ => return Err(ConsensusError::Indeterminate("unexpected response".into())),
+        };
+        let remaining = self.config.timeouts.client.saturating_sub(started.elapsed());
+        if index.is_some() {
+            self.raft
+                .wait(Some(remaining))
+                .applied_index_at_least(index, "read index")
+                .await
+                .map_err(|e| ConsensusError::Raft(e.to_string()))?;
+        }
+        Ok(self.state.borrow().clone())
+    }
+
     fn leader_target(&self) -> Option<Target> {
         let m = self.raft.metrics().borrow().clone();
         let leader = m.current_leader?;

@@ -8,9 +8,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::error::ConsensusError;
 use crate::node::NodeShared;
 use crate::wire::channel::{ChannelError, SecureChannel};
-use crate::wire::message::{RemoteFailure, Request, Response, SnapshotFailure};
+use crate::wire::message::{ForwardError, RemoteFailure, Request, Response, SnapshotFailure};
 
 /// Accepts connections until `stop` turns true, then closes them all.
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<NodeShared>, mut stop: watch::Receiver<bool>) {
@@ -96,5 +97,15 @@ async fn handle(shared: &NodeShared, request: Request) -> Response {
         client @ (Request::Write(_) | Request::ReadIndex | Request::ChangeMembership(_)) => {
             shared.handle_as_leader(client).await
         }
+        Request::ReadState => Response::ReadState(
+            shared
+                .read_current()
+                .await
+                .map(|state| Box::new((*state).clone()))
+                .map_err(|e| match e {
+                    ConsensusError::NoLeader(_) => ForwardError::NotLeader { leader: None },
+                    e => ForwardError::Failed(e.to_string()),
+                }),
+        ),
     }
 }

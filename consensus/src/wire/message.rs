@@ -12,6 +12,7 @@ use openraft::raft::{
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, CommandError};
+use crate::model::ClusterState;
 use crate::raft_types::{NodeId, TypeConfig};
 
 /// A request from one member to another.
@@ -29,6 +30,10 @@ pub enum Request {
     ReadIndex,
     /// A membership change forwarded to the leader.
     ChangeMembership(MembershipChange),
+    /// Read the current table from the receiving node (it first catches up
+    /// to the leader's read index, so the result is linearizable). For
+    /// operator tools holding the cluster secret.
+    ReadState,
 }
 
 /// A runtime membership change.
@@ -68,6 +73,8 @@ pub enum Response {
     ReadIndex(Result<Option<u64>, ForwardError>),
     /// Reply to `ChangeMembership`: the log index of the new membership.
     ChangeMembership(Result<u64, ForwardError>),
+    /// Reply to `ReadState`.
+    ReadState(Result<Box<ClusterState>, ForwardError>),
 }
 
 /// Proof that a write was committed and applied.
