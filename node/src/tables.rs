@@ -63,11 +63,16 @@ pub fn compute(state: &ClusterState) -> Result<TableSet, TableError> {
         .map_err(|e| TableError::Size(state.settings.table_size, e))?;
     let mut tables = BTreeMap::new();
     for (key, vip) in &state.vips {
-        let input = vip
+        // The effective state: the admin state, or Down when a quorum of
+        // voters observes the backend unhealthy (replicated, so identical
+        // on every node).
+        let input: Vec<_> = vip
             .backends
             .values()
-            .filter(|b| b.state != BackendState::Down)
-            .map(|b| (b.address, b.weight, maglev_state(b.state)));
+            .map(|b| (b, state.effective_state(key, &b.address).unwrap_or(b.state)))
+            .filter(|(_, s)| *s != BackendState::Down)
+            .map(|(b, s)| (b.address, b.weight, maglev_state(s)))
+            .collect();
         let table = Table::build_with_states(size, input)
             .map_err(|source| TableError::Maglev { vip: *key, source })?;
         let backends: Vec<IpAddr> = table.backends().iter().map(|b| *b.key()).collect();

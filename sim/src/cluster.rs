@@ -278,7 +278,10 @@ impl Cluster {
         let log = fs::File::create(self.dir.path().join(format!("backend{}.log", b.index)))?;
         let mut cmd = b.ns.command(&find_binary("edgelb-sim")?.to_string_lossy());
         cmd.args(["serve-backend", "--name", &format!("b{}", b.index), "--decap-interface", "eth0"])
-            .args(["--tcp", &format!("{VIP}:{VIP_TCP_PORT}"), "--udp", &format!("{VIP}:{VIP_UDP_PORT}")])
+            // TCP on every address: the VIP (DSR) and the backend's own
+            // address (health checks). UDP on the VIP only, so answers leave
+            // from the VIP.
+            .args(["--tcp", &format!("0.0.0.0:{VIP_TCP_PORT}"), "--udp", &format!("{VIP}:{VIP_UDP_PORT}")])
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log));
         b.process = Some(ProcessGuard::spawn(cmd)?);
@@ -337,7 +340,13 @@ remote_asn = {ROUTER_ASN}
 hold_time_secs = 3
 
 [health]
-enabled = false
+enabled = true
+kind = "tcp"
+port = {VIP_TCP_PORT}
+interval_ms = 300
+timeout_ms = 200
+rise = 2
+fall = 2
 
 [drain]
 period_secs = {drain}

@@ -7,6 +7,7 @@
 pub mod admin_handler;
 pub mod announce;
 pub mod dataplane;
+pub mod health_monitor;
 pub mod telemetry;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
@@ -204,7 +205,7 @@ pub async fn run(config: Config, mut stop: watch::Receiver<Option<StopKind>>) ->
 
     let (task_stop_tx, task_stop) = watch::channel(false);
     let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(sync_dataplane(shared.clone(), programmed_tx, task_stop.clone())),
         tokio::spawn(announce_loop(shared.clone(), announcing_tx, draining.clone(), task_stop.clone())),
         tokio::spawn(telemetry::metrics_loop(shared.clone(), task_stop.clone())),
@@ -215,6 +216,10 @@ pub async fn run(config: Config, mut stop: watch::Receiver<Option<StopKind>>) ->
             task_stop.clone(),
         )),
     ];
+
+    if config.health.enabled {
+        tasks.push(tokio::spawn(health_monitor::run(shared.clone(), task_stop.clone())));
+    }
 
     // 5. Wait for a stop request.
     let kind = loop {
