@@ -476,3 +476,53 @@ fn frr_over_an_ipv6_session_carries_both_families() {
         lab.kernel_route("2001:db8::10").is_empty() && lab.kernel_route("192.0.2.10").is_empty()
     });
 }
+
+/// A large table (5000 IPv4 + 2000 IPv6 VIPs, several UPDATEs per family)
+/// is accepted whole by GoBGP, and withdrawn whole.
+#[test]
+fn gobgp_accepts_a_large_table() {
+    use edgelb_bgp::{DesiredRoutes, IpNet};
+    let lab = Lab::new(1);
+    // No import filter here: the VIPs span 198.18.0.0/15 (benchmarking space).
+    let gobgp = GoBgp::start(
+        &lab,
+        "[global.config]\n  as = 65000\n  router-id = \"10.0.0.254\"\n\
+         [[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"10.0.1.2\"\n    peer-as = 65010\n\
+         \x20 [neighbors.transport.config]\n    passive-mode = true\n\
+         \x20 [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"ipv4-unicast\"\n\
+         \x20 [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"ipv6-unicast\"\n",
+    );
+    let lb1 = Lb::start(&lab, 1, lb::config(1, 9, None));
+    let mut d = DesiredRoutes::new();
+    for i in 0..5000u32 {
+        let ip = std::net::Ipv4Addr::from(0xc612_0000u32 + i);
+        d.insert(IpNet::new(ip.into(), 32).unwrap(), vip()).unwrap();
+    }
+    for i in 0..2000u32 {
+        let ip = std::net::Ipv6Addr::from((0x2001_0db8u128 << 96) | u128::from(i));
+        d.insert(IpNet::new(ip.into(), 128).unwrap(), vip())
+            .unwrap();
+    }
+    lb1.set(d);
+    lb1.wait_established();
+    let count = |family: &str| -> usize {
+        let out = gobgp.cli(&["global", "rib", "summary", "-a", family]);
+        out.split("Destination: ")
+            .nth(1)
+            .and_then(|s| s.split(',').next())
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    wait_until(WAIT, "whole table in GoBGP", || {
+        count("ipv4") == 5000 && count("ipv6") == 2000
+    });
+    let peer = lb1.peer();
+    assert_eq!(peer.prefixes_announced, 7000);
+    // 5000 x 5 bytes and 2000 x 17 bytes need at least 7 + 9 messages.
+    assert!(peer.updates_out >= 16, "split into many UPDATEs: {peer:?}");
+    lb1.set(DesiredRoutes::new());
+    wait_until(WAIT, "whole table withdrawn", || {
+        count("ipv4") == 0 && count("ipv6") == 0
+    });
+    lb1.shutdown();
+}
