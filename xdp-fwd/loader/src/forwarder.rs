@@ -362,7 +362,8 @@ impl Forwarder {
     /// empty (no usable backend: the VIP's packets drop). The table is
     /// written into the VIP's inactive RING half (only slots that differ
     /// from what that half holds), then one map update makes it live.
-    pub fn set_table(&mut self, vip: &Vip, backends: &[IpAddr], slots: &[u32]) -> Result<()> {
+    /// Returns the number of slots written.
+    pub fn set_table(&mut self, vip: &Vip, backends: &[IpAddr], slots: &[u32]) -> Result<usize> {
         let max = self.options.capacity.table_size as usize;
         if slots.len() > max {
             return Err(Error::Invalid(format!(
@@ -401,24 +402,29 @@ impl Forwarder {
         }
         let stride = self.options.capacity.table_size;
         let base = (meta.index * 2 + u32::from(half)) * stride;
-        let write_result = (|| -> Result<()> {
+        let write_result = (|| -> Result<usize> {
             let mut ring: Array<_, u32> = Array::try_from(self.map_mut(map_name::RING)?)?;
+            let mut written = 0;
             for (i, &id) in table.iter().enumerate() {
                 let known = shadow.as_ref().and_then(|s| s.get(i)).copied();
                 if known != Some(id) {
                     ring.set(base + i as u32, id, 0)?;
+                    written += 1;
                 }
             }
-            Ok(())
+            Ok(written)
         })();
-        if let Err(e) = write_result {
+        let written = match write_result {
+            Ok(n) => n,
+            Err(e) => {
             // Nothing went live; give back what was taken.
             self.release_backends(backends)?;
             if let Some(s) = self.vips.get_mut(vip) {
                 s.halves[half as usize] = None;
             }
             return Err(e);
-        }
+            }
+        };
         let new_meta = VipMeta { table_size: table.len() as u32, active_half: half, ..meta };
         self.write_vip(vip, new_meta)?;
 
@@ -428,7 +434,8 @@ impl Forwarder {
             state.halves[half as usize] = Some(table);
             state.flipped_at = Some(Instant::now());
         }
-        self.release_backends(&old_backends)
+        self.release_backends(&old_backends)?;
+        Ok(written)
     }
 
     /// The backend `vip`'s live table gives a flow, as the program computes

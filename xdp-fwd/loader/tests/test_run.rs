@@ -49,6 +49,33 @@ fn serve(fwd: &mut Forwarder, vip: Vip, options: VipOptions, backends: &[&str]) 
     fwd.set_table(&vip, &b, &round_robin_table(M, b.len())).unwrap();
 }
 
+#[test]
+fn table_updates_write_only_changed_slots_of_the_inactive_half() {
+    let lab = RouteLab::new("diff");
+    let mut fwd = forwarder();
+    let vip = Vip::new(ip("203.0.113.7"), 80, Protocol::Tcp);
+    fwd.set_vip(vip, VipOptions::default()).unwrap();
+    let b: Vec<IpAddr> = V4_BACKENDS.iter().map(|s| ip(s)).collect();
+    let t1 = round_robin_table(M, 3);
+    let t2 = vec![0; M];
+    let mut t3 = t1.clone();
+    t3[5] = 0; // was 2
+    // Both halves start unknown: full writes.
+    assert_eq!(fwd.set_table(&vip, &b, &t1).unwrap(), M);
+    assert_eq!(fwd.set_table(&vip, &b, &t2).unwrap(), M);
+    // The inactive half now holds t1: one slot differs from t3.
+    assert_eq!(fwd.set_table(&vip, &b, &t3).unwrap(), 1);
+    // Then t2's half, which differs from t3 wherever t3 is not 0.
+    assert_eq!(fwd.set_table(&vip, &b, &t3).unwrap(), t3.iter().filter(|&&x| x != 0).count());
+    // The live table is t3: a flow hashing to each slot goes where t3 says.
+    for sport in 40000..40040 {
+        let f = tcp("192.0.2.10", "203.0.113.7", sport, 80, tcp_flags::SYN);
+        let h = hash_of(f.src, f.dst, sport, 80, 6, settings().hash_seed, 0);
+        let out = lab.ns.run(|| fwd.test_run_on(&f.build(), lab.fwd0, 1)).unwrap();
+        assert_eq!(outer_dst(&out.frame), b[t3[h as usize % M] as usize]);
+    }
+}
+
 /// (hash, backend) the program must pick for a new flow of `frame`.
 fn expected_choice(frame: &FrameBuilder, backends: &[&str], flags: u32) -> (u32, IpAddr) {
     let (sport, dport, proto) = match frame.l4 {
