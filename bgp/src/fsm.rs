@@ -1,7 +1,7 @@
 //! The session state machine of one TCP connection, without I/O.
 //!
 //! It starts when TCP is up (OpenSent) and ends with a [`SessionEnd`]; the
-//! transport ([`crate::session`]) feeds it events and carries out its
+//! transport (the private `session` module) feeds it events and carries out its
 //! actions. Keeping it free of sockets and clocks makes every RFC 4271 rule
 //! here testable with plain function calls.
 
