@@ -31,7 +31,9 @@ fn ip(s: &str) -> IpAddr {
 
 struct Case {
     name: &'static str,
-    frame: Vec<u8>,
+    /// Frames sent in turn, one per round (distinct flows for the new-flow
+    /// case, so every run really inserts a connection-table entry).
+    frames: Vec<Vec<u8>>,
     /// Frame sent once before measuring (creates the connection entry).
     prime: Option<Vec<u8>>,
     verdict: u32,
@@ -56,13 +58,18 @@ fn main() {
     let b6: Vec<IpAddr> = (1..=100).map(|i| ip(&format!("fd00:200::{i:x}"))).collect();
     let table: Vec<u32> = (0..table_size as usize).map(|i| (i % 100) as u32).collect();
 
-    let tcp4 = |flags| FrameBuilder::new(ip("192.0.2.10"), ip("203.0.113.7"), L4::Tcp { sport: 40000, dport: 80, flags }).payload(&[0u8; 64]).build();
+    let tcp4_from = |client: IpAddr, sport: u16, flags| FrameBuilder::new(client, ip("203.0.113.7"), L4::Tcp { sport, dport: 80, flags }).payload(&[0u8; 64]).build();
+    let tcp4 = |flags| tcp4_from(ip("192.0.2.10"), 40000, flags);
+    // One distinct client (address, port) per round.
+    let new_flows: Vec<Vec<u8>> = (0..rounds)
+        .map(|i| tcp4_from(IpAddr::from([198, 18, (i >> 8) as u8 & 0x7f, i as u8]), 1024 + (i % 60000) as u16, tcp_flags::SYN))
+        .collect();
     let cases = vec![
-        Case { name: "non-VIP pass", frame: FrameBuilder::new(ip("192.0.2.10"), ip("198.51.100.1"), L4::Tcp { sport: 40000, dport: 80, flags: tcp_flags::ACK }).payload(&[0u8; 64]).build(), prime: None, verdict: verdict::PASS, unchanged: true },
-        Case { name: "TCP SYN (new flow)", frame: tcp4(tcp_flags::SYN), prime: None, verdict: verdict::TX, unchanged: false },
-        Case { name: "TCP established (LRU hit)", frame: tcp4(tcp_flags::ACK), prime: Some(tcp4(tcp_flags::SYN)), verdict: verdict::TX, unchanged: false },
-        Case { name: "UDP established", frame: FrameBuilder::new(ip("192.0.2.10"), ip("203.0.113.7"), L4::Udp { sport: 5353, dport: 53 }).payload(&[0u8; 64]).build(), prime: Some(FrameBuilder::new(ip("192.0.2.10"), ip("203.0.113.7"), L4::Udp { sport: 5353, dport: 53 }).payload(&[0u8; 64]).build()), verdict: verdict::TX, unchanged: false },
-        Case { name: "IPv6 TCP established", frame: FrameBuilder::new(ip("2001:db8::10"), ip("2001:db8:ffff::7"), L4::Tcp { sport: 40000, dport: 80, flags: tcp_flags::ACK }).payload(&[0u8; 64]).build(), prime: Some(FrameBuilder::new(ip("2001:db8::10"), ip("2001:db8:ffff::7"), L4::Tcp { sport: 40000, dport: 80, flags: tcp_flags::SYN }).payload(&[0u8; 64]).build()), verdict: verdict::TX, unchanged: false },
+        Case { name: "non-VIP pass", frames: vec![FrameBuilder::new(ip("192.0.2.10"), ip("198.51.100.1"), L4::Tcp { sport: 40000, dport: 80, flags: tcp_flags::ACK }).payload(&[0u8; 64]).build()], prime: None, verdict: verdict::PASS, unchanged: true },
+        Case { name: "TCP SYN (new flow)", frames: new_flows, prime: None, verdict: verdict::TX, unchanged: false },
+        Case { name: "TCP established (LRU hit)", frames: vec![tcp4(tcp_flags::ACK)], prime: Some(tcp4(tcp_flags::SYN)), verdict: verdict::TX, unchanged: false },
+        Case { name: "UDP established", frames: vec![FrameBuilder::new(ip("192.0.2.10"), ip("203.0.113.7"), L4::Udp { sport: 5353, dport: 53 }).payload(&[0u8; 64]).build()], prime: Some(FrameBuilder::new(ip("192.0.2.10"), ip("203.0.113.7"), L4::Udp { sport: 5353, dport: 53 }).payload(&[0u8; 64]).build()), verdict: verdict::TX, unchanged: false },
+        Case { name: "IPv6 TCP established", frames: vec![FrameBuilder::new(ip("2001:db8::10"), ip("2001:db8:ffff::7"), L4::Tcp { sport: 40000, dport: 80, flags: tcp_flags::ACK }).payload(&[0u8; 64]).build()], prime: Some(FrameBuilder::new(ip("2001:db8::10"), ip("2001:db8:ffff::7"), L4::Tcp { sport: 40000, dport: 80, flags: tcp_flags::SYN }).payload(&[0u8; 64]).build()), verdict: verdict::TX, unchanged: false },
     ];
 
     let fwd0 = lab.fwd0;
@@ -81,18 +88,19 @@ fn main() {
             if let Some(p) = &c.prime {
                 fwd.test_run_on(p, fwd0, 1).unwrap();
             }
-            let out = fwd.test_run_on(&c.frame, fwd0, 1).unwrap();
+            let out = fwd.test_run_on(&c.frames[0], fwd0, 1).unwrap();
             assert_eq!(out.verdict, c.verdict, "{}", c.name);
         }
-        let floor_frame = &cases[0].frame;
+        let floor_frame = &cases[0].frames[0];
 
         // Interleaved repeat=1 runs.
         let mut floor = Vec::with_capacity(rounds);
         let mut samples: Vec<Vec<u64>> = cases.iter().map(|_| Vec::with_capacity(rounds)).collect();
-        for _ in 0..rounds {
+        for round in 0..rounds {
             floor.push(fwd.test_run_pass(floor_frame, 1).unwrap().duration.as_nanos() as u64);
             for (c, s) in cases.iter().zip(samples.iter_mut()) {
-                s.push(fwd.test_run_on(&c.frame, fwd0, 1).unwrap().duration.as_nanos() as u64);
+                let frame = &c.frames[round % c.frames.len()];
+                s.push(fwd.test_run_on(frame, fwd0, 1).unwrap().duration.as_nanos() as u64);
             }
         }
         let floor_med = median(&mut floor);
@@ -109,7 +117,7 @@ fn main() {
         for (c, s) in cases.iter().zip(samples.iter_mut()) {
             let med = median(s);
             let looped = if c.unchanged {
-                fwd.test_run_on(&c.frame, fwd0, loop_repeat).unwrap().duration.as_nanos().to_string()
+                fwd.test_run_on(&c.frames[0], fwd0, loop_repeat).unwrap().duration.as_nanos().to_string()
             } else {
                 "n/a (frame modified)".to_string()
             };
