@@ -214,6 +214,9 @@ impl Cluster {
             let ns = Namespace::create(&format!("{stem}l{i}"))?;
             link(&router, &format!("l{i}"), &format!("10.101.{i}.1/30"), &ns, "eth0", &format!("{}/30", lb_addr(i)))?;
             ns.ip(["route", "add", "default", "via", &format!("10.101.{i}.1")])?;
+            // The forwarder's bpf_fib_lookup routes as a forwarded packet.
+            ns.sysctl("net.ipv4.ip_forward", "1")?;
+            ns.sysctl("net.ipv6.conf.all.forwarding", "1")?;
             lb_ns.push(ns);
         }
         let n = spec.lb_nodes;

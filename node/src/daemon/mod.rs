@@ -189,6 +189,17 @@ pub async fn run(config: Config, mut stop: watch::Receiver<Option<StopKind>>) ->
         admin_token: token.clone(),
     });
 
+    // The forwarder routes encapsulated packets with bpf_fib_lookup, which
+    // fails (counted as drop_fib) where forwarding is off.
+    for iface in &config.xdp.interfaces {
+        for family in ["ipv4", "ipv6"] {
+            let path = format!("/proc/sys/net/{family}/conf/{iface}/forwarding");
+            if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == "0") {
+                tracing::warn!(%path, "forwarding is off: encapsulated packets will be dropped (set it to 1)");
+            }
+        }
+    }
+
     // 4. Attach XDP (after the maps have a program to serve).
     {
         let mut dp = shared.dataplane.lock().await;

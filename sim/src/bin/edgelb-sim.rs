@@ -13,6 +13,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Brings the cluster up, configures the VIP, and keeps it up for a while
+    /// (for poking at it by hand); tears everything down at the end.
+    Up {
+        /// Seconds to keep the cluster up.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
     /// Runs the backend service (TCP line echo + UDP echo) until killed.
     ServeBackend {
         /// Name the service puts in front of every answer.
@@ -32,6 +39,20 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Up { seconds } => {
+            let cluster = edgelb_sim::cluster::Cluster::start(Default::default())?;
+            cluster.configure_vip(100)?;
+            println!("namespaces: client {} router {}", cluster.client.name(), cluster.router.name());
+            for n in &cluster.lbs {
+                println!("lb{} {}", n.index, n.ns.name());
+            }
+            for b in &cluster.backends {
+                println!("backend{} {}", b.index, b.ns.name());
+            }
+            println!("dir {}", cluster.dir().display());
+            std::thread::sleep(std::time::Duration::from_secs(seconds.min(3600)));
+            Ok(())
+        }
         Command::ServeBackend { name, tcp, udp, decap_interface } => {
             anyhow::ensure!(tcp.len() == udp.len(), "give as many --tcp as --udp addresses");
             anyhow::ensure!(!tcp.is_empty(), "give at least one --tcp and --udp address");
