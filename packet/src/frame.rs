@@ -15,12 +15,30 @@ pub const ETH_P_8021Q: u16 = 0x8100;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum L4 {
     /// A TCP segment with the given flags byte (SYN = 0x02, ACK = 0x10).
-    Tcp { sport: u16, dport: u16, flags: u8 },
+    Tcp {
+        /// Source port.
+        sport: u16,
+        /// Destination port.
+        dport: u16,
+        /// Flags byte (see [`tcp_flags`]).
+        flags: u8,
+    },
     /// A UDP datagram.
-    Udp { sport: u16, dport: u16 },
-    /// An ICMP (IPv4) or ICMPv6 (IPv6) message: type, code and the four
-    /// "rest of header" bytes (echo id/sequence, PTB MTU, ...).
-    Icmp { kind: u8, code: u8, rest: [u8; 4] },
+    Udp {
+        /// Source port.
+        sport: u16,
+        /// Destination port.
+        dport: u16,
+    },
+    /// An ICMP (IPv4) or ICMPv6 (IPv6) message.
+    Icmp {
+        /// Type.
+        kind: u8,
+        /// Code.
+        code: u8,
+        /// The four "rest of header" bytes (echo id/sequence, PTB MTU, ...).
+        rest: [u8; 4],
+    },
 }
 
 /// Fragmentation of the IP packet.

@@ -2,6 +2,8 @@
 //! fragments) with correct checksums, and single headers for expected
 //! tunnel output, for tests, benchmarks and the simulation. Pure: no I/O.
 
+#![warn(missing_docs)]
+
 pub mod checksum;
 pub mod frame;
 pub mod headers;

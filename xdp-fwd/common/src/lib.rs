@@ -10,6 +10,7 @@
 //! as a little-endian `u32`, which is what a plain load does on the BPF target
 //! (bpfel); [`addr_words`] builds the same words on any host.
 #![no_std]
+#![warn(missing_docs)]
 
 pub mod hash;
 pub mod maps;

@@ -7,6 +7,8 @@
 //! methods: Raft log -> applied state -> Maglev tables (built by the `maglev`
 //! crate, never here) -> [`Forwarder::set_table`].
 
+#![warn(missing_docs)]
+
 mod forwarder;
 mod model;
 mod registry;
