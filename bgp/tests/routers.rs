@@ -526,3 +526,56 @@ fn gobgp_accepts_a_large_table() {
     });
     lb1.shutdown();
 }
+
+fn speaker_file(prefixes: &[&str]) -> String {
+    let mut c = String::from(
+        "[speaker]\nlocal_asn = 65010\nrouter_id = \"10.0.1.2\"\n\
+         [[speaker.peers]]\naddress = \"10.0.1.1\"\nremote_asn = 65000\nhold_time_secs = 9\n\
+         connect_retry_min = 100\nconnect_retry_max = 1000\n",
+    );
+    for p in prefixes {
+        c.push_str(&format!("[[routes]]\nprefix = \"{p}\"\nmed = 10\n"));
+    }
+    c
+}
+
+/// The stand-alone daemon as a real process: SIGHUP reloads its routes,
+/// `kill -9` takes its routes out of FRR's kernel table, SIGTERM ends the
+/// session with Cease / Administrative Shutdown and exits cleanly.
+#[test]
+fn frr_follows_the_speaker_process_killed_and_terminated() {
+    use support::lb::SpeakerProcess;
+    let lab = Lab::new(1);
+    let config = format!(
+        "log file {}\n{}",
+        lab.path("bgpd.log"),
+        deploy_example("frr/frr.conf")
+    );
+    let frr = Frr::start(&lab, &config);
+    let daemon = SpeakerProcess::start(&lab, 1, &speaker_file(&["192.0.2.10/32"]));
+    wait_until(WAIT, "route from the process", || {
+        lab.kernel_next_hops("192.0.2.10") == ["10.0.1.2"]
+    });
+    daemon.reload(&speaker_file(&["192.0.2.10/32", "192.0.2.11/32"]));
+    wait_until(WAIT, "reloaded route", || {
+        lab.kernel_next_hops("192.0.2.11") == ["10.0.1.2"]
+    });
+    daemon.kill();
+    wait_until(WAIT, "routes gone after kill -9", || {
+        lab.kernel_route("192.0.2.10").is_empty() && lab.kernel_route("192.0.2.11").is_empty()
+    });
+
+    let daemon = SpeakerProcess::start(&lab, 1, &speaker_file(&["192.0.2.10/32"]));
+    wait_until(WAIT, "route back after restart", || {
+        lab.kernel_next_hops("192.0.2.10") == ["10.0.1.2"]
+    });
+    assert!(daemon.terminate().success(), "clean exit on SIGTERM");
+    wait_until(WAIT, "route gone after SIGTERM", || {
+        lab.kernel_route("192.0.2.10").is_empty()
+    });
+    let neighbor = frr.vtysh("show bgp neighbors 10.0.1.2");
+    assert!(
+        neighbor.contains("Notification received (Cease/Administrative Shutdown)"),
+        "{neighbor}"
+    );
+}

@@ -89,3 +89,68 @@ impl Lb {
         drop(speaker);
     }
 }
+
+/// The stand-alone `edgelb-bgp-speaker` binary running as its own process
+/// in a load-balancer namespace: a real daemon to kill.
+pub struct SpeakerProcess {
+    child: std::process::Child,
+    pub config_path: String,
+}
+
+impl SpeakerProcess {
+    /// Writes `config` (TOML) to the lab dir and starts the binary on it.
+    pub fn start(lab: &Lab, i: u8, config: &str) -> SpeakerProcess {
+        let config_path = lab.path(&format!("speaker{i}.toml"));
+        std::fs::write(&config_path, config).expect("write speaker config");
+        let log = std::fs::File::create(lab.path(&format!("speaker{i}.log"))).expect("log");
+        let child = lab.lbs[usize::from(i) - 1]
+            .command(env!("CARGO_BIN_EXE_edgelb-bgp-speaker"))
+            .args(["--config", &config_path])
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start speaker binary");
+        SpeakerProcess { child, config_path }
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
+        assert_eq!(rc, 0, "kill failed: {}", std::io::Error::last_os_error());
+    }
+
+    /// Rewrites the config and sends SIGHUP (routes are reloaded).
+    pub fn reload(&self, config: &str) {
+        std::fs::write(&self.config_path, config).expect("rewrite config");
+        self.signal(libc::SIGHUP);
+    }
+
+    /// `kill -9`.
+    pub fn kill(mut self) {
+        self.signal(libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        self.signal(libc::SIGTERM);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "speaker ignored SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for SpeakerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
