@@ -121,7 +121,10 @@ impl FrameBuilder {
 
     /// Adds IPv4 options; `options.len()` must be a multiple of 4, at most 40.
     pub fn ipv4_options(mut self, options: &[u8]) -> Self {
-        assert!(options.len().is_multiple_of(4) && options.len() <= 40, "bad IPv4 options length");
+        assert!(
+            options.len().is_multiple_of(4) && options.len() <= 40,
+            "bad IPv4 options length"
+        );
         self.ipv4_options = options.to_vec();
         self
     }
@@ -159,7 +162,11 @@ impl FrameBuilder {
     /// The transport segment (header + payload) with its checksum filled in.
     fn l4_segment(&self) -> (u8, Vec<u8>) {
         let (proto, mut seg) = match self.l4 {
-            L4::Tcp { sport, dport, flags } => {
+            L4::Tcp {
+                sport,
+                dport,
+                flags,
+            } => {
                 let mut h = vec![0u8; 20];
                 h[0..2].copy_from_slice(&sport.to_be_bytes());
                 h[2..4].copy_from_slice(&dport.to_be_bytes());
@@ -277,7 +284,11 @@ impl FrameBuilder {
             f.extend_from_slice(&ETH_P_8021Q.to_be_bytes());
             f.extend_from_slice(&(id & 0x0fff).to_be_bytes());
         }
-        let ethertype = if self.src.is_ipv4() { ETH_P_IP } else { ETH_P_IPV6 };
+        let ethertype = if self.src.is_ipv4() {
+            ETH_P_IP
+        } else {
+            ETH_P_IPV6
+        };
         f.extend_from_slice(&ethertype.to_be_bytes());
         f.extend_from_slice(&self.ip_packet());
         f
@@ -293,7 +304,10 @@ mod tests {
         let f = FrameBuilder::new(
             "10.0.0.1".parse().unwrap(),
             "10.0.0.2".parse().unwrap(),
-            L4::Udp { sport: 1000, dport: 53 },
+            L4::Udp {
+                sport: 1000,
+                dport: 53,
+            },
         )
         .build();
         assert_eq!(f.len(), 14 + 20 + 8 + 6);
@@ -306,9 +320,17 @@ mod tests {
     fn ipv6_tcp_frame_has_valid_checksum() {
         let src: std::net::Ipv6Addr = "2001:db8::1".parse().unwrap();
         let dst: std::net::Ipv6Addr = "2001:db8::2".parse().unwrap();
-        let f = FrameBuilder::new(src.into(), dst.into(), L4::Tcp { sport: 1, dport: 80, flags: 2 })
-            .vlan(7)
-            .build();
+        let f = FrameBuilder::new(
+            src.into(),
+            dst.into(),
+            L4::Tcp {
+                sport: 1,
+                dport: 80,
+                flags: 2,
+            },
+        )
+        .vlan(7)
+        .build();
         assert_eq!(&f[12..14], &ETH_P_8021Q.to_be_bytes());
         let seg = &f[18 + 40..];
         let pseudo = checksum::pseudo_v6(src.octets(), dst.octets(), 6, seg.len() as u32);
@@ -325,15 +347,27 @@ mod more_tests {
         let f = FrameBuilder::new(
             "10.0.0.1".parse().unwrap(),
             "10.0.0.2".parse().unwrap(),
-            L4::Icmp { kind: 8, code: 0, rest: [0, 1, 0, 2] },
+            L4::Icmp {
+                kind: 8,
+                code: 0,
+                rest: [0, 1, 0, 2],
+            },
         )
         .build();
         assert_eq!(f[23], 1);
         assert_eq!(checksum::internet(&f[34..]), 0);
         let s: std::net::Ipv6Addr = "2001:db8::1".parse().unwrap();
         let d: std::net::Ipv6Addr = "2001:db8::2".parse().unwrap();
-        let f = FrameBuilder::new(s.into(), d.into(), L4::Icmp { kind: 128, code: 0, rest: [0; 4] })
-            .build();
+        let f = FrameBuilder::new(
+            s.into(),
+            d.into(),
+            L4::Icmp {
+                kind: 128,
+                code: 0,
+                rest: [0; 4],
+            },
+        )
+        .build();
         let seg = &f[54..];
         let pseudo = checksum::pseudo_v6(s.octets(), d.octets(), 58, seg.len() as u32);
         assert_eq!(checksum::finish(checksum::sum(pseudo, seg)), 0);
@@ -347,14 +381,22 @@ mod more_tests {
             L4::Udp { sport: 1, dport: 2 },
         )
         .ipv4_options(&[1, 1, 1, 0])
-        .fragment(Fragment { offset: 0, more: true, id: 9 })
+        .fragment(Fragment {
+            offset: 0,
+            more: true,
+            id: 9,
+        })
         .build();
         assert_eq!(f[14], 0x46);
         assert_eq!(checksum::internet(&f[14..38]), 0);
         assert_eq!(&f[20..22], &[0x60, 0x00], "DF and MF");
         let s: std::net::Ipv6Addr = "2001:db8::1".parse().unwrap();
         let f = FrameBuilder::new(s.into(), s.into(), L4::Udp { sport: 1, dport: 2 })
-            .fragment(Fragment { offset: 1, more: false, id: 7 })
+            .fragment(Fragment {
+                offset: 1,
+                more: false,
+                id: 7,
+            })
             .build();
         assert_eq!(f[20], 44);
         assert_eq!(f[54], 17);

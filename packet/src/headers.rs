@@ -79,7 +79,8 @@ impl Ipv6Header {
     /// The 40 header bytes for a payload of `payload_len`.
     pub fn bytes(&self, payload_len: usize) -> Vec<u8> {
         let mut h = vec![0u8; 40];
-        let w0: u32 = (6 << 28) | (u32::from(self.traffic_class) << 20) | (self.flow_label & 0xfffff);
+        let w0: u32 =
+            (6 << 28) | (u32::from(self.traffic_class) << 20) | (self.flow_label & 0xfffff);
         h[0..4].copy_from_slice(&w0.to_be_bytes());
         h[4..6].copy_from_slice(&(payload_len as u16).to_be_bytes());
         h[6] = self.next;
@@ -101,8 +102,12 @@ pub fn udp(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, payload: &[u8]) -> 
     d.extend_from_slice(&[0, 0]);
     d.extend_from_slice(payload);
     let pseudo = match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(t)) => checksum::pseudo_v4(s.octets(), t.octets(), 17, len as u16),
-        (IpAddr::V6(s), IpAddr::V6(t)) => checksum::pseudo_v6(s.octets(), t.octets(), 17, len as u32),
+        (IpAddr::V4(s), IpAddr::V4(t)) => {
+            checksum::pseudo_v4(s.octets(), t.octets(), 17, len as u16)
+        }
+        (IpAddr::V6(s), IpAddr::V6(t)) => {
+            checksum::pseudo_v6(s.octets(), t.octets(), 17, len as u32)
+        }
         _ => panic!("udp: source and destination families differ"),
     };
     let mut c = checksum::finish(checksum::sum(pseudo, &d));

@@ -136,11 +136,11 @@ mod tests {
     #[test]
     fn jhash_golden_vectors() {
         assert_eq!(jhash_10words(&[0; 10], 0), 0xc0fe_d4b2);
-        assert_eq!(jhash_10words(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 0), 0x673e_141f);
         assert_eq!(
-            jhash_10words(&[0xffff_ffff; 10], 0x1234_5678),
-            0x89c9_cf0d
+            jhash_10words(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 0),
+            0x673e_141f
         );
+        assert_eq!(jhash_10words(&[0xffff_ffff; 10], 0x1234_5678), 0x89c9_cf0d);
     }
 
     /// Flow hashes of real tuples: these pin the word layout and byte order.
@@ -152,7 +152,10 @@ mod tests {
         assert_eq!(flow_hash(&k4, 0xdead_beef, 0), 0x1687_129b);
         assert_eq!(flow_hash(&k6, 7, 0), 0x47e9_09e4);
         assert_eq!(flow_hash(&k4, 7, vip_flags::HASH_NO_SRC_PORT), 0x341d_236d);
-        assert_eq!(flow_hash(&k4, 7, vip_flags::HASH_DST_PORT_ONLY), 0x27b8_d9b7);
+        assert_eq!(
+            flow_hash(&k4, 7, vip_flags::HASH_DST_PORT_ONLY),
+            0x27b8_d9b7
+        );
     }
 
     #[test]

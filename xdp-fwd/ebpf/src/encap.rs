@@ -80,7 +80,11 @@ pub fn encapsulate(
         return Err(stat::DROP_ENCAP);
     }
 
-    let outer_ethertype = if outer_v6 { ETH_P_IPV6_RAW } else { ETH_P_IP_RAW };
+    let outer_ethertype = if outer_v6 {
+        ETH_P_IPV6_RAW
+    } else {
+        ETH_P_IP_RAW
+    };
     if pkt.l3_off > ETH_HLEN {
         let l2 = ptr_at(ctx, 0, ETH_HLEN + VLAN_HLEN).ok_or(stat::DROP_ENCAP)?;
         // SAFETY: 18 bytes checked.
@@ -101,9 +105,20 @@ pub fn encapsulate(
 
     let l3 = pkt.l3_off;
     if outer_v6 {
-        write_ipv6(ctx, l3, &outer, chosen.hash, inner_len as u16 + (hdr_len - ip_hlen) as u16)?;
+        write_ipv6(
+            ctx,
+            l3,
+            &outer,
+            chosen.hash,
+            inner_len as u16 + (hdr_len - ip_hlen) as u16,
+        )?;
     } else {
-        write_ipv4(ctx, l3, &outer, pkt.family != family::V4 || pkt.dont_fragment)?;
+        write_ipv4(
+            ctx,
+            l3,
+            &outer,
+            pkt.family != family::V4 || pkt.dont_fragment,
+        )?;
     }
     if gue {
         let sport = (((chosen.hash & 0x3fff) | 0xc000) as u16).to_be();
@@ -127,7 +142,12 @@ pub fn encapsulate(
 fn outer_source(v6: bool, hash: u32, s: &Settings) -> [u32; 4] {
     if v6 {
         let m = s.src_v6_hash_mask;
-        [s.src_v6[0], s.src_v6[1], s.src_v6[2], (s.src_v6[3] & !m) | (hash & m)]
+        [
+            s.src_v6[0],
+            s.src_v6[1],
+            s.src_v6[2],
+            (s.src_v6[3] & !m) | (hash & m),
+        ]
     } else {
         let m = s.src_v4_hash_mask;
         [(s.src_v4 & !m) | (hash & m), 0, 0, 0]

@@ -9,7 +9,7 @@
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use xdp_fwd_common::{family, proto, stats::stat, FlowKey};
 
-use crate::{csum, maps::count, packet::*, parse::Packet, select, forward_flow};
+use crate::{csum, forward_flow, maps::count, packet::*, parse::Packet, select};
 
 const ICMP_ECHO_REPLY: u8 = 0;
 const ICMP_DEST_UNREACH: u8 = 3;
@@ -62,9 +62,10 @@ fn swap_macs(ctx: &XdpContext) -> Option<()> {
 
 #[inline(always)]
 fn echo_reply_v4(ctx: &XdpContext, pkt: &Packet) -> u32 {
-    let (Some(ip), Some(icmp)) =
-        (ptr_at(ctx, pkt.l3_off, IPV4_HLEN), ptr_at(ctx, pkt.l4_off, ICMP_HLEN))
-    else {
+    let (Some(ip), Some(icmp)) = (
+        ptr_at(ctx, pkt.l3_off, IPV4_HLEN),
+        ptr_at(ctx, pkt.l4_off, ICMP_HLEN),
+    ) else {
         return xdp_action::XDP_PASS;
     };
     // SAFETY: both headers checked.
@@ -89,9 +90,10 @@ fn echo_reply_v4(ctx: &XdpContext, pkt: &Packet) -> u32 {
 
 #[inline(always)]
 fn echo_reply_v6(ctx: &XdpContext, pkt: &Packet) -> u32 {
-    let (Some(ip), Some(icmp)) =
-        (ptr_at(ctx, pkt.l3_off, IPV6_HLEN), ptr_at(ctx, pkt.l4_off, ICMP_HLEN))
-    else {
+    let (Some(ip), Some(icmp)) = (
+        ptr_at(ctx, pkt.l3_off, IPV6_HLEN),
+        ptr_at(ctx, pkt.l4_off, ICMP_HLEN),
+    ) else {
         return xdp_action::XDP_PASS;
     };
     // SAFETY: both headers checked. Swapping the addresses leaves the
@@ -156,7 +158,11 @@ fn too_big_v4(ctx: &XdpContext, pkt: &Packet) -> u32 {
     };
     // SAFETY: 4 bytes checked.
     let ports: u32 = unsafe { read(l4, 0) };
-    forward_too_big(ctx, pkt, reversed([src, 0, 0, 0], [dst, 0, 0, 0], ports, protocol))
+    forward_too_big(
+        ctx,
+        pkt,
+        reversed([src, 0, 0, 0], [dst, 0, 0, 0], ports, protocol),
+    )
 }
 
 #[inline(always)]

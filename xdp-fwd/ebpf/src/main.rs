@@ -81,7 +81,11 @@ fn unsupported_to_vip(pkt: &Packet) -> u32 {
     if !select::is_vip_address(pkt.flow.dst, pkt.family) {
         return xdp_action::XDP_PASS;
     }
-    count(if pkt.fragment { stat::DROP_FRAGMENT } else { stat::DROP_IPV6_EXT });
+    count(if pkt.fragment {
+        stat::DROP_FRAGMENT
+    } else {
+        stat::DROP_IPV6_EXT
+    });
     xdp_action::XDP_DROP
 }
 
@@ -111,7 +115,11 @@ pub(crate) fn forward_flow(
         }
     };
     count_traffic(&BACKEND_STATS, chosen.id, bytes);
-    let mode = if vip.encap == encap_mode::DEFAULT { settings.default_encap } else { vip.encap };
+    let mode = if vip.encap == encap_mode::DEFAULT {
+        settings.default_encap
+    } else {
+        vip.encap
+    };
     match encap::encapsulate(ctx, pkt, &chosen, mode, settings) {
         Ok(outer) => transmit::transmit(ctx, &outer, &chosen),
         Err(reason) => {

@@ -5,8 +5,8 @@ use aya_ebpf::{
     maps::{Array, DevMapHash, HashMap, LruPerCpuHashMap, PerCpuArray},
 };
 use xdp_fwd_common::{
-    capacity, stats::stat, AddrKey, Backend, FlowEntry, FlowKey, NextHop, Settings, Traffic, VipKey,
-    VipMeta,
+    capacity, stats::stat, AddrKey, Backend, FlowEntry, FlowKey, NextHop, Settings, Traffic,
+    VipKey, VipMeta,
 };
 
 /// Cluster and node settings, one element.

@@ -73,7 +73,14 @@ fn empty(l3_off: usize, fam: u8) -> Packet {
     Packet {
         l3_off,
         l4_off: 0,
-        flow: FlowKey { src: [0; 4], dst: [0; 4], sport: 0, dport: 0, proto: 0, _pad: [0; 3] },
+        flow: FlowKey {
+            src: [0; 4],
+            dst: [0; 4],
+            sport: 0,
+            dport: 0,
+            proto: 0,
+            _pad: [0; 3],
+        },
         family: fam,
         tos: 0,
         ip_len: 0,

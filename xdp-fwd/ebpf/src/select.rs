@@ -10,7 +10,12 @@ use crate::maps::{count, BACKENDS, FLOWS, RING, VIPS, VIP_ADDRS};
 /// The VIP of (`addr`, `port`, `protocol`): exact port first, then port 0.
 #[inline(always)]
 pub fn vip_lookup(addr: [u32; 4], port: u16, protocol: u8, fam: u8) -> Option<VipMeta> {
-    let key = VipKey { addr, port, proto: protocol, family: fam };
+    let key = VipKey {
+        addr,
+        port,
+        proto: protocol,
+        family: fam,
+    };
     // SAFETY: the value is copied out at once.
     if let Some(meta) = unsafe { VIPS.get(key) } {
         return Some(*meta);
@@ -22,7 +27,11 @@ pub fn vip_lookup(addr: [u32; 4], port: u16, protocol: u8, fam: u8) -> Option<Vi
 /// Whether `addr` carries any VIP.
 #[inline(always)]
 pub fn is_vip_address(addr: [u32; 4], fam: u8) -> bool {
-    let key = AddrKey { addr, family: fam, _pad: [0; 3] };
+    let key = AddrKey {
+        addr,
+        family: fam,
+        _pad: [0; 3],
+    };
     // SAFETY: only presence is tested.
     unsafe { VIP_ADDRS.get(key) }.is_some()
 }
@@ -50,7 +59,11 @@ pub fn select_backend(
     let is_udp = flow.proto == proto::UDP;
     // Only UDP entries expire, so only UDP pays for the clock (the coarse
     // one: tick resolution is plenty for timeouts of seconds).
-    let now = if is_udp { unsafe { bpf_ktime_get_coarse_ns() } } else { 0 };
+    let now = if is_udp {
+        unsafe { bpf_ktime_get_coarse_ns() }
+    } else {
+        0
+    };
     if !new_flow {
         if let Some(chosen) = lru_lookup(flow, settings, is_udp, now) {
             count(stat::LRU_HIT);
@@ -91,7 +104,11 @@ fn lru_lookup(flow: &FlowKey, settings: &Settings, is_udp: bool, now: u64) -> Op
     if backend.generation != e.generation {
         return None;
     }
-    Some(Chosen { id: e.backend, backend, hash: e.hash })
+    Some(Chosen {
+        id: e.backend,
+        backend,
+        hash: e.hash,
+    })
 }
 
 /// The backend id in the VIP's live Maglev table for `hash`.

@@ -49,27 +49,135 @@ fn median(v: &mut [u64]) -> u64 {
 fn main() {
     let args: Vec<String> = std::env::args().filter(|a| !a.starts_with('-')).collect();
     let rounds: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(20_000);
-    let loop_repeat: u32 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    let loop_repeat: u32 = args
+        .get(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
 
     let lab = RouteLab::new("bench");
     let table_size = 65537;
-    let capacity = Capacity { vips: 8, backends: 256, table_size, flows: 65536 };
+    let capacity = Capacity {
+        vips: 8,
+        backends: 256,
+        table_size,
+        flows: 65536,
+    };
     let b4: Vec<IpAddr> = (1..=100).map(|i| ip(&format!("10.200.0.{i}"))).collect();
     let b6: Vec<IpAddr> = (1..=100).map(|i| ip(&format!("fd00:200::{i:x}"))).collect();
     let table: Vec<u32> = (0..table_size as usize).map(|i| (i % 100) as u32).collect();
 
-    let tcp4_from = |client: IpAddr, sport: u16, flags| FrameBuilder::new(client, ip("203.0.113.7"), L4::Tcp { sport, dport: 80, flags }).payload(&[0u8; 64]).build();
+    let tcp4_from = |client: IpAddr, sport: u16, flags| {
+        FrameBuilder::new(
+            client,
+            ip("203.0.113.7"),
+            L4::Tcp {
+                sport,
+                dport: 80,
+                flags,
+            },
+        )
+        .payload(&[0u8; 64])
+        .build()
+    };
     let tcp4 = |flags| tcp4_from(ip("192.0.2.10"), 40000, flags);
     // One distinct client (address, port) per round.
     let new_flows: Vec<Vec<u8>> = (0..rounds)
-        .map(|i| tcp4_from(IpAddr::from([198, 18, (i >> 8) as u8 & 0x7f, i as u8]), 1024 + (i % 60000) as u16, tcp_flags::SYN))
+        .map(|i| {
+            tcp4_from(
+                IpAddr::from([198, 18, (i >> 8) as u8 & 0x7f, i as u8]),
+                1024 + (i % 60000) as u16,
+                tcp_flags::SYN,
+            )
+        })
         .collect();
     let cases = vec![
-        Case { name: "non-VIP pass", frames: vec![FrameBuilder::new(ip("192.0.2.10"), ip("198.51.100.1"), L4::Tcp { sport: 40000, dport: 80, flags: tcp_flags::ACK }).payload(&[0u8; 64]).build()], prime: None, verdict: verdict::PASS, unchanged: true },
-        Case { name: "TCP SYN (new flow)", frames: new_flows, prime: None, verdict: verdict::TX, unchanged: false },
-        Case { name: "TCP established (LRU hit)", frames: vec![tcp4(tcp_flags::ACK)], prime: Some(tcp4(tcp_flags::SYN)), verdict: verdict::TX, unchanged: false },
-        Case { name: "UDP established", frames: vec![FrameBuilder::new(ip("192.0.2.10"), ip("203.0.113.7"), L4::Udp { sport: 5353, dport: 53 }).payload(&[0u8; 64]).build()], prime: Some(FrameBuilder::new(ip("192.0.2.10"), ip("203.0.113.7"), L4::Udp { sport: 5353, dport: 53 }).payload(&[0u8; 64]).build()), verdict: verdict::TX, unchanged: false },
-        Case { name: "IPv6 TCP established", frames: vec![FrameBuilder::new(ip("2001:db8::10"), ip("2001:db8:ffff::7"), L4::Tcp { sport: 40000, dport: 80, flags: tcp_flags::ACK }).payload(&[0u8; 64]).build()], prime: Some(FrameBuilder::new(ip("2001:db8::10"), ip("2001:db8:ffff::7"), L4::Tcp { sport: 40000, dport: 80, flags: tcp_flags::SYN }).payload(&[0u8; 64]).build()), verdict: verdict::TX, unchanged: false },
+        Case {
+            name: "non-VIP pass",
+            frames: vec![FrameBuilder::new(
+                ip("192.0.2.10"),
+                ip("198.51.100.1"),
+                L4::Tcp {
+                    sport: 40000,
+                    dport: 80,
+                    flags: tcp_flags::ACK,
+                },
+            )
+            .payload(&[0u8; 64])
+            .build()],
+            prime: None,
+            verdict: verdict::PASS,
+            unchanged: true,
+        },
+        Case {
+            name: "TCP SYN (new flow)",
+            frames: new_flows,
+            prime: None,
+            verdict: verdict::TX,
+            unchanged: false,
+        },
+        Case {
+            name: "TCP established (LRU hit)",
+            frames: vec![tcp4(tcp_flags::ACK)],
+            prime: Some(tcp4(tcp_flags::SYN)),
+            verdict: verdict::TX,
+            unchanged: false,
+        },
+        Case {
+            name: "UDP established",
+            frames: vec![FrameBuilder::new(
+                ip("192.0.2.10"),
+                ip("203.0.113.7"),
+                L4::Udp {
+                    sport: 5353,
+                    dport: 53,
+                },
+            )
+            .payload(&[0u8; 64])
+            .build()],
+            prime: Some(
+                FrameBuilder::new(
+                    ip("192.0.2.10"),
+                    ip("203.0.113.7"),
+                    L4::Udp {
+                        sport: 5353,
+                        dport: 53,
+                    },
+                )
+                .payload(&[0u8; 64])
+                .build(),
+            ),
+            verdict: verdict::TX,
+            unchanged: false,
+        },
+        Case {
+            name: "IPv6 TCP established",
+            frames: vec![FrameBuilder::new(
+                ip("2001:db8::10"),
+                ip("2001:db8:ffff::7"),
+                L4::Tcp {
+                    sport: 40000,
+                    dport: 80,
+                    flags: tcp_flags::ACK,
+                },
+            )
+            .payload(&[0u8; 64])
+            .build()],
+            prime: Some(
+                FrameBuilder::new(
+                    ip("2001:db8::10"),
+                    ip("2001:db8:ffff::7"),
+                    L4::Tcp {
+                        sport: 40000,
+                        dport: 80,
+                        flags: tcp_flags::SYN,
+                    },
+                )
+                .payload(&[0u8; 64])
+                .build(),
+            ),
+            verdict: verdict::TX,
+            unchanged: false,
+        },
     ];
 
     let fwd0 = lab.fwd0;

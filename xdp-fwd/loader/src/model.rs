@@ -56,14 +56,23 @@ impl Vip {
     /// The VIPS map key.
     pub fn key(&self) -> VipKey {
         let (addr, family) = addr_words(self.addr);
-        VipKey { addr, port: port_raw(self.port), proto: self.proto.number(), family }
+        VipKey {
+            addr,
+            port: port_raw(self.port),
+            proto: self.proto.number(),
+            family,
+        }
     }
 
     /// The VIP a VIPS key describes, if the key is well formed.
     pub(crate) fn from_key(key: &VipKey) -> Option<Self> {
         let proto = Protocol::from_number(key.proto)?;
         let addr = xdp_fwd_common::words_addr(key.addr, key.family);
-        Some(Self { addr, port: port_raw(key.port), proto })
+        Some(Self {
+            addr,
+            port: port_raw(key.port),
+            proto,
+        })
     }
 }
 
@@ -148,7 +157,10 @@ impl VipOptions {
         } else {
             HashFields::FiveTuple
         };
-        Self { hash, encap: Encap::from_code(encap) }
+        Self {
+            hash,
+            encap: Encap::from_code(encap),
+        }
     }
 }
 
@@ -191,7 +203,9 @@ impl ForwarderSettings {
         let (v4, v4_len) = self.source_v4;
         let (v6, v6_len) = self.source_v6;
         if v4_len > 32 {
-            return Err(Error::Invalid(format!("IPv4 source prefix length {v4_len} > 32")));
+            return Err(Error::Invalid(format!(
+                "IPv4 source prefix length {v4_len} > 32"
+            )));
         }
         if !(96..=128).contains(&v6_len) {
             return Err(Error::Invalid(format!(
@@ -200,7 +214,11 @@ impl ForwarderSettings {
         }
         // Host-bit masks in address-word form (network byte order in memory).
         let host_v4 = if v4_len == 32 { 0 } else { u32::MAX >> v4_len };
-        let host_v6 = if v6_len == 128 { 0 } else { u32::MAX >> (v6_len - 96) };
+        let host_v6 = if v6_len == 128 {
+            0
+        } else {
+            u32::MAX >> (v6_len - 96)
+        };
         let encap = match self.default_encap {
             Encap::Default => Encap::IpIp,
             e => e,
@@ -245,7 +263,10 @@ mod tests {
         assert_eq!(m.src_v4_hash_mask.to_le_bytes(), [0, 0, 0xff, 0xff]);
         assert_eq!(m.src_v6_hash_mask.to_le_bytes(), [0, 0, 0xff, 0xff]);
         assert_eq!(m.src_v4.to_le_bytes(), [10, 1, 0, 0]);
-        let bad = ForwarderSettings { source_v6: ("fd00::".parse().unwrap(), 64), ..s };
+        let bad = ForwarderSettings {
+            source_v6: ("fd00::".parse().unwrap(), 64),
+            ..s
+        };
         assert!(bad.to_map(7).is_err());
     }
 }

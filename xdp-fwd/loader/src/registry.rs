@@ -65,13 +65,21 @@ impl BackendRegistry {
         if let Some(e) = self.by_addr.get_mut(&addr) {
             e.refs += 1;
             let generation = self.generations[e.id as usize];
-            return Ok(Acquired { id: e.id, generation, fresh: false });
+            return Ok(Acquired {
+                id: e.id,
+                generation,
+                fresh: false,
+            });
         }
         let id = self.free.pop_first().ok_or(Error::Capacity("backends"))?;
         let g = &mut self.generations[id as usize];
         *g = g.wrapping_add(1);
         self.by_addr.insert(addr, Entry { id, refs: 1 });
-        Ok(Acquired { id, generation: *g, fresh: true })
+        Ok(Acquired {
+            id,
+            generation: *g,
+            fresh: true,
+        })
     }
 
     /// Drops a reference; returns the id if it is now unused (the caller
@@ -98,8 +106,12 @@ impl BackendRegistry {
     /// Addresses with no references (after a restore), removed and returned
     /// with their ids.
     pub fn drain_unreferenced(&mut self) -> Vec<(IpAddr, u32)> {
-        let dead: Vec<(IpAddr, u32)> =
-            self.by_addr.iter().filter(|(_, e)| e.refs == 0).map(|(a, e)| (*a, e.id)).collect();
+        let dead: Vec<(IpAddr, u32)> = self
+            .by_addr
+            .iter()
+            .filter(|(_, e)| e.refs == 0)
+            .map(|(a, e)| (*a, e.id))
+            .collect();
         for (a, id) in &dead {
             self.by_addr.remove(a);
             self.free.insert(*id);
@@ -131,16 +143,40 @@ mod tests {
     fn ids_are_shared_counted_and_reused_with_a_new_generation() {
         let mut r = BackendRegistry::new(2);
         let a = r.acquire(ip("10.0.0.1")).unwrap();
-        assert_eq!(a, Acquired { id: 0, generation: 1, fresh: true });
+        assert_eq!(
+            a,
+            Acquired {
+                id: 0,
+                generation: 1,
+                fresh: true
+            }
+        );
         let a2 = r.acquire(ip("10.0.0.1")).unwrap();
-        assert_eq!(a2, Acquired { id: 0, generation: 1, fresh: false });
+        assert_eq!(
+            a2,
+            Acquired {
+                id: 0,
+                generation: 1,
+                fresh: false
+            }
+        );
         let b = r.acquire(ip("10.0.0.2")).unwrap();
         assert_eq!(b.id, 1);
-        assert!(matches!(r.acquire(ip("10.0.0.3")), Err(Error::Capacity("backends"))));
+        assert!(matches!(
+            r.acquire(ip("10.0.0.3")),
+            Err(Error::Capacity("backends"))
+        ));
         assert_eq!(r.release(&ip("10.0.0.1")), None, "still referenced once");
         assert_eq!(r.release(&ip("10.0.0.1")), Some(0));
         let c = r.acquire(ip("10.0.0.3")).unwrap();
-        assert_eq!(c, Acquired { id: 0, generation: 2, fresh: true });
+        assert_eq!(
+            c,
+            Acquired {
+                id: 0,
+                generation: 2,
+                fresh: true
+            }
+        );
         assert_eq!(r.id(&ip("10.0.0.3")), Some(0));
         assert_eq!(r.release(&ip("192.0.2.1")), None, "unknown address");
     }
@@ -153,7 +189,14 @@ mod tests {
         r.add_ref(&ip("10.0.0.1"));
         assert_eq!(r.drain_unreferenced(), vec![(ip("10.0.0.2"), 3)]);
         let a = r.acquire(ip("10.0.0.1")).unwrap();
-        assert_eq!(a, Acquired { id: 2, generation: 7, fresh: false });
+        assert_eq!(
+            a,
+            Acquired {
+                id: 2,
+                generation: 7,
+                fresh: false
+            }
+        );
         // Id 3 is free again and comes back with a bumped generation.
         r.acquire(ip("10.0.0.9")).unwrap();
         r.acquire(ip("10.0.0.8")).unwrap();

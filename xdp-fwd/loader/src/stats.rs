@@ -27,6 +27,9 @@ impl Stats {
 
     /// (name, value) of every global counter, for metrics export.
     pub fn named(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        STAT_NAMES.iter().copied().zip(self.counters.iter().copied())
+        STAT_NAMES
+            .iter()
+            .copied()
+            .zip(self.counters.iter().copied())
     }
 }

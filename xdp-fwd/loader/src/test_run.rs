@@ -42,10 +42,18 @@ pub(crate) fn run(
     let res = prog.test_run(TestRunOptions {
         data_in: Some(frame),
         data_out: Some(&mut out),
-        ctx_in: if ingress_ifindex == 0 { None } else { Some(&ctx) },
+        ctx_in: if ingress_ifindex == 0 {
+            None
+        } else {
+            Some(&ctx)
+        },
         repeat: repeat.max(1),
         ..TestRunOptions::new()
     })?;
     out.truncate(res.data_size_out as usize);
-    Ok(TestRunOutput { verdict: res.return_value, frame: out, duration: res.duration })
+    Ok(TestRunOutput {
+        verdict: res.return_value,
+        frame: out,
+        duration: res.duration,
+    })
 }

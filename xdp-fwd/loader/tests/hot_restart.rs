@@ -38,7 +38,10 @@ impl BpfFs {
 
 impl Drop for BpfFs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).output();
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .output();
     }
 }
 
@@ -52,14 +55,40 @@ fn a_new_process_takes_over_pinned_maps_and_link() {
     let lab = RouteLab::new("restart");
     let options = LoadOptions {
         pin_dir: Some(fs.path()),
-        capacity: Capacity { vips: 4, backends: 16, table_size: 13, flows: 1024 },
+        capacity: Capacity {
+            vips: 4,
+            backends: 16,
+            table_size: 13,
+            flows: 1024,
+        },
     };
-    let settings = ForwarderSettings { hash_seed: 99, ..Default::default() };
+    let settings = ForwarderSettings {
+        hash_seed: 99,
+        ..Default::default()
+    };
     let vip = Vip::new(ip("203.0.113.7"), 80, Protocol::Tcp);
-    let vip_options = VipOptions { hash: HashFields::NoSourcePort, encap: Encap::IpIp };
+    let vip_options = VipOptions {
+        hash: HashFields::NoSourcePort,
+        encap: Encap::IpIp,
+    };
     let backends = [ip("10.200.0.1"), ip("10.200.0.2"), ip("10.200.0.3")];
-    let syn = FrameBuilder::new(ip("192.0.2.10"), ip("203.0.113.7"), L4::Tcp { sport: 40000, dport: 80, flags: tcp_flags::SYN });
-    let ack = FrameBuilder { l4: L4::Tcp { sport: 40000, dport: 80, flags: tcp_flags::ACK }, ..syn.clone() };
+    let syn = FrameBuilder::new(
+        ip("192.0.2.10"),
+        ip("203.0.113.7"),
+        L4::Tcp {
+            sport: 40000,
+            dport: 80,
+            flags: tcp_flags::SYN,
+        },
+    );
+    let ack = FrameBuilder {
+        l4: L4::Tcp {
+            sport: 40000,
+            dport: 80,
+            flags: tcp_flags::ACK,
+        },
+        ..syn.clone()
+    };
 
     // First process: program, attach, carry one connection.
     let (first_backend, first_prog) = lab.ns.run(|| {
@@ -67,7 +96,8 @@ fn a_new_process_takes_over_pinned_maps_and_link() {
         assert!(!a.adopted());
         a.set_settings(&settings).unwrap();
         a.set_vip(vip, vip_options).unwrap();
-        a.set_table(&vip, &backends, &round_robin_table(M, 3)).unwrap();
+        a.set_table(&vip, &backends, &round_robin_table(M, 3))
+            .unwrap();
         a.attach("fwd0", AttachMode::Driver).unwrap();
         let out = a.test_run_on(&syn.build(), lab.fwd0, 1).unwrap();
         assert_eq!(out.verdict, verdict::TX);
@@ -75,7 +105,11 @@ fn a_new_process_takes_over_pinned_maps_and_link() {
         // `a` is dropped here: the process is gone.
     });
     assert!(first_prog.is_some());
-    assert_eq!(xdp_prog_id(&lab.ns, "fwd0"), first_prog, "still attached with no process");
+    assert_eq!(
+        xdp_prog_id(&lab.ns, "fwd0"),
+        first_prog,
+        "still attached with no process"
+    );
 
     // Second process: adopts everything.
     lab.ns.run(|| {
@@ -83,8 +117,15 @@ fn a_new_process_takes_over_pinned_maps_and_link() {
         assert!(b.adopted());
         assert_eq!(b.vips(), vec![(vip, vip_options)]);
         assert_eq!(b.settings().unwrap().hash_seed, 99);
-        assert_eq!(b.stats().unwrap().get(stat::ACTION_TX), 1, "counters survive");
-        assert_eq!(b.backend_for(&vip, ip("192.0.2.10"), 1).unwrap(), Some(first_backend));
+        assert_eq!(
+            b.stats().unwrap().get(stat::ACTION_TX),
+            1,
+            "counters survive"
+        );
+        assert_eq!(
+            b.backend_for(&vip, ip("192.0.2.10"), 1).unwrap(),
+            Some(first_backend)
+        );
 
         // A new table moving every slot elsewhere: the established flow stays
         // (the connection table survived), a new client goes by the new table.
@@ -100,7 +141,10 @@ fn a_new_process_takes_over_pinned_maps_and_link() {
         // Taking over the link swaps the program in place.
         b.attach("fwd0", AttachMode::Driver).unwrap();
         let now = xdp_prog_id(&lab.ns, "fwd0");
-        assert!(now.is_some() && now != first_prog, "new program in the link: {now:?}");
+        assert!(
+            now.is_some() && now != first_prog,
+            "new program in the link: {now:?}"
+        );
         b.detach("fwd0").unwrap();
     });
     assert_eq!(xdp_prog_id(&lab.ns, "fwd0"), None, "detached");

@@ -11,21 +11,33 @@ use common::*;
 use packet_builder::{tcp_flags, Fragment, FrameBuilder, L4};
 use xdp_fwd::{
     common::{stats::stat, vip_flags},
-    verdict, Capacity, Encap, Forwarder, ForwarderSettings, HashFields, LoadOptions, Protocol,
-    Vip, VipOptions, NO_BACKEND,
+    verdict, Capacity, Encap, Forwarder, ForwarderSettings, HashFields, LoadOptions, Protocol, Vip,
+    VipOptions, NO_BACKEND,
 };
 
-const CAP: Capacity = Capacity { vips: 16, backends: 64, table_size: 251, flows: 1024 };
+const CAP: Capacity = Capacity {
+    vips: 16,
+    backends: 64,
+    table_size: 251,
+    flows: 1024,
+};
 /// Table size used by the fixtures (prime, like real Maglev tables).
 const M: usize = 13;
 
 fn settings() -> ForwarderSettings {
-    ForwarderSettings { hash_seed: 0x5eed_0001, gue_port: 6080, ..Default::default() }
+    ForwarderSettings {
+        hash_seed: 0x5eed_0001,
+        gue_port: 6080,
+        ..Default::default()
+    }
 }
 
 fn forwarder() -> Forwarder {
-    let mut f = Forwarder::load_with(LoadOptions { pin_dir: None, capacity: CAP })
-        .expect("load and verify the XDP program");
+    let mut f = Forwarder::load_with(LoadOptions {
+        pin_dir: None,
+        capacity: CAP,
+    })
+    .expect("load and verify the XDP program");
     f.set_settings(&settings()).unwrap();
     f
 }
@@ -35,7 +47,15 @@ fn ip(s: &str) -> IpAddr {
 }
 
 fn tcp(src: &str, dst: &str, sport: u16, dport: u16, flags: u8) -> FrameBuilder {
-    FrameBuilder::new(ip(src), ip(dst), L4::Tcp { sport, dport, flags })
+    FrameBuilder::new(
+        ip(src),
+        ip(dst),
+        L4::Tcp {
+            sport,
+            dport,
+            flags,
+        },
+    )
 }
 
 fn udp(src: &str, dst: &str, sport: u16, dport: u16) -> FrameBuilder {
@@ -46,7 +66,8 @@ fn udp(src: &str, dst: &str, sport: u16, dport: u16) -> FrameBuilder {
 fn serve(fwd: &mut Forwarder, vip: Vip, options: VipOptions, backends: &[&str]) {
     let b: Vec<IpAddr> = backends.iter().map(|s| ip(s)).collect();
     fwd.set_vip(vip, options).unwrap();
-    fwd.set_table(&vip, &b, &round_robin_table(M, b.len())).unwrap();
+    fwd.set_table(&vip, &b, &round_robin_table(M, b.len()))
+        .unwrap();
 }
 
 #[test]
@@ -60,18 +81,24 @@ fn table_updates_write_only_changed_slots_of_the_inactive_half() {
     let t2 = vec![0; M];
     let mut t3 = t1.clone();
     t3[5] = 0; // was 2
-    // Both halves start unknown: full writes.
+               // Both halves start unknown: full writes.
     assert_eq!(fwd.set_table(&vip, &b, &t1).unwrap(), M);
     assert_eq!(fwd.set_table(&vip, &b, &t2).unwrap(), M);
     // The inactive half now holds t1: one slot differs from t3.
     assert_eq!(fwd.set_table(&vip, &b, &t3).unwrap(), 1);
     // Then t2's half, which differs from t3 wherever t3 is not 0.
-    assert_eq!(fwd.set_table(&vip, &b, &t3).unwrap(), t3.iter().filter(|&&x| x != 0).count());
+    assert_eq!(
+        fwd.set_table(&vip, &b, &t3).unwrap(),
+        t3.iter().filter(|&&x| x != 0).count()
+    );
     // The live table is t3: a flow hashing to each slot goes where t3 says.
     for sport in 40000..40040 {
         let f = tcp("192.0.2.10", "203.0.113.7", sport, 80, tcp_flags::SYN);
         let h = hash_of(f.src, f.dst, sport, 80, 6, settings().hash_seed, 0);
-        let out = lab.ns.run(|| fwd.test_run_on(&f.build(), lab.fwd0, 1)).unwrap();
+        let out = lab
+            .ns
+            .run(|| fwd.test_run_on(&f.build(), lab.fwd0, 1))
+            .unwrap();
         assert_eq!(outer_dst(&out.frame), b[t3[h as usize % M] as usize]);
     }
 }
@@ -83,7 +110,15 @@ fn expected_choice(frame: &FrameBuilder, backends: &[&str], flags: u32) -> (u32,
         L4::Udp { sport, dport } => (sport, dport, 17),
         L4::Icmp { .. } => panic!("not a flow"),
     };
-    let h = hash_of(frame.src, frame.dst, sport, dport, proto, settings().hash_seed, flags);
+    let h = hash_of(
+        frame.src,
+        frame.dst,
+        sport,
+        dport,
+        proto,
+        settings().hash_seed,
+        flags,
+    );
     (h, ip(backends[rr_backend(h, M, backends.len())]))
 }
 
@@ -97,7 +132,10 @@ fn assert_forwarded(
     mode: Expect,
 ) -> IpAddr {
     let (hash, backend) = expected_choice(frame, backends, flags);
-    let out = lab.ns.run(|| fwd.test_run_on(&frame.build(), lab.fwd0, 1)).unwrap();
+    let out = lab
+        .ns
+        .run(|| fwd.test_run_on(&frame.build(), lab.fwd0, 1))
+        .unwrap();
     assert_eq!(out.verdict, verdict::TX, "verdict for {frame:?}");
     let want = expected_encap(frame, &settings(), backend, hash, mode, GW0_MAC, FWD0_MAC);
     assert_eq!(hex(&out.frame), hex(&want), "frame for {frame:?}");
@@ -159,7 +197,14 @@ fn mixed_families_ipv4_in_ipv6_and_ipv6_in_ipv4() {
 
     let vip6 = Vip::new(ip("2001:db8:ffff::8"), 80, Protocol::Tcp);
     serve(&mut fwd, vip6, VipOptions::default(), &V4_BACKENDS);
-    let f = tcp("2001:db8::10", "2001:db8:ffff::8", 40000, 80, tcp_flags::SYN).tos(0x10);
+    let f = tcp(
+        "2001:db8::10",
+        "2001:db8:ffff::8",
+        40000,
+        80,
+        tcp_flags::SYN,
+    )
+    .tos(0x10);
     assert_forwarded(&lab, &mut fwd, &f, &V4_BACKENDS, 0, Expect::IpIp);
 }
 
@@ -167,7 +212,10 @@ fn mixed_families_ipv4_in_ipv6_and_ipv6_in_ipv4() {
 fn gue_per_vip_and_global_with_valid_outer_checksums() {
     let lab = RouteLab::new("gue");
     let mut fwd = forwarder();
-    let gue = VipOptions { encap: Encap::Gue, ..Default::default() };
+    let gue = VipOptions {
+        encap: Encap::Gue,
+        ..Default::default()
+    };
     let cases: [(&str, &str, &[&str]); 4] = [
         ("203.0.113.9", "192.0.2.10", &V4_BACKENDS),
         ("203.0.113.10", "192.0.2.10", &V6_BACKENDS),
@@ -193,20 +241,44 @@ fn gue_per_vip_and_global_with_valid_outer_checksums() {
     frame[40..42].copy_from_slice(&[0, 0]);
     let (hash, backend) = expected_choice(&f, &V4_BACKENDS, 0);
     let out = lab.ns.run(|| fwd.test_run_on(&frame, lab.fwd0, 1)).unwrap();
-    let mut want = expected_encap_of(&frame[14..], None, &settings(), backend, hash, Expect::Gue(6080), GW0_MAC, FWD0_MAC);
+    let mut want = expected_encap_of(
+        &frame[14..],
+        None,
+        &settings(),
+        backend,
+        hash,
+        Expect::Gue(6080),
+        GW0_MAC,
+        FWD0_MAC,
+    );
     want[40..42].copy_from_slice(&[0, 0]);
     assert_eq!((out.verdict, hex(&out.frame)), (verdict::TX, hex(&want)));
 
     // GUE as the global choice for VIPs that do not pick one.
-    let global = ForwarderSettings { default_encap: Encap::Gue, gue_port: 9886, ..settings() };
+    let global = ForwarderSettings {
+        default_encap: Encap::Gue,
+        gue_port: 9886,
+        ..settings()
+    };
     fwd.set_settings(&global).unwrap();
     let vip = Vip::new(ip("203.0.113.11"), 80, Protocol::Tcp);
     serve(&mut fwd, vip, VipOptions::default(), &V4_BACKENDS);
     let f = tcp("192.0.2.10", "203.0.113.11", 40000, 80, tcp_flags::SYN);
     let (hash, backend) = expected_choice(&f, &V4_BACKENDS, 0);
-    let out = lab.ns.run(|| fwd.test_run_on(&f.build(), lab.fwd0, 1)).unwrap();
+    let out = lab
+        .ns
+        .run(|| fwd.test_run_on(&f.build(), lab.fwd0, 1))
+        .unwrap();
     assert_eq!(out.verdict, verdict::TX);
-    let want = expected_encap(&f, &global, backend, hash, Expect::Gue(9886), GW0_MAC, FWD0_MAC);
+    let want = expected_encap(
+        &f,
+        &global,
+        backend,
+        hash,
+        Expect::Gue(9886),
+        GW0_MAC,
+        FWD0_MAC,
+    );
     assert_eq!(hex(&out.frame), hex(&want));
 }
 
@@ -219,8 +291,23 @@ fn vlan_tag_is_parsed_and_kept() {
     let f = tcp("192.0.2.10", "203.0.113.7", 40000, 80, tcp_flags::SYN).vlan(42);
     assert_forwarded(&lab, &mut fwd, &f, &V4_BACKENDS, 0, Expect::IpIp);
     let vip6 = Vip::new(ip("2001:db8:ffff::7"), 80, Protocol::Tcp);
-    serve(&mut fwd, vip6, VipOptions { encap: Encap::Gue, ..Default::default() }, &V6_BACKENDS);
-    let f = tcp("2001:db8::10", "2001:db8:ffff::7", 40000, 80, tcp_flags::SYN).vlan(4000);
+    serve(
+        &mut fwd,
+        vip6,
+        VipOptions {
+            encap: Encap::Gue,
+            ..Default::default()
+        },
+        &V6_BACKENDS,
+    );
+    let f = tcp(
+        "2001:db8::10",
+        "2001:db8:ffff::7",
+        40000,
+        80,
+        tcp_flags::SYN,
+    )
+    .vlan(4000);
     assert_forwarded(&lab, &mut fwd, &f, &V6_BACKENDS, 0, Expect::Gue(6080));
 }
 
@@ -235,7 +322,11 @@ fn ipv4_options_are_forwarded_and_counted() {
         .ipv4_options(&[0x94, 0x04, 0, 0, 1, 1, 1, 1, 1, 1, 1, 0]);
     assert_forwarded(&lab, &mut fwd, &f, &V4_BACKENDS, 0, Expect::IpIp);
     let f = udp("192.0.2.10", "203.0.113.7", 40000, 80).ipv4_options(&[1, 1, 1, 0]);
-    assert_eq!(fwd.test_run(&f.build()).unwrap().verdict, verdict::PASS, "UDP is not the VIP");
+    assert_eq!(
+        fwd.test_run(&f.build()).unwrap().verdict,
+        verdict::PASS,
+        "UDP is not the VIP"
+    );
     assert_eq!(fwd.counter(stat::IPV4_OPTIONS).unwrap(), 1);
 }
 
@@ -270,7 +361,8 @@ fn vip_without_usable_backend_drops_and_counts() {
     fwd.set_table(&vip, &[], &[]).unwrap();
     assert_eq!(fwd.test_run(&frame).unwrap().verdict, verdict::DROP);
     // A table whose every slot is empty.
-    fwd.set_table(&vip, &[ip("10.200.0.1")], &[NO_BACKEND; M]).unwrap();
+    fwd.set_table(&vip, &[ip("10.200.0.1")], &[NO_BACKEND; M])
+        .unwrap();
     assert_eq!(fwd.test_run(&frame).unwrap().verdict, verdict::DROP);
     let s = fwd.stats().unwrap();
     assert_eq!(s.get(stat::DROP_NO_BACKEND), 3);
@@ -285,8 +377,18 @@ fn vip_without_usable_backend_drops_and_counts() {
 #[test]
 fn non_vip_traffic_passes_untouched() {
     let mut fwd = forwarder();
-    serve(&mut fwd, Vip::new(ip("203.0.113.7"), 80, Protocol::Tcp), VipOptions::default(), &V4_BACKENDS);
-    serve(&mut fwd, Vip::new(ip("2001:db8:ffff::7"), 80, Protocol::Tcp), VipOptions::default(), &V6_BACKENDS);
+    serve(
+        &mut fwd,
+        Vip::new(ip("203.0.113.7"), 80, Protocol::Tcp),
+        VipOptions::default(),
+        &V4_BACKENDS,
+    );
+    serve(
+        &mut fwd,
+        Vip::new(ip("2001:db8:ffff::7"), 80, Protocol::Tcp),
+        VipOptions::default(),
+        &V6_BACKENDS,
+    );
     let mut arp = vec![0xff; 6];
     arp.extend_from_slice(&[2, 0, 0, 0, 0, 1, 0x08, 0x06]);
     arp.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
@@ -295,15 +397,45 @@ fn non_vip_traffic_passes_untouched() {
         tcp("192.0.2.10", "198.51.100.1", 40000, 80, tcp_flags::SYN).build(),
         tcp("192.0.2.10", "203.0.113.7", 40000, 81, tcp_flags::SYN).build(),
         udp("192.0.2.10", "203.0.113.7", 40000, 80).build(),
-        tcp("2001:db8::10", "2001:db8:ffff::8", 40000, 80, tcp_flags::SYN).build(),
-        tcp("2001:db8::10", "2001:db8:ffff::7", 40000, 80, tcp_flags::SYN).vlan(7).build()[..]
+        tcp(
+            "2001:db8::10",
+            "2001:db8:ffff::8",
+            40000,
+            80,
+            tcp_flags::SYN,
+        )
+        .build(),
+        tcp(
+            "2001:db8::10",
+            "2001:db8:ffff::7",
+            40000,
+            80,
+            tcp_flags::SYN,
+        )
+        .vlan(7)
+        .build()[..]
             .to_vec()
             .iter()
             .enumerate()
             // Same frame with a double (QinQ) tag: only one tag is parsed.
-            .flat_map(|(i, b)| if i == 12 { vec![0x81, 0x00, 0x00, 0x07, *b] } else { vec![*b] })
+            .flat_map(|(i, b)| {
+                if i == 12 {
+                    vec![0x81, 0x00, 0x00, 0x07, *b]
+                } else {
+                    vec![*b]
+                }
+            })
             .collect(),
-        FrameBuilder::new(ip("192.0.2.10"), ip("198.51.100.1"), L4::Icmp { kind: 8, code: 0, rest: [0; 4] }).build(),
+        FrameBuilder::new(
+            ip("192.0.2.10"),
+            ip("198.51.100.1"),
+            L4::Icmp {
+                kind: 8,
+                code: 0,
+                rest: [0; 4],
+            },
+        )
+        .build(),
         arp,
     ];
     for frame in frames {
@@ -329,11 +461,17 @@ fn established_flow_keeps_its_backend_after_a_table_change() {
     fwd.set_table(&vip, &backends, &[1; M]).unwrap();
     let ack = tcp("192.0.2.10", "203.0.113.7", 40000, 80, tcp_flags::ACK);
     let run = |fwd: &mut Forwarder, f: &FrameBuilder| {
-        lab.ns.run(|| fwd.test_run_on(&f.build(), lab.fwd0, 1)).unwrap()
+        lab.ns
+            .run(|| fwd.test_run_on(&f.build(), lab.fwd0, 1))
+            .unwrap()
     };
     let out = run(&mut fwd, &ack);
     assert_eq!(out.verdict, verdict::TX);
-    assert_eq!(outer_dst(&out.frame), first, "LRU hit keeps the old backend");
+    assert_eq!(
+        outer_dst(&out.frame),
+        first,
+        "LRU hit keeps the old backend"
+    );
     // A new connection of another client port goes by the new table.
     let new_conn = tcp("192.0.2.10", "203.0.113.7", 40001, 80, tcp_flags::SYN);
     assert_eq!(outer_dst(&run(&mut fwd, &new_conn).frame), other);
@@ -360,13 +498,26 @@ fn udp_flows_stick_until_they_expire() {
     let other = ip("10.200.0.99");
     fwd.set_table(&vip, &[first, other], &[1; M]).unwrap();
     let run = |fwd: &mut Forwarder| {
-        outer_dst(&lab.ns.run(|| fwd.test_run_on(&q.build(), lab.fwd0, 1)).unwrap().frame)
+        outer_dst(
+            &lab.ns
+                .run(|| fwd.test_run_on(&q.build(), lab.fwd0, 1))
+                .unwrap()
+                .frame,
+        )
     };
     assert_eq!(run(&mut fwd), first, "within the timeout");
-    fwd.set_settings(&ForwarderSettings { udp_timeout: Duration::ZERO, ..settings() }).unwrap();
+    fwd.set_settings(&ForwarderSettings {
+        udp_timeout: Duration::ZERO,
+        ..settings()
+    })
+    .unwrap();
     // The program's clock is the coarse one (one tick: up to 10 ms).
     std::thread::sleep(Duration::from_millis(25));
-    assert_eq!(run(&mut fwd), other, "expired: re-hashed on the current table");
+    assert_eq!(
+        run(&mut fwd),
+        other,
+        "expired: re-hashed on the current table"
+    );
     assert_eq!(fwd.counter(stat::LRU_UDP_EXPIRED).unwrap(), 1);
 }
 
@@ -377,43 +528,118 @@ fn hash_field_flags() {
     let many: Vec<String> = (1..=7).map(|i| format!("10.200.1.{i}")).collect();
     let many: Vec<&str> = many.iter().map(|s| s.as_str()).collect();
     let no_sport = Vip::new(ip("203.0.113.30"), 80, Protocol::Tcp);
-    serve(&mut fwd, no_sport, VipOptions { hash: HashFields::NoSourcePort, ..Default::default() }, &many);
+    serve(
+        &mut fwd,
+        no_sport,
+        VipOptions {
+            hash: HashFields::NoSourcePort,
+            ..Default::default()
+        },
+        &many,
+    );
     let dport_only = Vip::new(ip("203.0.113.31"), 80, Protocol::Tcp);
-    serve(&mut fwd, dport_only, VipOptions { hash: HashFields::DestinationPortOnly, ..Default::default() }, &many);
+    serve(
+        &mut fwd,
+        dport_only,
+        VipOptions {
+            hash: HashFields::DestinationPortOnly,
+            ..Default::default()
+        },
+        &many,
+    );
     let mut seen = std::collections::BTreeSet::new();
-    for (client, sport) in [("192.0.2.10", 1000), ("192.0.2.10", 2000), ("192.0.2.11", 3000)] {
+    for (client, sport) in [
+        ("192.0.2.10", 1000),
+        ("192.0.2.10", 2000),
+        ("192.0.2.11", 3000),
+    ] {
         let f = tcp(client, "203.0.113.30", sport, 80, tcp_flags::SYN);
-        let b = assert_forwarded(&lab, &mut fwd, &f, &many, vip_flags::HASH_NO_SRC_PORT, Expect::IpIp);
+        let b = assert_forwarded(
+            &lab,
+            &mut fwd,
+            &f,
+            &many,
+            vip_flags::HASH_NO_SRC_PORT,
+            Expect::IpIp,
+        );
         seen.insert((client, b));
         let f = tcp(client, "203.0.113.31", sport, 80, tcp_flags::SYN);
-        assert_forwarded(&lab, &mut fwd, &f, &many, vip_flags::HASH_DST_PORT_ONLY, Expect::IpIp);
+        assert_forwarded(
+            &lab,
+            &mut fwd,
+            &f,
+            &many,
+            vip_flags::HASH_DST_PORT_ONLY,
+            Expect::IpIp,
+        );
     }
-    assert_eq!(seen.iter().filter(|(c, _)| *c == "192.0.2.10").count(), 1, "one client, one backend");
+    assert_eq!(
+        seen.iter().filter(|(c, _)| *c == "192.0.2.10").count(),
+        1,
+        "one client, one backend"
+    );
 }
 
 #[test]
 fn icmp_echo_to_a_vip_is_answered() {
     let mut fwd = forwarder();
-    serve(&mut fwd, Vip::new(ip("203.0.113.7"), 80, Protocol::Tcp), VipOptions::default(), &V4_BACKENDS);
-    serve(&mut fwd, Vip::new(ip("2001:db8:ffff::7"), 80, Protocol::Tcp), VipOptions::default(), &V6_BACKENDS);
-    let cases = [("192.0.2.10", "203.0.113.7", 8u8, 0u8), ("2001:db8::10", "2001:db8:ffff::7", 128, 129)];
+    serve(
+        &mut fwd,
+        Vip::new(ip("203.0.113.7"), 80, Protocol::Tcp),
+        VipOptions::default(),
+        &V4_BACKENDS,
+    );
+    serve(
+        &mut fwd,
+        Vip::new(ip("2001:db8:ffff::7"), 80, Protocol::Tcp),
+        VipOptions::default(),
+        &V6_BACKENDS,
+    );
+    let cases = [
+        ("192.0.2.10", "203.0.113.7", 8u8, 0u8),
+        ("2001:db8::10", "2001:db8:ffff::7", 128, 129),
+    ];
     for (client, vip, req, rep) in cases {
         let rest = [0x12, 0x34, 0, 1];
-        let request = FrameBuilder::new(ip(client), ip(vip), L4::Icmp { kind: req, code: 0, rest })
-            .payload(b"ping payload")
-            .ttl(57)
-            .vlan(3);
-        let reply = FrameBuilder::new(ip(vip), ip(client), L4::Icmp { kind: rep, code: 0, rest })
-            .payload(b"ping payload")
-            .ttl(64)
-            .vlan(3)
-            .macs(request.src_mac, request.dst_mac);
+        let request = FrameBuilder::new(
+            ip(client),
+            ip(vip),
+            L4::Icmp {
+                kind: req,
+                code: 0,
+                rest,
+            },
+        )
+        .payload(b"ping payload")
+        .ttl(57)
+        .vlan(3);
+        let reply = FrameBuilder::new(
+            ip(vip),
+            ip(client),
+            L4::Icmp {
+                kind: rep,
+                code: 0,
+                rest,
+            },
+        )
+        .payload(b"ping payload")
+        .ttl(64)
+        .vlan(3)
+        .macs(request.src_mac, request.dst_mac);
         let out = fwd.test_run(&request.build()).unwrap();
         assert_eq!(out.verdict, verdict::TX);
         assert_eq!(hex(&out.frame), hex(&reply.build()));
     }
     // Not a VIP address: the kernel answers (or not).
-    let other = FrameBuilder::new(ip("192.0.2.10"), ip("203.0.113.99"), L4::Icmp { kind: 8, code: 0, rest: [0; 4] });
+    let other = FrameBuilder::new(
+        ip("192.0.2.10"),
+        ip("203.0.113.99"),
+        L4::Icmp {
+            kind: 8,
+            code: 0,
+            rest: [0; 4],
+        },
+    );
     assert_eq!(fwd.test_run(&other.build()).unwrap().verdict, verdict::PASS);
     assert_eq!(fwd.counter(stat::ICMP_ECHO_REPLY).unwrap(), 2);
 }
@@ -425,20 +651,57 @@ fn icmp_too_big_goes_to_the_backend_of_the_quoted_flow() {
     let v4 = Vip::new(ip("203.0.113.7"), 443, Protocol::Tcp);
     serve(&mut fwd, v4, VipOptions::default(), &V4_BACKENDS);
     let v6 = Vip::new(ip("2001:db8:ffff::7"), 443, Protocol::Tcp);
-    serve(&mut fwd, v6, VipOptions { encap: Encap::Gue, ..Default::default() }, &V6_BACKENDS);
+    serve(
+        &mut fwd,
+        v6,
+        VipOptions {
+            encap: Encap::Gue,
+            ..Default::default()
+        },
+        &V6_BACKENDS,
+    );
     let cases = [
-        ("192.0.2.10", "203.0.113.7", "198.51.100.254", 3u8, 4u8, &V4_BACKENDS, Expect::IpIp),
-        ("2001:db8::10", "2001:db8:ffff::7", "2001:db8:1::fe", 2, 0, &V6_BACKENDS, Expect::Gue(6080)),
+        (
+            "192.0.2.10",
+            "203.0.113.7",
+            "198.51.100.254",
+            3u8,
+            4u8,
+            &V4_BACKENDS,
+            Expect::IpIp,
+        ),
+        (
+            "2001:db8::10",
+            "2001:db8:ffff::7",
+            "2001:db8:1::fe",
+            2,
+            0,
+            &V6_BACKENDS,
+            Expect::Gue(6080),
+        ),
     ];
     for (client, vip, router, kind, code, backends, mode) in cases {
         // The client's flow, to learn which backend owns it.
         let client_flow = tcp(client, vip, 40000, 443, tcp_flags::ACK);
         let (_, owner) = expected_choice(&client_flow, backends, 0);
         // What that backend sent (VIP -> client, direct return), quoted by a router.
-        let quoted = tcp(vip, client, 443, 40000, tcp_flags::ACK).payload(&[0xaa; 64]).ip_packet();
-        let ptb = FrameBuilder::new(ip(router), ip(vip), L4::Icmp { kind, code, rest: [0, 0, 0x05, 0x00] })
-            .payload(&quoted);
-        let out = lab.ns.run(|| fwd.test_run_on(&ptb.build(), lab.fwd0, 1)).unwrap();
+        let quoted = tcp(vip, client, 443, 40000, tcp_flags::ACK)
+            .payload(&[0xaa; 64])
+            .ip_packet();
+        let ptb = FrameBuilder::new(
+            ip(router),
+            ip(vip),
+            L4::Icmp {
+                kind,
+                code,
+                rest: [0, 0, 0x05, 0x00],
+            },
+        )
+        .payload(&quoted);
+        let out = lab
+            .ns
+            .run(|| fwd.test_run_on(&ptb.build(), lab.fwd0, 1))
+            .unwrap();
         assert_eq!(out.verdict, verdict::TX);
         // Encapsulated like the flow's packets (the hash of the client's flow
         // gives the outer entropy).
@@ -449,20 +712,49 @@ fn icmp_too_big_goes_to_the_backend_of_the_quoted_flow() {
     assert_eq!(fwd.counter(stat::ICMP_PTB_FORWARDED).unwrap(), 2);
     // A PTB quoting a flow of no VIP passes.
     let quoted = tcp("198.51.100.1", "192.0.2.10", 443, 40000, tcp_flags::ACK).ip_packet();
-    let ptb = FrameBuilder::new(ip("198.51.100.254"), ip("198.51.100.1"), L4::Icmp { kind: 3, code: 4, rest: [0, 0, 5, 0] })
-        .payload(&quoted);
+    let ptb = FrameBuilder::new(
+        ip("198.51.100.254"),
+        ip("198.51.100.1"),
+        L4::Icmp {
+            kind: 3,
+            code: 4,
+            rest: [0, 0, 5, 0],
+        },
+    )
+    .payload(&quoted);
     assert_eq!(fwd.test_run(&ptb.build()).unwrap().verdict, verdict::PASS);
 }
 
 #[test]
 fn fragments_to_a_vip_are_dropped_and_counted() {
     let mut fwd = forwarder();
-    serve(&mut fwd, Vip::new(ip("203.0.113.7"), 53, Protocol::Udp), VipOptions::default(), &V4_BACKENDS);
-    serve(&mut fwd, Vip::new(ip("2001:db8:ffff::7"), 53, Protocol::Udp), VipOptions::default(), &V6_BACKENDS);
-    let first = Fragment { offset: 0, more: true, id: 1 };
-    let later = Fragment { offset: 185, more: false, id: 1 };
+    serve(
+        &mut fwd,
+        Vip::new(ip("203.0.113.7"), 53, Protocol::Udp),
+        VipOptions::default(),
+        &V4_BACKENDS,
+    );
+    serve(
+        &mut fwd,
+        Vip::new(ip("2001:db8:ffff::7"), 53, Protocol::Udp),
+        VipOptions::default(),
+        &V6_BACKENDS,
+    );
+    let first = Fragment {
+        offset: 0,
+        more: true,
+        id: 1,
+    };
+    let later = Fragment {
+        offset: 185,
+        more: false,
+        id: 1,
+    };
     for frag in [first, later] {
-        for (c, v) in [("192.0.2.10", "203.0.113.7"), ("2001:db8::10", "2001:db8:ffff::7")] {
+        for (c, v) in [
+            ("192.0.2.10", "203.0.113.7"),
+            ("2001:db8::10", "2001:db8:ffff::7"),
+        ] {
             let mut f = udp(c, v, 5353, 53).fragment(frag);
             f.dont_fragment = false;
             assert_eq!(fwd.test_run(&f.build()).unwrap().verdict, verdict::DROP);
@@ -470,7 +762,9 @@ fn fragments_to_a_vip_are_dropped_and_counted() {
     }
     assert_eq!(fwd.counter(stat::DROP_FRAGMENT).unwrap(), 4);
     // Fragments for other destinations are the kernel's business.
-    let f = udp("192.0.2.10", "198.51.100.1", 5353, 53).fragment(first).build();
+    let f = udp("192.0.2.10", "198.51.100.1", 5353, 53)
+        .fragment(first)
+        .build();
     let out = fwd.test_run(&f).unwrap();
     assert_eq!((out.verdict, out.frame), (verdict::PASS, f));
 }
@@ -478,18 +772,40 @@ fn fragments_to_a_vip_are_dropped_and_counted() {
 #[test]
 fn truncated_and_garbage_frames_pass_without_harm() {
     let mut fwd = forwarder();
-    serve(&mut fwd, Vip::new(ip("203.0.113.7"), 0, Protocol::Tcp), VipOptions::default(), &V4_BACKENDS);
-    serve(&mut fwd, Vip::new(ip("2001:db8:ffff::7"), 0, Protocol::Udp), VipOptions::default(), &V6_BACKENDS);
+    serve(
+        &mut fwd,
+        Vip::new(ip("203.0.113.7"), 0, Protocol::Tcp),
+        VipOptions::default(),
+        &V4_BACKENDS,
+    );
+    serve(
+        &mut fwd,
+        Vip::new(ip("2001:db8:ffff::7"), 0, Protocol::Udp),
+        VipOptions::default(),
+        &V6_BACKENDS,
+    );
     let full = [
-        tcp("192.0.2.10", "203.0.113.7", 40000, 80, tcp_flags::SYN).payload(&[]).build(),
-        tcp("192.0.2.10", "203.0.113.7", 40000, 80, tcp_flags::SYN).payload(&[]).vlan(5).build(),
-        udp("2001:db8::10", "2001:db8:ffff::7", 40000, 53).payload(&[]).build(),
+        tcp("192.0.2.10", "203.0.113.7", 40000, 80, tcp_flags::SYN)
+            .payload(&[])
+            .build(),
+        tcp("192.0.2.10", "203.0.113.7", 40000, 80, tcp_flags::SYN)
+            .payload(&[])
+            .vlan(5)
+            .build(),
+        udp("2001:db8::10", "2001:db8:ffff::7", 40000, 53)
+            .payload(&[])
+            .build(),
     ];
     for frame in &full {
         // BPF_PROG_TEST_RUN needs at least an Ethernet header.
         for len in 14..frame.len() {
             let out = fwd.test_run(&frame[..len]).unwrap();
-            assert_eq!(out.verdict, verdict::PASS, "truncated to {len}: {}", hex(&frame[..len]));
+            assert_eq!(
+                out.verdict,
+                verdict::PASS,
+                "truncated to {len}: {}",
+                hex(&frame[..len])
+            );
             assert_eq!(out.frame, &frame[..len]);
         }
     }
@@ -504,7 +820,12 @@ fn truncated_and_garbage_frames_pass_without_harm() {
     let mut ihl_past_end = good.clone();
     ihl_past_end[14] = 0x4f;
     for frame in [bad_version, short_ihl, long_total, ihl_past_end] {
-        assert_eq!(fwd.test_run(&frame).unwrap().verdict, verdict::PASS, "{}", hex(&frame));
+        assert_eq!(
+            fwd.test_run(&frame).unwrap().verdict,
+            verdict::PASS,
+            "{}",
+            hex(&frame)
+        );
     }
     // Random bytes (a fixed xorshift sequence, so failures reproduce).
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -529,7 +850,11 @@ fn route_outcomes_redirect_no_neighbour_and_unreachable() {
     let mut fwd = forwarder();
     let vip = Vip::new(ip("203.0.113.7"), 80, Protocol::Tcp);
     let syn = tcp("192.0.2.10", "203.0.113.7", 40000, 80, tcp_flags::SYN);
-    let run = |fwd: &mut Forwarder| lab.ns.run(|| fwd.test_run_on(&syn.build(), lab.fwd0, 1)).unwrap();
+    let run = |fwd: &mut Forwarder| {
+        lab.ns
+            .run(|| fwd.test_run_on(&syn.build(), lab.fwd0, 1))
+            .unwrap()
+    };
 
     // Egress on another interface: XDP_REDIRECT through the device map,
     // once that interface is allowed.
@@ -540,7 +865,15 @@ fn route_outcomes_redirect_no_neighbour_and_unreachable() {
     let out = run(&mut fwd);
     assert_eq!(out.verdict, verdict::REDIRECT);
     let (hash, _) = expected_choice(&syn, &["10.201.0.1"], 0);
-    let want = expected_encap(&syn, &settings(), ip("10.201.0.1"), hash, Expect::IpIp, GW1_MAC, FWD1_MAC);
+    let want = expected_encap(
+        &syn,
+        &settings(),
+        ip("10.201.0.1"),
+        hash,
+        Expect::IpIp,
+        GW1_MAC,
+        FWD1_MAC,
+    );
     assert_eq!(hex(&out.frame), hex(&want));
 
     // Next hop without a neighbour entry: the kernel gets the encapsulated
@@ -548,7 +881,15 @@ fn route_outcomes_redirect_no_neighbour_and_unreachable() {
     serve(&mut fwd, vip, VipOptions::default(), &["10.202.0.1"]);
     let out = run(&mut fwd);
     assert_eq!(out.verdict, verdict::PASS);
-    let want = expected_encap(&syn, &settings(), ip("10.202.0.1"), hash, Expect::IpIp, syn.dst_mac, syn.src_mac);
+    let want = expected_encap(
+        &syn,
+        &settings(),
+        ip("10.202.0.1"),
+        hash,
+        Expect::IpIp,
+        syn.dst_mac,
+        syn.src_mac,
+    );
     assert_eq!(hex(&out.frame), hex(&want));
     assert_eq!(fwd.counter(stat::PASS_NO_NEIGH).unwrap(), 1);
 
@@ -564,13 +905,28 @@ fn programming_errors_are_rejected_without_changing_state() {
     let mut fwd = forwarder();
     let vip = Vip::new(ip("203.0.113.7"), 80, Protocol::Tcp);
     let unknown = Vip::new(ip("203.0.113.8"), 80, Protocol::Tcp);
-    assert!(fwd.set_table(&unknown, &[ip("10.200.0.1")], &[0; M]).is_err());
+    assert!(fwd
+        .set_table(&unknown, &[ip("10.200.0.1")], &[0; M])
+        .is_err());
     serve(&mut fwd, vip, VipOptions::default(), &V4_BACKENDS);
     let b: Vec<IpAddr> = V4_BACKENDS.iter().map(|s| ip(s)).collect();
-    assert!(fwd.set_table(&vip, &b, &[3; M]).is_err(), "slot refers past the backend list");
-    assert!(fwd.set_table(&vip, &[b[0], b[0]], &[0; M]).is_err(), "duplicate backend");
-    assert!(fwd.set_table(&vip, &b, &vec![0; CAP.table_size as usize + 1]).is_err(), "too large");
-    let bad = ForwarderSettings { source_v4: (std::net::Ipv4Addr::UNSPECIFIED, 33), ..settings() };
+    assert!(
+        fwd.set_table(&vip, &b, &[3; M]).is_err(),
+        "slot refers past the backend list"
+    );
+    assert!(
+        fwd.set_table(&vip, &[b[0], b[0]], &[0; M]).is_err(),
+        "duplicate backend"
+    );
+    assert!(
+        fwd.set_table(&vip, &b, &vec![0; CAP.table_size as usize + 1])
+            .is_err(),
+        "too large"
+    );
+    let bad = ForwarderSettings {
+        source_v4: (std::net::Ipv4Addr::UNSPECIFIED, 33),
+        ..settings()
+    };
     assert!(fwd.set_settings(&bad).is_err());
     // Still forwarding with the table installed before.
     let f = tcp("192.0.2.10", "203.0.113.7", 40000, 80, tcp_flags::SYN);
@@ -580,7 +936,10 @@ fn programming_errors_are_rejected_without_changing_state() {
         let r = fwd.set_vip(v, VipOptions::default());
         assert_eq!(r.is_ok(), i + 1 < CAP.vips, "VIP {i}");
     }
-    assert_eq!(fwd.backend_for(&vip, ip("192.0.2.10"), 40000).unwrap(), Some(expected_choice(&f, &V4_BACKENDS, 0).1));
+    assert_eq!(
+        fwd.backend_for(&vip, ip("192.0.2.10"), 40000).unwrap(),
+        Some(expected_choice(&f, &V4_BACKENDS, 0).1)
+    );
 }
 
 #[test]
@@ -591,7 +950,10 @@ fn path_mtu_and_cached_route_refresh() {
     let vip = Vip::new(ip("203.0.113.7"), 80, Protocol::Tcp);
     serve(&mut fwd, vip, VipOptions::default(), &["10.200.0.1"]);
     let run = |fwd: &mut Forwarder, f: &FrameBuilder| {
-        lab.ns.run(|| fwd.test_run_on(&f.build(), lab.fwd0, 1)).unwrap().verdict
+        lab.ns
+            .run(|| fwd.test_run_on(&f.build(), lab.fwd0, 1))
+            .unwrap()
+            .verdict
     };
     // Inner 20 + 20 + 80 = 120 bytes: 140 with the outer header, over 120.
     let big = tcp("192.0.2.10", "203.0.113.7", 40000, 80, tcp_flags::SYN).payload(&[0; 80]);
@@ -601,7 +963,8 @@ fn path_mtu_and_cached_route_refresh() {
     assert_eq!(run(&mut fwd, &small), verdict::TX);
 
     // Route changes reach the program once the cached lookup expires.
-    lab.ns.ip(&["route", "replace", "blackhole", "10.200.0.0/16"]);
+    lab.ns
+        .ip(&["route", "replace", "blackhole", "10.200.0.0/16"]);
     std::thread::sleep(Duration::from_millis(150));
     assert_eq!(run(&mut fwd, &small), verdict::DROP);
     assert_eq!(fwd.counter(stat::DROP_FIB).unwrap(), 1);

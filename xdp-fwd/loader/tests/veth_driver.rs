@@ -4,7 +4,11 @@
 
 mod common;
 
-use std::{net::IpAddr, os::fd::RawFd, time::{Duration, Instant}};
+use std::{
+    net::IpAddr,
+    os::fd::RawFd,
+    time::{Duration, Instant},
+};
 
 use common::*;
 use packet_builder::{tcp_flags, FrameBuilder, L4};
@@ -41,7 +45,10 @@ impl PacketSocket {
                 std::mem::size_of::<libc::sockaddr_ll>() as u32,
             );
             assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
-            let tv = libc::timeval { tv_sec: 0, tv_usec: 200_000 };
+            let tv = libc::timeval {
+                tv_sec: 0,
+                tv_usec: 200_000,
+            };
             libc::setsockopt(
                 fd,
                 libc::SOL_SOCKET,
@@ -56,7 +63,12 @@ impl PacketSocket {
     fn send(&self, frame: &[u8]) {
         // SAFETY: the buffer is valid for its length.
         let n = unsafe { libc::send(self.0, frame.as_ptr().cast(), frame.len(), 0) };
-        assert_eq!(n, frame.len() as isize, "send: {}", std::io::Error::last_os_error());
+        assert_eq!(
+            n,
+            frame.len() as isize,
+            "send: {}",
+            std::io::Error::last_os_error()
+        );
     }
 
     /// Next frame received (not one we sent), or None after the timeout.
@@ -98,7 +110,20 @@ impl Drop for PacketSocket {
 fn driver_mode_on_a_veth_pair_encapsulates_real_packets() {
     let lb = NetNs::new("vlb");
     let cl = NetNs::new("vcl");
-    lb.ip(&["link", "add", "lb0", "address", &mac_str(LB_MAC), "type", "veth", "peer", "name", "cl0", "netns", &cl.name]);
+    lb.ip(&[
+        "link",
+        "add",
+        "lb0",
+        "address",
+        &mac_str(LB_MAC),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "cl0",
+        "netns",
+        &cl.name,
+    ]);
     cl.ip(&["link", "set", "cl0", "address", &mac_str(CL_MAC)]);
     lb.ip(&["addr", "add", "10.0.0.1/24", "dev", "lb0"]);
     lb.ip(&["addr", "add", "fd10::1/64", "dev", "lb0", "nodad"]);
@@ -106,8 +131,29 @@ fn driver_mode_on_a_veth_pair_encapsulates_real_packets() {
     cl.ip(&["addr", "add", "fd10::2/64", "dev", "cl0", "nodad"]);
     lb.ip(&["link", "set", "lb0", "up"]);
     cl.ip(&["link", "set", "cl0", "up"]);
-    lb.ip(&["neigh", "add", "10.0.0.2", "lladdr", &mac_str(CL_MAC), "dev", "lb0", "nud", "permanent"]);
-    lb.ip(&["-6", "neigh", "add", "fd10::2", "lladdr", &mac_str(CL_MAC), "dev", "lb0", "nud", "permanent"]);
+    lb.ip(&[
+        "neigh",
+        "add",
+        "10.0.0.2",
+        "lladdr",
+        &mac_str(CL_MAC),
+        "dev",
+        "lb0",
+        "nud",
+        "permanent",
+    ]);
+    lb.ip(&[
+        "-6",
+        "neigh",
+        "add",
+        "fd10::2",
+        "lladdr",
+        &mac_str(CL_MAC),
+        "dev",
+        "lb0",
+        "nud",
+        "permanent",
+    ]);
     lb.ip(&["route", "add", "10.200.0.0/16", "via", "10.0.0.2"]);
     lb.ip(&["-6", "route", "add", "fd00:200::/64", "via", "fd10::2"]);
     lb.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
@@ -115,8 +161,16 @@ fn driver_mode_on_a_veth_pair_encapsulates_real_packets() {
     // Frames the kernel would build must carry real checksums on the wire.
     cl.exec(&["ethtool", "-K", "cl0", "tx", "off"]);
 
-    let settings = ForwarderSettings { hash_seed: 77, ..Default::default() };
-    let capacity = Capacity { vips: 4, backends: 16, table_size: 13, flows: 1024 };
+    let settings = ForwarderSettings {
+        hash_seed: 77,
+        ..Default::default()
+    };
+    let capacity = Capacity {
+        vips: 4,
+        backends: 16,
+        table_size: 13,
+        flows: 1024,
+    };
     let v4_backends = [ip("10.200.0.1"), ip("10.200.0.2"), ip("10.200.0.3")];
     let v6_backends = [ip("fd00:200::1"), ip("fd00:200::2")];
     let udp_vip = Vip::new(ip("203.0.113.7"), 53, Protocol::Udp);
@@ -124,26 +178,80 @@ fn driver_mode_on_a_veth_pair_encapsulates_real_packets() {
     let v6_vip = Vip::new(ip("2001:db8:ffff::7"), 80, Protocol::Tcp);
 
     let mut fwd = lb.run(|| {
-        let mut fwd = Forwarder::load_with(LoadOptions { pin_dir: None, capacity }).unwrap();
+        let mut fwd = Forwarder::load_with(LoadOptions {
+            pin_dir: None,
+            capacity,
+        })
+        .unwrap();
         fwd.set_settings(&settings).unwrap();
         let rr = |n: usize| round_robin_table(M, n);
         fwd.set_vip(udp_vip, VipOptions::default()).unwrap();
         fwd.set_table(&udp_vip, &v4_backends, &rr(3)).unwrap();
-        fwd.set_vip(tcp_vip, VipOptions { encap: Encap::Gue, ..Default::default() }).unwrap();
+        fwd.set_vip(
+            tcp_vip,
+            VipOptions {
+                encap: Encap::Gue,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         fwd.set_table(&tcp_vip, &v4_backends, &rr(3)).unwrap();
         fwd.set_vip(v6_vip, VipOptions::default()).unwrap();
         fwd.set_table(&v6_vip, &v6_backends, &rr(2)).unwrap();
-        fwd.attach("lb0", AttachMode::Driver).expect("driver-mode attach");
+        fwd.attach("lb0", AttachMode::Driver)
+            .expect("driver-mode attach");
         fwd
     });
     assert!(xdp_prog_id(&lb, "lb0").is_some(), "program attached");
     let out = ns_output(&lb, &["ip", "-d", "link", "show", "lb0"]);
-    assert!(out.contains("xdp") && !out.contains("xdpgeneric"), "driver mode: {out}");
+    assert!(
+        out.contains("xdp") && !out.contains("xdpgeneric"),
+        "driver mode: {out}"
+    );
 
     let inputs = [
-        (FrameBuilder::new(ip("192.0.2.10"), ip("203.0.113.7"), L4::Udp { sport: 5353, dport: 53 }), Expect::IpIp, &v4_backends[..], 3),
-        (FrameBuilder::new(ip("192.0.2.10"), ip("203.0.113.7"), L4::Tcp { sport: 40000, dport: 443, flags: tcp_flags::SYN }).tos(0x2e), Expect::Gue(6080), &v4_backends[..], 3),
-        (FrameBuilder::new(ip("2001:db8::10"), ip("2001:db8:ffff::7"), L4::Tcp { sport: 40000, dport: 80, flags: tcp_flags::SYN }), Expect::IpIp, &v6_backends[..], 2),
+        (
+            FrameBuilder::new(
+                ip("192.0.2.10"),
+                ip("203.0.113.7"),
+                L4::Udp {
+                    sport: 5353,
+                    dport: 53,
+                },
+            ),
+            Expect::IpIp,
+            &v4_backends[..],
+            3,
+        ),
+        (
+            FrameBuilder::new(
+                ip("192.0.2.10"),
+                ip("203.0.113.7"),
+                L4::Tcp {
+                    sport: 40000,
+                    dport: 443,
+                    flags: tcp_flags::SYN,
+                },
+            )
+            .tos(0x2e),
+            Expect::Gue(6080),
+            &v4_backends[..],
+            3,
+        ),
+        (
+            FrameBuilder::new(
+                ip("2001:db8::10"),
+                ip("2001:db8:ffff::7"),
+                L4::Tcp {
+                    sport: 40000,
+                    dport: 80,
+                    flags: tcp_flags::SYN,
+                },
+            ),
+            Expect::IpIp,
+            &v6_backends[..],
+            2,
+        ),
     ];
     let mut expected = Vec::new();
     for (f, mode, backends, n) in &inputs {
@@ -154,13 +262,16 @@ fn driver_mode_on_a_veth_pair_encapsulates_real_packets() {
         };
         let h = hash_of(f.src, f.dst, sport, dport, proto, settings.hash_seed, 0);
         let backend = backends[rr_backend(h, M, *n)];
-        expected.push(expected_encap(f, &settings, backend, h, *mode, CL_MAC, LB_MAC));
+        expected.push(expected_encap(
+            f, &settings, backend, h, *mode, CL_MAC, LB_MAC,
+        ));
     }
 
     let cl0 = cl.ifindex("cl0");
     let captured = cl.run(|| {
         let mut pass = PassProgram::load().unwrap();
-        pass.attach("cl0", AttachMode::Driver).expect("pass program on the peer");
+        pass.attach("cl0", AttachMode::Driver)
+            .expect("pass program on the peer");
         let sock = PacketSocket::open(cl0);
         for (f, ..) in &inputs {
             let frame = f.clone().macs(LB_MAC, CL_MAC).build();
@@ -177,7 +288,10 @@ fn driver_mode_on_a_veth_pair_encapsulates_real_packets() {
         got
     });
     for want in &expected {
-        assert!(captured.contains(want), "missing encapsulated frame {want:02x?}");
+        assert!(
+            captured.contains(want),
+            "missing encapsulated frame {want:02x?}"
+        );
     }
     let stats = fwd.stats().unwrap();
     assert!(stats.get(stat::ACTION_TX) >= 3);

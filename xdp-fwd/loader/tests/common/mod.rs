@@ -19,7 +19,10 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Runs a command, panicking with its output if it fails.
 pub fn sh(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().expect("spawn");
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("spawn");
     assert!(
         out.status.success(),
         "{args:?} failed: {}",
@@ -88,13 +91,20 @@ pub fn pin_to_cpu0() {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(0, &mut set);
         let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-        assert_eq!(rc, 0, "sched_setaffinity: {}", std::io::Error::last_os_error());
+        assert_eq!(
+            rc,
+            0,
+            "sched_setaffinity: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }
 
 impl Drop for NetNs {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
     }
 }
 
@@ -117,21 +127,66 @@ impl RouteLab {
     pub fn new(tag: &str) -> Self {
         let ns = NetNs::new(tag);
         let mac = |m: [u8; 6]| {
-            m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+            m.iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":")
         };
         // veth pairs (the kernel here has no dummy driver); the peers only
         // exist to bring the links up.
         for (dev, peer, m) in [("fwd0", "fwd0p", FWD0_MAC), ("fwd1", "fwd1p", FWD1_MAC)] {
-            ns.ip(&["link", "add", dev, "address", &mac(m), "type", "veth", "peer", "name", peer]);
+            ns.ip(&[
+                "link",
+                "add",
+                dev,
+                "address",
+                &mac(m),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                peer,
+            ]);
             ns.ip(&["link", "set", dev, "up"]);
             ns.ip(&["link", "set", peer, "up"]);
         }
         ns.ip(&["addr", "add", "10.99.0.1/24", "dev", "fwd0"]);
         ns.ip(&["addr", "add", "fd99::1/64", "dev", "fwd0", "nodad"]);
         ns.ip(&["addr", "add", "10.98.0.1/24", "dev", "fwd1"]);
-        ns.ip(&["neigh", "add", "10.99.0.2", "lladdr", &mac(GW0_MAC), "dev", "fwd0", "nud", "permanent"]);
-        ns.ip(&["-6", "neigh", "add", "fd99::2", "lladdr", &mac(GW0_MAC), "dev", "fwd0", "nud", "permanent"]);
-        ns.ip(&["neigh", "add", "10.98.0.2", "lladdr", &mac(GW1_MAC), "dev", "fwd1", "nud", "permanent"]);
+        ns.ip(&[
+            "neigh",
+            "add",
+            "10.99.0.2",
+            "lladdr",
+            &mac(GW0_MAC),
+            "dev",
+            "fwd0",
+            "nud",
+            "permanent",
+        ]);
+        ns.ip(&[
+            "-6",
+            "neigh",
+            "add",
+            "fd99::2",
+            "lladdr",
+            &mac(GW0_MAC),
+            "dev",
+            "fwd0",
+            "nud",
+            "permanent",
+        ]);
+        ns.ip(&[
+            "neigh",
+            "add",
+            "10.98.0.2",
+            "lladdr",
+            &mac(GW1_MAC),
+            "dev",
+            "fwd1",
+            "nud",
+            "permanent",
+        ]);
         ns.ip(&["route", "add", "10.200.0.0/16", "via", "10.99.0.2"]);
         ns.ip(&["-6", "route", "add", "fd00:200::/64", "via", "fd99::2"]);
         ns.ip(&["route", "add", "10.201.0.0/16", "via", "10.98.0.2"]);
@@ -152,7 +207,15 @@ pub enum Expect {
 }
 
 /// The flow hash the program computes for `frame`'s 5-tuple (TCP/UDP).
-pub fn hash_of(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, proto: u8, seed: u32, flags: u32) -> u32 {
+pub fn hash_of(
+    src: IpAddr,
+    dst: IpAddr,
+    sport: u16,
+    dport: u16,
+    proto: u8,
+    seed: u32,
+    flags: u32,
+) -> u32 {
     flow_hash(&flow_key(src, dst, sport, dport, proto), seed, flags)
 }
 
@@ -163,14 +226,24 @@ pub fn outer_source(settings: &ForwarderSettings, backend: IpAddr, hash: u32) ->
     match backend {
         IpAddr::V4(_) => {
             let (p, len) = settings.source_v4;
-            let mask: [u8; 4] = if len == 32 { [0; 4] } else { (u32::MAX >> len).to_be_bytes() };
+            let mask: [u8; 4] = if len == 32 {
+                [0; 4]
+            } else {
+                (u32::MAX >> len).to_be_bytes()
+            };
             let o = p.octets();
-            let s: Vec<u8> = (0..4).map(|i| (o[i] & !mask[i]) | (h[i] & mask[i])).collect();
+            let s: Vec<u8> = (0..4)
+                .map(|i| (o[i] & !mask[i]) | (h[i] & mask[i]))
+                .collect();
             IpAddr::from(<[u8; 4]>::try_from(s).unwrap())
         }
         IpAddr::V6(_) => {
             let (p, len) = settings.source_v6;
-            let mask: [u8; 4] = if len == 128 { [0; 4] } else { (u32::MAX >> (len - 96)).to_be_bytes() };
+            let mask: [u8; 4] = if len == 128 {
+                [0; 4]
+            } else {
+                (u32::MAX >> (len - 96)).to_be_bytes()
+            };
             let mut o = p.octets();
             for i in 0..4 {
                 o[12 + i] = (o[12 + i] & !mask[i]) | (h[i] & mask[i]);
@@ -192,7 +265,16 @@ pub fn expected_encap(
     dmac: [u8; 6],
     smac: [u8; 6],
 ) -> Vec<u8> {
-    expected_encap_of(&input.ip_packet(), input.vlan, settings, backend, hash, mode, dmac, smac)
+    expected_encap_of(
+        &input.ip_packet(),
+        input.vlan,
+        settings,
+        backend,
+        hash,
+        mode,
+        dmac,
+        smac,
+    )
 }
 
 /// As [`expected_encap`], for an inner packet given as bytes.
@@ -208,7 +290,11 @@ pub fn expected_encap_of(
     smac: [u8; 6],
 ) -> Vec<u8> {
     let inner_v4 = inner[0] >> 4 == 4;
-    let tos = if inner_v4 { inner[1] } else { (inner[0] << 4) | (inner[1] >> 4) };
+    let tos = if inner_v4 {
+        inner[1]
+    } else {
+        (inner[0] << 4) | (inner[1] >> 4)
+    };
     let inner_df = inner_v4 && inner[6] & 0x40 != 0;
     let src = outer_source(settings, backend, hash);
     let (proto, payload) = match mode {
@@ -221,13 +307,28 @@ pub fn expected_encap_of(
     let (ethertype, ip) = match (src, backend) {
         (IpAddr::V4(s), IpAddr::V4(d)) => (
             0x0800,
-            Ipv4Header { src: s, dst: d, proto, tos, ttl: 64, id: 0, dont_fragment: !inner_v4 || inner_df }
-                .bytes(payload.len()),
+            Ipv4Header {
+                src: s,
+                dst: d,
+                proto,
+                tos,
+                ttl: 64,
+                id: 0,
+                dont_fragment: !inner_v4 || inner_df,
+            }
+            .bytes(payload.len()),
         ),
         (IpAddr::V6(s), IpAddr::V6(d)) => (
             0x86dd,
-            Ipv6Header { src: s, dst: d, next: proto, traffic_class: tos, flow_label: hash & 0xfffff, hop_limit: 64 }
-                .bytes(payload.len()),
+            Ipv6Header {
+                src: s,
+                dst: d,
+                next: proto,
+                traffic_class: tos,
+                flow_label: hash & 0xfffff,
+                hop_limit: 64,
+            }
+            .bytes(payload.len()),
         ),
         _ => unreachable!(),
     };
@@ -263,12 +364,22 @@ pub fn xdp_prog_id(ns: &NetNs, dev: &str) -> Option<u64> {
     let json = ns_output(ns, &["ip", "-j", "-d", "link", "show", "dev", dev]);
     let v: serde_json::Value = serde_json::from_str(&json).ok()?;
     let xdp = v.get(0)?.get("xdp")?;
-    xdp.get("prog").and_then(|p| p.get("id")).and_then(|i| i.as_u64()).or_else(|| {
-        // Several programs (modes) are listed under "attached".
-        xdp.get("attached")?.get(0)?.get("prog")?.get("id")?.as_u64()
-    })
+    xdp.get("prog")
+        .and_then(|p| p.get("id"))
+        .and_then(|i| i.as_u64())
+        .or_else(|| {
+            // Several programs (modes) are listed under "attached".
+            xdp.get("attached")?
+                .get(0)?
+                .get("prog")?
+                .get("id")?
+                .as_u64()
+        })
 }
 
 pub fn mac_str(m: [u8; 6]) -> String {
-    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
