@@ -567,6 +567,41 @@ mod tests {
     }
 
     #[test]
+    fn update_vip_changes_options_and_keeps_backends() {
+        let mut s = ClusterState::default();
+        s.apply(&add_vip()).unwrap();
+        s.apply(&Command::AddBackend {
+            vip: key(),
+            backend: backend("10.0.0.1", 3),
+        })
+        .unwrap();
+        let flags = VipFlags {
+            hash_without_source_port: true,
+            hash_dst_port_only: false,
+        };
+        let update = Command::UpdateVip {
+            key: key(),
+            flags,
+            encapsulation: Encapsulation::Gue { port: 9000 },
+        };
+        assert_eq!(s.apply(&update), Ok(3));
+        let v = &s.vips[&key()];
+        assert_eq!((v.flags, v.encapsulation), (flags, Encapsulation::Gue { port: 9000 }));
+        assert_eq!(v.backends.len(), 1);
+        assert_eq!(
+            rejected(
+                &mut s,
+                Command::UpdateVip {
+                    key: key(),
+                    flags,
+                    encapsulation: Encapsulation::Gue { port: 0 }
+                }
+            ),
+            CommandError::BadGuePort
+        );
+    }
+
+    #[test]
     fn settings_accept_documented_primes() {
         let mut s = ClusterState::default();
         for size in [16_381, 65_537, 131_071, 655_373] {

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::command::Command;
 use crate::config::ConsensusConfig;
+use crate::encoding::MAX_DECODE_BYTES;
 use crate::error::ConsensusError;
 use crate::model::ClusterState;
 use crate::network::{CallError, NetworkFactory, PeerClient, TransportSettings};
@@ -22,6 +23,9 @@ use crate::raft_types::{ApplyOutcome, Node, NodeId, Raft};
 use crate::server;
 use crate::storage::{self, CommittedIndex, ReleaseProbe};
 use crate::wire::message::{ForwardError, MembershipChange, Request, Response, WriteReceipt};
+
+/// Smallest accepted frame limit (a snapshot chunk is a quarter of it).
+const MIN_FRAME: usize = 64 * 1024;
 
 /// Pause before retrying when no leader is known or the leader moved.
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
@@ -109,6 +113,12 @@ impl ConsensusNode {
             return Err(ConsensusError::Config(
                 "need heartbeat < election_min < election_max".into(),
             ));
+        }
+        if !(MIN_FRAME..=MAX_DECODE_BYTES).contains(&config.max_frame) {
+            return Err(ConsensusError::Config(format!(
+                "max_frame {} outside {MIN_FRAME}..={MAX_DECODE_BYTES}",
+                config.max_frame
+            )));
         }
         let raft_config = Config {
             cluster_name: "edgelb".into(),
@@ -436,77 +446,47 @@ impl NodeShared {
         Some(Target::Peer(leader, node.addr.clone()))
     }
 
-    /// Sends `request` to the leader (locally or forwarded), retrying while
-    /// the leader is unknown or has moved and the request was certainly not
-    /// executed, until the client timeout.
+    /// Sends a client `request` to the leader (locally or forwarded),
+    /// retrying while the leader is unknown or has moved and the request was
+    /// certainly not executed, until the client timeout.
     async fn route(&self, request: Request) -> Result<Response, ConsensusError> {
         let limit = self.config.timeouts.client;
         let deadline = Instant::now() + limit;
         let mut hint: Option<Target> = None;
-        let mut request = Some(request);
         loop {
             if Instant::now() >= deadline {
                 return Err(ConsensusError::NoLeader(limit));
             }
-            let target = match hint.take().or_else(|| self.leader_target()) {
-                Some(t) => t,
-                None => {
-                    tokio::time::sleep(RETRY_PAUSE).await;
-                    continue;
-                }
-            };
-            let Some(req) = request.take() else {
-                return Err(ConsensusError::Raft("request lost".into()));
+            let Some(target) = hint.take().or_else(|| self.leader_target()) else {
+                tokio::time::sleep(RETRY_PAUSE).await;
+                continue;
             };
             let response = match target {
                 Target::Me => {
                     let remaining = deadline.saturating_duration_since(Instant::now());
-                    // The request is re-sent on NotLeader, so keep a copy.
-                    let copy = clone_request(&req);
-                    match tokio::time::timeout(remaining, self.handle_as_leader(req)).await {
-                        Ok(r) => {
-                            request = copy;
-                            r
-                        }
-                        Err(_) => {
-                            return Err(ConsensusError::Indeterminate(format!(
-                                "no result within {limit:?}"
-                            )))
-                        }
-                    }
+                    let local = clone_client_request(&request)
+                        .ok_or_else(|| ConsensusError::Raft("not a client request".into()))?;
+                    tokio::time::timeout(remaining, self.handle_as_leader(local))
+                        .await
+                        .map_err(|_| ConsensusError::Indeterminate(format!("no result within {limit:?}")))?
                 }
-                Target::Peer(id, addr) => {
-                    let copy = clone_request(&req);
-                    match self.forward(id, addr, &req, deadline).await {
-                        Ok(r) => {
-                            request = copy;
-                            r
-                        }
-                        Err(CallError::Unreachable(e)) => {
-                            tracing::debug!(leader = id, error = %e, "leader unreachable; retrying");
-                            request = copy;
-                            tokio::time::sleep(RETRY_PAUSE).await;
-                            continue;
-                        }
-                        Err(e) => return Err(ConsensusError::Indeterminate(e.to_string())),
-                    }
-                }
-            };
-            match not_leader(&response) {
-                None => return Ok(response),
-                Some(leader) => {
-                    hint = leader.map(|(id, addr)| {
-                        if id == self.id {
-                            Target::Me
-                        } else {
-                            Target::Peer(id, addr)
-                        }
-                    });
-                    if hint.is_none() {
+                Target::Peer(id, addr) => match self.forward(id, addr, &request, deadline).await {
+                    Ok(r) => r,
+                    Err(CallError::Unreachable(e)) => {
+                        tracing::debug!(leader = id, error = %e, "leader unreachable; retrying");
                         tokio::time::sleep(RETRY_PAUSE).await;
+                        continue;
                     }
-                }
-            }
+                    Err(e) => return Err(ConsensusError::Indeterminate(e.to_string())),
+                },
+            };
+            let Some(leader) = not_leader(&response) else {
+                return Ok(response);
+            };
+            hint = leader.map(|(id, addr)| if id == self.id { Target::Me } else { Target::Peer(id, addr) });
+            // Leadership is moving; pausing keeps two nodes that briefly
+            // point at each other from spinning.
+            tokio::time::sleep(RETRY_PAUSE).await;
         }
     }
 
@@ -628,9 +608,9 @@ impl NodeShared {
     }
 }
 
-/// Client requests are small; Raft RPCs are never routed, so they are not
-/// cloned.
-fn clone_request(request: &Request) -> Option<Request> {
+/// A copy of a client request (small); `None` for Raft RPCs, which are
+/// never routed.
+fn clone_client_request(request: &Request) -> Option<Request> {
     match request {
         Request::Write(c) => Some(Request::Write(c.clone())),
         Request::ReadIndex => Some(Request::ReadIndex),

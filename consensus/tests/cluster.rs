@@ -72,6 +72,19 @@ async fn write_on_follower_is_applied_everywhere_and_bad_writes_change_nothing()
         .await
         .unwrap_err();
     assert!(matches!(err, ConsensusError::Rejected(CommandError::UnknownBackend { .. })));
+    let err = cluster
+        .node(follower)
+        .write(Command::AddBackend {
+            vip: vip(),
+            backend: edgelb_consensus::Backend {
+                address: "224.0.0.5".parse().unwrap(),
+                weight: 1,
+                state: edgelb_consensus::BackendState::Active,
+            },
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ConsensusError::Rejected(CommandError::BadAddress { .. })), "{err}");
     assert_eq!(cluster.node(leader).status().last_log_index, last_log);
     let current = cluster.node(follower).read_current().await.expect("read");
     assert_eq!(current.version, B + 2);

@@ -17,7 +17,7 @@ use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use crate::encoding::{decode, encode};
 use crate::raft_types::{Entry, LogId, NodeId, StorageError, TypeConfig};
-use crate::storage::{blocking, StoreError};
+use crate::storage::{blocking, Db, StoreError};
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
@@ -40,7 +40,7 @@ impl CommittedIndex {
 /// The durable Raft log store (log entries, vote, committed and purged ids).
 #[derive(Clone)]
 pub struct LogStore {
-    db: Arc<Database>,
+    db: Arc<Db>,
     /// Last committed log id seen, for status reporting.
     committed: Arc<Mutex<Option<LogId>>>,
 }
@@ -67,7 +67,7 @@ impl LogStore {
         };
         txn.commit()?;
         Ok(LogStore {
-            db: Arc::new(db),
+            db: Arc::new(Db::new(db)),
             committed: Arc::new(Mutex::new(committed)),
         })
     }
@@ -83,8 +83,8 @@ impl LogStore {
     }
 
     /// Tells when every handle to the database file has been dropped.
-    pub(crate) fn release_probe(&self) -> std::sync::Weak<Database> {
-        Arc::downgrade(&self.db)
+    pub(crate) fn release_probe(&self) -> std::sync::Weak<()> {
+        self.db.probe()
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(

@@ -8,6 +8,7 @@ mod log_store;
 mod state_machine;
 
 use std::path::Path;
+use std::sync::{Arc, Weak};
 
 pub use log_store::{CommittedIndex, LogStore};
 pub use state_machine::{StateMachineStore, SNAPSHOT_FORMAT};
@@ -71,10 +72,39 @@ where
         .map_err(|e| StoreError::Task(e.to_string()))?
 }
 
+/// An open redb database plus a token that is dropped only after the
+/// database itself is closed (fields drop in declaration order; closing
+/// redb writes and syncs, so "last handle gone" is not yet "file closed").
+pub(crate) struct Db {
+    db: redb::Database,
+    closed: Arc<()>,
+}
+
+impl Db {
+    fn new(db: redb::Database) -> Self {
+        Db {
+            db,
+            closed: Arc::new(()),
+        }
+    }
+
+    fn probe(&self) -> Weak<()> {
+        Arc::downgrade(&self.closed)
+    }
+}
+
+impl std::ops::Deref for Db {
+    type Target = redb::Database;
+
+    fn deref(&self) -> &redb::Database {
+        &self.db
+    }
+}
+
 /// Tells when both database files have been closed by every user (Raft
 /// tasks included), so the directory can be opened again.
 #[derive(Debug, Clone)]
-pub struct ReleaseProbe(Vec<std::sync::Weak<redb::Database>>);
+pub struct ReleaseProbe(Vec<Weak<()>>);
 
 impl ReleaseProbe {
     /// A probe for the databases of these two stores.

@@ -22,7 +22,7 @@ use crate::model::ClusterState;
 use crate::raft_types::{
     ApplyOutcome, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
-use crate::storage::{blocking, StoreError};
+use crate::storage::{blocking, Db, StoreError};
 
 const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state_machine");
 const KEY_APPLIED: &str = "applied";
@@ -55,7 +55,7 @@ struct StoredSnapshot {
 
 /// The durable state machine of one node.
 pub struct StateMachineStore {
-    db: Arc<Database>,
+    db: Arc<Db>,
     record: AppliedRecord,
     publisher: watch::Sender<Arc<ClusterState>>,
     snapshots_built: u64,
@@ -78,7 +78,7 @@ impl StateMachineStore {
         txn.commit()?;
         let (publisher, _) = watch::channel(Arc::new(record.state.clone()));
         Ok(StateMachineStore {
-            db: Arc::new(db),
+            db: Arc::new(Db::new(db)),
             record,
             publisher,
             snapshots_built: 0,
@@ -86,8 +86,8 @@ impl StateMachineStore {
     }
 
     /// Tells when every handle to the database file has been dropped.
-    pub(crate) fn release_probe(&self) -> std::sync::Weak<Database> {
-        Arc::downgrade(&self.db)
+    pub(crate) fn release_probe(&self) -> std::sync::Weak<()> {
+        self.db.probe()
     }
 
     /// A receiver of every applied state, starting with the current one.
@@ -144,7 +144,7 @@ impl StateMachineStore {
 /// Builds a snapshot from a copy of the applied state taken when the
 /// builder was created, so applying may continue meanwhile.
 pub struct SnapshotBuilder {
-    db: Arc<Database>,
+    db: Arc<Db>,
     record: AppliedRecord,
     snapshot_id: String,
 }
