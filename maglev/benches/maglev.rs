@@ -202,46 +202,76 @@ fn memory() {
 }
 
 /// Not timed: how far slot counts are from their ideal share, and how many
-/// slots move on removing one backend, beyond that backend's own.
+/// slots move beyond the changed backend's own when one backend is removed
+/// or added (worst and mean over 20 backend sets of random names).
 fn quality() {
-    let size = TableSize::DEFAULT;
-    let m = size.get();
-    println!("quality/M={m}: worst |slots - ideal|, and worst extra slots moved removing one (of 10 tried)");
-    for (kind, set) in [
-        ("equal", equal(10)),
-        ("equal", equal(100)),
-        ("equal", equal(1000)),
-        ("weights-1..100", weighted(100)),
-        ("weights-1..100", weighted(1000)),
-    ] {
-        let n = set.len();
-        let table = Table::build(size, set.iter().copied()).expect("valid");
-        let total: f64 = set.iter().map(|&(_, w)| f64::from(w)).sum();
-        let worst_share = table
-            .backends()
-            .iter()
-            .map(|b| (f64::from(b.slots()) - f64::from(m) * f64::from(b.weight()) / total).abs())
-            .fold(0.0, f64::max);
-        let worst_extra = (0..n)
-            .step_by(n / 10)
-            .map(|r| {
-                let mut rest = set.clone();
-                let (gone, _) = rest.remove(r);
-                let after = Table::build(size, rest).expect("valid");
-                let own = table
-                    .backends()
-                    .iter()
-                    .find(|b| *b.key() == gone)
-                    .map_or(0, |b| b.slots());
-                table.changed_slots(&after).expect("same size") - own as usize
-            })
-            .max()
-            .unwrap_or(0);
-        println!(
-            "quality/M={m}/N={n}/{kind}: share off by {worst_share:.2} slots; extra moved {worst_extra} ({:.2}% of M)",
-            100.0 * worst_extra as f64 / f64::from(m)
-        );
+    println!("quality: M, N, weights: worst |slots - ideal|; extra slots moved removing one / adding one, worst (mean), % of M");
+    for m in [16_381u32, 65_537, 131_071] {
+        let size = TableSize::new(m).expect("prime");
+        for n in [10usize, 50, 100, 200, 300, 400, 500, 655, 1000] {
+            if n * 100 > m as usize {
+                continue;
+            }
+            for weighted in [false, true] {
+                quality_case(size, n, weighted);
+            }
+        }
     }
+}
+
+fn quality_case(size: TableSize, n: usize, weighted: bool) {
+    let m = size.get();
+    let (mut worst_share, mut worst_rm, mut sum_rm, mut worst_add, mut sum_add) =
+        (0f64, 0f64, 0f64, 0f64, 0f64);
+    const SETS: u64 = 20;
+    for salt in 0..SETS {
+        let mut rng = Rng(salt);
+        let set: Vec<(String, u32)> = (0..=n)
+            .map(|_| {
+                let w = if weighted {
+                    (rng.next_u64() % 100 + 1) as u32
+                } else {
+                    1
+                };
+                (format!("{:016x}", rng.next_u64()), w)
+            })
+            .collect();
+        let base = Table::build(size, set[..n].to_vec()).expect("valid");
+        let total: f64 = set[..n].iter().map(|&(_, w)| f64::from(w)).sum();
+        for b in base.backends() {
+            let ideal = f64::from(m) * f64::from(b.weight()) / total;
+            worst_share = worst_share.max((f64::from(b.slots()) - ideal).abs());
+        }
+        // Add set[n].
+        let plus = Table::build(size, set.iter().cloned()).expect("valid");
+        let own = plus
+            .index_of(set[n].0.as_bytes())
+            .map_or(0, |i| plus.backends()[i as usize].slots());
+        let add =
+            (plus.changed_slots(&base).expect("same size") - own as usize) as f64 / f64::from(m);
+        worst_add = worst_add.max(add);
+        sum_add += add;
+        // Remove one of the first n.
+        let r = (rng.next_u64() % n as u64) as usize;
+        let mut rest = set[..n].to_vec();
+        let (gone, _) = rest.remove(r);
+        let after = Table::build(size, rest).expect("valid");
+        let own = base
+            .index_of(gone.as_bytes())
+            .map_or(0, |i| base.backends()[i as usize].slots());
+        let rm =
+            (base.changed_slots(&after).expect("same size") - own as usize) as f64 / f64::from(m);
+        worst_rm = worst_rm.max(rm);
+        sum_rm += rm;
+    }
+    let kind = if weighted { "weights-1..100" } else { "equal" };
+    println!(
+        "quality/M={m}/N={n}/{kind}: share off by {worst_share:.2} slots; extra moved removing {:.2}% ({:.2}%), adding {:.2}% ({:.2}%)",
+        100.0 * worst_rm,
+        100.0 * sum_rm / SETS as f64,
+        100.0 * worst_add,
+        100.0 * sum_add / SETS as f64,
+    );
 }
 
 fn main() {

@@ -75,21 +75,25 @@
 //!    slot is `(offset + j * skip) % M` (`j` = 0, 1, ...). SipHash is
 //!    SipHash-2-4 ([`siphash24`]); its keys `(k0, k1)` are the little-endian
 //!    words of the 16 ASCII bytes `"EdgeLB-Maglev-of"` and `"EdgeLB-Maglev-sk"`.
-//! 5. **Turns.** With `Q` the largest count, a backend of count `q` takes its
-//!    `k`-th turn (`k` = 1..=`q`) in round `floor((k - 1) * Q / q) + 1`, so
-//!    every backend takes a turn in round 1. Turns are taken
-//!    in order of round, and within a round in order of index. On its turn a
-//!    backend takes the first slot of its permutation that is still free
-//!    (skipping the ones it has already looked at). After round `Q` every
-//!    backend has taken exactly its count of slots, and all `M` are taken.
+//! 5. **Turns.** With `W` the largest weight of the active backends, a
+//!    backend of weight `w` and count `q` takes its `k`-th turn
+//!    (`k` = 1..=`q`) in round `floor((k - 1) * W / w) + 1`: every backend
+//!    takes a turn in round 1, and then one every `W / w` rounds. Turns are
+//!    taken in order of round, and within a round in order of index. On its
+//!    turn a backend takes the first slot of its permutation that is still
+//!    free (skipping the ones it has already looked at). A backend stops
+//!    when it has its count, so all `M` slots are taken, each backend's count
+//!    of them, by round `M + 1` at the latest.
 //!
-//! Step 5 is the paper's round robin, spread by weight as in Katran's
-//! weighted Maglev: a backend with half the count of another takes a turn
-//! every other round, so the backends' turns interleave evenly through the
-//! population, which is what keeps the flows a change moves few (the
-//! property tests bound them, see `tests/properties.rs`). With equal weights
-//! it is exactly the paper's round robin: backends whose count is one short
-//! miss the last round.
+//! Step 5 is the paper's round robin, paced by weight as in Katran's
+//! weighted Maglev: a backend of half another's weight takes a turn every
+//! other round, so the backends' turns interleave evenly through the
+//! population. A backend's schedule depends only on its own weight and the
+//! largest one, so removing or adding a backend leaves the order of the
+//! others' turns as it was (but for where each stops), which is what keeps
+//! the flows a change moves few; the property tests bound them
+//! (`tests/properties.rs`). With equal weights it is exactly the paper's
+//! round robin: backends whose count is one short miss the last round.
 //!
 //! # Flows of draining and down backends
 //!

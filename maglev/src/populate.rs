@@ -32,94 +32,123 @@ impl Walk {
     }
 }
 
-/// The rounds of one backend's turns, one after the other: with `Q` the
-/// largest slot count and `q` this backend's, turn `k` (1-based) falls in
-/// round `floor((k - 1) * Q / q) + 1`. Stepped with Bresenham's integer
-/// recurrence (no division per turn): `(k - 1) * Q = (round - 1) * q + err`,
-/// `0 <= err < q`.
+/// The rounds of one backend's turns, one after the other: with `W` the
+/// largest pace (weight) and `w` this backend's, turn `k` (1-based) falls in
+/// round `floor((k - 1) * W / w) + 1`, for `k` up to its slot count `q`.
+/// Stepped with Bresenham's integer recurrence (no division per turn):
+/// `(k - 1) * W = (round - 1) * w + err`, `0 <= err < w`.
 #[derive(Clone, Copy, Debug)]
 struct Clock {
     /// Round of the next turn; meaningless once `left` is 0.
-    round: u32,
-    err: u32,
-    /// `Q / q` and `Q % q`.
-    step: u32,
-    extra: u32,
-    q: u32,
+    round: u64,
+    err: u64,
+    /// `W / w` and `W % w`.
+    step: u64,
+    extra: u64,
+    w: u64,
     /// Turns not yet taken.
     left: u32,
 }
 
 impl Clock {
-    fn new(q: u32, q_max: u32) -> Self {
-        if q == 0 {
+    fn new(q: u32, w: u32, w_max: u32) -> Self {
+        if q == 0 || w == 0 {
             return Clock {
                 round: 0,
                 err: 0,
                 step: 0,
                 extra: 0,
-                q: 0,
+                w: 0,
                 left: 0,
             };
         }
+        let (w, w_max) = (u64::from(w), u64::from(w_max));
         Clock {
             round: 1,
             err: 0,
-            step: q_max / q,
-            extra: q_max % q,
-            q,
+            step: w_max / w,
+            extra: w_max % w,
+            w,
             left: q,
         }
     }
 
+    /// The round of its last turn (0 if it has none).
+    fn last_round(q: u32, w: u32, w_max: u32) -> u64 {
+        if q == 0 || w == 0 {
+            return 0;
+        }
+        // q < 2^24 and w_max < 2^32: the product fits in u64.
+        u64::from(q - 1) * u64::from(w_max) / u64::from(w) + 1
+    }
+
     /// True if its next turn falls before round `end`.
     #[inline(always)]
-    fn due_before(&self, end: u32) -> bool {
+    fn due_before(&self, end: u64) -> bool {
         self.left > 0 && self.round < end
     }
 
     #[inline(always)]
     fn advance(&mut self) {
         self.left -= 1;
-        // k Q = (round - 1 + step) q + (err + extra), and err + extra < 2 q.
+        // k W = (round - 1 + step) w + (err + extra), and err + extra < 2 w.
         self.round += self.step;
         self.err += self.extra;
-        if self.err >= self.q {
-            self.err -= self.q;
+        if self.err >= self.w {
+            self.err -= self.w;
             self.round += 1;
         }
     }
 }
 
-/// Rounds per window: about [`WINDOW_TURNS`] turns, as rounds hold `M / Q`
-/// turns on average.
-fn window_rounds(m: u32, q_max: u32) -> u32 {
-    (WINDOW_TURNS * u64::from(q_max) / u64::from(m)).clamp(1, u64::from(q_max)) as u32
-}
-
 /// Fills `entries` (all [`NO_BACKEND`] on entry, `m` of them) from each
-/// backend's walk and slot count (`quotas`, summing to `m` or all 0): turns
-/// in order of round then index; on its turn a backend takes the first free
-/// slot of its permutation. Returns the bytes it allocated for its own
-/// scratch (capacities of its vectors), for
-/// [`Table::build_scratch_bytes`](crate::Table::build_scratch_bytes).
-pub(crate) fn populate(m: u32, walks: &mut [Walk], quotas: &[u32], entries: &mut [u32]) -> usize {
+/// backend's walk, slot count (`quotas`, summing to `m` or all 0) and pace
+/// (`paces`, > 0 where the count is): turns in order of round then index;
+/// on its turn a backend takes the first free slot of its permutation.
+/// Returns the bytes it allocated for its own scratch (capacities of its
+/// vectors), for [`Table::build_scratch_bytes`](crate::Table::build_scratch_bytes).
+pub(crate) fn populate(
+    m: u32,
+    walks: &mut [Walk],
+    quotas: &[u32],
+    paces: &[u32],
+    entries: &mut [u32],
+) -> usize {
     debug_assert_eq!(entries.len(), m as usize);
     debug_assert!(entries.iter().all(|&e| e == NO_BACKEND));
-    let q_max = quotas.iter().copied().max().unwrap_or(0);
-    if q_max == 0 {
+    let w_max = quotas
+        .iter()
+        .zip(paces)
+        .filter(|&(&q, _)| q > 0)
+        .map(|(_, &w)| w)
+        .max()
+        .unwrap_or(0);
+    // The last round with a turn: at most m + 1, as q - 1 <= m w / S.
+    let rounds = quotas
+        .iter()
+        .zip(paces)
+        .map(|(&q, &w)| Clock::last_round(q, w, w_max))
+        .max()
+        .unwrap_or(0);
+    if rounds == 0 {
         return 0;
     }
-    let window = window_rounds(m, q_max);
-    let mut clocks: Vec<Clock> = quotas.iter().map(|&q| Clock::new(q, q_max)).collect();
+    // Rounds per window: about WINDOW_TURNS turns, as rounds hold m / rounds
+    // turns on average.
+    let window = (WINDOW_TURNS * rounds / u64::from(m)).clamp(1, rounds);
+    let mut clocks: Vec<Clock> = quotas
+        .iter()
+        .zip(paces)
+        .map(|(&q, &w)| Clock::new(q, w, w_max))
+        .collect();
     let mut taken = vec![0u64; (m as usize).div_ceil(64)];
     let mut starts = vec![0u32; window as usize + 1];
     // Grown to the largest window's turn count.
     let mut turns: Vec<u32> = Vec::new();
 
-    let mut first = 1u32; // rounds are 1-based
-    while first <= q_max {
-        let end = first.saturating_add(window).min(q_max + 1);
+    let mut first = 1u64; // rounds are 1-based
+    while first <= rounds {
+        let end = (first + window).min(rounds + 1);
         let width = (end - first) as usize;
         // Counting sort of the window's turns by round; backends are visited
         // in index order, so each round's turns come out in index order.
@@ -202,19 +231,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn clock_rounds_are_floor_k_minus_1_q_max_over_q_plus_1() {
-        for q_max in 1..60u32 {
-            for q in 1..=q_max {
-                let mut c = Clock::new(q, q_max);
-                for k in 1..=q {
-                    assert_eq!(c.round, (k - 1) * q_max / q + 1, "q={q} Q={q_max} k={k}");
-                    assert!(c.due_before(q_max + 1));
-                    c.advance();
+    fn clock_rounds_are_floor_k_minus_1_w_max_over_w_plus_1() {
+        for w_max in 1..60u32 {
+            for w in 1..=w_max {
+                for q in [1, 7, 60] {
+                    let mut c = Clock::new(q, w, w_max);
+                    for k in 1..=q {
+                        let want = u64::from((k - 1) * w_max / w + 1);
+                        assert_eq!(c.round, want, "q={q} w={w} W={w_max} k={k}");
+                        assert!(c.due_before(want + 1) && !c.due_before(want));
+                        if k == q {
+                            assert_eq!(Clock::last_round(q, w, w_max), want);
+                        }
+                        c.advance();
+                    }
+                    assert!(!c.due_before(u64::MAX));
                 }
-                assert!(!c.due_before(u32::MAX));
             }
         }
-        assert!(!Clock::new(0, 5).due_before(u32::MAX));
+        assert!(!Clock::new(0, 5, 5).due_before(u64::MAX));
+        assert_eq!(Clock::last_round(0, 5, 5), 0);
+        // Extreme paces: rounds beyond u32 do not overflow.
+        let mut c = Clock::new(3, 1, u32::MAX);
+        c.advance();
+        assert_eq!(c.round, u64::from(u32::MAX) + 1);
     }
 
     #[test]
@@ -226,7 +266,7 @@ mod tests {
             .map(|i| Walk::new(m, i * 2 % m, i % (m - 1) + 1))
             .collect();
         let mut entries = vec![NO_BACKEND; m as usize];
-        let bytes = populate(m, &mut walks, &quotas, &mut entries);
+        let bytes = populate(m, &mut walks, &quotas, &quotas, &mut entries);
         assert!(bytes > 0);
         let mut counts = vec![0u32; 50];
         for &e in &entries {

@@ -148,7 +148,7 @@ impl<K: BackendKey> Table<K> {
             })
             .collect();
         let mut entries = vec![NO_BACKEND; m as usize];
-        let populate_bytes = populate(m, &mut walks, &quotas, &mut entries);
+        let populate_bytes = populate(m, &mut walks, &quotas, &weights, &mut entries);
         let scratch_bytes = populate_bytes
             + weights.capacity() * std::mem::size_of::<u32>()
             + quotas.capacity() * std::mem::size_of::<u32>()

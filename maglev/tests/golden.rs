@@ -72,8 +72,8 @@ fn format_version_is_2() {
 fn smallest_table_is_pinned_slot_by_slot() {
     let t = Table::build_with_states(TableSize::new(13).unwrap(), addresses()).unwrap();
     // Index order: 10.0.0.1..6 (family tag 4), then the IPv6 one.
-    assert_eq!(t.entries(), [1, 1, 2, 2, 6, 6, 0, 6, 2, 6, 2, 0, 6]);
-    assert_eq!(t.fingerprint(), 0x4d84_a677_bc2c_cc00);
+    assert_eq!(t.entries(), [1, 1, 2, 2, 6, 6, 0, 6, 6, 2, 2, 0, 6]);
+    assert_eq!(t.fingerprint(), 0x3a3d_e1bc_690c_38dc);
 }
 
 #[test]
@@ -84,28 +84,28 @@ fn address_tables_are_pinned() {
             slots: &[2340, 2340, 4680, 0, 0, 0, 7021],
             first16: [6, 0, 2, 6, 0, 6, 6, 0, 6, 6, 6, 6, 2, 6, 6, 0],
             samples: [6, 0, 2, 6, 0, 0, 2, 2],
-            fingerprint: 0xafd2_14e2_3260_4811,
+            fingerprint: 0x938c_2c1f_7ae4_a60b,
         },
         Golden {
             m: 65_537,
             slots: &[9363, 9362, 18725, 0, 0, 0, 28087],
             first16: [6, 2, 2, 2, 1, 2, 6, 2, 1, 1, 6, 6, 0, 6, 6, 6],
             samples: [6, 2, 2, 2, 6, 1, 6, 6],
-            fingerprint: 0xe711_437f_f8cb_e80a,
+            fingerprint: 0xfbcd_d166_2211_7efc,
         },
         Golden {
             m: 131_071,
             slots: &[18725, 18724, 37449, 0, 0, 0, 56173],
             first16: [2, 2, 6, 2, 2, 1, 2, 2, 6, 1, 2, 6, 0, 6, 0, 2],
             samples: [2, 2, 6, 2, 6, 1, 6, 6],
-            fingerprint: 0x7634_fa5a_9883_714c,
+            fingerprint: 0x18c8_94c3_0baf_4dce,
         },
         Golden {
             m: 655_373,
             slots: &[93625, 93625, 187249, 0, 0, 0, 280874],
             first16: [2, 6, 2, 2, 0, 2, 1, 6, 2, 1, 6, 2, 0, 6, 6, 6],
             samples: [2, 6, 2, 2, 6, 0, 2, 0],
-            fingerprint: 0x1931_38ba_903b_551d,
+            fingerprint: 0x2d7d_0dd5_4690_1412,
         },
     ];
     for g in &goldens {
@@ -122,7 +122,7 @@ fn named_tables_are_pinned() {
             slots: &[862, 1724, 2587, 862, 1724, 2587, 862, 1724, 2587, 862],
             first16: [1, 9, 0, 6, 9, 1, 4, 4, 2, 0, 0, 0, 0, 0, 3, 1],
             samples: [1, 9, 0, 6, 8, 5, 5, 0],
-            fingerprint: 0x917f_a2a9_0f54_dad1,
+            fingerprint: 0x469b_6570_def9_cbb4,
         },
         Golden {
             m: 65_537,
@@ -131,7 +131,7 @@ fn named_tables_are_pinned() {
             ],
             first16: [2, 2, 2, 8, 2, 2, 3, 7, 2, 2, 2, 2, 2, 1, 9, 1],
             samples: [2, 2, 2, 8, 8, 4, 6, 2],
-            fingerprint: 0x43b4_833a_9fc4_2cd2,
+            fingerprint: 0x054f_b92b_0632_9c0d,
         },
         Golden {
             m: 131_071,
@@ -140,7 +140,7 @@ fn named_tables_are_pinned() {
             ],
             first16: [2, 7, 4, 3, 6, 2, 7, 3, 1, 4, 5, 5, 5, 0, 5, 5],
             samples: [2, 7, 4, 3, 8, 2, 9, 8],
-            fingerprint: 0x5bce_acbb_2981_62d5,
+            fingerprint: 0x57fd_7984_722d_dee1,
         },
         Golden {
             m: 655_373,
@@ -149,7 +149,7 @@ fn named_tables_are_pinned() {
             ],
             first16: [7, 4, 5, 1, 4, 2, 8, 5, 2, 7, 2, 1, 1, 5, 6, 7],
             samples: [7, 4, 5, 1, 0, 4, 7, 8],
-            fingerprint: 0xf3ce_802d_d276_0cee,
+            fingerprint: 0x308e_b913_443f_28d4,
         },
     ];
     for g in &goldens {

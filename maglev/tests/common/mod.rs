@@ -81,11 +81,12 @@ pub fn reference_counts(m: u32, weights: &[u32]) -> Vec<u32> {
 
 /// The table as the crate docs define it, done the slow, obvious way: the
 /// whole permutation matrix of the Maglev paper, and a per-round credit scan
-/// for the turns (each backend's credit starts at `Q - 1`; each round every
-/// backend adds its count to it, and takes a turn, spending `Q`, when it
-/// reaches `Q`: `ceil(r q / Q)` turns by the end of round `r`). `backends` are
-/// (canonical key bytes, weight, active) in any order; the result holds
-/// indices into them sorted by key bytes.
+/// for the turns (each backend's credit starts at `W - 1`; each round every
+/// backend adds its weight to it, and takes a turn, spending `W`, when it
+/// reaches `W` and the backend has not yet taken its count: `ceil(r w / W)`
+/// turns by the end of round `r`). `backends` are (canonical key bytes,
+/// weight, active) in any order; the result holds indices into them sorted
+/// by key bytes.
 pub fn reference_entries(m: u32, backends: &[(Vec<u8>, u32, bool)]) -> Vec<u32> {
     let mut sorted = backends.to_vec();
     sorted.sort();
@@ -106,16 +107,26 @@ pub fn reference_entries(m: u32, backends: &[(Vec<u8>, u32, bool)]) -> Vec<u32> 
         .collect();
     let counts = reference_counts(m as u32, &weights);
     let mut entries = vec![NO_BACKEND; m];
-    let q_max = u64::from(counts.iter().copied().max().unwrap_or(0));
+    // The largest weight among backends that get slots.
+    let w_max = (0..sorted.len())
+        .filter(|&i| counts[i] > 0)
+        .map(|i| u64::from(weights[i]))
+        .max()
+        .unwrap_or(0);
     let mut next = vec![0usize; sorted.len()];
-    let mut credit = vec![q_max.saturating_sub(1); sorted.len()];
-    for _round in 1..=q_max {
+    let mut taken = vec![0u32; sorted.len()];
+    let mut credit = vec![w_max.saturating_sub(1); sorted.len()];
+    let mut filled = 0;
+    let mut rounds = 0;
+    while filled < m && w_max > 0 {
+        rounds += 1;
+        assert!(rounds <= m + 1, "more rounds than the docs allow");
         for i in 0..sorted.len() {
-            credit[i] += u64::from(counts[i]);
-            if credit[i] < q_max {
+            credit[i] += u64::from(weights[i]);
+            if credit[i] < w_max || taken[i] == counts[i] {
                 continue;
             }
-            credit[i] -= q_max;
+            credit[i] -= w_max;
             let mut c = permutation[i][next[i]];
             while entries[c] != NO_BACKEND {
                 next[i] += 1;
@@ -123,8 +134,10 @@ pub fn reference_entries(m: u32, backends: &[(Vec<u8>, u32, bool)]) -> Vec<u32> 
             }
             entries[c] = i as u32;
             next[i] += 1;
+            taken[i] += 1;
+            filled += 1;
         }
     }
-    assert!(entries.iter().all(|&e| e != NO_BACKEND) || q_max == 0);
+    assert_eq!(taken, counts);
     entries
 }
