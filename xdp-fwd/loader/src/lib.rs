@@ -6,6 +6,9 @@
 //! Only the node's applied-state pipeline should call the map-writing
 //! methods: Raft log -> applied state -> Maglev tables (built by the `maglev`
 //! crate, never here) -> [`Forwarder::set_table`].
+//!
+//! The packet path, the policies for what is not forwarded, the table swap
+//! and hot restart are described in `xdp-fwd/FORWARDER.md`.
 
 #![warn(missing_docs)]
 
