@@ -14,14 +14,18 @@
 //! Shares are checked on tables of 16,381 to 131,071 slots with at least 100
 //! slots per backend, as the Maglev paper advises (`M` > 100 N).
 //!
-//! How many slots beyond its own share a change moves grows with `N` and
-//! shrinks with `M` (see BENCHMARKS.md, "Quality"): measured over 40 backend
-//! sets each, the worst is 0.92% of `M` at `M` = 65,537 for `N` up to 300,
-//! but about 1.0% for `N` from 350 to 450, and over 1% at `M` = 16,381 from
-//! `N` = 50; at `M` = 131,071 it stays under 0.75% up to `N` = 1,000. So the
-//! movement bounds are checked where they hold: the default size with up to
-//! 300 backends, and 131,071 slots with up to 1,000 (the size to configure
-//! for VIPs with more than 300 backends).
+//! The slots a change moves beyond the changed backend's own are not a hard
+//! bound of Maglev hashing but a statistic that grows with `N` and shrinks
+//! with `M` (BENCHMARKS.md, "Quality", and its worst cases over many random
+//! backend sets): at `M` = 65,537 it stays under 0.8% of `M` up to `N` = 100
+//! (600 changes tried), but from `N` = 200 to 500 about one change in 300
+//! moves slightly more than 1% (worst seen 1.09%); at `M` = 131,071 the
+//! worst seen up to `N` = 1,000 is 0.94% with weights, 0.60% without; at
+//! `M` = 16,381 it passes 1% from `N` = 50. So the movement bounds are
+//! checked where they hold with a margin, `M / N` >= 650 (65,537 slots with
+//! up to 100 backends, 131,071 with up to 200), so that these tests cannot
+//! fail by chance; `tests/table.rs` checks fixed larger sets. For VIPs with
+//! hundreds of backends, configure 131,071 slots or more.
 
 use maglev::{BackendState, Table, TableSize};
 use proptest::prelude::*;
@@ -44,10 +48,10 @@ fn size_and_n(max_n: usize) -> impl Strategy<Value = (TableSize, usize)> {
 }
 
 /// A table size and `n` (at least 2) for the movement bounds (see above).
-fn moving_size_and_n(max_n: usize) -> impl Strategy<Value = (TableSize, usize)> {
+fn moving_size_and_n() -> impl Strategy<Value = (TableSize, usize)> {
     prop_oneof![
-        (Just(65_537u32), 2..=max_n.min(300)),
-        (Just(131_071u32), 2..=max_n.min(1000)),
+        (Just(65_537u32), 2..=100usize),
+        (Just(131_071u32), 2..=200usize)
     ]
     .prop_map(|(m, n)| (TableSize::new(m).unwrap(), n))
 }
@@ -58,11 +62,9 @@ fn weighted_set() -> impl Strategy<Value = (TableSize, Vec<u32>)> {
     weighted_set_of(size())
 }
 
-/// [`weighted_set`] on the sizes of the movement bounds.
+/// Weights 1..=100 on the sizes and `n` of the movement bounds.
 fn moving_weighted_set() -> impl Strategy<Value = (TableSize, Vec<u32>)> {
-    let sizes =
-        prop::sample::select(vec![65_537u32, 131_071]).prop_map(|m| TableSize::new(m).unwrap());
-    weighted_set_of(sizes)
+    moving_size_and_n().prop_flat_map(|(m, n)| (Just(m), prop::collection::vec(1..=100u32, n)))
 }
 
 fn weighted_set_of(
@@ -134,7 +136,7 @@ proptest! {
 
     #[test]
     fn removing_one_of_equal_backends_moves_its_share_and_one_percent_more(
-        (m, n) in moving_size_and_n(1000),
+        (m, n) in moving_size_and_n(),
         pick: prop::sample::Index,
         salt: u64,
     ) {
@@ -155,7 +157,7 @@ proptest! {
 
     #[test]
     fn adding_one_to_equal_backends_moves_one_over_n_plus_one_and_one_percent_more(
-        (m, n) in moving_size_and_n(999),
+        (m, n) in moving_size_and_n(),
         salt: u64,
     ) {
         let all: Vec<(String, u32)> = keys(salt, n + 1).into_iter().map(|k| (k, 1)).collect();
