@@ -13,6 +13,38 @@
 //! - [`ConsensusNode`]: start a member, write from any node (forwarded to
 //!   the leader), read through the leader's read index, change membership,
 //!   subscribe to applied state, query status.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use edgelb_consensus::*;
+//!
+//! let secret = ClusterSecret::new(std::fs::read("/etc/edgelb/cluster.secret")?)?;
+//! let config = ConsensusConfig::new(1, "10.0.0.1:7400".parse()?, "/var/lib/edgelb/raft".into(), secret);
+//! let node = ConsensusNode::start(config).await?;
+//! // Once, on one node of a new cluster:
+//! node.initialize([(1, "10.0.0.1:7400".to_string()), (2, "10.0.0.2:7400".to_string()),
+//!                  (3, "10.0.0.3:7400".to_string())].into()).await?;
+//!
+//! // Drive the data plane from applied state only.
+//! let mut applied = node.subscribe();
+//! tokio::spawn(async move {
+//!     while applied.changed().await.is_ok() {
+//!         let state = applied.borrow_and_update().clone();
+//!         // rebuild Maglev tables for state.version ...
+//!         # let _ = state;
+//!     }
+//! });
+//!
+//! // Writes work from any node (forwarded to the leader).
+//! let vip = VipKey { address: "192.0.2.1".parse()?, port: 443, protocol: Protocol::Tcp };
+//! node.write(Command::AddVip { key: vip, flags: VipFlags::default(), encapsulation: Encapsulation::IpIp }).await?;
+//! let receipt = node.write(Command::AddBackend {
+//!     vip,
+//!     backend: Backend { address: "10.1.0.7".parse()?, weight: 100, state: BackendState::Active },
+//! }).await?;
+//! println!("table at version {}", receipt.version);
+//! # Ok(()) }
+//! ```
 
 pub mod command;
 pub mod config;

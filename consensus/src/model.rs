@@ -238,6 +238,22 @@ mod tests {
         }
     }
 
+    /// The table is stored on disk and shipped in snapshots: pin its bytes
+    /// (hand-derived from bincode 2's standard config, as for commands).
+    #[test]
+    fn golden_cluster_state_encoding() {
+        let mut s = ClusterState {
+            version: 300,
+            ..Default::default()
+        };
+        s.voters = [1, 2, 3].into();
+        let bytes = crate::encoding::encode(&s).unwrap();
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        // version 300 | seed 0 | size 65537 | no VIPs | voters {1,2,3} | no health
+        assert_eq!(hex, "fb2c01".to_string() + "00" + "fc01000100" + "00" + "03010203" + "00");
+        assert_eq!(crate::encoding::decode::<ClusterState>(&bytes).unwrap(), s);
+    }
+
     #[test]
     fn vip_key_display() {
         let k = VipKey {

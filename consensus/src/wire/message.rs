@@ -121,3 +121,49 @@ pub enum ForwardError {
     #[error("{0}")]
     Failed(String),
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::encoding::{decode, encode};
+
+    proptest! {
+        /// Whatever an authenticated peer sends, decoding returns a value or
+        /// an error: it never panics nor allocates past the decode limit.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode::<Request>(&bytes);
+            let _ = decode::<Response>(&bytes);
+        }
+
+        /// Flipping any byte of a valid message yields an error or another
+        /// well-formed message, never a panic.
+        #[test]
+        fn mutated_messages_never_panic(index in any::<prop::sample::Index>(), bit in 0u8..8) {
+            let command = Command::SetBackendWeight {
+                vip: crate::model::VipKey {
+                    address: "192.0.2.1".parse().unwrap(),
+                    port: 80,
+                    protocol: crate::model::Protocol::Tcp,
+                },
+                address: "10.0.0.1".parse().unwrap(),
+                weight: 7,
+            };
+            let mut bytes = encode(&Request::Write(command)).unwrap();
+            let i = index.index(bytes.len());
+            bytes[i] ^= 1 << bit;
+            let _ = decode::<Request>(&bytes);
+        }
+    }
+
+    #[test]
+    fn huge_length_claims_are_refused_without_allocating() {
+        // A length prefix claiming 2^60 elements must fail on the decode
+        // limit, not attempt the allocation.
+        let mut vec_claim = vec![0xfdu8];
+        vec_claim.extend_from_slice(&(1u64 << 60).to_le_bytes());
+        assert!(decode::<Vec<u64>>(&vec_claim).is_err());
+    }
+}
