@@ -16,7 +16,7 @@ use aya::{
 };
 use xdp_fwd_common::map_name;
 
-use super::{xdp_program, Forwarder};
+use super::{load_program, xdp_program, Forwarder};
 use crate::{Error, Result, PASS_PROGRAM_NAME, PROGRAM_NAME, PROGRAM_OBJECT};
 
 /// XDP attach mode.
@@ -169,7 +169,7 @@ impl PassProgram {
             loader.map_max_entries(name, 1);
         }
         let mut ebpf = loader.load(PROGRAM_OBJECT)?;
-        xdp_program(&mut ebpf, PASS_PROGRAM_NAME)?.load()?;
+        load_program(&mut ebpf, PASS_PROGRAM_NAME)?;
         Ok(Self { ebpf })
     }
 

@@ -17,7 +17,7 @@ use std::{
 use attach::Attachment;
 use aya::{
     maps::{Array, HashMap as BpfHashMap, PerCpuArray, PerCpuValues},
-    programs::Xdp,
+    programs::{ProgramError, Xdp},
     Ebpf, EbpfLoader,
 };
 use xdp_fwd_common::{
@@ -148,7 +148,7 @@ impl Forwarder {
         }
         let mut ebpf = loader.load(PROGRAM_OBJECT)?;
         for name in [PROGRAM_NAME, PASS_PROGRAM_NAME] {
-            xdp_program(&mut ebpf, name)?.load()?;
+            load_program(&mut ebpf, name)?;
         }
         let mut fwd = Self {
             ebpf,
@@ -401,6 +401,21 @@ fn sum_traffic(per_cpu: &[Traffic]) -> Traffic {
         packets: a.packets + t.packets,
         bytes: a.bytes + t.bytes,
     })
+}
+
+/// Loads (verifies) program `name`. The verifier gives up with EAGAIN when a
+/// signal arrives during verification; like libbpf, retry a few times.
+fn load_program(ebpf: &mut Ebpf, name: &'static str) -> Result<()> {
+    const ATTEMPTS: usize = 5;
+    let prog = xdp_program(ebpf, name)?;
+    for attempt in 1..=ATTEMPTS {
+        match prog.load() {
+            Err(ProgramError::LoadError { io_error, .. })
+                if io_error.raw_os_error() == Some(libc::EAGAIN) && attempt < ATTEMPTS => {}
+            other => return Ok(other?),
+        }
+    }
+    Ok(())
 }
 
 fn xdp_program<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut Xdp> {
