@@ -148,6 +148,35 @@ fn a_new_process_takes_over_pinned_maps_and_link() {
         b.detach("fwd0").unwrap();
     });
     assert_eq!(xdp_prog_id(&lab.ns, "fwd0"), None, "detached");
+
+    // A process configured with other capacities must not adopt the maps.
+    for capacity in [
+        Capacity {
+            table_size: 17,
+            ..options.capacity
+        },
+        Capacity {
+            flows: 2048,
+            ..options.capacity
+        },
+    ] {
+        let other = LoadOptions {
+            capacity,
+            ..options.clone()
+        };
+        match Forwarder::load_with(other) {
+            Err(xdp_fwd::Error::Invalid(msg)) => assert!(msg.contains("pinned map"), "{msg}"),
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("adopted maps of another size"),
+        }
+    }
+    let again = Forwarder::load_with(options.clone()).unwrap();
+    assert_eq!(
+        again.vips(),
+        vec![(vip, vip_options)],
+        "a refused load changed nothing"
+    );
+    drop(again);
     Forwarder::remove_pins(&fs.path()).unwrap();
     assert!(!fs.path().exists());
 }

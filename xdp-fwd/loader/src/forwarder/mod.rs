@@ -16,7 +16,7 @@ use std::{
 
 use attach::Attachment;
 use aya::{
-    maps::{Array, HashMap as BpfHashMap, PerCpuArray, PerCpuValues},
+    maps::{Array, HashMap as BpfHashMap, MapInfo, PerCpuArray, PerCpuValues},
     programs::{ProgramError, Xdp},
     Ebpf, EbpfLoader,
 };
@@ -132,17 +132,24 @@ impl Forwarder {
             None => Vec::new(),
         };
         let adopted = pin_paths.iter().any(|(_, p)| p.exists());
+        let sizes = [
+            (map_name::VIPS, cap.vips),
+            (map_name::VIP_ADDRS, cap.vips),
+            (map_name::VIP_STATS, cap.vips),
+            (map_name::RING, ring),
+            (map_name::BACKENDS, cap.backends),
+            (map_name::BACKEND_STATS, cap.backends),
+            (map_name::FLOWS, cap.flows),
+        ];
+        if adopted {
+            check_pinned_sizes(&pin_paths, &sizes)?;
+        }
 
         let mut loader = EbpfLoader::new();
-        loader
-            .map_max_entries(map_name::VIPS, cap.vips)
-            .map_max_entries(map_name::VIP_ADDRS, cap.vips)
-            .map_max_entries(map_name::VIP_STATS, cap.vips)
-            .map_max_entries(map_name::RING, ring)
-            .map_max_entries(map_name::BACKENDS, cap.backends)
-            .map_max_entries(map_name::BACKEND_STATS, cap.backends)
-            .map_max_entries(map_name::NEXT_HOPS, cap.backends)
-            .map_max_entries(map_name::FLOWS, cap.flows);
+        for (name, size) in sizes {
+            loader.map_max_entries(name, size);
+        }
+        loader.map_max_entries(map_name::NEXT_HOPS, cap.backends);
         for (name, path) in &pin_paths {
             loader.map_pin_path(name, path.as_path());
         }
@@ -401,6 +408,29 @@ fn sum_traffic(per_cpu: &[Traffic]) -> Traffic {
         packets: a.packets + t.packets,
         bytes: a.bytes + t.bytes,
     })
+}
+
+/// Adopting maps of other sizes would let indices run past them: refuse.
+fn check_pinned_sizes(
+    pins: &[(&'static str, PathBuf)],
+    sizes: &[(&'static str, u32)],
+) -> Result<()> {
+    for (name, want) in sizes {
+        let Some((_, path)) = pins.iter().find(|(n, _)| n == name) else {
+            continue;
+        };
+        if !path.exists() {
+            continue;
+        }
+        let have = MapInfo::from_pin(path)?.max_entries();
+        if have != *want {
+            return Err(Error::Invalid(format!(
+                "pinned map {name} has {have} entries, this process expects {want}: \
+                 restart with the same capacities, or remove the pins"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Loads (verifies) program `name`. The verifier gives up with EAGAIN when a
