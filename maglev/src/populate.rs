@@ -143,38 +143,40 @@ pub(crate) fn populate(
         .collect();
     let mut taken = vec![0u64; (m as usize).div_ceil(64)];
     let mut starts = vec![0u32; window as usize + 1];
-    // Grown to the largest window's turn count.
+    // The window's turns, unsorted and sorted; grown to the largest window.
+    let mut pending: Vec<u64> = Vec::new();
     let mut turns: Vec<u32> = Vec::new();
 
     let mut first = 1u64; // rounds are 1-based
     while first <= rounds {
         let end = (first + window).min(rounds + 1);
         let width = (end - first) as usize;
-        // Counting sort of the window's turns by round; backends are visited
-        // in index order, so each round's turns come out in index order.
+        // Counting sort of the window's turns by round: list them (round in
+        // the high half, backend in the low) and count them per round, then
+        // place them. Backends are visited in index order, so each round's
+        // turns come out in index order.
         starts[..=width].fill(0);
-        for &c in &clocks {
-            let mut c = c;
+        pending.clear();
+        for (i, c) in clocks.iter_mut().enumerate() {
             while c.due_before(end) {
-                starts[(c.round - first) as usize + 1] += 1;
+                let r = (c.round - first) as usize;
+                starts[r + 1] += 1;
+                pending.push((r as u64) << 32 | i as u64);
                 c.advance();
             }
         }
         for r in 1..=width {
             starts[r] += starts[r - 1];
         }
-        let count = starts[width] as usize;
+        let count = pending.len();
         if turns.len() < count {
             turns.reserve_exact(count - turns.len());
             turns.resize(count, 0);
         }
-        for (i, c) in clocks.iter_mut().enumerate() {
-            while c.due_before(end) {
-                let at = &mut starts[(c.round - first) as usize];
-                turns[*at as usize] = i as u32;
-                *at += 1;
-                c.advance();
-            }
+        for &turn in &pending {
+            let at = &mut starts[(turn >> 32) as usize];
+            turns[*at as usize] = turn as u32;
+            *at += 1;
         }
         take_turns(m, &turns[..count], walks, &mut taken, entries);
         first = end;
@@ -183,6 +185,7 @@ pub(crate) fn populate(
     clocks.capacity() * std::mem::size_of::<Clock>()
         + taken.capacity() * std::mem::size_of::<u64>()
         + starts.capacity() * std::mem::size_of::<u32>()
+        + pending.capacity() * std::mem::size_of::<u64>()
         + turns.capacity() * std::mem::size_of::<u32>()
 }
 
