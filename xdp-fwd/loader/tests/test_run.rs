@@ -164,14 +164,29 @@ fn ipv4_vip_ipip_byte_exact() {
     let mut fwd = forwarder();
     let vip = Vip::new(ip("203.0.113.7"), 80, Protocol::Tcp);
     serve(&mut fwd, vip, VipOptions::default(), &V4_BACKENDS);
-    for sport in [40000, 40001, 40002, 51515] {
-        let f = tcp("192.0.2.10", "203.0.113.7", sport, 80, tcp_flags::SYN).tos(0x2e);
-        assert_forwarded(&lab, &mut fwd, &f, &V4_BACKENDS, 0, Expect::IpIp);
+    let mut per_backend = std::collections::BTreeMap::<IpAddr, (u64, u64)>::new();
+    for (n, sport) in [40000u16, 40001, 40002, 51515].into_iter().enumerate() {
+        let f = tcp("192.0.2.10", "203.0.113.7", sport, 80, tcp_flags::SYN)
+            .tos(0x2e)
+            .payload(&vec![7; n * 10]);
+        let b = assert_forwarded(&lab, &mut fwd, &f, &V4_BACKENDS, 0, Expect::IpIp);
+        let e = per_backend.entry(b).or_default();
+        e.0 += 1;
+        e.1 += f.build().len() as u64;
     }
     let s = fwd.stats().unwrap();
     assert_eq!(s.get(stat::ACTION_TX), 4);
+    assert_eq!(s.get(stat::LRU_MISS), 4);
     assert_eq!(s.vips[&vip].packets, 4);
-    assert_eq!(s.backends.values().map(|t| t.packets).sum::<u64>(), 4);
+    let total: u64 = per_backend.values().map(|(_, b)| b).sum();
+    assert_eq!(s.vips[&vip].bytes, total);
+    for (b, (packets, bytes)) in &per_backend {
+        assert_eq!(
+            (s.backends[b].packets, s.backends[b].bytes),
+            (*packets, *bytes),
+            "{b}"
+        );
+    }
 }
 
 #[test]
