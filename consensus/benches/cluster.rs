@@ -61,9 +61,10 @@ impl Bench {
         let mut nodes = BTreeMap::new();
         let mut addrs = BTreeMap::new();
         for id in 1..=3 {
-            let node = ConsensusNode::start(config(id, dir.path(), (Ipv4Addr::LOCALHOST, 0).into()))
-                .await
-                .unwrap();
+            let node =
+                ConsensusNode::start(config(id, dir.path(), (Ipv4Addr::LOCALHOST, 0).into()))
+                    .await
+                    .unwrap();
             addrs.insert(id, node.local_addr());
             nodes.insert(id, Arc::new(node));
         }
@@ -124,7 +125,11 @@ async fn latencies(node: &ConsensusNode, n: u64, offset: u64) -> Vec<Duration> {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let quick = std::env::var_os("EDGELB_BENCH_QUICK").is_some();
-    let (n_lat, n_conc, writers, rounds) = if quick { (100, 200, 8, 2) } else { (2_000, 4_000, 32, 7) };
+    let (n_lat, n_conc, writers, rounds) = if quick {
+        (100, 200, 8, 2)
+    } else {
+        (2_000, 4_000, 32, 7)
+    };
 
     let mut b = Bench::start().await;
     let leader = b.leader().await;
@@ -204,13 +209,28 @@ async fn main() {
         ms(ELECTION_MAX)
     );
     println!("| figure | value |\n|---|---|");
-    println!("| commit latency at leader, median ({n_lat} sequential writes) | {} |", ms(med_leader));
-    println!("| commit latency at leader, p99 | {} |", ms(percentile(&at_leader, 0.99)));
-    println!("| commit latency via follower (forwarded), median | {} |", ms(med_fwd));
-    println!("| commit latency via follower (forwarded), p99 | {} |", ms(percentile(&fwd, 0.99)));
+    println!(
+        "| commit latency at leader, median ({n_lat} sequential writes) | {} |",
+        ms(med_leader)
+    );
+    println!(
+        "| commit latency at leader, p99 | {} |",
+        ms(percentile(&at_leader, 0.99))
+    );
+    println!(
+        "| commit latency via follower (forwarded), median | {} |",
+        ms(med_fwd)
+    );
+    println!(
+        "| commit latency via follower (forwarded), p99 | {} |",
+        ms(percentile(&fwd, 0.99))
+    );
     println!("| sequential writes/s (1 writer at leader) | {seq_rate:.0} |");
     println!("| concurrent writes/s ({writers} writers, half via follower) | {conc_rate:.0} |");
-    println!("| leader failover, kill to first commit, median of {rounds} | {} |", ms(percentile(&failovers, 0.5)));
+    println!(
+        "| leader failover, kill to first commit, median of {rounds} | {} |",
+        ms(percentile(&failovers, 0.5))
+    );
     println!(
         "| leader failover, min / max | {} / {} |",
         ms(failovers[0]),
@@ -224,7 +244,10 @@ async fn main() {
         "Of the failover time, stopping the old leader (closing its sockets) took a median of {}.",
         ms(percentile(&kills, 0.5))
     );
-    println!("Failover samples: {:?}", failovers.iter().map(|d| ms(*d)).collect::<Vec<_>>());
+    println!(
+        "Failover samples: {:?}",
+        failovers.iter().map(|d| ms(*d)).collect::<Vec<_>>()
+    );
 
     let ids: Vec<_> = b.nodes.keys().copied().collect();
     for id in ids {

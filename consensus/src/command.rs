@@ -326,7 +326,12 @@ impl ClusterState {
                 backend,
                 healthy,
             } => {
-                let observations = self.health.entry(*vip).or_default().entry(*backend).or_default();
+                let observations = self
+                    .health
+                    .entry(*vip)
+                    .or_default()
+                    .entry(*backend)
+                    .or_default();
                 if observations.insert(*observer, *healthy) == Some(*healthy) {
                     return Ok(self.version);
                 }
@@ -396,7 +401,13 @@ mod tests {
         let mut s = ClusterState::default();
         assert_eq!(s.apply(&add_vip()), Ok(1));
         let b = backend("10.0.0.1", 10);
-        assert_eq!(s.apply(&Command::AddBackend { vip: key(), backend: b }), Ok(2));
+        assert_eq!(
+            s.apply(&Command::AddBackend {
+                vip: key(),
+                backend: b
+            }),
+            Ok(2)
+        );
         let set = Command::SetBackendWeight {
             vip: key(),
             address: b.address,
@@ -433,7 +444,10 @@ mod tests {
         })
         .unwrap();
 
-        assert_eq!(rejected(&mut s, add_vip()), CommandError::DuplicateVip(key()));
+        assert_eq!(
+            rejected(&mut s, add_vip()),
+            CommandError::DuplicateVip(key())
+        );
         assert!(matches!(
             rejected(
                 &mut s,
@@ -586,7 +600,10 @@ mod tests {
         };
         assert_eq!(s.apply(&update), Ok(3));
         let v = &s.vips[&key()];
-        assert_eq!((v.flags, v.encapsulation), (flags, Encapsulation::Gue { port: 9000 }));
+        assert_eq!(
+            (v.flags, v.encapsulation),
+            (flags, Encapsulation::Gue { port: 9000 })
+        );
         assert_eq!(v.backends.len(), 1);
         assert_eq!(
             rejected(
@@ -635,7 +652,10 @@ mod tests {
         })
         .unwrap();
         let v = s.version;
-        assert_eq!(rejected(&mut s, report(9, false)), CommandError::UnknownObserver(9));
+        assert_eq!(
+            rejected(&mut s, report(9, false)),
+            CommandError::UnknownObserver(9)
+        );
         s.apply(&report(1, false)).unwrap();
         assert_eq!(s.effective_state(&key(), &b), Some(BackendState::Active));
         // Repeating an observation is accepted but changes nothing.
@@ -653,7 +673,11 @@ mod tests {
         assert_eq!(s.version, before + 1);
         assert!(!s.is_health_down(&key(), &b));
         // Removing the backend forgets its observations.
-        s.apply(&Command::RemoveBackend { vip: key(), address: b }).unwrap();
+        s.apply(&Command::RemoveBackend {
+            vip: key(),
+            address: b,
+        })
+        .unwrap();
         assert!(s.health.is_empty());
     }
 

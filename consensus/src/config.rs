@@ -67,7 +67,12 @@ pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
 
 impl ConsensusConfig {
     /// A configuration with default timing and limits.
-    pub fn new(node_id: NodeId, listen_addr: SocketAddr, data_dir: PathBuf, secret: ClusterSecret) -> Self {
+    pub fn new(
+        node_id: NodeId,
+        listen_addr: SocketAddr,
+        data_dir: PathBuf,
+        secret: ClusterSecret,
+    ) -> Self {
         ConsensusConfig {
             node_id,
             listen_addr,

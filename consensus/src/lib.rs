@@ -62,7 +62,8 @@ pub use command::{Command, CommandError};
 pub use config::{ConsensusConfig, Timeouts};
 pub use error::ConsensusError;
 pub use model::{
-    Backend, BackendState, ClusterSettings, ClusterState, Encapsulation, Protocol, Vip, VipFlags, VipKey,
+    Backend, BackendState, ClusterSettings, ClusterState, Encapsulation, Protocol, Vip, VipFlags,
+    VipKey,
 };
 pub use node::{ConsensusNode, NodeStatus, Role};
 pub use raft_types::NodeId;

@@ -250,7 +250,10 @@ mod tests {
         let bytes = crate::encoding::encode(&s).unwrap();
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         // version 300 | seed 0 | size 65537 | no VIPs | voters {1,2,3} | no health
-        assert_eq!(hex, "fb2c01".to_string() + "00" + "fc01000100" + "00" + "03010203" + "00");
+        assert_eq!(
+            hex,
+            "fb2c01".to_string() + "00" + "fc01000100" + "00" + "03010203" + "00"
+        );
         assert_eq!(crate::encoding::decode::<ClusterState>(&bytes).unwrap(), s);
     }
 

@@ -72,7 +72,11 @@ impl PeerClient {
 
     /// Sends `request` and waits for the response, within `limit` (plus the
     /// connect timeout if a new connection is needed).
-    pub async fn call(&mut self, request: &Request, limit: Duration) -> Result<Response, CallError> {
+    pub async fn call(
+        &mut self,
+        request: &Request,
+        limit: Duration,
+    ) -> Result<Response, CallError> {
         let channel = match self.channel.take().filter(SecureChannel::is_open) {
             Some(c) => c,
             None => SecureChannel::connect(
@@ -88,7 +92,10 @@ impl PeerClient {
         let mut channel = channel;
         // On failure the channel is dropped: its sequence numbers or stream
         // position can no longer be trusted.
-        let response = channel.call(request, limit).await.map_err(CallError::Failed)?;
+        let response = channel
+            .call(request, limit)
+            .await
+            .map_err(CallError::Failed)?;
         self.channel = Some(channel);
         Ok(response)
     }
@@ -144,7 +151,10 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
         let action = RPCTypes::AppendEntries;
-        match self.call(&Request::AppendEntries(rpc), option.hard_ttl()).await {
+        match self
+            .call(&Request::AppendEntries(rpc), option.hard_ttl())
+            .await
+        {
             Ok(Response::AppendEntries(Ok(r))) => Ok(r),
             Ok(Response::AppendEntries(Err(f))) => Err(RPCError::RemoteError(RemoteError::new(
                 self.target,
@@ -164,17 +174,23 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         RPCError<NodeId, Node, RaftError<NodeId, InstallSnapshotError>>,
     > {
         let action = RPCTypes::InstallSnapshot;
-        match self.call(&Request::InstallSnapshot(rpc), option.hard_ttl()).await {
+        match self
+            .call(&Request::InstallSnapshot(rpc), option.hard_ttl())
+            .await
+        {
             Ok(Response::InstallSnapshot(Ok(r))) => Ok(r),
-            Ok(Response::InstallSnapshot(Err(SnapshotFailure::Mismatch(m)))) => Err(
-                RPCError::RemoteError(RemoteError::new(
+            Ok(Response::InstallSnapshot(Err(SnapshotFailure::Mismatch(m)))) => {
+                Err(RPCError::RemoteError(RemoteError::new(
                     self.target,
                     RaftError::APIError(InstallSnapshotError::SnapshotMismatch(m)),
-                )),
-            ),
-            Ok(Response::InstallSnapshot(Err(SnapshotFailure::Stopped(_)))) => Err(
-                RPCError::RemoteError(RemoteError::new(self.target, RaftError::Fatal(Fatal::Stopped))),
-            ),
+                )))
+            }
+            Ok(Response::InstallSnapshot(Err(SnapshotFailure::Stopped(_)))) => {
+                Err(RPCError::RemoteError(RemoteError::new(
+                    self.target,
+                    RaftError::Fatal(Fatal::Stopped),
+                )))
+            }
             Ok(_) => Err(self.rpc_error(action, &option, CallError::UnexpectedResponse)),
             Err(e) => Err(self.rpc_error(action, &option, e)),
         }

@@ -209,7 +209,10 @@ impl ConsensusNode {
     /// Bootstraps a brand-new cluster with `members` (id → address) as
     /// voters. Call on exactly one node, once; other members learn the
     /// configuration through replication.
-    pub async fn initialize(&self, members: BTreeMap<NodeId, String>) -> Result<(), ConsensusError> {
+    pub async fn initialize(
+        &self,
+        members: BTreeMap<NodeId, String>,
+    ) -> Result<(), ConsensusError> {
         let nodes: BTreeMap<NodeId, Node> = members
             .into_iter()
             .map(|(id, addr)| (id, Node::new(addr)))
@@ -258,27 +261,29 @@ impl ConsensusNode {
 
     /// Adds a non-voting member and waits until it has caught up.
     pub async fn add_learner(&self, id: NodeId, addr: String) -> Result<u64, ConsensusError> {
-        self.change_membership(MembershipChange::AddLearner { id, addr }).await
+        self.change_membership(MembershipChange::AddLearner { id, addr })
+            .await
     }
 
     /// Turns a learner into a voter.
     pub async fn promote_voter(&self, id: NodeId) -> Result<u64, ConsensusError> {
-        self.change_membership(MembershipChange::Promote { id }).await
+        self.change_membership(MembershipChange::Promote { id })
+            .await
     }
 
     /// Removes a voter or learner from the cluster.
     pub async fn remove_node(&self, id: NodeId) -> Result<u64, ConsensusError> {
-        self.change_membership(MembershipChange::Remove { id }).await
+        self.change_membership(MembershipChange::Remove { id })
+            .await
     }
 
     async fn change_membership(&self, change: MembershipChange) -> Result<u64, ConsensusError> {
-        let response = self
-            .shared
-            .route(Request::ChangeMembership(change))
-            .await?;
+        let response = self.shared.route(Request::ChangeMembership(change)).await?;
         match response {
             Response::ChangeMembership(Ok(index)) => Ok(index),
-            Response::ChangeMembership(Err(ForwardError::Failed(e))) => Err(ConsensusError::Membership(e)),
+            Response::ChangeMembership(Err(ForwardError::Failed(e))) => {
+                Err(ConsensusError::Membership(e))
+            }
             Response::ChangeMembership(Err(e)) => Err(forward_error(e)),
             _ => Err(ConsensusError::Indeterminate("unexpected response".into())),
         }
@@ -303,7 +308,11 @@ impl ConsensusNode {
             .collect();
         NodeStatus {
             id: self.shared.id,
-            role: if m.running_state.is_err() { Role::Shutdown } else { role },
+            role: if m.running_state.is_err() {
+                Role::Shutdown
+            } else {
+                role
+            },
             term: m.current_term,
             leader: m.current_leader,
             last_log_index: m.last_log_index,
@@ -425,7 +434,11 @@ impl NodeShared {
             Response::ReadIndex(Err(e)) => return Err(forward_error(e)),
             _ => return Err(ConsensusError::Indeterminate("unexpected response".into())),
         };
-        let remaining = self.config.timeouts.client.saturating_sub(started.elapsed());
+        let remaining = self
+            .config
+            .timeouts
+            .client
+            .saturating_sub(started.elapsed());
         if index.is_some() {
             self.raft
                 .wait(Some(remaining))
@@ -468,7 +481,9 @@ impl NodeShared {
                         .ok_or_else(|| ConsensusError::Raft("not a client request".into()))?;
                     tokio::time::timeout(remaining, self.handle_as_leader(local))
                         .await
-                        .map_err(|_| ConsensusError::Indeterminate(format!("no result within {limit:?}")))?
+                        .map_err(|_| {
+                            ConsensusError::Indeterminate(format!("no result within {limit:?}"))
+                        })?
                 }
                 Target::Peer(id, addr) => match self.forward(id, addr, &request, deadline).await {
                     Ok(r) => r,
@@ -483,7 +498,13 @@ impl NodeShared {
             let Some(leader) = not_leader(&response) else {
                 return Ok(response);
             };
-            hint = leader.map(|(id, addr)| if id == self.id { Target::Me } else { Target::Peer(id, addr) });
+            hint = leader.map(|(id, addr)| {
+                if id == self.id {
+                    Target::Me
+                } else {
+                    Target::Peer(id, addr)
+                }
+            });
             // Leadership is moving; pausing keeps two nodes that briefly
             // point at each other from spinning.
             tokio::time::sleep(RETRY_PAUSE).await;
@@ -502,7 +523,8 @@ impl NodeShared {
             .lock()
             .ok()
             .and_then(|mut pool| pool.get_mut(&id).and_then(|v| v.pop()));
-        let mut client = pooled.unwrap_or_else(|| PeerClient::new(id, addr, self.transport.clone()));
+        let mut client =
+            pooled.unwrap_or_else(|| PeerClient::new(id, addr, self.transport.clone()));
         let remaining = deadline.saturating_duration_since(Instant::now());
         let response = client.call(request, remaining).await?;
         if let Ok(mut pool) = self.forward_pool.lock() {
@@ -543,7 +565,9 @@ impl NodeShared {
         if current.validate(&command).is_err() {
             self.read_index_as_leader().await?;
             let caught_up = self.state.borrow().clone();
-            caught_up.validate(&command).map_err(ForwardError::Rejected)?;
+            caught_up
+                .validate(&command)
+                .map_err(ForwardError::Rejected)?;
         }
         match self.raft.client_write(command).await {
             Ok(resp) => match resp.data {
@@ -552,7 +576,9 @@ impl NodeShared {
                     log_index: resp.log_id.index,
                 }),
                 ApplyOutcome::Rejected(e) => Err(ForwardError::Rejected(e)),
-                ApplyOutcome::Internal => Err(ForwardError::Failed("entry applied as internal".into())),
+                ApplyOutcome::Internal => {
+                    Err(ForwardError::Failed("entry applied as internal".into()))
+                }
             },
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Err(self.not_leader_error(f.leader_id, f.leader_node))
@@ -571,7 +597,10 @@ impl NodeShared {
         }
     }
 
-    async fn change_membership_as_leader(&self, change: MembershipChange) -> Result<u64, ForwardError> {
+    async fn change_membership_as_leader(
+        &self,
+        change: MembershipChange,
+    ) -> Result<u64, ForwardError> {
         let result = match change {
             MembershipChange::AddLearner { id, addr } => {
                 self.raft.add_learner(id, Node::new(addr), true).await

@@ -14,7 +14,11 @@ use crate::wire::channel::{ChannelError, SecureChannel};
 use crate::wire::message::{ForwardError, RemoteFailure, Request, Response, SnapshotFailure};
 
 /// Accepts connections until `stop` turns true, then closes them all.
-pub(crate) async fn serve(listener: TcpListener, shared: Arc<NodeShared>, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    shared: Arc<NodeShared>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -87,13 +91,15 @@ async fn handle(shared: &NodeShared, request: Request) -> Response {
                 .await
                 .map_err(|e| RemoteFailure::Stopped(e.to_string())),
         ),
-        Request::InstallSnapshot(rpc) => Response::InstallSnapshot(match raft.install_snapshot(rpc).await {
-            Ok(r) => Ok(r),
-            Err(RaftError::APIError(InstallSnapshotError::SnapshotMismatch(m))) => {
-                Err(SnapshotFailure::Mismatch(m))
-            }
-            Err(e) => Err(SnapshotFailure::Stopped(e.to_string())),
-        }),
+        Request::InstallSnapshot(rpc) => {
+            Response::InstallSnapshot(match raft.install_snapshot(rpc).await {
+                Ok(r) => Ok(r),
+                Err(RaftError::APIError(InstallSnapshotError::SnapshotMismatch(m))) => {
+                    Err(SnapshotFailure::Mismatch(m))
+                }
+                Err(e) => Err(SnapshotFailure::Stopped(e.to_string())),
+            })
+        }
         client @ (Request::Write(_) | Request::ReadIndex | Request::ChangeMembership(_)) => {
             shared.handle_as_leader(client).await
         }

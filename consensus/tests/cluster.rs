@@ -35,8 +35,16 @@ async fn write_on_follower_is_applied_everywhere_and_bad_writes_change_nothing()
     let leader = cluster.leader(LONG).await;
     let follower = (1..=3).find(|id| *id != leader).unwrap();
 
-    let r1 = cluster.node(follower).write(add_vip()).await.expect("add vip");
-    let r2 = cluster.node(follower).write(add_backend(0)).await.expect("add backend");
+    let r1 = cluster
+        .node(follower)
+        .write(add_vip())
+        .await
+        .expect("add vip");
+    let r2 = cluster
+        .node(follower)
+        .write(add_backend(0))
+        .await
+        .expect("add backend");
     assert_eq!((r1.version, r2.version), (B + 1, B + 2));
     assert!(r2.log_index > r1.log_index);
     for id in 1..=3 {
@@ -47,10 +55,20 @@ async fn write_on_follower_is_applied_everywhere_and_bad_writes_change_nothing()
     // Rejected at the leader: clear error, no version bump, no log entry.
     let last_log = cluster.node(leader).status().last_log_index;
     let err = cluster.node(follower).write(add_vip()).await.unwrap_err();
-    assert!(matches!(err, ConsensusError::Rejected(CommandError::DuplicateVip(_))), "{err}");
-    let err = cluster.node(follower).write(add_backend(0)).await.unwrap_err();
     assert!(
-        matches!(err, ConsensusError::Rejected(CommandError::DuplicateBackend { .. })),
+        matches!(err, ConsensusError::Rejected(CommandError::DuplicateVip(_))),
+        "{err}"
+    );
+    let err = cluster
+        .node(follower)
+        .write(add_backend(0))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ConsensusError::Rejected(CommandError::DuplicateBackend { .. })
+        ),
         "{err}"
     );
     let err = cluster
@@ -62,7 +80,10 @@ async fn write_on_follower_is_applied_everywhere_and_bad_writes_change_nothing()
         })
         .await
         .unwrap_err();
-    assert!(matches!(err, ConsensusError::Rejected(CommandError::WeightOutOfRange(70_000))));
+    assert!(matches!(
+        err,
+        ConsensusError::Rejected(CommandError::WeightOutOfRange(70_000))
+    ));
     let err = cluster
         .node(follower)
         .write(Command::RemoveBackend {
@@ -71,7 +92,10 @@ async fn write_on_follower_is_applied_everywhere_and_bad_writes_change_nothing()
         })
         .await
         .unwrap_err();
-    assert!(matches!(err, ConsensusError::Rejected(CommandError::UnknownBackend { .. })));
+    assert!(matches!(
+        err,
+        ConsensusError::Rejected(CommandError::UnknownBackend { .. })
+    ));
     let err = cluster
         .node(follower)
         .write(Command::AddBackend {
@@ -84,7 +108,13 @@ async fn write_on_follower_is_applied_everywhere_and_bad_writes_change_nothing()
         })
         .await
         .unwrap_err();
-    assert!(matches!(err, ConsensusError::Rejected(CommandError::BadAddress { .. })), "{err}");
+    assert!(
+        matches!(
+            err,
+            ConsensusError::Rejected(CommandError::BadAddress { .. })
+        ),
+        "{err}"
+    );
     assert_eq!(cluster.node(leader).status().last_log_index, last_log);
     let current = cluster.node(follower).read_current().await.expect("read");
     assert_eq!(current.version, B + 2);
@@ -98,7 +128,11 @@ async fn read_current_on_a_follower_sees_every_acknowledged_write() {
     let followers: Vec<_> = (1..=3).filter(|id| *id != leader).collect();
     cluster.node(leader).write(add_vip()).await.unwrap();
     for i in 0..20 {
-        let receipt = cluster.node(followers[0]).write(add_backend(i)).await.unwrap();
+        let receipt = cluster
+            .node(followers[0])
+            .write(add_backend(i))
+            .await
+            .unwrap();
         // Read on the *other* follower right after the ack.
         let state = cluster.node(followers[1]).read_current().await.unwrap();
         assert!(state.version >= receipt.version);
@@ -131,7 +165,10 @@ async fn subscribers_see_increasing_versions_ending_at_the_latest() {
     assert_eq!(seen.first(), Some(&B));
     assert_eq!(seen.last(), Some(&(B + 31)), "{seen:?}");
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
-    assert_eq!(*cluster.node(follower).state(), *cluster.node(leader).state());
+    assert_eq!(
+        *cluster.node(follower).state(),
+        *cluster.node(leader).state()
+    );
     cluster.shutdown().await;
 }
 
@@ -146,7 +183,13 @@ async fn killing_the_leader_elects_a_new_one_and_loses_no_acknowledged_write() {
     let (acked_tx, mut acked_rx) = tokio::sync::mpsc::unbounded_channel();
     let writes = 400u32;
     let writer = {
-        let node = cluster.members.get_mut(&writer_node).unwrap().node.take().unwrap();
+        let node = cluster
+            .members
+            .get_mut(&writer_node)
+            .unwrap()
+            .node
+            .take()
+            .unwrap();
         tokio::spawn(async move {
             let mut failed = 0;
             for i in 0..writes {
@@ -165,7 +208,10 @@ async fn killing_the_leader_elects_a_new_one_and_loses_no_acknowledged_write() {
     }
     let killed_at = Instant::now();
     cluster.kill(old_leader).await;
-    let (node, failed) = timeout(Duration::from_secs(120), writer).await.unwrap().unwrap();
+    let (node, failed) = timeout(Duration::from_secs(120), writer)
+        .await
+        .unwrap()
+        .unwrap();
     cluster.members.get_mut(&writer_node).unwrap().node = Some(node);
     while let Ok(i) = acked_rx.try_recv() {
         acked.push(i);
@@ -184,12 +230,20 @@ async fn killing_the_leader_elects_a_new_one_and_loses_no_acknowledged_write() {
         let state = cluster.node(*id).read_current().await.unwrap();
         let backends = &state.vips[&vip()].backends;
         for i in &acked {
-            assert!(backends.contains_key(&backend_addr(*i)), "acknowledged write {i} lost on node {id}");
+            assert!(
+                backends.contains_key(&backend_addr(*i)),
+                "acknowledged write {i} lost on node {id}"
+            );
         }
     }
     // The old leader comes back, follows, and has every acknowledged write.
     cluster.restart(old_leader).await;
-    let v = cluster.node(new_leader).read_current().await.unwrap().version;
+    let v = cluster
+        .node(new_leader)
+        .read_current()
+        .await
+        .unwrap()
+        .version;
     let state = cluster.wait_version(old_leader, v, LONG).await;
     for i in &acked {
         assert!(state.vips[&vip()].backends.contains_key(&backend_addr(*i)));
@@ -252,7 +306,11 @@ async fn the_whole_cluster_restarts_from_disk() {
     }
     for id in 1..=3 {
         cluster.restart(id).await;
-        assert_eq!(*cluster.node(id).state(), *before, "node {id} state after restart");
+        assert_eq!(
+            *cluster.node(id).state(),
+            *before,
+            "node {id} state after restart"
+        );
     }
     let leader = cluster.leader(LONG).await;
     let r = cluster.node(leader).write(add_backend(5)).await.unwrap();
@@ -272,21 +330,37 @@ async fn a_partitioned_minority_cannot_commit_or_read() {
 
     cluster.links.isolate(old_leader, &majority).await;
     // The isolated leader cannot commit, whatever it believes.
-    let err = cluster.node(old_leader).write(add_backend(100)).await.unwrap_err();
+    let err = cluster
+        .node(old_leader)
+        .write(add_backend(100))
+        .await
+        .unwrap_err();
     assert!(
-        matches!(err, ConsensusError::Indeterminate(_) | ConsensusError::NoLeader(_)),
+        matches!(
+            err,
+            ConsensusError::Indeterminate(_) | ConsensusError::NoLeader(_)
+        ),
         "{err}"
     );
     assert!(cluster.node(old_leader).read_current().await.is_err());
     // The majority elects a leader and keeps committing.
     let new_leader = cluster.leader_among(&majority, LONG).await;
     for i in 0..5 {
-        cluster.node(new_leader).write(add_backend(i)).await.unwrap();
+        cluster
+            .node(new_leader)
+            .write(add_backend(i))
+            .await
+            .unwrap();
     }
     assert_eq!(cluster.node(old_leader).state().version, B + 1);
 
     cluster.links.heal();
-    let v = cluster.node(new_leader).read_current().await.unwrap().version;
+    let v = cluster
+        .node(new_leader)
+        .read_current()
+        .await
+        .unwrap()
+        .version;
     assert_eq!(v, B + 6);
     let state = cluster.wait_version(old_leader, v, LONG).await;
     assert_eq!(*state, *cluster.node(new_leader).state());
@@ -338,7 +412,10 @@ async fn a_node_far_behind_is_sent_a_snapshot() {
     // The compacted leader itself restarts from snapshot + remaining log.
     cluster.kill(leader).await;
     cluster.restart(leader).await;
-    assert_eq!(cluster.node(leader).state().vips[&vip()].backends.len(), 100);
+    assert_eq!(
+        cluster.node(leader).state().vips[&vip()].backends.len(),
+        100
+    );
     cluster.leader(LONG).await;
     // And a learner that joins late is also brought up by snapshot, then
     // promoted to voter.
@@ -403,16 +480,28 @@ async fn a_backend_goes_down_when_a_quorum_of_nodes_observes_it_down() {
     let r = cluster.node(2).write(report(2, true)).await.unwrap();
     for id in 1..=3 {
         let s = cluster.wait_version(id, r.version, LONG).await;
-        assert_eq!(s.effective_state(&vip(), &b), Some(edgelb_consensus::BackendState::Active));
+        assert_eq!(
+            s.effective_state(&vip(), &b),
+            Some(edgelb_consensus::BackendState::Active)
+        );
     }
     let r = cluster.node(3).write(report(3, false)).await.unwrap();
     for id in 1..=3 {
         let s = cluster.wait_version(id, r.version, LONG).await;
         assert!(s.is_health_down(&vip(), &b), "node {id}");
-        assert_eq!(s.effective_state(&vip(), &b), Some(edgelb_consensus::BackendState::Down));
+        assert_eq!(
+            s.effective_state(&vip(), &b),
+            Some(edgelb_consensus::BackendState::Down)
+        );
     }
     // A node outside the voter set cannot report.
     let err = cluster.node(2).write(report(7, false)).await.unwrap_err();
-    assert!(matches!(err, ConsensusError::Rejected(CommandError::UnknownObserver(7))), "{err}");
+    assert!(
+        matches!(
+            err,
+            ConsensusError::Rejected(CommandError::UnknownObserver(7))
+        ),
+        "{err}"
+    );
     cluster.shutdown().await;
 }

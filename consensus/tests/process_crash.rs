@@ -39,7 +39,13 @@ fn free_port() -> SocketAddr {
     l.local_addr().unwrap()
 }
 
-fn spawn(id: NodeId, addr: SocketAddr, dir: &Path, secret: &Path, init: Option<&BTreeMap<NodeId, SocketAddr>>) -> Child {
+fn spawn(
+    id: NodeId,
+    addr: SocketAddr,
+    dir: &Path,
+    secret: &Path,
+    init: Option<&BTreeMap<NodeId, SocketAddr>>,
+) -> Child {
     let mut cmd = Process::new(env!("CARGO_BIN_EXE_consensus-node"));
     cmd.arg("--id")
         .arg(id.to_string())
@@ -77,7 +83,8 @@ impl Client {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             for id in among {
-                if let Some(Response::ReadIndex(Ok(_))) = self.call(*id, &Request::ReadIndex).await {
+                if let Some(Response::ReadIndex(Ok(_))) = self.call(*id, &Request::ReadIndex).await
+                {
                     return *id;
                 }
             }
@@ -92,7 +99,15 @@ impl Client {
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut target = among[0];
         while Instant::now() < deadline {
-            let mut c = match SecureChannel::connect(self.addrs[&target], CLIENT_ID, &self.secret, 1 << 24, IO).await {
+            let mut c = match SecureChannel::connect(
+                self.addrs[&target],
+                CLIENT_ID,
+                &self.secret,
+                1 << 24,
+                IO,
+            )
+            .await
+            {
                 Ok(c) => c,
                 Err(_) => {
                     // Certainly not delivered: try another node.
@@ -137,7 +152,10 @@ impl Client {
                     return s;
                 }
             }
-            assert!(Instant::now() < deadline, "node {id} never satisfied the check");
+            assert!(
+                Instant::now() < deadline,
+                "node {id} never satisfied the check"
+            );
             sleep(Duration::from_millis(50)).await;
         }
     }
@@ -152,7 +170,9 @@ async fn sigkill_of_the_leader_process_loses_no_acknowledged_write() {
     let mut procs = Processes(BTreeMap::new());
     for (id, addr) in &addrs {
         let init = (*id == 1).then_some(&addrs);
-        procs.0.insert(*id, spawn(*id, *addr, tmp.path(), &secret_path, init));
+        procs
+            .0
+            .insert(*id, spawn(*id, *addr, tmp.path(), &secret_path, init));
     }
     let client = Client {
         secret: ClusterSecret::new(SECRET.to_vec()).unwrap(),
@@ -196,21 +216,27 @@ async fn sigkill_of_the_leader_process_loses_no_acknowledged_write() {
         .expect("writer finished")
         .unwrap();
     let survivors: Vec<NodeId> = all.iter().copied().filter(|id| *id != leader).collect();
-    eprintln!("acknowledged {} of 300 writes ({unacked} without verdict)", acked.len());
+    eprintln!(
+        "acknowledged {} of 300 writes ({unacked} without verdict)",
+        acked.len()
+    );
     assert!(acked.len() > 60, "writes resumed after the kill");
 
     let has_all = |s: &ClusterState| {
-        s.vips
-            .get(&vip())
-            .is_some_and(|v| acked.iter().all(|i| v.backends.contains_key(&backend_addr(*i))))
+        s.vips.get(&vip()).is_some_and(|v| {
+            acked
+                .iter()
+                .all(|i| v.backends.contains_key(&backend_addr(*i)))
+        })
     };
     for id in &survivors {
         client.read_until(*id, has_all).await;
     }
     // The killed node restarts from its data directory and catches up.
-    procs
-        .0
-        .insert(leader, spawn(leader, addrs[&leader], tmp.path(), &secret_path, None));
+    procs.0.insert(
+        leader,
+        spawn(leader, addrs[&leader], tmp.path(), &secret_path, None),
+    );
     let restarted = client.read_until(leader, has_all).await;
     let reference = client.read(survivors[0]).await.unwrap();
     assert_eq!(restarted.vips, reference.vips);

@@ -9,7 +9,9 @@ use openraft::StorageIOError;
 struct RedbStores;
 
 impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, tempfile::TempDir> for RedbStores {
-    async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError> {
+    async fn build(
+        &self,
+    ) -> Result<(tempfile::TempDir, LogStore, StateMachineStore), StorageError> {
         let dir = tempfile::tempdir().map_err(|e| StorageIOError::write(&e))?;
         let (log, sm) = storage::open(dir.path()).map_err(|e| StorageIOError::write(&e))?;
         Ok((dir, log, sm))

@@ -36,7 +36,10 @@ struct Hello {
 }
 
 async fn write_frame(stream: &mut TcpStream, body: &[u8]) {
-    stream.write_all(&(body.len() as u32).to_be_bytes()).await.unwrap();
+    stream
+        .write_all(&(body.len() as u32).to_be_bytes())
+        .await
+        .unwrap();
     stream.write_all(body).await.unwrap();
 }
 
@@ -60,7 +63,11 @@ async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
 async fn assert_healthy(cluster: &Cluster, leader: u64, term: u64, version: u64) {
     assert_eq!(cluster.leader(LONG).await, leader);
     assert_eq!(cluster.node(leader).status().term, term);
-    let r = cluster.node(leader).write(add_backend(version as u32)).await.unwrap();
+    let r = cluster
+        .node(leader)
+        .write(add_backend(version as u32))
+        .await
+        .unwrap();
     assert_eq!(r.version, version + 1);
 }
 
@@ -90,16 +97,25 @@ async fn a_peer_with_the_wrong_secret_is_refused() {
     };
     write_frame(&mut raw, &encode(&hello).unwrap()).await;
     let mut prefix = [0u8; 4];
-    timeout(IO, raw.read_exact(&mut prefix)).await.unwrap().unwrap();
+    timeout(IO, raw.read_exact(&mut prefix))
+        .await
+        .unwrap()
+        .unwrap();
     let mut challenge = vec![0u8; u32::from_be_bytes(prefix) as usize];
-    timeout(IO, raw.read_exact(&mut challenge)).await.unwrap().unwrap();
+    timeout(IO, raw.read_exact(&mut challenge))
+        .await
+        .unwrap()
+        .unwrap();
     write_frame(&mut raw, &encode(&[0x42u8; 32]).unwrap()).await;
     let request = encode(&Request::ReadIndex).unwrap();
     let mut forged = request.clone();
     forged.extend_from_slice(&[0u8; 32]);
     let _ = raw.write_all(&(forged.len() as u32).to_be_bytes()).await;
     let _ = raw.write_all(&forged).await;
-    assert!(read_until_closed(&mut raw).await.is_empty(), "no answer to an unauthenticated peer");
+    assert!(
+        read_until_closed(&mut raw).await.is_empty(),
+        "no answer to an unauthenticated peer"
+    );
 
     // 3. A whole node configured with the wrong secret, believing it shares a
     //    cluster with the leader, can never win a vote nor disturb the term.
@@ -113,9 +129,12 @@ async fn a_peer_with_the_wrong_secret_is_refused() {
     config.timeouts = test_config(9, tmp.path().into(), addr).timeouts;
     config.timeouts.client = Duration::from_secs(2);
     let rogue = ConsensusNode::start(config).await.unwrap();
-    let members = [(9, rogue.local_addr().to_string()), (leader, addr.to_string())]
-        .into_iter()
-        .collect();
+    let members = [
+        (9, rogue.local_addr().to_string()),
+        (leader, addr.to_string()),
+    ]
+    .into_iter()
+    .collect();
     rogue.initialize(members).await.unwrap();
     // Several election timeouts of campaigning.
     sleep(Duration::from_secs(3)).await;
@@ -143,7 +162,9 @@ async fn corrupt_and_truncated_frames_are_rejected_without_harm() {
     for addr in &victims {
         // Length prefix far beyond the frame limit.
         let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3]).await.unwrap();
+        s.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3])
+            .await
+            .unwrap();
         assert!(read_until_closed(&mut s).await.is_empty());
 
         // Zero-length frame.
@@ -181,18 +202,26 @@ async fn corrupt_and_truncated_frames_are_rejected_without_harm() {
         // Authenticated peers that send undecodable messages are dropped too:
         // a wrong message type (trailing bytes), an unknown variant, and a
         // frame above the receiver's limit.
-        let mut c = SecureChannel::connect(*addr, 77, &right_secret(), 64 << 20, IO).await.unwrap();
+        let mut c = SecureChannel::connect(*addr, 77, &right_secret(), 64 << 20, IO)
+            .await
+            .unwrap();
         c.send(&Response::ReadIndex(Ok(Some(5)))).await.unwrap();
         assert!(c.recv::<Response>().await.is_err());
-        let mut c = SecureChannel::connect(*addr, 77, &right_secret(), 64 << 20, IO).await.unwrap();
+        let mut c = SecureChannel::connect(*addr, 77, &right_secret(), 64 << 20, IO)
+            .await
+            .unwrap();
         c.send(&1_000u32).await.unwrap();
         assert!(c.recv::<Response>().await.is_err());
-        let mut c = SecureChannel::connect(*addr, 77, &right_secret(), 64 << 20, IO).await.unwrap();
+        let mut c = SecureChannel::connect(*addr, 77, &right_secret(), 64 << 20, IO)
+            .await
+            .unwrap();
         let _ = c.send(&vec![0u8; 20 << 20]).await;
         assert!(c.recv::<Response>().await.is_err());
 
         // A well-formed authenticated request still gets an answer.
-        let mut c = SecureChannel::connect(*addr, 77, &right_secret(), 1 << 20, IO).await.unwrap();
+        let mut c = SecureChannel::connect(*addr, 77, &right_secret(), 1 << 20, IO)
+            .await
+            .unwrap();
         let r: Response = c.call(&Request::ReadIndex, IO).await.unwrap();
         assert!(matches!(r, Response::ReadIndex(_)));
     }

@@ -99,7 +99,11 @@ impl LogStore {
         }
     }
 
-    fn write_meta<T: serde::Serialize>(db: &Database, key: &str, value: &T) -> Result<(), StoreError> {
+    fn write_meta<T: serde::Serialize>(
+        db: &Database,
+        key: &str,
+        value: &T,
+    ) -> Result<(), StoreError> {
         let bytes = encode(value)?;
         let txn = db.begin_write()?;
         {
@@ -199,7 +203,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(committed.flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,

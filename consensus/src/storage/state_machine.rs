@@ -224,7 +224,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         self.snapshots_built += 1;
         let snapshot_id = match self.record.last_applied {
-            Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, self.snapshots_built),
+            Some(id) => format!(
+                "{}-{}-{}",
+                id.leader_id.term, id.index, self.snapshots_built
+            ),
             None => format!("0-0-{}", self.snapshots_built),
         };
         SnapshotBuilder {
@@ -244,8 +247,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        let payload: SnapshotPayload = decode(&data)
-            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        let payload: SnapshotPayload =
+            decode(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         if payload.format != SNAPSHOT_FORMAT {
             let e = StoreError::SnapshotFormat(payload.format);
             return Err(StorageIOError::read_snapshot(Some(meta.signature()), &e).into());

@@ -212,7 +212,9 @@ impl SecureChannel {
         limit: Duration,
     ) -> Result<Self, ChannelError> {
         within(limit, async {
-            let mut stream = TcpStream::connect(addr).await.map_err(ChannelError::Connect)?;
+            let mut stream = TcpStream::connect(addr)
+                .await
+                .map_err(ChannelError::Connect)?;
             stream.set_nodelay(true).map_err(ChannelError::Connect)?;
             let my_nonce = nonce();
             send_plain(
@@ -228,12 +230,24 @@ impl SecureChannel {
             let challenge: Challenge = recv_plain(&mut stream).await?;
             if !verify_with(
                 &secret.0,
-                &[LABEL_SERVER, &my_nonce, &challenge.nonce, &challenge.node_id.to_be_bytes()],
+                &[
+                    LABEL_SERVER,
+                    &my_nonce,
+                    &challenge.nonce,
+                    &challenge.node_id.to_be_bytes(),
+                ],
                 &challenge.proof,
             ) {
-                return Err(ChannelError::AuthFailed("server does not know the cluster secret"));
+                return Err(ChannelError::AuthFailed(
+                    "server does not know the cluster secret",
+                ));
             }
-            let proof = secret.mac(&[LABEL_CLIENT, &my_nonce, &challenge.nonce, &my_id.to_be_bytes()]);
+            let proof = secret.mac(&[
+                LABEL_CLIENT,
+                &my_nonce,
+                &challenge.nonce,
+                &my_id.to_be_bytes(),
+            ]);
             send_plain(&mut stream, &Proof { proof }).await?;
             let key = secret.mac(&[LABEL_SESSION, &my_nonce, &challenge.nonce]);
             Ok(SecureChannel {
@@ -280,10 +294,17 @@ impl SecureChannel {
             let client: Proof = recv_plain(&mut stream).await?;
             if !verify_with(
                 &secret.0,
-                &[LABEL_CLIENT, &hello.nonce, &my_nonce, &hello.node_id.to_be_bytes()],
+                &[
+                    LABEL_CLIENT,
+                    &hello.nonce,
+                    &my_nonce,
+                    &hello.node_id.to_be_bytes(),
+                ],
                 &client.proof,
             ) {
-                return Err(ChannelError::AuthFailed("client does not know the cluster secret"));
+                return Err(ChannelError::AuthFailed(
+                    "client does not know the cluster secret",
+                ));
             }
             let key = secret.mac(&[LABEL_SESSION, &hello.nonce, &my_nonce]);
             Ok(SecureChannel {
@@ -336,7 +357,11 @@ impl SecureChannel {
         }
         let (payload, tag) = body.split_at(body.len() - TAG_LEN);
         let dir = self.send_dir ^ 1;
-        if !verify_with(&self.key, &[&[dir], &self.recv_seq.to_be_bytes(), payload], tag) {
+        if !verify_with(
+            &self.key,
+            &[&[dir], &self.recv_seq.to_be_bytes(), payload],
+            tag,
+        ) {
             return Err(ChannelError::AuthFailed("bad frame tag"));
         }
         self.recv_seq += 1;
@@ -367,12 +392,27 @@ mod tests {
         // Python's hmac module): changing it breaks mixed-version clusters.
         let secret = ClusterSecret::new(b"0123456789abcdef".to_vec()).unwrap();
         let key = secret.mac(&[LABEL_SESSION, &[1u8; 32], &[2u8; 32]]);
-        let tag = mac_with(&key, &[&[DIR_CLIENT_TO_SERVER], &7u64.to_be_bytes(), b"payload"]);
+        let tag = mac_with(
+            &key,
+            &[&[DIR_CLIENT_TO_SERVER], &7u64.to_be_bytes(), b"payload"],
+        );
         assert_eq!(hex(&key), GOLDEN_KEY);
         assert_eq!(hex(&tag), GOLDEN_TAG);
-        assert!(verify_with(&key, &[&[0], &7u64.to_be_bytes(), b"payload"], &tag));
-        assert!(!verify_with(&key, &[&[1], &7u64.to_be_bytes(), b"payload"], &tag));
-        assert!(!verify_with(&key, &[&[0], &8u64.to_be_bytes(), b"payload"], &tag));
+        assert!(verify_with(
+            &key,
+            &[&[0], &7u64.to_be_bytes(), b"payload"],
+            &tag
+        ));
+        assert!(!verify_with(
+            &key,
+            &[&[1], &7u64.to_be_bytes(), b"payload"],
+            &tag
+        ));
+        assert!(!verify_with(
+            &key,
+            &[&[0], &8u64.to_be_bytes(), b"payload"],
+            &tag
+        ));
     }
 
     const GOLDEN_KEY: &str = "0b3a02382644989de909d41fa7234461a8f069f026d4da8262360685f58dc36e";
@@ -401,7 +441,9 @@ mod tests {
 
     /// Writes a raw frame body on the channel's socket.
     async fn raw(c: &mut SecureChannel, body: &[u8]) {
-        write_frame(&mut c.stream, &[body], usize::MAX).await.unwrap();
+        write_frame(&mut c.stream, &[body], usize::MAX)
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
@@ -417,41 +459,62 @@ mod tests {
     async fn tampered_frames_are_rejected() {
         let (mut client, mut server) = pair(1024).await;
         let payload = encode(&"hello".to_string()).unwrap();
-        let tag = mac_with(&client.key, &[&[DIR_CLIENT_TO_SERVER], &0u64.to_be_bytes(), &payload]);
+        let tag = mac_with(
+            &client.key,
+            &[&[DIR_CLIENT_TO_SERVER], &0u64.to_be_bytes(), &payload],
+        );
         let mut frame = payload.clone();
         frame.extend_from_slice(&tag);
         frame[1] ^= 1;
         raw(&mut client, &frame).await;
-        assert!(matches!(server.recv::<String>().await, Err(ChannelError::AuthFailed(_))));
+        assert!(matches!(
+            server.recv::<String>().await,
+            Err(ChannelError::AuthFailed(_))
+        ));
     }
 
     #[tokio::test]
     async fn replayed_and_reflected_frames_are_rejected() {
         let (mut client, mut server) = pair(1024).await;
         let payload = encode(&"once".to_string()).unwrap();
-        let tag = mac_with(&client.key, &[&[DIR_CLIENT_TO_SERVER], &0u64.to_be_bytes(), &payload]);
+        let tag = mac_with(
+            &client.key,
+            &[&[DIR_CLIENT_TO_SERVER], &0u64.to_be_bytes(), &payload],
+        );
         let mut frame = payload.clone();
         frame.extend_from_slice(&tag);
         raw(&mut client, &frame).await;
         assert_eq!(server.recv::<String>().await.unwrap(), "once");
         raw(&mut client, &frame).await;
-        assert!(matches!(server.recv::<String>().await, Err(ChannelError::AuthFailed(_))));
+        assert!(matches!(
+            server.recv::<String>().await,
+            Err(ChannelError::AuthFailed(_))
+        ));
         // A client frame sent back to the client (reflection) fails too.
         let (mut client, mut server) = pair(1024).await;
         let _ = &mut server;
         raw(&mut server, &frame).await;
-        assert!(matches!(client.recv::<String>().await, Err(ChannelError::AuthFailed(_))));
+        assert!(matches!(
+            client.recv::<String>().await,
+            Err(ChannelError::AuthFailed(_))
+        ));
     }
 
     #[tokio::test]
     async fn authenticated_garbage_and_oversized_frames_are_errors() {
         let (mut client, mut server) = pair(64).await;
         let garbage = [0xffu8; 9];
-        let tag = mac_with(&client.key, &[&[DIR_CLIENT_TO_SERVER], &0u64.to_be_bytes(), &garbage]);
+        let tag = mac_with(
+            &client.key,
+            &[&[DIR_CLIENT_TO_SERVER], &0u64.to_be_bytes(), &garbage],
+        );
         let mut frame = garbage.to_vec();
         frame.extend_from_slice(&tag);
         raw(&mut client, &frame).await;
-        assert!(matches!(server.recv::<String>().await, Err(ChannelError::Malformed(_))));
+        assert!(matches!(
+            server.recv::<String>().await,
+            Err(ChannelError::Malformed(_))
+        ));
         let (mut client, mut server) = pair(64).await;
         assert!(matches!(
             client.send(&vec![0u8; 100]).await,
@@ -464,11 +527,17 @@ mod tests {
         ));
         let (mut client, mut server) = pair(64).await;
         raw(&mut client, &[0u8; 20]).await;
-        assert!(matches!(server.recv::<Vec<u8>>().await, Err(ChannelError::AuthFailed(_))));
+        assert!(matches!(
+            server.recv::<Vec<u8>>().await,
+            Err(ChannelError::AuthFailed(_))
+        ));
     }
 
     #[test]
     fn short_secrets_are_refused() {
-        assert!(matches!(ClusterSecret::new(b"short".to_vec()), Err(ChannelError::WeakSecret(5))));
+        assert!(matches!(
+            ClusterSecret::new(b"short".to_vec()),
+            Err(ChannelError::WeakSecret(5))
+        ));
     }
 }

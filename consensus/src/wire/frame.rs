@@ -29,7 +29,10 @@ pub enum FrameError {
 }
 
 /// Reads one frame body of at most `max` bytes.
-pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, max: usize) -> Result<Vec<u8>, FrameError> {
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    max: usize,
+) -> Result<Vec<u8>, FrameError> {
     let mut prefix = [0u8; LENGTH_PREFIX];
     reader.read_exact(&mut prefix).await?;
     let len = u32::from_be_bytes(prefix) as usize;

@@ -5,9 +5,9 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -89,12 +89,19 @@ impl Links {
         loop {
             let open = {
                 let blocked = self.blocked.lock().unwrap();
-                self.live.lock().unwrap().values().any(|pair| blocked.contains(pair))
+                self.live
+                    .lock()
+                    .unwrap()
+                    .values()
+                    .any(|pair| blocked.contains(pair))
             };
             if !open {
                 return;
             }
-            assert!(Instant::now() < deadline, "proxied connections did not close");
+            assert!(
+                Instant::now() < deadline,
+                "proxied connections did not close"
+            );
             sleep(Duration::from_millis(1)).await;
         }
     }
@@ -125,7 +132,8 @@ async fn run_proxy(
         let links2 = links.clone();
         tokio::spawn(async move {
             let mut prefix = [0u8; 4];
-            let Ok(Ok(_)) = timeout(Duration::from_secs(2), inbound.read_exact(&mut prefix)).await else {
+            let Ok(Ok(_)) = timeout(Duration::from_secs(2), inbound.read_exact(&mut prefix)).await
+            else {
                 return;
             };
             let len = u32::from_be_bytes(prefix) as usize;
@@ -133,7 +141,8 @@ async fn run_proxy(
                 return;
             }
             let mut body = vec![0u8; len];
-            let Ok(Ok(_)) = timeout(Duration::from_secs(2), inbound.read_exact(&mut body)).await else {
+            let Ok(Ok(_)) = timeout(Duration::from_secs(2), inbound.read_exact(&mut body)).await
+            else {
                 return;
             };
             let Ok(from) = announced_node_id(&body) else {
@@ -154,7 +163,9 @@ async fn run_proxy(
             };
             let _ = outbound.set_nodelay(true);
             let _ = inbound.set_nodelay(true);
-            if outbound.write_all(&prefix).await.is_err() || outbound.write_all(&body).await.is_err() {
+            if outbound.write_all(&prefix).await.is_err()
+                || outbound.write_all(&body).await.is_err()
+            {
                 return;
             }
             // Open connections are cut (both streams dropped) as soon as
@@ -223,7 +234,9 @@ impl Cluster {
     /// Creates the proxy and data dir of node `id` and starts it (not yet a
     /// cluster member).
     pub async fn add_member(&mut self, id: NodeId) -> &ConsensusNode {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.expect("bind proxy");
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("bind proxy");
         let proxy_addr = listener.local_addr().expect("proxy addr");
         let target = Arc::new(Mutex::new(None));
         let proxy = tokio::spawn(run_proxy(listener, id, target.clone(), self.links.clone()));
@@ -281,7 +294,10 @@ impl Cluster {
     pub async fn leader_among(&self, among: &[NodeId], limit: Duration) -> NodeId {
         let deadline = Instant::now() + limit;
         loop {
-            let views: Vec<Option<NodeId>> = among.iter().map(|id| self.node(*id).status().leader).collect();
+            let views: Vec<Option<NodeId>> = among
+                .iter()
+                .map(|id| self.node(*id).status().leader)
+                .collect();
             if let Some(Some(l)) = views.first() {
                 if views.iter().all(|v| *v == Some(*l))
                     && among.contains(l)
@@ -290,7 +306,10 @@ impl Cluster {
                     return *l;
                 }
             }
-            assert!(Instant::now() < deadline, "no agreed leader within {limit:?}: {views:?}");
+            assert!(
+                Instant::now() < deadline,
+                "no agreed leader within {limit:?}: {views:?}"
+            );
             sleep(Duration::from_millis(20)).await;
         }
     }
@@ -301,7 +320,12 @@ impl Cluster {
     }
 
     /// Waits until node `id` has applied table version `version`.
-    pub async fn wait_version(&self, id: NodeId, version: u64, limit: Duration) -> Arc<ClusterState> {
+    pub async fn wait_version(
+        &self,
+        id: NodeId,
+        version: u64,
+        limit: Duration,
+    ) -> Arc<ClusterState> {
         let mut rx = self.node(id).subscribe();
         let result = timeout(limit, async {
             loop {
