@@ -37,7 +37,7 @@ pub mod capacity {
     pub const BACKENDS: u32 = 4096;
     /// Largest Maglev table (slots) a VIP may use.
     pub const TABLE: u32 = 65537;
-    /// Connection-table entries per CPU.
+    /// Connection-table entries (flows).
     pub const FLOWS: u32 = 65536;
     /// Interfaces in the device map.
     pub const TX_PORTS: u32 = 64;
@@ -121,7 +121,7 @@ pub struct Backend {
     /// Address words of the backend (the outer destination).
     pub addr: [u32; 4],
     /// Bumped whenever the id is given to another address, so connection
-    /// table entries of the old backend stop matching.
+    /// table entries of the old backend stop matching. Never 0.
     pub generation: u32,
     /// [`crate::family::V4`] or [`crate::family::V6`]; 0 = unused id.
     pub family: u8,
@@ -155,6 +155,8 @@ pub struct FlowEntry {
     /// Backend id chosen for the flow.
     pub backend: u32,
     /// [`Backend::generation`] when chosen; a mismatch means the id was reused.
+    /// Generations start at 1, so a zeroed value (what other CPUs see of a
+    /// per-CPU entry inserted on one CPU) never matches.
     pub generation: u32,
     /// The flow hash (encapsulation entropy), cached so hits skip hashing.
     pub hash: u32,

@@ -92,6 +92,14 @@ fn lru_lookup(flow: &FlowKey, settings: &Settings, is_udp: bool, now: u64) -> Op
     let entry = FLOWS.get_ptr_mut(flow)?;
     // SAFETY: per-CPU LRU value; only this CPU writes it.
     let e = unsafe { *entry };
+    let backend = live_backend(e.backend)?;
+    // The id was handed to another backend since (the flow's backend is
+    // gone), or this CPU's value is the zeroed one the kernel leaves when
+    // another CPU inserted the flow: generations start at 1, so 0 never
+    // matches.
+    if backend.generation != e.generation {
+        return None;
+    }
     if is_udp {
         if now.wrapping_sub(e.last_seen_ns) > settings.udp_timeout_ns {
             count(stat::LRU_UDP_EXPIRED);
@@ -99,16 +107,7 @@ fn lru_lookup(flow: &FlowKey, settings: &Settings, is_udp: bool, now: u64) -> Op
         }
         unsafe { (*entry).last_seen_ns = now };
     }
-    let backend = live_backend(e.backend)?;
-    // The id was handed to another backend since: the flow's backend is gone.
-    if backend.generation != e.generation {
-        return None;
-    }
-    Some(Chosen {
-        id: e.backend,
-        backend,
-        hash: e.hash,
-    })
+    Some(Chosen { id: e.backend, backend, hash: e.hash })
 }
 
 /// The backend id in the VIP's live Maglev table for `hash`.

@@ -73,7 +73,8 @@ impl BackendRegistry {
         }
         let id = self.free.pop_first().ok_or(Error::Capacity("backends"))?;
         let g = &mut self.generations[id as usize];
-        *g = g.wrapping_add(1);
+        // 0 is reserved: it is what a connection-table value nobody wrote holds.
+        *g = g.checked_add(1).unwrap_or(1);
         self.by_addr.insert(addr, Entry { id, refs: 1 });
         Ok(Acquired {
             id,
@@ -179,6 +180,14 @@ mod tests {
         );
         assert_eq!(r.id(&ip("10.0.0.3")), Some(0));
         assert_eq!(r.release(&ip("192.0.2.1")), None, "unknown address");
+    }
+
+    #[test]
+    fn generation_skips_zero_on_wrap() {
+        let mut r = BackendRegistry::new(1);
+        r.restore_generation(0, u32::MAX);
+        let a = r.acquire(ip("10.0.0.1")).unwrap();
+        assert_eq!((a.id, a.generation), (0, 1));
     }
 
     #[test]

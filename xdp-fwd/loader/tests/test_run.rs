@@ -503,6 +503,34 @@ fn established_flow_keeps_its_backend_after_a_table_change() {
 }
 
 #[test]
+fn connection_table_is_per_cpu() {
+    let lab = RouteLab::new("percpu");
+    let mut fwd = forwarder();
+    let vip = Vip::new(ip("203.0.113.7"), 80, Protocol::Tcp);
+    serve(&mut fwd, vip, VipOptions::default(), &V4_BACKENDS);
+    let syn = tcp("192.0.2.10", "203.0.113.7", 40000, 80, tcp_flags::SYN);
+    let first = assert_forwarded(&lab, &mut fwd, &syn, &V4_BACKENDS, 0, Expect::IpIp);
+    let other = ip("10.200.0.99");
+    fwd.set_table(&vip, &[first, other], &[1; M]).unwrap();
+    let ack = tcp("192.0.2.10", "203.0.113.7", 40000, 80, tcp_flags::ACK).build();
+    // CPU 1 has no entry for the flow (it sees the zeroed per-CPU value of
+    // the entry CPU 0 inserted): the current table decides.
+    let out = lab
+        .ns
+        .run_on_cpu(1, || fwd.test_run_on(&ack, lab.fwd0, 1))
+        .unwrap();
+    assert_eq!(outer_dst(&out.frame), other);
+    // CPU 0 still has the flow on its first backend.
+    let out = lab
+        .ns
+        .run_on_cpu(0, || fwd.test_run_on(&ack, lab.fwd0, 1))
+        .unwrap();
+    assert_eq!(outer_dst(&out.frame), first);
+    let s = fwd.stats().unwrap();
+    assert_eq!((s.get(stat::LRU_HIT), s.get(stat::LRU_MISS)), (1, 2));
+}
+
+#[test]
 fn udp_flows_stick_until_they_expire() {
     let lab = RouteLab::new("udp");
     let mut fwd = forwarder();

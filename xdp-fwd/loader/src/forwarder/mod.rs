@@ -33,7 +33,8 @@ use crate::{
     Error, Result, PASS_PROGRAM_NAME, PROGRAM_NAME, PROGRAM_OBJECT,
 };
 
-/// Maps pinned for hot restart (all of them: state and counters survive).
+/// Maps pinned for hot restart: all state and counters survive; only the
+/// next-hop cache (refilled within 100 ms) starts empty.
 const PINNED_MAPS: [&str; 10] = [
     map_name::SETTINGS,
     map_name::VIPS,
@@ -56,7 +57,7 @@ pub struct Capacity {
     pub backends: u32,
     /// Largest Maglev table (slots) accepted by [`Forwarder::set_table`].
     pub table_size: u32,
-    /// Connection-table entries per CPU.
+    /// Connection-table entries (flows; each keeps one value per CPU).
     pub flows: u32,
 }
 

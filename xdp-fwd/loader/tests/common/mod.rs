@@ -61,6 +61,11 @@ impl NetNs {
     /// the connection table is per CPU, so a flow's packets must all be
     /// processed on one CPU (as RSS does for real traffic).
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        self.run_on_cpu(0, f)
+    }
+
+    /// As [`NetNs::run`], pinned to `cpu`.
+    pub fn run_on_cpu<T: Send>(&self, cpu: usize, f: impl FnOnce() -> T + Send) -> T {
         let path = format!("/run/netns/{}", self.name);
         std::thread::scope(|s| {
             s.spawn(|| {
@@ -69,7 +74,7 @@ impl NetNs {
                 // SAFETY: a valid namespace fd; only this thread moves.
                 let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
                 assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-                pin_to_cpu0();
+                pin_to_cpu(cpu);
                 f()
             })
             .join()
@@ -84,12 +89,12 @@ impl NetNs {
     }
 }
 
-/// Pins the calling thread to CPU 0.
-pub fn pin_to_cpu0() {
+/// Pins the calling thread to `cpu`.
+pub fn pin_to_cpu(cpu: usize) {
     // SAFETY: a zeroed cpu_set_t is valid; CPU_SET stays within it.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(0, &mut set);
+        libc::CPU_SET(cpu, &mut set);
         let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
         assert_eq!(
             rc,
