@@ -211,11 +211,14 @@ pub struct Settings {
     pub gue_port: u16,
     /// Outer IPv4 source: fixed bits (address word).
     pub src_v4: u32,
-    /// Bits of the outer IPv4 source taken from the flow hash (address word).
+    /// Bits of the outer IPv4 source taken from the flow hash (address word):
+    /// the source is `(src_v4 & !mask) | (hash & mask)` on address words, so
+    /// address byte `i` takes byte `i` of the hash's little-endian bytes.
     pub src_v4_hash_mask: u32,
     /// Outer IPv6 source: fixed bits (address words).
     pub src_v6: [u32; 4],
-    /// Bits of the last outer IPv6 source word taken from the flow hash.
+    /// Bits of the last outer IPv6 source word taken from the flow hash, as
+    /// for IPv4.
     pub src_v6_hash_mask: u32,
 }
 
