@@ -1008,7 +1008,8 @@ fn path_mtu_and_cached_route_refresh() {
     // Route changes reach the program once the cached lookup expires.
     lab.ns
         .ip(&["route", "replace", "blackhole", "10.200.0.0/16"]);
-    std::thread::sleep(Duration::from_millis(150));
+    // The cache lives 25 jiffies: 100 ms at HZ=250, 250 ms at HZ=100.
+    std::thread::sleep(Duration::from_millis(300));
     assert_eq!(run(&mut fwd, &small), verdict::DROP);
     assert_eq!(fwd.counter(stat::DROP_FIB).unwrap(), 1);
 }
