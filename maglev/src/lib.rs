@@ -89,9 +89,9 @@
 //! weighted Maglev: a backend of half another's weight takes a turn every
 //! other round, so the backends' turns interleave evenly through the
 //! population. A backend's schedule depends only on its own weight and the
-//! largest one, so removing or adding a backend leaves the order of the
-//! others' turns as it was (but for where each stops), which is what keeps
-//! the flows a change moves few; the property tests bound them
+//! largest one, so removing or adding a backend (one that does not change
+//! the largest weight) leaves the order of the others' turns as it was, but
+//! for where each stops, which is what keeps the flows a change moves few; the property tests bound them
 //! (`tests/properties.rs`). With equal weights it is exactly the paper's
 //! round robin: backends whose count is one short miss the last round.
 //!

@@ -9,7 +9,9 @@
 use crate::NO_BACKEND;
 
 /// About how many turns one window of rounds holds: small enough that the
-/// window's turn list stays in L1 while it is probed.
+/// window's turn lists (48 KiB) stay in cache between being sorted and
+/// being taken, large enough that the per-window visit of every backend's
+/// clock costs little (4x larger was no faster, 4x smaller slower).
 const WINDOW_TURNS: u64 = 4096;
 
 /// A backend's place in its permutation.
