@@ -161,7 +161,9 @@ impl<K> PreviousOwners<K> {
 
     /// Per slot, `id(previous owner)`, or [`NO_BACKEND`] where there is none:
     /// what the forwarder's previous-owner map holds. `id` is called once per
-    /// distinct owner, in key-byte order.
+    /// distinct owner, in key-byte order; it can return [`NO_BACKEND`] itself
+    /// for an owner that must get no flows any more (one that is now down or
+    /// gone), since the record keeps owners whatever became of them.
     pub fn entries_with(&self, mut id: impl FnMut(&K) -> u32) -> Vec<u32> {
         let ids: Vec<u32> = self.owners.iter().map(|o| id(&o.key)).collect();
         self.slots
