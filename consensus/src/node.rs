@@ -206,6 +206,18 @@ impl ConsensusNode {
         &self.advertise_addr
     }
 
+    /// Whether this node already belongs to a cluster (initialized here, or
+    /// has received a membership from a leader, or restarted from such a
+    /// data directory). A daemon calls [`initialize`](Self::initialize)
+    /// only when this is false.
+    pub async fn is_initialized(&self) -> Result<bool, ConsensusError> {
+        self.shared
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| ConsensusError::Raft(e.to_string()))
+    }
+
     /// Bootstraps a brand-new cluster with `members` (id → address) as
     /// voters. Call on exactly one node, once; other members learn the
     /// configuration through replication.

@@ -269,6 +269,7 @@ async fn a_restarted_node_keeps_its_state_and_catches_up() {
         cluster.node(leader).write(add_backend(i)).await.unwrap();
     }
     cluster.restart(follower).await;
+    assert!(cluster.node(follower).is_initialized().await.unwrap());
     // The table is back from disk at once, before hearing from anyone.
     assert!(cluster.node(follower).state().version >= B + 11);
     // Vote, log and membership too, once the Raft core reports metrics.
@@ -437,6 +438,7 @@ async fn membership_changes_at_runtime() {
 
     // Add node 4 as a learner through a follower (forwarded), then promote.
     cluster.add_member(4).await;
+    assert!(!cluster.node(4).is_initialized().await.unwrap());
     let addr = cluster.members[&4].proxy_addr.to_string();
     cluster.node(follower).add_learner(4, addr).await.unwrap();
     cluster.wait_version(4, 1, LONG).await;

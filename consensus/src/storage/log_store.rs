@@ -17,7 +17,7 @@ use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use crate::encoding::{decode, encode};
 use crate::raft_types::{Entry, LogId, NodeId, StorageError, TypeConfig};
-use crate::storage::{blocking, Db, StoreError};
+use crate::storage::{begin_durable, blocking, Db, StoreError};
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft_log");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
@@ -55,7 +55,7 @@ impl LogStore {
     /// Opens (or creates) the log database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let db = Database::create(path)?;
-        let txn = db.begin_write()?;
+        let txn = begin_durable(&db)?;
         let committed = {
             txn.open_table(LOG)?;
             let meta = txn.open_table(META)?;
@@ -105,7 +105,7 @@ impl LogStore {
         value: &T,
     ) -> Result<(), StoreError> {
         let bytes = encode(value)?;
-        let txn = db.begin_write()?;
+        let txn = begin_durable(db)?;
         {
             let mut meta = txn.open_table(META)?;
             meta.insert(key, bytes.as_slice())?;
@@ -215,7 +215,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let db = self.db.clone();
         let entries: Vec<Entry> = entries.into_iter().collect();
         let result = blocking(move || -> Result<(), StoreError> {
-            let txn = db.begin_write()?;
+            let txn = begin_durable(&db)?;
             {
                 let mut log = txn.open_table(LOG)?;
                 for entry in &entries {
@@ -242,7 +242,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let db = self.db.clone();
         blocking(move || -> Result<(), StoreError> {
-            let txn = db.begin_write()?;
+            let txn = begin_durable(&db)?;
             {
                 let mut log = txn.open_table(LOG)?;
                 log.retain_in(log_id.index.., |_, _| false)?;
@@ -258,7 +258,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let db = self.db.clone();
         blocking(move || -> Result<(), StoreError> {
             let purged = encode(&Some(log_id))?;
-            let txn = db.begin_write()?;
+            let txn = begin_durable(&db)?;
             {
                 let mut meta = txn.open_table(META)?;
                 meta.insert(KEY_PURGED, purged.as_slice())?;

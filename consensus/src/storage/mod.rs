@@ -61,6 +61,15 @@ from_redb!(
     redb::CommitError
 );
 
+/// Starts a write transaction whose commit returns only once the data is on
+/// stable storage (fsync). redb's default, made explicit: every Raft write
+/// depends on it.
+fn begin_durable(db: &redb::Database) -> Result<redb::WriteTransaction, StoreError> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(redb::Durability::Immediate);
+    Ok(txn)
+}
+
 /// Runs blocking database work (which fsyncs) off the async worker threads.
 async fn blocking<T, F>(f: F) -> Result<T, StoreError>
 where

@@ -22,7 +22,7 @@ use crate::model::ClusterState;
 use crate::raft_types::{
     ApplyOutcome, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
-use crate::storage::{blocking, Db, StoreError};
+use crate::storage::{begin_durable, blocking, Db, StoreError};
 
 const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state_machine");
 const KEY_APPLIED: &str = "applied";
@@ -66,7 +66,7 @@ impl StateMachineStore {
     /// last applied state.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let db = Database::create(path)?;
-        let txn = db.begin_write()?;
+        let txn = begin_durable(&db)?;
         let record = {
             let table = txn.open_table(STATE)?;
             let value = table.get(KEY_APPLIED)?;
@@ -112,7 +112,7 @@ impl StateMachineStore {
         let record = encode(&self.record)?;
         let snapshot = snapshot.map(|s| encode(&s)).transpose()?;
         blocking(move || {
-            let txn = db.begin_write()?;
+            let txn = begin_durable(&db)?;
             {
                 let mut table = txn.open_table(STATE)?;
                 table.insert(KEY_APPLIED, record.as_slice())?;
@@ -168,7 +168,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let db = self.db.clone();
         let bytes = encode(&stored).map_err(|e| StorageIOError::write_snapshot(None, &e))?;
         blocking(move || {
-            let txn = db.begin_write()?;
+            let txn = begin_durable(&db)?;
             {
                 let mut table = txn.open_table(STATE)?;
                 table.insert(KEY_SNAPSHOT, bytes.as_slice())?;
