@@ -50,6 +50,9 @@ pub enum PeerMode {
     Active,
     /// We only accept the peer's connection on the speaker's listener.
     Passive,
+    /// Both: we connect with backoff and accept on the listener; when both
+    /// connections meet, RFC 4271 collision detection keeps one.
+    Both,
 }
 
 /// One upstream router.
@@ -150,8 +153,8 @@ pub enum ConfigError {
     /// Two peers with the same address cannot be told apart on accept.
     #[error("peer {0} is configured twice")]
     DuplicatePeer(IpAddr),
-    /// A passive peer needs somewhere to connect to.
-    #[error("peer {0} is passive but the speaker has no listen address")]
+    /// A passive (or both-ways) peer needs somewhere to connect to.
+    #[error("peer {0} accepts connections but the speaker has no listen address")]
     PassiveWithoutListener(IpAddr),
     /// RFC 4724 gives the restart time 12 bits.
     #[error("graceful restart time {0} s exceeds 4095")]
@@ -192,7 +195,7 @@ impl SpeakerConfig {
                     hold: peer.hold_time_secs,
                 });
             }
-            if peer.mode == PeerMode::Passive && self.listen.is_none() {
+            if peer.mode != PeerMode::Active && self.listen.is_none() {
                 return Err(ConfigError::PassiveWithoutListener(peer.address));
             }
             if peer.connect_retry_min.is_zero() || peer.connect_retry_min > peer.connect_retry_max {
@@ -267,12 +270,14 @@ mod tests {
         let mut c = base();
         c.peers.push(c.peers[0].clone());
         assert!(matches!(c.validate(), Err(ConfigError::DuplicatePeer(_))));
-        let mut c = base();
-        c.peers[0].mode = PeerMode::Passive;
-        assert!(matches!(
-            c.validate(),
-            Err(ConfigError::PassiveWithoutListener(_))
-        ));
+        for mode in [PeerMode::Passive, PeerMode::Both] {
+            let mut c = base();
+            c.peers[0].mode = mode;
+            assert!(matches!(
+                c.validate(),
+                Err(ConfigError::PassiveWithoutListener(_))
+            ));
+        }
         let mut c = base();
         c.graceful_restart = Some(GracefulRestartConfig {
             restart_time_secs: 5000,

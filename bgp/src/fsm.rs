@@ -36,6 +36,8 @@ pub enum Event {
     DesiredChanged(Arc<DesiredRoutes>),
     /// Administrative stop.
     Stop,
+    /// Another connection to the same peer won the collision (RFC 4271 section 6.8).
+    CollisionLost,
 }
 
 /// What the transport must do.
@@ -168,6 +170,12 @@ impl Session {
             }
             Event::Stop => self.fail(
                 BgpNotificationMessage::CeaseError(CeaseError::AdministrativeShutdown {
+                    value: Box::new([]),
+                }),
+                &mut out,
+            ),
+            Event::CollisionLost => self.fail(
+                BgpNotificationMessage::CeaseError(CeaseError::ConnectionCollisionResolution {
                     value: Box::new([]),
                 }),
                 &mut out,
@@ -506,6 +514,21 @@ mod tests {
         assert!(
             s.handle(Event::Tick, t0).is_empty(),
             "an ended session stays silent"
+        );
+    }
+
+    #[test]
+    fn lost_collision_sends_cease_7() {
+        let t0 = Instant::now();
+        let (mut s, _) = Session::start(params(), vip(), t0);
+        s.handle(Event::Message(peer_open(30)), t0);
+        let out = s.handle(Event::CollisionLost, t0);
+        assert_eq!(
+            closed_with(&out),
+            Some(SessionEnd::NotificationSent(NotificationCode {
+                code: 6,
+                subcode: 7
+            }))
         );
     }
 

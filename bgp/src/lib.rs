@@ -33,6 +33,7 @@
 
 #![warn(missing_docs)]
 
+pub mod collision;
 pub mod config;
 pub mod fsm;
 pub mod negotiation;

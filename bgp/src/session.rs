@@ -13,6 +13,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{sleep_until, timeout, Instant};
 
+use crate::collision::{Collisions, Registration};
 use crate::config::PeerConfig;
 use crate::fsm::{Action, Event, Session, SessionEnd, SessionParams};
 use crate::negotiation::LocalOpen;
@@ -23,6 +24,23 @@ use crate::wire::{self, FrameReader, ReadError};
 /// Longest a write may block before the connection counts as dead, until a
 /// hold time is negotiated (afterwards the hold time is the limit).
 const OPEN_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// This connection's entry in its peer's collision registry (PeerMode::Both).
+pub(crate) struct CollisionSlot {
+    pub registry: Arc<Collisions>,
+    pub registration: Registration,
+}
+
+/// Unregisters the connection however the session ends.
+struct Unregister<'a>(Option<&'a CollisionSlot>);
+
+impl Drop for Unregister<'_> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.0 {
+            slot.registry.unregister(slot.registration.id);
+        }
+    }
+}
 
 /// How a session ended, and whether it got as far as Established.
 pub(crate) struct Outcome {
@@ -54,9 +72,13 @@ pub(crate) async fn run(
     mut desired_rx: watch::Receiver<Arc<DesiredRoutes>>,
     mut stop_rx: watch::Receiver<bool>,
     stats: Arc<PeerStats>,
+    collision: Option<CollisionSlot>,
 ) -> Outcome {
     let peer = &peer;
     let stats = &*stats;
+    let _unregister = Unregister(collision.as_ref());
+    let mut lost_rx = collision.as_ref().map(|c| c.registration.lost.clone());
+    let mut collision_checked = false;
     let local_addr = match stream.local_addr() {
         Ok(a) => a,
         Err(e) => {
@@ -100,11 +122,28 @@ pub(crate) async fn run(
                 Duration::from_secs(n.hold_time_secs.into())
             });
         if let Some(end) = execute(pending, &mut write_half, stats, write_limit).await {
-            stats.set_prefixes(0);
+            if was_established {
+                stats.set_prefixes(0);
+            }
             return Outcome {
                 end,
                 was_established,
             };
+        }
+        // Collision check first: a losing connection must not touch the
+        // peer's stats, which the winning one owns.
+        if let Some(n) = session.negotiated() {
+            ctx.set_asn4(n.asn4);
+            if let (Some(slot), false) = (&collision, collision_checked) {
+                collision_checked = true;
+                if !slot
+                    .registry
+                    .open_received(slot.registration.id, n.peer_router_id)
+                {
+                    pending = session.handle(Event::CollisionLost, Instant::now().into_std());
+                    continue;
+                }
+            }
         }
         stats.set_state(session.state());
         stats.set_prefixes(session.announced());
@@ -116,8 +155,8 @@ pub(crate) async fn run(
             refreshes_seen = session.route_refreshes();
             stats.count_route_refresh();
         }
-        if let Some(n) = session.negotiated() {
-            ctx.set_asn4(n.asn4);
+        if let (Some(slot), true) = (&collision, session.state() == PeerState::Established) {
+            slot.registry.established(slot.registration.id);
         }
 
         let deadline = session.next_deadline().map(Instant::from_std);
@@ -137,11 +176,11 @@ pub(crate) async fn run(
                     }
                 }
                 Ok(None) => {
-                    stats.set_prefixes(0);
+                    if was_established { stats.set_prefixes(0); }
                     return Outcome { end: SessionEnd::ConnectionLost("peer closed the connection".into()), was_established };
                 }
                 Err(ReadError::Io(e)) => {
-                    stats.set_prefixes(0);
+                    if was_established { stats.set_prefixes(0); }
                     return Outcome { end: SessionEnd::ConnectionLost(e.to_string()), was_established };
                 }
                 Err(ReadError::Malformed(notification)) => {
@@ -150,8 +189,22 @@ pub(crate) async fn run(
                 }
             },
             _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => Event::Tick,
+            _ = collision_lost(&mut lost_rx) => Event::CollisionLost,
         };
         pending = session.handle(event, Instant::now().into_std());
+    }
+}
+
+/// Resolves when another connection to the same peer won the collision;
+/// never for peers without collision detection.
+async fn collision_lost(lost_rx: &mut Option<watch::Receiver<bool>>) {
+    match lost_rx {
+        Some(rx) => {
+            if rx.wait_for(|lost| *lost).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
     }
 }
 

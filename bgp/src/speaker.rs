@@ -66,7 +66,7 @@ impl BgpSpeaker {
         for peer in &config.peers {
             let peer_stats = Arc::new(PeerStats::new(peer.address));
             let (inbound_tx, inbound) = mpsc::channel(1);
-            if peer.mode == PeerMode::Passive {
+            if peer.mode != PeerMode::Active {
                 passive.insert(peer.address, inbound_tx);
             }
             let task = PeerTask {

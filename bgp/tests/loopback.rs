@@ -443,3 +443,73 @@ async fn keepalives_keep_a_quiet_session_up() {
     );
     speaker.shutdown().await;
 }
+
+/// PeerMode::Both with a connection each way (RFC 4271 section 6.8): the
+/// connection opened by the higher BGP identifier survives, the other gets
+/// Cease / Connection Collision Resolution.
+#[tokio::test]
+async fn collision_keeps_the_connection_of_the_higher_identifier() {
+    for (peer_id, outgoing_survives) in [
+        (Ipv4Addr::new(10, 255, 0, 2), false), // peer's id is higher than ours (10.255.0.1)
+        (Ipv4Addr::new(10, 255, 0, 0), true),  // ours is higher
+    ] {
+        let peer_ip = Ipv4Addr::new(127, 0, 0, 10);
+        let (listener, port) = listen(peer_ip).await;
+        let cfg = SpeakerConfig {
+            listen: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)),
+            ..config(vec![PeerConfig {
+                mode: PeerMode::Both,
+                ..peer(peer_ip, port)
+            }])
+        };
+        let speaker = BgpSpeaker::start(cfg).await.unwrap();
+        speaker.set_desired(routes(&["192.0.2.10/32"]));
+        let mut out = FakePeer::accept(&listener).await;
+        let mut inc = FakePeer::connect(peer_ip, speaker.listen_addr().unwrap()).await;
+        for p in [&mut out, &mut inc] {
+            let Some(BgpMessage::Open(_)) = p.recv().await else {
+                panic!("expected OPEN")
+            };
+        }
+        // OPEN on the speaker's outgoing connection first, then on ours.
+        out.send(support::fake_peer::open(PEER_ASN, 30, peer_id))
+            .await;
+        assert_eq!(out.recv().await, Some(BgpMessage::KeepAlive));
+        inc.send(support::fake_peer::open(PEER_ASN, 30, peer_id))
+            .await;
+        let (mut winner, mut loser) = if outgoing_survives {
+            (out, inc)
+        } else {
+            (inc, out)
+        };
+        let cease7 = NotificationCode {
+            code: 6,
+            subcode: 7,
+        };
+        assert_eq!(
+            loser.expect_notification().await,
+            cease7,
+            "peer id {peer_id}"
+        );
+        assert_eq!(loser.recv().await, None);
+        if !outgoing_survives {
+            assert_eq!(winner.recv().await, Some(BgpMessage::KeepAlive));
+        }
+        winner.send(BgpMessage::KeepAlive).await;
+        assert_eq!(winner.initial_table(2).await, vec!["192.0.2.10/32"]);
+        wait_for(&speaker, peer_ip, "one established session", |s| {
+            s.state == PeerState::Established
+                && s.established_count == 1
+                && s.prefixes_announced == 1
+        })
+        .await;
+        speaker.shutdown().await;
+        assert_eq!(
+            winner.expect_notification().await,
+            NotificationCode {
+                code: 6,
+                subcode: 2
+            }
+        );
+    }
+}

@@ -579,3 +579,38 @@ fn frr_follows_the_speaker_process_killed_and_terminated() {
         "{neighbor}"
     );
 }
+
+/// PeerMode::Both against FRR, which also connects (not passive): both TCP
+/// connections come up, collision detection keeps one, and routes flow
+/// over a single session that stays up.
+#[test]
+fn frr_connecting_both_ways_settles_on_one_session() {
+    use edgelb_bgp::PeerMode;
+    let lab = Lab::new(1);
+    // FRR retries its own connection every second.
+    let config = frr_config(&lab, 1, " neighbor LB timers connect 1\n")
+        .replace(" neighbor LB passive\n", "");
+    let mut speaker = lb::config(1, 9, None);
+    speaker.listen = Some("0.0.0.0:179".parse().unwrap());
+    speaker.peers[0].mode = PeerMode::Both;
+    // Speaker first: its connects fail until FRR is up, then FRR connects
+    // to it while its next attempt connects to FRR.
+    let lb1 = Lb::start(&lab, 1, speaker);
+    let _frr = Frr::start(&lab, &config);
+    lb1.set(routes(&[("192.0.2.10/32", vip())]));
+    lb1.wait_established();
+    wait_until(WAIT, "route installed", || {
+        lab.kernel_next_hops("192.0.2.10") == ["10.0.1.2"]
+    });
+    let count = lb1.peer().established_count;
+    std::thread::sleep(Duration::from_secs(3));
+    let peer = lb1.peer();
+    assert_eq!(peer.state, PeerState::Established, "{peer:?}");
+    assert_eq!(peer.established_count, count, "no flapping: {peer:?}");
+    assert_eq!(peer.last_error, None, "no session was torn down: {peer:?}");
+    assert_eq!(lab.kernel_next_hops("192.0.2.10"), ["10.0.1.2"]);
+    lb1.shutdown();
+    wait_until(WAIT, "gone after shutdown", || {
+        lab.kernel_route("192.0.2.10").is_empty()
+    });
+}
