@@ -446,6 +446,10 @@ async fn membership_changes_at_runtime() {
     assert!(s.learners.contains(&4) && !s.voters.contains(&4));
     assert_eq!(cluster.node(4).status().role, Role::Learner);
 
+    // Promoting a node that is not a learner is refused and changes nothing.
+    let err = cluster.node(follower).promote_voter(42).await.unwrap_err();
+    assert!(matches!(err, ConsensusError::Membership(_)), "{err}");
+    assert_eq!(cluster.node(leader).status().voters, BTreeSet::from([1, 2, 3]));
     cluster.node(follower).promote_voter(4).await.unwrap();
     let s = cluster.node(leader).status();
     assert_eq!(s.voters, BTreeSet::from([1, 2, 3, 4]));
