@@ -46,6 +46,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod command;
 pub mod config;
 pub mod encoding;
