@@ -1,5 +1,6 @@
 //! Configuration of one consensus node.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -60,6 +61,13 @@ pub struct ConsensusConfig {
     /// Log entries kept behind the last snapshot (lets slightly lagging
     /// followers catch up from the log instead of a snapshot).
     pub logs_kept_after_snapshot: u64,
+    /// Voters (id -> address) of a brand-new cluster. When non-empty, a node
+    /// whose data directory is pristine bootstraps the cluster with exactly
+    /// this membership at start; a node that already belongs to a cluster
+    /// ignores it. Giving the same map to every initial member is safe;
+    /// different maps would split the cluster. Empty: join later as a
+    /// learner, or call [`ConsensusNode::initialize`](crate::ConsensusNode::initialize).
+    pub initial_members: BTreeMap<NodeId, String>,
 }
 
 /// Default largest frame: 16 MiB (snapshots are sent in chunks well below).
@@ -83,6 +91,7 @@ impl ConsensusConfig {
             max_frame: DEFAULT_MAX_FRAME,
             snapshot_every: 5_000,
             logs_kept_after_snapshot: 1_000,
+            initial_members: BTreeMap::new(),
         }
     }
 }

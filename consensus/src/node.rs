@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{ClientWriteError, InitializeError, RaftError};
 use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -169,6 +169,10 @@ impl ConsensusNode {
         )
         .await
         .map_err(|e| ConsensusError::Raft(e.to_string()))?;
+
+        if !config.initial_members.is_empty() {
+            bootstrap(&raft, &config.initial_members).await?;
+        }
 
         let shared = Arc::new(NodeShared {
             id: config.node_id,
@@ -406,6 +410,26 @@ impl Drop for ConsensusNode {
         if let Some(server) = &self.server {
             server.abort();
         }
+    }
+}
+
+/// Initializes a pristine node with `members`; a no-op on a node that is
+/// already part of a cluster (openraft answers `NotAllowed`).
+async fn bootstrap(raft: &Raft, members: &BTreeMap<NodeId, String>) -> Result<(), ConsensusError> {
+    let initialized = raft
+        .is_initialized()
+        .await
+        .map_err(|e| ConsensusError::Raft(e.to_string()))?;
+    if initialized {
+        return Ok(());
+    }
+    let nodes: BTreeMap<NodeId, Node> = members
+        .iter()
+        .map(|(id, addr)| (*id, Node::new(addr.clone())))
+        .collect();
+    match raft.initialize(nodes).await {
+        Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+        Err(e) => Err(ConsensusError::Membership(e.to_string())),
     }
 }
 

@@ -449,7 +449,10 @@ async fn membership_changes_at_runtime() {
     // Promoting a node that is not a learner is refused and changes nothing.
     let err = cluster.node(follower).promote_voter(42).await.unwrap_err();
     assert!(matches!(err, ConsensusError::Membership(_)), "{err}");
-    assert_eq!(cluster.node(leader).status().voters, BTreeSet::from([1, 2, 3]));
+    assert_eq!(
+        cluster.node(leader).status().voters,
+        BTreeSet::from([1, 2, 3])
+    );
     cluster.node(follower).promote_voter(4).await.unwrap();
     let s = cluster.node(leader).status();
     assert_eq!(s.voters, BTreeSet::from([1, 2, 3, 4]));
@@ -509,5 +512,24 @@ async fn a_backend_goes_down_when_a_quorum_of_nodes_observes_it_down() {
         ),
         "{err}"
     );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_bootstraps_from_the_same_config_and_restarts_with_it() {
+    let mut cluster = Cluster::start_bootstrapped(3).await;
+    let leader = cluster.leader(LONG).await;
+    for id in 1..=3 {
+        assert_eq!(cluster.node(id).status().voters, BTreeSet::from([1, 2, 3]));
+    }
+    let r = cluster.node(leader).write(add_vip()).await.unwrap();
+    // A restart with the same config keeps the cluster (no re-bootstrap).
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    cluster.kill(follower).await;
+    cluster.restart(follower).await;
+    let s = cluster.wait_version(follower, r.version, LONG).await;
+    assert!(s.vips.contains_key(&vip()));
+    let r2 = cluster.node(follower).write(add_backend(0)).await.unwrap();
+    assert_eq!(r2.version, r.version + 1);
     cluster.shutdown().await;
 }

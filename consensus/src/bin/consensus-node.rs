@@ -25,7 +25,8 @@ struct Args {
     /// File holding the cluster secret (at least 16 bytes).
     #[arg(long)]
     secret_file: PathBuf,
-    /// Bootstrap a new cluster with these voters (`id=host:port`, repeated).
+    /// Bootstrap a new cluster with these voters (`id=host:port`, repeated);
+    /// ignored once the data directory belongs to a cluster.
     #[arg(long, value_parser = parse_member)]
     init: Vec<(NodeId, String)>,
     /// Heartbeat interval in milliseconds.
@@ -55,13 +56,11 @@ async fn main() -> anyhow::Result<()> {
     config.timeouts.heartbeat = Duration::from_millis(args.heartbeat_ms);
     config.timeouts.election_min = Duration::from_millis(args.election_min_ms);
     config.timeouts.election_max = Duration::from_millis(args.election_max_ms);
-    let node = ConsensusNode::start(config).await?;
-    if !args.init.is_empty() {
-        if !args.init.iter().any(|(id, _)| *id == args.id) {
-            bail!("--init must include this node ({})", args.id);
-        }
-        node.initialize(args.init.into_iter().collect()).await?;
+    if !args.init.is_empty() && !args.init.iter().any(|(id, _)| *id == args.id) {
+        bail!("--init must include this node ({})", args.id);
     }
+    config.initial_members = args.init.into_iter().collect();
+    let node = ConsensusNode::start(config).await?;
     println!("READY {}", node.local_addr());
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

@@ -197,6 +197,8 @@ pub struct Cluster {
     pub members: BTreeMap<NodeId, Member>,
     pub links: Links,
     tune: fn(&mut ConsensusConfig),
+    /// Given to every node's config at (re)start when set.
+    pub initial_members: BTreeMap<NodeId, String>,
 }
 
 fn no_tuning(_: &mut ConsensusConfig) {}
@@ -208,6 +210,7 @@ impl Cluster {
             members: BTreeMap::new(),
             links: Links::default(),
             tune: tune.unwrap_or(no_tuning),
+            initial_members: BTreeMap::new(),
         }
     }
 
@@ -231,9 +234,35 @@ impl Cluster {
         c
     }
 
+    /// Starts `n` nodes that all bootstrap the cluster from their config
+    /// (`initial_members`), as daemons started from one config file would.
+    pub async fn start_bootstrapped(n: u64) -> Self {
+        let mut c = Cluster::empty(None);
+        for id in 1..=n {
+            c.add_proxy(id).await;
+        }
+        c.initial_members = c
+            .members
+            .iter()
+            .map(|(id, m)| (*id, m.proxy_addr.to_string()))
+            .collect();
+        for id in 1..=n {
+            c.restart(id).await;
+        }
+        c.leader(Duration::from_secs(20)).await;
+        c
+    }
+
     /// Creates the proxy and data dir of node `id` and starts it (not yet a
     /// cluster member).
     pub async fn add_member(&mut self, id: NodeId) -> &ConsensusNode {
+        self.add_proxy(id).await;
+        self.restart(id).await;
+        self.node(id)
+    }
+
+    /// Creates the proxy and data dir of node `id` without starting it.
+    pub async fn add_proxy(&mut self, id: NodeId) {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
             .expect("bind proxy");
@@ -251,8 +280,6 @@ impl Cluster {
                 proxy,
             },
         );
-        self.restart(id).await;
-        self.node(id)
     }
 
     /// Starts node `id` again from its data directory.
@@ -260,6 +287,7 @@ impl Cluster {
         let m = self.members.get_mut(&id).expect("member");
         assert!(m.node.is_none(), "node {id} is running");
         let mut config = test_config(id, m.dir.clone(), m.proxy_addr);
+        config.initial_members = self.initial_members.clone();
         (self.tune)(&mut config);
         let node = ConsensusNode::start(config).await.expect("start node");
         *m.target.lock().unwrap() = Some(node.local_addr());
