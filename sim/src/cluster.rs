@@ -239,6 +239,7 @@ impl Cluster {
         if !out.status.success() {
             bail!("mounting bpffs: {}", String::from_utf8_lossy(&out.stderr));
         }
+        crate::netns::register_mount(&bpffs);
         let bpffs = BpfFs { path: bpffs };
 
         let token_file = dir.path().join("admin.token");
@@ -539,6 +540,62 @@ period_secs = {drain}
             std::thread::sleep(Duration::from_millis(100));
         }
         bail!("nodes did not agree on one table digest within {limit:?}: {last}\n{}", self.log_tails(15))
+    }
+
+    /// The table version at the leader now (a linearizable read).
+    pub fn current_version(&self) -> anyhow::Result<u64> {
+        let v: serde_json::Value = serde_json::from_str(&self.lbctl_any(&["--json", "vip", "list"])?)?;
+        v["version"].as_u64().ok_or_else(|| anyhow!("no version in {v}"))
+    }
+
+    /// Waits until every running node has programmed the leader's current
+    /// table and they all report the same digest; returns it.
+    pub fn converge(&self, limit: Duration) -> anyhow::Result<String> {
+        let version = self.current_version()?;
+        self.wait_for_agreement(version, limit)
+    }
+
+    /// Cuts LB node `i` off from the other nodes' Raft traffic (policy
+    /// rules in the router; its BGP session and client traffic keep going).
+    pub fn partition(&self, i: usize) -> anyhow::Result<()> {
+        for k in (1..=self.lbs.len()).filter(|k| *k != i) {
+            for (from, to) in [(lb_addr(k), lb_addr(i)), (lb_addr(i), lb_addr(k))] {
+                self.router.ip(["rule", "add", "from", &from.to_string(), "to", &to.to_string(), "blackhole"])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Undoes [`Cluster::partition`].
+    pub fn heal(&self, i: usize) -> anyhow::Result<()> {
+        for k in (1..=self.lbs.len()).filter(|k| *k != i) {
+            for (from, to) in [(lb_addr(k), lb_addr(i)), (lb_addr(i), lb_addr(k))] {
+                self.router.ip(["rule", "del", "from", &from.to_string(), "to", &to.to_string(), "blackhole"])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The current Raft leader's node index.
+    pub fn leader(&self) -> anyhow::Result<usize> {
+        let s = self.status()?;
+        s["leader"].as_u64().map(|l| l as usize).ok_or_else(|| anyhow!("no leader: {s}"))
+    }
+
+    /// Waits until the router's next hops for the VIP satisfy `f`; returns
+    /// the time it took.
+    pub fn wait_next_hops(&self, limit: Duration, f: impl Fn(&[String]) -> bool) -> anyhow::Result<Duration> {
+        let start = Instant::now();
+        loop {
+            let hops = self.vip_next_hops()?;
+            if f(&hops) {
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() > limit {
+                bail!("router next hops {hops:?} did not change as expected within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The socket address of the VIP's TCP service.

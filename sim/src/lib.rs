@@ -9,3 +9,5 @@ pub mod backend;
 pub mod cluster;
 pub mod frr;
 pub mod netns;
+pub mod scenario;
+pub mod traffic;

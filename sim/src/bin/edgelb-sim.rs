@@ -1,8 +1,14 @@
-//! `edgelb-sim`: runs pieces of the namespace simulation.
+//! `edgelb-sim`: the namespace simulation — the demo, the scenarios, and
+//! the backend service the simulated backends run.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use edgelb_sim::{
+    cluster::{Cluster, ClusterSpec, VIP, VIP_UDP_PORT},
+    scenario::{self, Report},
+    traffic,
+};
 
 #[derive(Parser)]
 #[command(name = "edgelb-sim", about = "EdgeLB network-namespace simulation")]
@@ -13,8 +19,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Brings the cluster up, configures the VIP, and keeps it up for a while
-    /// (for poking at it by hand); tears everything down at the end.
+    /// The demo: 3 LB nodes, 4 backends, FRR; traffic; live per-node and
+    /// per-backend counts; table digests agreeing; then teardown.
+    Demo {
+        /// Seconds of traffic.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Runs one scenario and prints its report.
+    Scenario {
+        /// Which one.
+        #[arg(value_enum)]
+        name: ScenarioName,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Brings the cluster up with the VIP configured and keeps it up (for
+    /// poking at it by hand); tears everything down at the end or on Ctrl-C.
     Up {
         /// Seconds to keep the cluster up.
         #[arg(long, default_value_t = 60)]
@@ -25,7 +47,7 @@ enum Command {
         /// Name the service puts in front of every answer.
         #[arg(long)]
         name: String,
-        /// TCP address to serve on (e.g. the VIP and port).
+        /// TCP address to serve on.
         #[arg(long)]
         tcp: Vec<SocketAddr>,
         /// UDP address to serve on.
@@ -37,10 +59,73 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum ScenarioName {
+    Balance,
+    NodeFailure,
+    NodeDrain,
+    BackendChanges,
+    LeaderKill,
+    Partition,
+}
+
+fn run_scenario(name: ScenarioName) -> anyhow::Result<Report> {
+    match name {
+        ScenarioName::Balance => scenario::balance::run(3, &[100, 100, 200, 400], 400, 400),
+        ScenarioName::NodeFailure => scenario::node_failure::run(60),
+        ScenarioName::NodeDrain => scenario::node_drain::run(60),
+        ScenarioName::BackendChanges => scenario::backend_changes::run(60),
+        ScenarioName::LeaderKill => scenario::leader_kill::run(40),
+        ScenarioName::Partition => scenario::partition::run(),
+    }
+}
+
+fn demo(seconds: u64) -> anyhow::Result<()> {
+    println!("bringing up: client, FRR router, 3 lbnode (XDP driver mode), 4 backends ...");
+    let cluster = Cluster::start(ClusterSpec::default())?;
+    println!("configuring {VIP}:80/tcp and {VIP}:{VIP_UDP_PORT}/udp through lbctl ...");
+    cluster.configure_vip(100)?;
+    cluster.lbctl_any(&["backend", "set-weight", &format!("{VIP}:80/tcp"), "10.102.4.2", "200"])?;
+    cluster.converge(Duration::from_secs(20))?;
+    let hops = cluster.wait_for_ecmp(3, Duration::from_secs(30))?;
+    println!("router ECMP next hops for {VIP}: {}", hops.join(", "));
+    println!("\n$ lbctl backend list {VIP}:80/tcp\n{}", cluster.lbctl_any(&["backend", "list", &format!("{VIP}:80/tcp")])?);
+
+    let long = traffic::LongLived::start(cluster.client.name(), cluster.vip_tcp(), 30, Duration::from_millis(50));
+    let seconds = seconds.clamp(1, 600);
+    for s in 0..seconds {
+        let tcp = traffic::tcp_spread(cluster.client.name(), cluster.vip_tcp(), 40)?;
+        let udp = traffic::udp_spread(cluster.client.name(), (VIP, VIP_UDP_PORT).into(), 40)?;
+        let nodes = scenario::balance::node_packets(&cluster)?;
+        println!("t={:>2}s  new TCP per backend {:?}  UDP per backend {:?}  packets per LB node {:?}  long-lived round trips {}",
+            s + 1, tcp, udp, nodes, long.round_trips());
+    }
+    let outcomes = long.finish()?;
+    println!("\nlong-lived connections: {} open, {} broken", outcomes.len(), scenario::broken(&outcomes));
+    println!("\n$ lbctl status\n{}", cluster.lbctl_any(&["status"])?);
+    println!("\n$ lbctl stats (node 1)\n{}", String::from_utf8_lossy(&cluster.lbctl(1, &["stats", "--interval", "0.5"])?.stdout));
+    println!("tearing down ...");
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    if !matches!(cli.command, Command::ServeBackend { .. }) {
+        edgelb_sim::netns::teardown_on_signals();
+    }
+    match cli.command {
+        Command::Demo { seconds } => demo(seconds),
+        Command::Scenario { name, json } => {
+            let report = run_scenario(name)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report.json())?);
+            } else {
+                print!("{}", report.table());
+            }
+            Ok(())
+        }
         Command::Up { seconds } => {
-            let cluster = edgelb_sim::cluster::Cluster::start(Default::default())?;
+            let cluster = Cluster::start(ClusterSpec::default())?;
             cluster.configure_vip(100)?;
             println!("namespaces: client {} router {}", cluster.client.name(), cluster.router.name());
             for n in &cluster.lbs {
@@ -49,22 +134,22 @@ fn main() -> anyhow::Result<()> {
             for b in &cluster.backends {
                 println!("backend{} {}", b.index, b.ns.name());
             }
-            println!("dir {}", cluster.dir().display());
-            std::thread::sleep(std::time::Duration::from_secs(seconds.min(3600)));
+            println!("dir {} (admin token: {})", cluster.dir().display(), cluster.token_file.display());
+            std::thread::sleep(Duration::from_secs(seconds.min(3600)));
             Ok(())
         }
         Command::ServeBackend { name, tcp, udp, decap_interface } => {
             anyhow::ensure!(tcp.len() == udp.len(), "give as many --tcp as --udp addresses");
             anyhow::ensure!(!tcp.is_empty(), "give at least one --tcp and --udp address");
+            let _decap = match &decap_interface {
+                Some(dev) => Some(edgelb_sim::backend::attach_decap(dev)?),
+                None => None,
+            };
             let services = tcp
                 .iter()
                 .zip(&udp)
                 .map(|(t, u)| edgelb_sim::backend::Service::start(&name, *t, *u))
                 .collect::<std::io::Result<Vec<_>>>()?;
-            let _decap = match &decap_interface {
-                Some(dev) => Some(edgelb_sim::backend::attach_decap(dev)?),
-                None => None,
-            };
             eprintln!("edgelb-sim backend {name}: serving {} address pairs", services.len());
             loop {
                 std::thread::park();

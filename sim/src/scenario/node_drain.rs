@@ -1,0 +1,50 @@
+//! Scenario 3: SIGTERM one LB node under long-lived connections: it
+//! withdraws, keeps forwarding through the drain period, then exits. No
+//! connection may break.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::{broken, Report};
+use crate::{
+    cluster::{lb_addr, Cluster, ClusterSpec},
+    traffic::LongLived,
+};
+
+/// Runs the scenario with `connections` long-lived connections.
+pub fn run(connections: usize) -> anyhow::Result<Report> {
+    let mut cluster = Cluster::start(ClusterSpec { drain_secs: 3, ..Default::default() })?;
+    cluster.configure_vip(100)?;
+    cluster.converge(Duration::from_secs(20))?;
+    cluster.wait_for_ecmp(3, Duration::from_secs(30))?;
+    let traffic = LongLived::start(cluster.client.name(), cluster.vip_tcp(), connections, Duration::from_millis(100));
+    std::thread::sleep(Duration::from_secs(2));
+    let victim = 2;
+    let gone = lb_addr(victim).to_string();
+    let sent = Instant::now();
+    let term = {
+        let p = cluster.lbs[victim - 1].process.as_ref().ok_or_else(|| anyhow::anyhow!("node not running"))?;
+        p.signal(libc::SIGTERM);
+    };
+    let _ = term;
+    let withdrawn = cluster.wait_next_hops(Duration::from_secs(10), |h| !h.contains(&gone))?;
+    let exited = cluster.stop_lb(victim, Duration::from_secs(20));
+    let exit_secs = sent.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_secs(2));
+    let outcomes = traffic.finish()?;
+    let b = broken(&outcomes);
+    let reasons: Vec<String> = outcomes.iter().filter_map(|o| o.broken.clone()).take(5).collect();
+    Ok(Report {
+        name: "lb node drain (SIGTERM)",
+        header: vec!["CONNECTIONS", "BROKEN", "ROUTES WITHDRAWN AFTER", "NODE EXITED AFTER"],
+        rows: vec![vec![
+            outcomes.len().to_string(),
+            b.to_string(),
+            format!("{:.2} s", withdrawn.as_secs_f64()),
+            if exited { format!("{exit_secs:.2} s") } else { "did not exit".into() },
+        ]],
+        data: json!({"connections": outcomes.len(), "broken": b, "withdrawn_secs": withdrawn.as_secs_f64(),
+                     "exited": exited, "exit_secs": exit_secs, "broken_reasons": reasons}),
+    })
+}
