@@ -13,7 +13,7 @@ trap 'rm -f "$log"' EXIT
 # but the eBPF one, which the xdp-fwd loader's build script compiles for BPF.
 # (Its build output arrives as "warning: xdp-fwd@" lines: noise, filtered.)
 status=0
-cargo test --locked --release 2>&1 | grep --line-buffered -v '^warning: xdp-fwd@' | tee "$log" || status=$?
+cargo test --locked --release 2>&1 | grep --line-buffered -Ev '^warning: xdp-(fwd|decap)@' | tee "$log" || status=$?
 
 # One closing line for the whole run, summed over every test binary.
 passed=$(awk '/^test result:/ {for (i=1;i<=NF;i++) if ($(i+1) ~ /^passed/) s+=$i} END {print s+0}' "$log")
