@@ -148,20 +148,9 @@ pub struct Cluster {
     spec: ClusterSpec,
 }
 
-/// Runs `f` in `ns`'s network namespace on a fresh thread.
+/// Runs `f` in `ns`'s network namespace on a fresh thread and waits for it.
 pub fn in_namespace<T: Send + 'static>(ns_name: &str, f: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
-    let path = format!("/run/netns/{ns_name}");
-    std::thread::spawn(move || -> anyhow::Result<T> {
-        let file = fs::File::open(&path).with_context(|| format!("opening {path}"))?;
-        // SAFETY: setns on a thread we own, with a valid namespace fd.
-        let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
-        if rc != 0 {
-            bail!("setns {path}: {}", std::io::Error::last_os_error());
-        }
-        Ok(f())
-    })
-    .join()
-    .map_err(|_| anyhow!("namespace thread panicked"))?
+    crate::traffic::spawn_in_namespace(ns_name, f).join().map_err(|_| anyhow!("namespace thread panicked"))?
 }
 
 fn link(a: &Namespace, a_if: &str, a_addr: &str, b: &Namespace, b_if: &str, b_addr: &str) -> anyhow::Result<()> {
