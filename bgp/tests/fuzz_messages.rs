@@ -76,7 +76,7 @@ fn established_session() -> Session {
     d.insert("192.0.2.10/32".parse().unwrap(), RouteAttributes::default())
         .unwrap();
     let now = Instant::now();
-    let (mut s, _) = Session::start(params, Arc::new(d), now);
+    let (mut s, _) = Session::start(params, Some(Arc::new(d)), now);
     let open = wire::decode(&seed_open(), &mut ctx()).unwrap();
     s.handle(Event::Message(open), now);
     s.handle(Event::Message(BgpMessage::KeepAlive), now);

@@ -387,8 +387,14 @@ period_secs = {drain}
 
     /// Sends SIGTERM to LB node `i` and waits up to `limit` for it to exit.
     pub fn stop_lb(&mut self, i: usize, limit: Duration) -> bool {
+        self.signal_lb_and_wait(i, libc::SIGTERM, limit)
+    }
+
+    /// Sends `signal` to LB node `i` and waits up to `limit` for it to exit
+    /// (SIGUSR2: hot restart, the node exits leaving its data plane running).
+    pub fn signal_lb_and_wait(&mut self, i: usize, signal: i32, limit: Duration) -> bool {
         let Some(mut p) = self.lbs[i - 1].process.take() else { return true };
-        p.signal(libc::SIGTERM);
+        p.signal(signal);
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if p.has_exited() {

@@ -246,6 +246,11 @@ pub async fn run(config: Config, mut stop: watch::Receiver<Option<StopKind>>) ->
             announcing_tx,
             draining.clone(),
             prepending.clone(),
+            // After a hot restart, give the node this long to become ready
+            // before a withdrawal would end the routers' graceful restart.
+            adopted.then(|| {
+                tokio::time::Instant::now() + Duration::from_secs(u64::from(config.bgp.graceful_restart_secs) / 2)
+            }),
             task_stop.clone(),
         )),
         tokio::spawn(telemetry::metrics_loop(shared.clone(), task_stop.clone())),
@@ -295,7 +300,11 @@ pub async fn run(config: Config, mut stop: watch::Receiver<Option<StopKind>>) ->
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
     }
     let shared = Arc::try_unwrap(shared).map_err(|_| anyhow!("a task still holds the daemon state"))?;
-    shared.bgp.shutdown().await;
+    match kind {
+        StopKind::Shutdown => shared.bgp.shutdown().await,
+        // No Cease: routers keep our routes across the restart (RFC 4724).
+        StopKind::Restart => shared.bgp.abandon(),
+    }
     if kind == StopKind::Shutdown {
         let mut dp = shared.dataplane.into_inner();
         for iface in &config.xdp.interfaces {
@@ -369,6 +378,7 @@ async fn announce_loop(
     out: watch::Sender<bool>,
     draining: Arc<std::sync::atomic::AtomicBool>,
     prepending: Arc<std::sync::atomic::AtomicBool>,
+    mut restart_grace: Option<tokio::time::Instant>,
     mut stop: watch::Receiver<bool>,
 ) {
     let normal = route_attributes(&shared.config);
@@ -384,7 +394,13 @@ async fn announce_loop(
             addrs.dedup();
             (addrs, prepending.load(std::sync::atomic::Ordering::SeqCst))
         });
-        if last.as_ref() != Some(&decision) {
+        // A restarted node that is not ready yet stays silent rather than
+        // withdrawing: the routers hold its previous routes meanwhile.
+        let holding = restart_grace.is_some_and(|t| decision.is_err() && tokio::time::Instant::now() < t);
+        if !holding && restart_grace.take().is_some() {
+            tracing::info!(ready = decision.is_ok(), "restart grace over");
+        }
+        if !holding && last.as_ref() != Some(&decision) {
             match &decision {
                 Ok((addrs, prepended)) => {
                     tracing::info!(vips = addrs.len(), prepended, "announcing VIPs");
