@@ -5,9 +5,10 @@
 //! touch with a Raft leader. Otherwise routers must send its share of flows
 //! to other nodes, so it withdraws.
 
-use std::{collections::BTreeSet, net::IpAddr};
+use std::{collections::BTreeSet, net::IpAddr, time::Duration};
 
 use edgelb_bgp::{DesiredRoutes, IpNet, RouteAttributes};
+use edgelb_consensus::{NodeStatus, Role};
 
 /// What the announce decision looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +61,26 @@ impl Readiness {
     }
 }
 
+/// Whether this node is part of a working cluster: it knows a leader and,
+/// when it is that leader, a quorum acknowledged it within `quorum_ack_bound`.
+///
+/// A leader cut off from the other voters keeps its role (Raft has no
+/// step-down on silence), while the majority elects a new leader after an
+/// election timeout; a bound of the maximum election timeout makes the old
+/// leader withdraw about when the new one takes over.
+pub fn in_cluster(status: &NodeStatus, quorum_ack_bound: Duration) -> bool {
+    match status.role {
+        Role::Leader => {
+            let bound = u64::try_from(quorum_ack_bound.as_millis()).unwrap_or(u64::MAX);
+            // No acknowledgement yet (a brand-new leader) counts as not yet
+            // confirmed: the first heartbeat round settles it.
+            status.leader == Some(status.id) && status.millis_since_quorum_ack.is_some_and(|age| age <= bound)
+        }
+        Role::Follower | Role::Learner => status.leader.is_some(),
+        Role::Candidate | Role::Shutdown => false,
+    }
+}
+
 /// Routes for a set of VIP addresses: a host route per distinct address
 /// (several VIPs may share one address on different ports).
 pub fn vip_routes(addresses: impl IntoIterator<Item = IpAddr>, attributes: &RouteAttributes) -> DesiredRoutes {
@@ -99,6 +120,45 @@ mod tests {
         assert_eq!(Readiness { in_cluster: false, ..ready() }.decide(), Err(Withheld::NoCluster));
         assert_eq!(Readiness { apply_lag: 3, ..ready() }.decide(), Err(Withheld::ApplyLag));
         assert_eq!(Readiness { programmed_version: 6, ..ready() }.decide(), Err(Withheld::TablesBehind));
+    }
+
+    fn status(role: Role, leader: Option<u64>, ack: Option<u64>) -> NodeStatus {
+        NodeStatus {
+            id: 1,
+            role,
+            term: 3,
+            leader,
+            last_log_index: Some(10),
+            committed_index: Some(10),
+            applied_index: Some(10),
+            snapshot_index: None,
+            purged_index: None,
+            voters: [1, 2, 3].into(),
+            learners: Default::default(),
+            nodes: Default::default(),
+            table_version: 4,
+            millis_since_quorum_ack: ack,
+        }
+    }
+
+    #[test]
+    fn a_leader_without_recent_quorum_acks_is_out_of_the_cluster() {
+        let bound = Duration::from_millis(1000);
+        assert!(in_cluster(&status(Role::Leader, Some(1), Some(80)), bound));
+        assert!(in_cluster(&status(Role::Leader, Some(1), Some(1000)), bound));
+        assert!(!in_cluster(&status(Role::Leader, Some(1), Some(1001)), bound), "partitioned leader");
+        assert!(!in_cluster(&status(Role::Leader, Some(1), None), bound), "never acknowledged");
+        assert!(!in_cluster(&status(Role::Leader, Some(2), Some(10)), bound), "stale leader id");
+    }
+
+    #[test]
+    fn followers_need_a_known_leader() {
+        let bound = Duration::from_millis(1000);
+        assert!(in_cluster(&status(Role::Follower, Some(2), None), bound));
+        assert!(in_cluster(&status(Role::Learner, Some(2), None), bound));
+        assert!(!in_cluster(&status(Role::Follower, None, None), bound));
+        assert!(!in_cluster(&status(Role::Candidate, Some(2), None), bound));
+        assert!(!in_cluster(&status(Role::Shutdown, Some(2), None), bound));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use anyhow::{anyhow, Context};
 use edgelb_bgp::{BgpSpeaker, DesiredRoutes, PeerConfig, RouteAttributes, SpeakerConfig};
-use edgelb_consensus::{ClusterSecret, ConsensusConfig, ConsensusNode, Role, Timeouts};
+use edgelb_consensus::{ClusterSecret, ConsensusConfig, ConsensusNode, Timeouts};
 use tokio::sync::{watch, Mutex};
 use xdp_fwd::{AttachMode, Forwarder, LoadOptions};
 
@@ -153,11 +153,10 @@ pub async fn run(config: Config, mut stop: watch::Receiver<Option<StopKind>>) ->
         ClusterSecret::new(secret).map_err(|e| anyhow!("cluster secret: {e}"))?,
     );
     cc.advertise_addr = Some(config.advertise_addr().to_string());
-    let election = Duration::from_millis(config.cluster.election_timeout_ms);
     cc.timeouts = Timeouts {
         heartbeat: Duration::from_millis(config.cluster.heartbeat_ms),
-        election_min: election,
-        election_max: election * 2,
+        election_min: Duration::from_millis(config.cluster.election_timeout_ms),
+        election_max: config.election_timeout_max(),
         ..Timeouts::default()
     };
     let consensus = ConsensusNode::start(cc).await.context("starting consensus")?;
@@ -313,7 +312,7 @@ pub fn readiness(shared: &Shared, draining: bool) -> Readiness {
     let status = shared.consensus.status();
     let applied_version = shared.consensus.state().version;
     let programmed = shared.programmed.borrow().clone();
-    let in_cluster = status.leader.is_some() && matches!(status.role, Role::Leader | Role::Follower | Role::Learner);
+    let in_cluster = announce::in_cluster(&status, shared.config.quorum_ack_bound());
     let apply_lag = status.committed_index.unwrap_or(0).saturating_sub(status.applied_index.unwrap_or(0));
     let attached = !shared.attached.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
     Readiness {
