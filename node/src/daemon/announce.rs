@@ -10,6 +10,12 @@ use std::{collections::BTreeSet, net::IpAddr, time::Duration};
 use edgelb_bgp::{DesiredRoutes, IpNet, RouteAttributes};
 use edgelb_consensus::{NodeStatus, Role};
 
+/// How long a node may trail the applied state while it programs a new
+/// table before it withdraws. Programming takes milliseconds and the old
+/// table keeps forwarding meanwhile; withdrawing on every configuration
+/// change would flap every node's routes at once.
+pub const SYNC_GRACE: Duration = Duration::from_secs(2);
+
 /// What the announce decision looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Readiness {
@@ -25,6 +31,11 @@ pub struct Readiness {
     pub apply_lag: u64,
     /// SIGTERM or an operator drain is in progress.
     pub draining: bool,
+    /// How long the node has continuously been out of sync (apply lag or
+    /// tables behind); zero while in sync.
+    pub out_of_sync_for: Duration,
+    /// Programming the latest applied state into the data plane failed.
+    pub programming_failed: bool,
 }
 
 /// Why a node does not announce (for logs, metrics and `lbctl status`).
@@ -43,6 +54,11 @@ pub enum Withheld {
 }
 
 impl Readiness {
+    /// Whether the applied state is ahead of what is committed or programmed.
+    pub fn out_of_sync(&self) -> bool {
+        self.apply_lag > 0 || self.programmed_version != self.applied_version
+    }
+
     /// `Ok` when the node should announce, or the first reason it should not.
     pub fn decide(&self) -> Result<(), Withheld> {
         if self.draining {
@@ -51,6 +67,11 @@ impl Readiness {
             Err(Withheld::Detached)
         } else if !self.in_cluster {
             Err(Withheld::NoCluster)
+        } else if self.programming_failed || (self.programmed_version == 0 && self.applied_version != 0) {
+            // A failed or never-done programming is no transient.
+            Err(Withheld::TablesBehind)
+        } else if self.out_of_sync_for <= SYNC_GRACE {
+            Ok(())
         } else if self.apply_lag > 0 {
             Err(Withheld::ApplyLag)
         } else if self.programmed_version != self.applied_version {
@@ -109,6 +130,8 @@ mod tests {
             in_cluster: true,
             apply_lag: 0,
             draining: false,
+            out_of_sync_for: Duration::ZERO,
+            programming_failed: false,
         }
     }
 
@@ -118,8 +141,25 @@ mod tests {
         assert_eq!(Readiness { draining: true, ..ready() }.decide(), Err(Withheld::Draining));
         assert_eq!(Readiness { attached: false, ..ready() }.decide(), Err(Withheld::Detached));
         assert_eq!(Readiness { in_cluster: false, ..ready() }.decide(), Err(Withheld::NoCluster));
-        assert_eq!(Readiness { apply_lag: 3, ..ready() }.decide(), Err(Withheld::ApplyLag));
-        assert_eq!(Readiness { programmed_version: 6, ..ready() }.decide(), Err(Withheld::TablesBehind));
+        let long = SYNC_GRACE + Duration::from_millis(1);
+        assert_eq!(Readiness { apply_lag: 3, out_of_sync_for: long, ..ready() }.decide(), Err(Withheld::ApplyLag));
+        assert_eq!(
+            Readiness { programmed_version: 6, out_of_sync_for: long, ..ready() }.decide(),
+            Err(Withheld::TablesBehind)
+        );
+        assert_eq!(Readiness { programming_failed: true, ..ready() }.decide(), Err(Withheld::TablesBehind));
+        assert_eq!(Readiness { programmed_version: 0, ..ready() }.decide(), Err(Withheld::TablesBehind));
+    }
+
+    #[test]
+    fn a_new_table_being_programmed_does_not_flap_the_routes() {
+        let fresh = Readiness { programmed_version: 6, apply_lag: 1, out_of_sync_for: Duration::from_millis(30), ..ready() };
+        assert!(fresh.out_of_sync());
+        assert_eq!(fresh.decide(), Ok(()));
+        assert_eq!(Readiness { out_of_sync_for: SYNC_GRACE, ..fresh.clone() }.decide(), Ok(()));
+        assert!(!ready().out_of_sync());
+        // Nothing applied yet and nothing programmed: in sync, nothing to announce wrongly.
+        assert_eq!(Readiness { programmed_version: 0, applied_version: 0, ..ready() }.decide(), Ok(()));
     }
 
     fn status(role: Role, leader: Option<u64>, ack: Option<u64>) -> NodeStatus {

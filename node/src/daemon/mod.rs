@@ -307,8 +307,9 @@ async fn sync_dataplane(shared: Arc<Shared>, out: watch::Sender<Programmed>, mut
     }
 }
 
-/// The node's readiness right now.
-pub fn readiness(shared: &Shared, draining: bool) -> Readiness {
+/// The node's readiness right now; `out_of_sync_for` is how long the caller
+/// has seen it out of sync.
+pub fn readiness(shared: &Shared, draining: bool, out_of_sync_for: Duration) -> Readiness {
     let status = shared.consensus.status();
     let applied_version = shared.consensus.state().version;
     let programmed = shared.programmed.borrow().clone();
@@ -322,6 +323,8 @@ pub fn readiness(shared: &Shared, draining: bool) -> Readiness {
         in_cluster,
         apply_lag,
         draining,
+        out_of_sync_for,
+        programming_failed: programmed.error.is_some(),
     }
 }
 
@@ -334,8 +337,16 @@ async fn announce_loop(
 ) {
     let attributes = route_attributes(&shared.config);
     let mut last: Option<Result<Vec<std::net::IpAddr>, announce::Withheld>> = None;
+    let mut out_of_sync_since: Option<std::time::Instant> = None;
     loop {
-        let ready = readiness(&shared, draining.load(std::sync::atomic::Ordering::SeqCst));
+        let draining_now = draining.load(std::sync::atomic::Ordering::SeqCst);
+        let mut ready = readiness(&shared, draining_now, Duration::ZERO);
+        if ready.out_of_sync() {
+            let since = *out_of_sync_since.get_or_insert_with(std::time::Instant::now);
+            ready.out_of_sync_for = since.elapsed();
+        } else {
+            out_of_sync_since = None;
+        }
         let decision = ready.decide().map(|()| {
             let state = shared.consensus.state();
             let mut addrs: Vec<_> = state.vips.keys().map(|k| k.address).collect();
