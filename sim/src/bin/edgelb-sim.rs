@@ -141,6 +141,9 @@ fn main() -> anyhow::Result<()> {
         Command::ServeBackend { name, tcp, udp, decap_interface } => {
             anyhow::ensure!(tcp.len() == udp.len(), "give as many --tcp as --udp addresses");
             anyhow::ensure!(!tcp.is_empty(), "give at least one --tcp and --udp address");
+            // Started by the sim, so already on the sim's CPU; stated for
+            // when it is run by hand.
+            edgelb_sim::netns::pin_to_sim_cpu()?;
             let _decap = match &decap_interface {
                 Some(dev) => Some(edgelb_sim::backend::attach_decap(dev)?),
                 None => None,
