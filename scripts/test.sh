@@ -15,6 +15,11 @@ trap 'rm -f "$log"' EXIT
 status=0
 cargo test --locked --release 2>&1 | grep --line-buffered -Ev '^warning: xdp-(fwd|decap)@' | tee "$log" || status=$?
 
+# The BGP message-path fuzz target again with a larger, still bounded budget
+# (a million random and mutated messages per property; about 20 s here).
+PROPTEST_CASES=1000000 cargo test --locked --release -p edgelb-bgp --test fuzz_messages 2>&1 \
+  | grep --line-buffered -Ev '^warning: xdp-(fwd|decap)@' | tee -a "$log" || status=$?
+
 # One closing line for the whole run, summed over every test binary.
 passed=$(awk '/^test result:/ {for (i=1;i<=NF;i++) if ($(i+1) ~ /^passed/) s+=$i} END {print s+0}' "$log")
 failed=$(awk '/^test result:/ {for (i=1;i<=NF;i++) if ($(i+1) ~ /^failed/) s+=$i} END {print s+0}' "$log")

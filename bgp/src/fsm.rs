@@ -92,6 +92,10 @@ pub struct Session {
     encoding: Option<PeerEncoding>,
     rib_out: AdjRibOut,
     desired: Arc<DesiredRoutes>,
+    /// No table was given yet (a restarting speaker): End-of-RIB waits for
+    /// the first one, so graceful-restart helpers keep our stale routes.
+    table_pending: bool,
+    end_of_rib_sent: bool,
     hold_deadline: Option<Instant>,
     keepalive_deadline: Option<Instant>,
     now: Instant,
@@ -100,10 +104,12 @@ pub struct Session {
 }
 
 impl Session {
-    /// TCP is up: send our OPEN and wait for the peer's.
+    /// TCP is up: send our OPEN and wait for the peer's. `desired`: the
+    /// routes to announce, or `None` while the node daemon has not given any
+    /// yet (after a restart), which holds End-of-RIB back until it does.
     pub fn start(
         params: SessionParams,
-        desired: Arc<DesiredRoutes>,
+        desired: Option<Arc<DesiredRoutes>>,
         now: Instant,
     ) -> (Self, Vec<Action>) {
         let open = negotiation::build_open(&params.local);
@@ -113,7 +119,9 @@ impl Session {
             negotiated: None,
             encoding: None,
             rib_out: AdjRibOut::default(),
-            desired,
+            table_pending: desired.is_none(),
+            end_of_rib_sent: false,
+            desired: desired.unwrap_or_default(),
             hold_deadline: Some(now + OPEN_HOLD_TIME),
             keepalive_deadline: None,
             now,
@@ -164,8 +172,10 @@ impl Session {
             Event::Tick => self.on_tick(&mut out),
             Event::DesiredChanged(desired) => {
                 self.desired = desired;
+                self.table_pending = false;
                 if self.state == PeerState::Established {
                     self.converge(&mut out);
+                    self.send_end_of_rib(&mut out);
                 }
             }
             Event::Stop => self.fail(
@@ -264,16 +274,7 @@ impl Session {
                 self.state = PeerState::Established;
                 self.restart_hold();
                 self.converge(out);
-                // End-of-RIB tells graceful-restart helpers our initial table is complete.
-                for family in FAMILIES {
-                    if self
-                        .negotiated
-                        .as_ref()
-                        .is_some_and(|n| n.family_enabled(family))
-                    {
-                        out.push(Action::Send(BgpMessage::Update(end_of_rib(family))));
-                    }
-                }
+                self.send_end_of_rib(out);
             }
             (PeerState::Established, BgpMessage::KeepAlive | BgpMessage::Update(_)) => {
                 // Announce-only: routes from the peer are validated by the
@@ -316,6 +317,20 @@ impl Session {
         }
         if self.keepalive_deadline.is_some_and(|d| d <= self.now) {
             out.push(Action::Send(BgpMessage::KeepAlive));
+        }
+    }
+
+    /// End-of-RIB tells graceful-restart helpers our initial table is
+    /// complete: once per session, and only once a table was given.
+    fn send_end_of_rib(&mut self, out: &mut Vec<Action>) {
+        if self.table_pending || self.end_of_rib_sent {
+            return;
+        }
+        self.end_of_rib_sent = true;
+        for family in FAMILIES {
+            if self.negotiated.as_ref().is_some_and(|n| n.family_enabled(family)) {
+                out.push(Action::Send(BgpMessage::Update(end_of_rib(family))));
+            }
         }
     }
 
@@ -379,7 +394,7 @@ mod tests {
     }
 
     fn established(t0: Instant) -> Session {
-        let (mut s, _) = Session::start(params(), vip(), t0);
+        let (mut s, _) = Session::start(params(), Some(vip()), t0);
         s.handle(Event::Message(peer_open(30)), t0);
         let out = s.handle(Event::Message(BgpMessage::KeepAlive), t0);
         assert_eq!(s.state(), PeerState::Established);
@@ -453,7 +468,7 @@ mod tests {
     #[test]
     fn desired_routes_set_before_established_go_out_on_establishment() {
         let t0 = Instant::now();
-        let (mut s, _) = Session::start(params(), Arc::new(DesiredRoutes::new()), t0);
+        let (mut s, _) = Session::start(params(), Some(Arc::new(DesiredRoutes::new())), t0);
         assert!(
             s.handle(Event::DesiredChanged(vip()), t0).is_empty(),
             "nothing before Established"
@@ -465,9 +480,23 @@ mod tests {
     }
 
     #[test]
+    fn a_restarting_speaker_holds_end_of_rib_until_it_has_a_table() {
+        let t0 = Instant::now();
+        let (mut s, _) = Session::start(params(), None, t0);
+        s.handle(Event::Message(peer_open(30)), t0);
+        let out = s.handle(Event::Message(BgpMessage::KeepAlive), t0);
+        assert_eq!(s.state(), PeerState::Established);
+        assert!(out.is_empty(), "no routes and no End-of-RIB yet: {out:?}");
+        let out = s.handle(Event::DesiredChanged(vip()), t0);
+        assert_eq!(out.len(), 2, "the VIP, then End-of-RIB");
+        let out = s.handle(Event::DesiredChanged(Arc::new(DesiredRoutes::new())), t0);
+        assert_eq!(out.len(), 1, "a withdrawal; End-of-RIB goes once per session");
+    }
+
+    #[test]
     fn hold_time_zero_disables_timers() {
         let t0 = Instant::now();
-        let (mut s, _) = Session::start(params(), vip(), t0);
+        let (mut s, _) = Session::start(params(), Some(vip()), t0);
         s.handle(Event::Message(peer_open(0)), t0);
         s.handle(Event::Message(BgpMessage::KeepAlive), t0);
         assert_eq!(s.state(), PeerState::Established);
@@ -493,7 +522,7 @@ mod tests {
     #[test]
     fn unexpected_messages_are_fsm_errors() {
         let t0 = Instant::now();
-        let (mut s, _) = Session::start(params(), vip(), t0);
+        let (mut s, _) = Session::start(params(), Some(vip()), t0);
         let out = s.handle(Event::Message(BgpMessage::KeepAlive), t0);
         assert_eq!(
             closed_with(&out),
@@ -520,7 +549,7 @@ mod tests {
     #[test]
     fn lost_collision_sends_cease_7() {
         let t0 = Instant::now();
-        let (mut s, _) = Session::start(params(), vip(), t0);
+        let (mut s, _) = Session::start(params(), Some(vip()), t0);
         s.handle(Event::Message(peer_open(30)), t0);
         let out = s.handle(Event::CollisionLost, t0);
         assert_eq!(
@@ -540,7 +569,7 @@ mod tests {
                 peer_asn: 65001,
                 ..params()
             },
-            vip(),
+            Some(vip()),
             t0,
         );
         let out = s.handle(Event::Message(peer_open(30)), t0);

@@ -28,7 +28,7 @@ pub(crate) struct PeerTask {
     pub local: LocalOpen,
     pub stats: Arc<PeerStats>,
     pub inbound: mpsc::Receiver<TcpStream>,
-    pub desired_rx: watch::Receiver<Arc<DesiredRoutes>>,
+    pub desired_rx: watch::Receiver<Option<Arc<DesiredRoutes>>>,
     pub stop_rx: watch::Receiver<bool>,
 }
 

@@ -69,7 +69,7 @@ pub(crate) async fn run(
     stream: TcpStream,
     peer: PeerConfig,
     local: LocalOpen,
-    mut desired_rx: watch::Receiver<Arc<DesiredRoutes>>,
+    mut desired_rx: watch::Receiver<Option<Arc<DesiredRoutes>>>,
     mut stop_rx: watch::Receiver<bool>,
     stats: Arc<PeerStats>,
     collision: Option<CollisionSlot>,
@@ -164,7 +164,11 @@ pub(crate) async fn run(
             biased;
             _ = stop_rx.changed() => Event::Stop,
             changed = desired_rx.changed() => match changed {
-                Ok(()) => Event::DesiredChanged(desired_rx.borrow_and_update().clone()),
+                // The table never goes back to "not given".
+                Ok(()) => match desired_rx.borrow_and_update().clone() {
+                    Some(desired) => Event::DesiredChanged(desired),
+                    None => Event::Tick,
+                },
                 Err(_) => Event::Stop,
             },
             frame = reader.next_frame() => match frame {

@@ -47,7 +47,8 @@ pub enum SpeakerError {
 /// Cease / Administrative Shutdown.
 pub struct BgpSpeaker {
     stats: Vec<Arc<PeerStats>>,
-    desired_tx: watch::Sender<Arc<DesiredRoutes>>,
+    /// `None` until the first [`Self::set_desired`] when restarting.
+    desired_tx: watch::Sender<Option<Arc<DesiredRoutes>>>,
     stop_tx: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     listen_addr: Option<SocketAddr>,
@@ -56,9 +57,13 @@ pub struct BgpSpeaker {
 impl BgpSpeaker {
     /// Validates the configuration, binds the listener (if any) and starts
     /// one task per peer. Announces nothing until [`Self::set_desired`].
+    /// With graceful restart's Restart State set, End-of-RIB also waits for
+    /// that first call, so routers keep our previous routes until then.
     pub async fn start(config: SpeakerConfig) -> Result<Self, SpeakerError> {
         config.validate()?;
-        let (desired_tx, desired_rx) = watch::channel(Arc::new(DesiredRoutes::new()));
+        let restarting = config.graceful_restart.is_some_and(|g| g.restarting);
+        let initial = (!restarting).then(|| Arc::new(DesiredRoutes::new()));
+        let (desired_tx, desired_rx) = watch::channel(initial);
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut stats = Vec::new();
         let mut tasks = Vec::new();
@@ -114,12 +119,12 @@ impl BgpSpeaker {
     /// Replaces the set of routes to announce; every established peer gets
     /// the withdrawals and announcements that take it there.
     pub fn set_desired(&self, routes: DesiredRoutes) {
-        self.desired_tx.send_replace(Arc::new(routes));
+        self.desired_tx.send_replace(Some(Arc::new(routes)));
     }
 
     /// The set of routes currently asked for.
     pub fn desired(&self) -> Arc<DesiredRoutes> {
-        self.desired_tx.borrow().clone()
+        self.desired_tx.borrow().clone().unwrap_or_default()
     }
 
     /// State and counters of every peer, in configuration order.
@@ -145,6 +150,19 @@ impl BgpSpeaker {
                 task.abort();
             }
         }
+    }
+}
+
+impl BgpSpeaker {
+    /// For a hot restart: leaves every session as it is, to end without a
+    /// NOTIFICATION when this process exits (its sockets close), as after a
+    /// crash. Routers that negotiated graceful restart then keep our routes,
+    /// marked stale, until the next process sends End-of-RIB or the restart
+    /// time runs out. (Dropping or [`Self::shutdown`] would send Cease, and
+    /// routers would withdraw our routes at once.)
+    pub fn abandon(self) {
+        // Keep the stop and route channels open for the rest of the process.
+        std::mem::forget(self);
     }
 }
 

@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    is_prime, Backend, BackendState, ClusterSettings, ClusterState, Encapsulation, NodeId, Vip,
+    Backend, BackendState, ClusterSettings, ClusterState, Encapsulation, NodeId, Vip,
     VipFlags, VipKey, MAX_BACKENDS_PER_VIP, MAX_TABLE_SIZE, MAX_WEIGHT, MIN_TABLE_SIZE, MIN_WEIGHT,
 };
 
@@ -227,7 +227,8 @@ impl ClusterState {
             }
             Command::SetSettings(settings) => {
                 let size = settings.table_size;
-                if !(MIN_TABLE_SIZE..=MAX_TABLE_SIZE).contains(&size) || !is_prime(size) {
+                // Primality is Maglev's own rule (maglev::TableSize).
+                if !(MIN_TABLE_SIZE..=MAX_TABLE_SIZE).contains(&size) || maglev::TableSize::new(size).is_err() {
                     return Err(CommandError::BadTableSize(size));
                 }
             }

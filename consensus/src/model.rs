@@ -205,38 +205,9 @@ impl ClusterState {
     }
 }
 
-/// Whether `n` is prime (trial division; `n` is at most `MAX_TABLE_SIZE`).
-pub fn is_prime(n: u32) -> bool {
-    if n < 2 {
-        return false;
-    }
-    if n.is_multiple_of(2) {
-        return n == 2;
-    }
-    let n = u64::from(n);
-    let mut d = 3u64;
-    while d * d <= n {
-        if n.is_multiple_of(d) {
-            return false;
-        }
-        d += 2;
-    }
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn primes_used_by_maglev_are_accepted() {
-        for p in [251u32, 16_381, 65_537, 131_071, 655_373] {
-            assert!(is_prime(p), "{p}");
-        }
-        for n in [0u32, 1, 4, 9, 65_536, 655_371, 1_048_576] {
-            assert!(!is_prime(n), "{n}");
-        }
-    }
 
     /// The table is stored on disk and shipped in snapshots: pin its bytes
     /// (hand-derived from bincode 2's standard config, as for commands).

@@ -218,6 +218,22 @@ pub struct BgpSection {
     /// Communities added to every VIP route, as `ASN:value`.
     #[serde(default)]
     pub communities: Vec<String>,
+    /// MULTI_EXIT_DISC on every route (unset: none sent).
+    #[serde(default)]
+    pub med: Option<u32>,
+    /// Extra copies of `local_asn` in the AS_PATH of every route (0..=10),
+    /// e.g. to make this site a backup of another.
+    #[serde(default)]
+    pub as_path_prepend: u8,
+    /// Prefixes announced alongside the VIP host routes while the node is
+    /// ready (e.g. `192.0.2.0/24` covering the VIPs), without host bits.
+    #[serde(default)]
+    pub aggregates: Vec<String>,
+    /// Graceful restart (RFC 4724) time offered to routers, in seconds
+    /// (1..=4095); 0 turns the capability off. Routers keep this node's
+    /// routes that long across a hot restart (SIGUSR2).
+    #[serde(default = "defaults::graceful_restart_secs")]
+    pub graceful_restart_secs: u16,
     /// The routers to announce to (at least one).
     pub peers: Vec<BgpPeerConfig>,
 }
@@ -312,11 +328,24 @@ pub struct DrainSection {
     /// while the node keeps forwarding flows the routers still send.
     #[serde(default = "defaults::drain_period_secs")]
     pub period_secs: u64,
+    /// Seconds the routes stay announced with a longer AS_PATH before they
+    /// are withdrawn on SIGTERM (0: withdraw at once). Routers move new
+    /// flows to the other nodes' shorter paths while this node's route still
+    /// backs them up, so nothing is blackholed while routers converge.
+    #[serde(default)]
+    pub prepend_secs: u64,
+    /// Extra copies of `bgp.local_asn` added during `prepend_secs` (1..=10).
+    #[serde(default = "defaults::drain_prepend_count")]
+    pub prepend_count: u8,
 }
 
 impl Default for DrainSection {
     fn default() -> Self {
-        Self { period_secs: defaults::drain_period_secs() }
+        Self {
+            period_secs: defaults::drain_period_secs(),
+            prepend_secs: 0,
+            prepend_count: defaults::drain_prepend_count(),
+        }
     }
 }
 
@@ -328,6 +357,8 @@ mod defaults {
     pub fn encap_source_v4() -> String { "172.16.0.0/16".into() }
     pub fn encap_source_v6() -> String { "fd00::/96".into() }
     pub fn conn_table_size() -> u32 { 1 << 20 }
+    pub fn graceful_restart_secs() -> u16 { 120 }
+    pub fn drain_prepend_count() -> u8 { 3 }
     pub fn udp_flow_timeout_secs() -> u32 { 30 }
     pub fn bgp_port() -> u16 { 179 }
     pub fn hold_time_secs() -> u16 { 9 }
@@ -439,6 +470,17 @@ impl Config {
                 return Err((format!("bgp.communities[{i}]"), format!("`{comm}` is not ASN:value with both parts in 0..=65535")));
             }
         }
+        if b.as_path_prepend > 10 {
+            return bad("bgp.as_path_prepend", "must be within 0..=10");
+        }
+        for (i, agg) in b.aggregates.iter().enumerate() {
+            if let Err(e) = parse_aggregate(agg) {
+                return Err((format!("bgp.aggregates[{i}]"), e));
+            }
+        }
+        if b.graceful_restart_secs > 4095 {
+            return bad("bgp.graceful_restart_secs", "must be within 0..=4095 (RFC 4724)");
+        }
         if b.peers.is_empty() {
             return bad("bgp.peers", "must list at least one peer");
         }
@@ -479,6 +521,12 @@ impl Config {
         if !(100..=599).contains(&h.http_expect_status) {
             return bad("health.http_expect_status", "must be within 100..=599");
         }
+        if self.drain.prepend_secs > 3600 {
+            return bad("drain.prepend_secs", "must be at most 3600");
+        }
+        if !(1..=10).contains(&self.drain.prepend_count) {
+            return bad("drain.prepend_count", "must be within 1..=10");
+        }
         if self.drain.period_secs > 3600 {
             return bad("drain.period_secs", "must be at most 3600");
         }
@@ -498,6 +546,15 @@ fn parse_prefix(text: &str, host_len: u8) -> Result<(IpAddr, u8), String> {
         return Err(format!("`{text}`: prefix length above {max}"));
     }
     Ok((addr, len))
+}
+
+/// Parses an aggregate prefix `ADDR/LEN` (no host bits set).
+pub fn parse_aggregate(text: &str) -> Result<edgelb_bgp::IpNet, String> {
+    let net: edgelb_bgp::IpNet = text.trim().parse().map_err(|_| format!("`{text}` is not a prefix ADDR/LEN"))?;
+    if net.trunc() != net {
+        return Err(format!("`{text}` has host bits set (did you mean {}?)", net.trunc()));
+    }
+    Ok(net)
 }
 
 /// Parses a standard community `ASN:value` into its 32-bit form.

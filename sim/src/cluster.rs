@@ -55,11 +55,14 @@ pub struct ClusterSpec {
     pub backends: usize,
     /// Seconds an LB node keeps forwarding after withdrawing on SIGTERM.
     pub drain_secs: u64,
+    /// Seconds an LB node announces a prepended AS_PATH on SIGTERM before
+    /// withdrawing (0: withdraw at once).
+    pub drain_prepend_secs: u64,
 }
 
 impl Default for ClusterSpec {
     fn default() -> Self {
-        Self { lb_nodes: 3, backends: 4, drain_secs: 2 }
+        Self { lb_nodes: 3, backends: 4, drain_secs: 2, drain_prepend_secs: 0 }
     }
 }
 
@@ -343,6 +346,7 @@ fall = 2
 
 [drain]
 period_secs = {drain}
+prepend_secs = {prepend}
 "#,
             data = d.join(format!("lb{i}-data")).display(),
             secret = d.join("cluster.secret").display(),
@@ -350,6 +354,7 @@ period_secs = {drain}
             token = self.token_file.display(),
             pins = self._bpffs.path.join(format!("lb{i}")).display(),
             drain = self.spec.drain_secs,
+            prepend = self.spec.drain_prepend_secs,
         );
         let path = d.join(format!("lb{i}.toml"));
         fs::write(&path, text)?;
@@ -402,8 +407,14 @@ period_secs = {drain}
 
     /// Sends SIGTERM to LB node `i` and waits up to `limit` for it to exit.
     pub fn stop_lb(&mut self, i: usize, limit: Duration) -> bool {
+        self.signal_lb_and_wait(i, libc::SIGTERM, limit)
+    }
+
+    /// Sends `signal` to LB node `i` and waits up to `limit` for it to exit
+    /// (SIGUSR2: hot restart, the node exits leaving its data plane running).
+    pub fn signal_lb_and_wait(&mut self, i: usize, signal: i32, limit: Duration) -> bool {
         let Some(mut p) = self.lbs[i - 1].process.take() else { return true };
-        p.signal(libc::SIGTERM);
+        p.signal(signal);
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if p.has_exited() {

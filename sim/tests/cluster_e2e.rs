@@ -74,4 +74,11 @@ fn cluster_serves_tcp_and_udp_through_every_node() {
         let packets: u64 = v["after"]["vips"].as_array().unwrap().iter().map(|x| x[1].as_u64().unwrap()).sum();
         assert!(packets > 0, "node {} forwarded nothing: {s}", i + 1);
     }
+
+    // A table size no node's maps can hold would withdraw every node's
+    // routes: the admin API refuses it before it reaches the log.
+    let out = cluster.lbctl(1, &["settings", "set", "--hash-seed", "7", "--table-size", "131071"]).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("refused") && err.contains("131071"), "{err}");
+    assert_eq!(cluster.converge(Duration::from_secs(10)).expect("still agreed"), digest, "the refused write changed the table");
 }

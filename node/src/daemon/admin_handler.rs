@@ -4,7 +4,7 @@ use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use edgelb_consensus::{Command, ConsensusError, Role};
 
-use super::Shared;
+use super::{dataplane::check_capacity, Shared};
 use crate::{
     admin::{
         client::AdminClient,
@@ -32,6 +32,16 @@ impl Handler {
     }
 
     async fn write(&self, command: Command) -> Response {
+        // A table no node can program would withdraw every node's routes:
+        // refuse it here, before it reaches the log. (Checked against this
+        // node's applied state; the leader still validates the command.)
+        let mut candidate = (*self.shared.consensus.state()).clone();
+        if candidate.apply(&command).is_ok() {
+            let capacity = self.shared.dataplane.lock().await.capacity();
+            if let Err(e) = check_capacity(&candidate, capacity) {
+                return Response::Error { message: format!("refused: {e}") };
+            }
+        }
         match self.shared.consensus.write(command).await {
             Ok(receipt) => Response::Written { version: receipt.version },
             Err(e) => error(e),

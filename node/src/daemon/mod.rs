@@ -19,7 +19,7 @@ use tokio::sync::{watch, Mutex};
 use xdp_fwd::{AttachMode, Forwarder, LoadOptions};
 
 use crate::{
-    config::{parse_community, read_secret, Config, XdpAttachMode},
+    config::{parse_aggregate, parse_community, read_secret, Config, XdpAttachMode},
     daemon::{
         announce::{vip_routes, Readiness},
         dataplane::{DataPlane, LocalSettings},
@@ -82,7 +82,10 @@ fn mode_name(m: XdpAttachMode) -> &'static str {
     }
 }
 
-fn speaker_config(config: &Config) -> anyhow::Result<SpeakerConfig> {
+/// The speaker's configuration. `restarting`: this process adopted a running
+/// data plane (hot restart), so routers are asked to keep our routes until
+/// we send End-of-RIB (RFC 4724 Restart State).
+fn speaker_config(config: &Config, restarting: bool) -> anyhow::Result<SpeakerConfig> {
     let peers = config
         .bgp
         .peers
@@ -108,7 +111,10 @@ fn speaker_config(config: &Config) -> anyhow::Result<SpeakerConfig> {
         local_asn: config.bgp.local_asn,
         router_id: config.bgp.router_id,
         listen: None,
-        graceful_restart: Some(edgelb_bgp::GracefulRestartConfig { restart_time_secs: 120, restarting: false }),
+        graceful_restart: (config.bgp.graceful_restart_secs > 0).then_some(edgelb_bgp::GracefulRestartConfig {
+            restart_time_secs: config.bgp.graceful_restart_secs,
+            restarting,
+        }),
         peers,
     })
 }
@@ -116,8 +122,23 @@ fn speaker_config(config: &Config) -> anyhow::Result<SpeakerConfig> {
 fn route_attributes(config: &Config) -> RouteAttributes {
     RouteAttributes {
         communities: config.bgp.communities.iter().filter_map(|c| parse_community(c)).collect(),
+        med: config.bgp.med,
+        as_path_prepend: config.bgp.as_path_prepend,
         ..RouteAttributes::default()
     }
+}
+
+/// What a ready node announces: a host route per VIP address plus the
+/// configured aggregates, all with `attributes`.
+fn announced_routes(config: &Config, vips: &[std::net::IpAddr], attributes: &RouteAttributes) -> DesiredRoutes {
+    let mut routes = vip_routes(vips.iter().copied(), attributes);
+    // Validated with the config; a prefix the speaker still refuses is logged.
+    for net in config.bgp.aggregates.iter().filter_map(|a| parse_aggregate(a).ok()) {
+        if let Err(e) = routes.insert(net, attributes.clone()) {
+            tracing::warn!(aggregate = %net, error = %e, "aggregate cannot be announced");
+        }
+    }
+    routes
 }
 
 /// Runs the daemon until `stop` yields; returns after the stop sequence.
@@ -143,6 +164,7 @@ pub async fn run(config: Config, mut stop: watch::Receiver<Option<StopKind>>) ->
     let forwarder = Forwarder::load_with(LoadOptions { pin_dir: Some(config.xdp.pin_dir.clone()), capacity })
         .context("loading the XDP forwarder")?;
     tracing::info!(adopted = forwarder.adopted(), pin_dir = %config.xdp.pin_dir.display(), "XDP forwarder loaded");
+    let adopted = forwarder.adopted();
     let dataplane = DataPlane::new(forwarder, local);
 
     // 2. Consensus.
@@ -174,7 +196,7 @@ pub async fn run(config: Config, mut stop: watch::Receiver<Option<StopKind>>) ->
     }
 
     // 3. BGP.
-    let bgp = BgpSpeaker::start(speaker_config(&config)?).await.context("starting BGP")?;
+    let bgp = BgpSpeaker::start(speaker_config(&config, adopted)?).await.context("starting BGP")?;
 
     let (programmed_tx, programmed_rx) = watch::channel(Programmed::default());
     let (announcing_tx, announcing_rx) = watch::channel(false);
@@ -216,9 +238,21 @@ pub async fn run(config: Config, mut stop: watch::Receiver<Option<StopKind>>) ->
 
     let (task_stop_tx, task_stop) = watch::channel(false);
     let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let prepending = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tasks = vec![
         tokio::spawn(sync_dataplane(shared.clone(), programmed_tx, task_stop.clone())),
-        tokio::spawn(announce_loop(shared.clone(), announcing_tx, draining.clone(), task_stop.clone())),
+        tokio::spawn(announce_loop(
+            shared.clone(),
+            announcing_tx,
+            draining.clone(),
+            prepending.clone(),
+            // After a hot restart, give the node this long to become ready
+            // before a withdrawal would end the routers' graceful restart.
+            adopted.then(|| {
+                tokio::time::Instant::now() + Duration::from_secs(u64::from(config.bgp.graceful_restart_secs) / 2)
+            }),
+            task_stop.clone(),
+        )),
         tokio::spawn(telemetry::metrics_loop(shared.clone(), task_stop.clone())),
         tokio::spawn(crate::admin::server::serve(
             admin_listener,
@@ -246,6 +280,14 @@ pub async fn run(config: Config, mut stop: watch::Receiver<Option<StopKind>>) ->
         StopKind::Shutdown => {
             // Withdraw, keep forwarding while routers move flows away, then
             // close the sessions (Cease) and detach.
+            if config.drain.prepend_secs > 0 && *shared.announcing.borrow() {
+                // First make this node's paths longer than its peers': routers
+                // move flows away while our route still backs them up.
+                // (announce_loop re-announces with the longer path.)
+                prepending.store(true, std::sync::atomic::Ordering::SeqCst);
+                tracing::info!(secs = config.drain.prepend_secs, "AS_PATH prepended; draining before withdrawal");
+                tokio::time::sleep(Duration::from_secs(config.drain.prepend_secs)).await;
+            }
             draining.store(true, std::sync::atomic::Ordering::SeqCst);
             shared.bgp.set_desired(DesiredRoutes::new());
             tracing::info!(period = ?config.drain_period(), "routes withdrawn; draining");
@@ -258,7 +300,11 @@ pub async fn run(config: Config, mut stop: watch::Receiver<Option<StopKind>>) ->
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
     }
     let shared = Arc::try_unwrap(shared).map_err(|_| anyhow!("a task still holds the daemon state"))?;
-    shared.bgp.shutdown().await;
+    match kind {
+        StopKind::Shutdown => shared.bgp.shutdown().await,
+        // No Cease: routers keep our routes across the restart (RFC 4724).
+        StopKind::Restart => shared.bgp.abandon(),
+    }
     if kind == StopKind::Shutdown {
         let mut dp = shared.dataplane.into_inner();
         for iface in &config.xdp.interfaces {
@@ -331,23 +377,35 @@ async fn announce_loop(
     shared: Arc<Shared>,
     out: watch::Sender<bool>,
     draining: Arc<std::sync::atomic::AtomicBool>,
+    prepending: Arc<std::sync::atomic::AtomicBool>,
+    mut restart_grace: Option<tokio::time::Instant>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let attributes = route_attributes(&shared.config);
-    let mut last: Option<Result<Vec<std::net::IpAddr>, announce::Withheld>> = None;
+    let normal = route_attributes(&shared.config);
+    let mut longer = normal.clone();
+    longer.as_path_prepend = longer.as_path_prepend.saturating_add(shared.config.drain.prepend_count);
+    // The decision: the VIP addresses and whether their paths are prepended.
+    let mut last: Option<Result<(Vec<std::net::IpAddr>, bool), announce::Withheld>> = None;
     loop {
         let ready = readiness(&shared, draining.load(std::sync::atomic::Ordering::SeqCst));
         let decision = ready.decide().map(|()| {
             let state = shared.consensus.state();
             let mut addrs: Vec<_> = state.vips.keys().map(|k| k.address).collect();
             addrs.dedup();
-            addrs
+            (addrs, prepending.load(std::sync::atomic::Ordering::SeqCst))
         });
-        if last.as_ref() != Some(&decision) {
+        // A restarted node that is not ready yet stays silent rather than
+        // withdrawing: the routers hold its previous routes meanwhile.
+        let holding = restart_grace.is_some_and(|t| decision.is_err() && tokio::time::Instant::now() < t);
+        if !holding && restart_grace.take().is_some() {
+            tracing::info!(ready = decision.is_ok(), "restart grace over");
+        }
+        if !holding && last.as_ref() != Some(&decision) {
             match &decision {
-                Ok(addrs) => {
-                    tracing::info!(vips = addrs.len(), "announcing VIPs");
-                    shared.bgp.set_desired(vip_routes(addrs.iter().copied(), &attributes));
+                Ok((addrs, prepended)) => {
+                    tracing::info!(vips = addrs.len(), prepended, "announcing VIPs");
+                    let attributes = if *prepended { &longer } else { &normal };
+                    shared.bgp.set_desired(announced_routes(&shared.config, addrs, attributes));
                 }
                 Err(why) => {
                     tracing::warn!(reason = ?why, "withdrawing VIPs");
