@@ -60,6 +60,38 @@ impl Readiness {
     }
 }
 
+/// How long a node that announces keeps announcing while its applied state
+/// or data plane catches up with a change in flight. Every committed write
+/// puts each node briefly behind (applying, then programming the maps);
+/// withdrawing for that would flap the routes on every write, and routers
+/// re-hashing flows to other nodes break established connections. A node
+/// still behind after this long is stuck, and withdraws.
+pub const CATCH_UP_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Tells a transient lag (keep the current announcement) from a stuck node.
+#[derive(Debug, Default)]
+pub struct CatchUp {
+    behind_since: Option<std::time::Instant>,
+}
+
+impl CatchUp {
+    /// Whether to keep the current announcement unchanged although
+    /// `verdict` says withhold: the node announces now, is only behind
+    /// (`TablesBehind`, `ApplyLag`), and has been for less than `grace`.
+    pub fn hold(&mut self, announcing: bool, verdict: &Result<(), Withheld>, now: std::time::Instant, grace: std::time::Duration) -> bool {
+        match verdict {
+            Err(Withheld::TablesBehind | Withheld::ApplyLag) if announcing => {
+                let since = *self.behind_since.get_or_insert(now);
+                now.duration_since(since) < grace
+            }
+            _ => {
+                self.behind_since = None;
+                false
+            }
+        }
+    }
+}
+
 /// Routes for a set of VIP addresses: a host route per distinct address
 /// (several VIPs may share one address on different ports).
 pub fn vip_routes(addresses: impl IntoIterator<Item = IpAddr>, attributes: &RouteAttributes) -> DesiredRoutes {
@@ -99,6 +131,24 @@ mod tests {
         assert_eq!(Readiness { in_cluster: false, ..ready() }.decide(), Err(Withheld::NoCluster));
         assert_eq!(Readiness { apply_lag: 3, ..ready() }.decide(), Err(Withheld::ApplyLag));
         assert_eq!(Readiness { programmed_version: 6, ..ready() }.decide(), Err(Withheld::TablesBehind));
+    }
+
+    #[test]
+    fn a_node_catching_up_keeps_announcing_for_a_while_only() {
+        use std::time::{Duration, Instant};
+        let (grace, t0) = (Duration::from_secs(3), Instant::now());
+        let mut c = CatchUp::default();
+        let behind = Err(Withheld::TablesBehind);
+        assert!(c.hold(true, &behind, t0, grace));
+        assert!(c.hold(true, &Err(Withheld::ApplyLag), t0 + Duration::from_secs(2), grace));
+        assert!(!c.hold(true, &behind, t0 + Duration::from_secs(3), grace), "stuck: withdraw");
+        // Caught up: the clock starts again at the next lag.
+        assert!(!c.hold(true, &Ok(()), t0 + Duration::from_secs(4), grace));
+        assert!(c.hold(true, &behind, t0 + Duration::from_secs(10), grace));
+        // Not announcing, or a real reason: never held.
+        assert!(!CatchUp::default().hold(false, &behind, t0, grace));
+        assert!(!CatchUp::default().hold(true, &Err(Withheld::NoCluster), t0, grace));
+        assert!(!CatchUp::default().hold(true, &Err(Withheld::Draining), t0, grace));
     }
 
     #[test]

@@ -386,6 +386,7 @@ async fn announce_loop(
     longer.as_path_prepend = longer.as_path_prepend.saturating_add(shared.config.drain.prepend_count);
     // The decision: the VIP addresses and whether their paths are prepended.
     let mut last: Option<Result<(Vec<std::net::IpAddr>, bool), announce::Withheld>> = None;
+    let mut catch_up = announce::CatchUp::default();
     loop {
         let ready = readiness(&shared, draining.load(std::sync::atomic::Ordering::SeqCst));
         let decision = ready.decide().map(|()| {
@@ -394,9 +395,15 @@ async fn announce_loop(
             addrs.dedup();
             (addrs, prepending.load(std::sync::atomic::Ordering::SeqCst))
         });
+        // A node only behind on a write in flight keeps its announcement
+        // (see announce::CATCH_UP_GRACE).
+        let announcing = matches!(last, Some(Ok(_)));
+        let verdict = decision.as_ref().map(|_| ()).map_err(|w| *w);
+        let catching_up = catch_up.hold(announcing, &verdict, std::time::Instant::now(), announce::CATCH_UP_GRACE);
         // A restarted node that is not ready yet stays silent rather than
         // withdrawing: the routers hold its previous routes meanwhile.
-        let holding = restart_grace.is_some_and(|t| decision.is_err() && tokio::time::Instant::now() < t);
+        let holding = catching_up
+            || restart_grace.is_some_and(|t| decision.is_err() && tokio::time::Instant::now() < t);
         if !holding && restart_grace.take().is_some() {
             tracing::info!(ready = decision.is_ok(), "restart grace over");
         }
