@@ -40,7 +40,7 @@ pub fn run(connections: usize) -> anyhow::Result<Report> {
     let b = broken(&outcomes);
     let reasons: Vec<String> = outcomes.iter().filter_map(|o| o.broken.clone()).take(5).collect();
     Ok(Report {
-        name: "lb node failure (kill -9)",
+        name: "lb node failure (kill -9 and carrier loss)",
         header: vec!["CONNECTIONS", "BROKEN", "ROUTER CONVERGED AFTER", "ROUND TRIPS AFTER KILL"],
         rows: vec![vec![
             outcomes.len().to_string(),
