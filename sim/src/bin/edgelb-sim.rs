@@ -41,7 +41,7 @@ enum Command {
         #[command(subcommand)]
         which: BenchName,
         /// Print JSON instead of a table.
-        #[arg(long)]
+        #[arg(long, global = true)]
         json: bool,
     },
     /// Brings the cluster up with the VIP configured and keeps it up (for
