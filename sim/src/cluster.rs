@@ -20,7 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, bail};
 
 use crate::{
     frr::{router_config, Frr},
@@ -388,6 +388,21 @@ prepend_secs = {prepend}
         if let Some(mut p) = self.lbs[i - 1].process.take() {
             p.stop(Duration::from_secs(1));
         }
+    }
+
+    /// Fails LB node `i` the way a machine dies: the daemon is killed with
+    /// SIGKILL and the node's link loses carrier. Killing only the daemon is
+    /// a hot-restart situation, not a failure: its XDP program stays
+    /// attached (pinned link) and keeps forwarding, and routers hold its
+    /// routes by graceful restart until it comes back.
+    pub fn fail_lb(&mut self, i: usize) -> anyhow::Result<()> {
+        self.kill_lb(i);
+        // The machine is gone: its NIC loses carrier, and the router sees
+        // that at once. (A silent death that keeps carrier leaves it to the
+        // BGP hold timer, and routers that keep a gracefully restarting
+        // peer's routes keep them for its restart time.)
+        self.lbs[i - 1].ns.ip(["link", "set", "eth0", "down"])?;
+        Ok(())
     }
 
     /// Sends SIGTERM to LB node `i` and waits up to `limit` for it to exit.

@@ -6,6 +6,7 @@
 //! names are unique per run, so a failing test never leaves state behind.
 
 pub mod backend;
+pub mod bench;
 pub mod cluster;
 pub mod frr;
 pub mod netns;

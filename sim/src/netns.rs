@@ -157,6 +157,7 @@ impl Namespace {
             wrapped.current_dir(dir);
         }
         let command = describe(&wrapped);
+        prepare_child(&mut wrapped);
         // Drop the original's configuration; the wrapper replaces it.
         let _ = cmd.stdin(Stdio::null());
         let child = wrapped
@@ -205,6 +206,72 @@ pub fn disable_offloads(ns: &Namespace, dev: &str) -> Result<()> {
     Ok(())
 }
 
+/// Gives the child an empty signal mask. The mask survives exec, and
+/// [`teardown_on_signals`] blocks SIGINT and SIGTERM in this process, so
+/// without this a daemon started here would never see its SIGTERM.
+/// Also runs the child on the sim's CPU (see [`pin_to_sim_cpu`]).
+fn prepare_child(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let cpu = sim_cpu();
+    // SAFETY: the closure runs between fork and exec and only makes system
+    // calls on local, zeroed plain-data sets.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            if libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::other("clearing the signal mask"));
+            }
+            if let Some(cpu) = cpu {
+                let mut one: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(cpu, &mut one);
+                if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+/// The CPU the whole simulation runs on: the first this process may use.
+///
+/// On a real NIC, receive-side scaling hashes each flow to one queue, so
+/// one CPU sees all of a flow's packets, and the forwarder's per-CPU
+/// connection table relies on that. On veth a packet is processed on the
+/// CPU that sent it (or wherever the receiving queue's poll already runs),
+/// so processes and threads spread over CPUs would spread a flow's packets
+/// too, and a table change would move its stray packets. Running every sim
+/// process and traffic thread on one CPU gives flows the stable CPU a NIC
+/// gives them.
+pub fn sim_cpu() -> Option<usize> {
+    static CPU: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    *CPU.get_or_init(|| {
+        // SAFETY: cpu_set_t is plain data filled by the kernel.
+        unsafe {
+            let mut allowed: libc::cpu_set_t = std::mem::zeroed();
+            if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut allowed) != 0 {
+                return None;
+            }
+            (0..libc::CPU_SETSIZE as usize).find(|c| libc::CPU_ISSET(*c, &allowed))
+        }
+    })
+}
+
+/// Pins the calling thread to [`sim_cpu`].
+pub fn pin_to_sim_cpu() -> std::io::Result<()> {
+    let Some(cpu) = sim_cpu() else { return Ok(()) };
+    // SAFETY: plain-data cpu set; 0 is the calling thread.
+    unsafe {
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut one);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// A child process killed (SIGTERM, then SIGKILL) when the guard drops.
 #[derive(Debug)]
 pub struct ProcessGuard {
@@ -217,6 +284,7 @@ impl ProcessGuard {
     /// namespace, and set its stdio as needed).
     pub fn spawn(mut cmd: Command) -> Result<Self> {
         let command = describe(&cmd);
+        prepare_child(&mut cmd);
         let child = cmd
             .stdin(Stdio::null())
             .spawn()

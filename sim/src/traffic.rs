@@ -44,7 +44,7 @@ pub struct ConnectionOutcome {
 /// Long-lived TCP connections held open and exercised until stopped.
 pub struct LongLived {
     stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<anyhow::Result<Vec<ConnectionOutcome>>>>,
+    handle: Option<JoinHandle<anyhow::Result<anyhow::Result<Vec<ConnectionOutcome>>>>>,
     /// Live count of round trips over all connections (progress indicator).
     pub progress: Arc<Mutex<u64>>,
 }
@@ -56,7 +56,10 @@ impl LongLived {
         let stop = Arc::new(AtomicBool::new(false));
         let progress = Arc::new(Mutex::new(0u64));
         let (stop2, progress2) = (stop.clone(), progress.clone());
-        let handle = spawn_in_namespace(ns, move || exercise(vip, count, period, &stop2, &progress2));
+        let handle = spawn_in_namespace(ns, move || {
+            crate::netns::pin_to_sim_cpu()?;
+            Ok::<_, anyhow::Error>(exercise(vip, count, period, &stop2, &progress2))
+        });
         Self { stop, handle: Some(handle), progress }
     }
 
@@ -64,7 +67,7 @@ impl LongLived {
     pub fn finish(mut self) -> anyhow::Result<Vec<ConnectionOutcome>> {
         self.stop.store(true, Ordering::SeqCst);
         let h = self.handle.take().ok_or_else(|| anyhow::anyhow!("already finished"))?;
-        Ok(h.join().map_err(|_| anyhow::anyhow!("traffic thread panicked"))??)
+        h.join().map_err(|_| anyhow::anyhow!("traffic thread panicked"))??
     }
 
     /// Round trips so far.
@@ -155,6 +158,7 @@ fn exercise(
 /// ports) and counts answers per backend.
 pub fn udp_spread(ns: &str, vip: SocketAddr, flows: usize) -> anyhow::Result<BTreeMap<String, usize>> {
     let handle = spawn_in_namespace(ns, move || -> anyhow::Result<BTreeMap<String, usize>> {
+        crate::netns::pin_to_sim_cpu()?;
         let mut seen = BTreeMap::new();
         for k in 0..flows {
             let s = UdpSocket::bind("0.0.0.0:0")?;
@@ -178,7 +182,8 @@ pub fn udp_spread(ns: &str, vip: SocketAddr, flows: usize) -> anyhow::Result<BTr
 /// Opens `count` short TCP connections (one round trip each) and counts the
 /// backends that answered.
 pub fn tcp_spread(ns: &str, vip: SocketAddr, count: usize) -> anyhow::Result<BTreeMap<String, usize>> {
-    let handle = spawn_in_namespace(ns, move || -> BTreeMap<String, usize> {
+    let handle = spawn_in_namespace(ns, move || -> anyhow::Result<BTreeMap<String, usize>> {
+        crate::netns::pin_to_sim_cpu()?;
         let mut seen = BTreeMap::new();
         for k in 0..count {
             let name = (|| -> std::io::Result<String> {
@@ -192,7 +197,7 @@ pub fn tcp_spread(ns: &str, vip: SocketAddr, count: usize) -> anyhow::Result<BTr
             .unwrap_or_else(|e| format!("(failed: {})", e.kind()));
             *seen.entry(name).or_insert(0) += 1;
         }
-        seen
+        Ok(seen)
     });
-    handle.join().map_err(|_| anyhow::anyhow!("tcp thread panicked"))?
+    handle.join().map_err(|_| anyhow::anyhow!("tcp thread panicked"))??
 }

@@ -35,6 +35,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Runs a benchmark and prints its report.
+    Bench {
+        /// Which one.
+        #[command(subcommand)]
+        which: BenchName,
+        /// Print JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+    },
     /// Brings the cluster up with the VIP configured and keeps it up (for
     /// poking at it by hand); tears everything down at the end or on Ctrl-C.
     Up {
@@ -56,6 +65,28 @@ enum Command {
         /// Interface to attach the XDP decapsulator to (driver mode).
         #[arg(long)]
         decap_interface: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchName {
+    /// Time from an lbctl write until every node's maps hold the new table.
+    Convergence {
+        /// Writes to time.
+        #[arg(long, default_value_t = 50)]
+        rounds: usize,
+    },
+    /// Packets/s through one LB node: EdgeLB's XDP against kernel forwarding.
+    Pps {
+        /// Rounds per path (alternating).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Seconds of load per round.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// UDP flows.
+        #[arg(long, default_value_t = 256)]
+        flows: usize,
     },
 }
 
@@ -85,27 +116,42 @@ fn demo(seconds: u64) -> anyhow::Result<()> {
     let cluster = Cluster::start(ClusterSpec::default())?;
     println!("configuring {VIP}:80/tcp and {VIP}:{VIP_UDP_PORT}/udp through lbctl ...");
     cluster.configure_vip(100)?;
-    cluster.lbctl_any(&["backend", "set-weight", &format!("{VIP}:80/tcp"), "10.102.4.2", "200"])?;
-    cluster.converge(Duration::from_secs(20))?;
+    for vip in [format!("{VIP}:80/tcp"), format!("{VIP}:{VIP_UDP_PORT}/udp")] {
+        cluster.lbctl_any(&["backend", "set-weight", &vip, "10.102.4.2", "200"])?;
+    }
+    let digest = cluster.converge(Duration::from_secs(20))?;
+    println!("all {} nodes programmed the same table: digest {digest}", cluster.lbs.len());
     let hops = cluster.wait_for_ecmp(3, Duration::from_secs(30))?;
     println!("router ECMP next hops for {VIP}: {}", hops.join(", "));
     println!("\n$ lbctl backend list {VIP}:80/tcp\n{}", cluster.lbctl_any(&["backend", "list", &format!("{VIP}:80/tcp")])?);
 
     let long = traffic::LongLived::start(cluster.client.name(), cluster.vip_tcp(), 30, Duration::from_millis(50));
     let seconds = seconds.clamp(1, 600);
+    println!("\nlive: each second 40 new TCP connections and 40 UDP flows; 30 long-lived TCP connections talking throughout");
+    println!("{:>4}  {:<30}  {:<30}  {:<28}  {}", "t", "new TCP per backend", "UDP flows per backend", "packets per LB node", "long-lived round trips");
+    let mut before = scenario::balance::node_packets(&cluster)?;
     for s in 0..seconds {
         let tcp = traffic::tcp_spread(cluster.client.name(), cluster.vip_tcp(), 40)?;
         let udp = traffic::udp_spread(cluster.client.name(), (VIP, VIP_UDP_PORT).into(), 40)?;
-        let nodes = scenario::balance::node_packets(&cluster)?;
-        println!("t={:>2}s  new TCP per backend {:?}  UDP per backend {:?}  packets per LB node {:?}  long-lived round trips {}",
-            s + 1, tcp, udp, nodes, long.round_trips());
+        let now = scenario::balance::node_packets(&cluster)?;
+        let per_node: Vec<String> =
+            now.iter().zip(&before).enumerate().map(|(i, (a, b))| format!("lb{}={}", i + 1, a.saturating_sub(*b))).collect();
+        before = now;
+        println!("{:>3}s  {:<30}  {:<30}  {:<28}  {}", s + 1, counts(&tcp), counts(&udp), per_node.join(" "), long.round_trips());
     }
     let outcomes = long.finish()?;
     println!("\nlong-lived connections: {} open, {} broken", outcomes.len(), scenario::broken(&outcomes));
+    let digest = cluster.converge(Duration::from_secs(20))?;
+    println!("table digests: all {} nodes agree on {digest}", cluster.lbs.len());
     println!("\n$ lbctl status\n{}", cluster.lbctl_any(&["status"])?);
     println!("\n$ lbctl stats (node 1)\n{}", String::from_utf8_lossy(&cluster.lbctl(1, &["stats", "--interval", "0.5"])?.stdout));
     println!("tearing down ...");
     Ok(())
+}
+
+/// `b1=12 b2=9 ...` from per-backend counts.
+fn counts(map: &std::collections::BTreeMap<String, usize>) -> String {
+    map.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
 }
 
 fn main() -> anyhow::Result<()> {
@@ -117,6 +163,20 @@ fn main() -> anyhow::Result<()> {
         Command::Demo { seconds } => demo(seconds),
         Command::Scenario { name, json } => {
             let report = run_scenario(name)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report.json())?);
+            } else {
+                print!("{}", report.table());
+            }
+            Ok(())
+        }
+        Command::Bench { which, json } => {
+            let report = match which {
+                BenchName::Convergence { rounds } => edgelb_sim::bench::convergence::run(rounds)?,
+                BenchName::Pps { rounds, seconds, flows } => {
+                    edgelb_sim::bench::pps::run(edgelb_sim::bench::pps::Options { rounds, seconds, flows })?
+                }
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&report.json())?);
             } else {
@@ -141,6 +201,9 @@ fn main() -> anyhow::Result<()> {
         Command::ServeBackend { name, tcp, udp, decap_interface } => {
             anyhow::ensure!(tcp.len() == udp.len(), "give as many --tcp as --udp addresses");
             anyhow::ensure!(!tcp.is_empty(), "give at least one --tcp and --udp address");
+            // Started by the sim, so already on the sim's CPU; stated for
+            // when it is run by hand.
+            edgelb_sim::netns::pin_to_sim_cpu()?;
             let _decap = match &decap_interface {
                 Some(dev) => Some(edgelb_sim::backend::attach_decap(dev)?),
                 None => None,

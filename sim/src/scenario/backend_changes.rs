@@ -49,7 +49,7 @@ pub fn run(connections: usize) -> anyhow::Result<Report> {
         rows.push(vec![label.to_owned(), outcomes.len().to_string(), b.to_string(), on_removed.to_string(), digest.clone()]);
         data.push(json!({"step": label, "connections": outcomes.len(), "broken": b,
                          "on_removed_backend": on_removed,
-                         "reasons": outcomes.iter().filter_map(|o| o.broken.clone()).take(3).collect::<Vec<_>>()}));
+                         "reasons": outcomes.iter().filter_map(|o| o.broken.as_ref().map(|r| format!("{}: {r}", o.backend.as_deref().unwrap_or("-")))).take(5).collect::<Vec<_>>()}));
     }
     Ok(Report {
         name: "backend changes under traffic",
