@@ -219,8 +219,9 @@ pub struct MemberInfo {
 pub struct StatsReport {
     /// Per VIP: key, packets, bytes.
     pub vips: Vec<(VipKey, u64, u64)>,
-    /// Per backend: VIP, address, packets, bytes.
-    pub backends: Vec<(VipKey, IpAddr, u64, u64)>,
+    /// Per backend address (summed over every VIP it serves: the data
+    /// plane counts per backend): address, packets, bytes.
+    pub backends: Vec<(IpAddr, u64, u64)>,
     /// Drops by reason.
     pub drops: Vec<(String, u64)>,
 }

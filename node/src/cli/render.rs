@@ -155,20 +155,16 @@ pub fn stats(before: &StatsReport, after: &StatsReport, secs: f64) -> String {
     let backend_rows: Vec<Vec<String>> = after
         .backends
         .iter()
-        .map(|(k, a, p, b)| {
-            let (p0, b0) = before
-                .backends
-                .iter()
-                .find(|(k0, a0, _, _)| k0 == k && a0 == a)
-                .map_or((0, 0), |(_, _, p, b)| (*p, *b));
-            vec![k.to_string(), a.to_string(), rate(p0, *p), rate(b0, *b), p.to_string()]
+        .map(|(a, p, b)| {
+            let (p0, b0) = before.backends.iter().find(|(a0, _, _)| a0 == a).map_or((0, 0), |(_, p, b)| (*p, *b));
+            vec![a.to_string(), rate(p0, *p), rate(b0, *b), p.to_string()]
         })
         .collect();
     let drop_rows: Vec<Vec<String>> = after.drops.iter().map(|(r, n)| vec![r.clone(), n.to_string()]).collect();
     format!(
         "{}\n{}\n{}",
         table(&["VIP", "PKT/S", "BYTES/S", "PACKETS"], &vip_rows),
-        table(&["VIP", "BACKEND", "PKT/S", "BYTES/S", "PACKETS"], &backend_rows),
+        table(&["BACKEND", "PKT/S", "BYTES/S", "PACKETS"], &backend_rows),
         table(&["DROP REASON", "PACKETS"], &drop_rows)
     )
 }

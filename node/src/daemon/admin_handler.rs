@@ -123,11 +123,11 @@ impl Handler {
             let t = stats.vips.get(&super::dataplane::forwarder_vip(key)).copied().unwrap_or_default();
             report.vips.push((*key, t.packets, t.bytes));
         }
-        for (key, vip) in &state.vips {
-            for addr in vip.backends.keys() {
-                let t = stats.backends.get(addr).copied().unwrap_or_default();
-                report.backends.push((*key, *addr, t.packets, t.bytes));
-            }
+        let addresses: std::collections::BTreeSet<std::net::IpAddr> =
+            state.vips.values().flat_map(|v| v.backends.keys().copied()).collect();
+        for addr in addresses {
+            let t = stats.backends.get(&addr).copied().unwrap_or_default();
+            report.backends.push((addr, t.packets, t.bytes));
         }
         report.drops = stats.named().filter(|(n, _)| n.starts_with("drop")).map(|(n, v)| (n.to_owned(), v)).collect();
         Response::Stats(report)

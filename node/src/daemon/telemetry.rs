@@ -60,16 +60,19 @@ pub async fn metrics_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) 
         let state = shared.consensus.state();
         let stats = shared.dataplane.lock().await.stats();
         if let Ok(stats) = stats {
-            for (key, vip) in &state.vips {
+            for key in state.vips.keys() {
                 let t = stats.vips.get(&super::dataplane::forwarder_vip(key)).copied().unwrap_or_default();
                 bump("edgelb_vip_packets_total".into(), vec![("vip", key.to_string())], t.packets);
                 bump("edgelb_vip_bytes_total".into(), vec![("vip", key.to_string())], t.bytes);
-                for addr in vip.backends.keys() {
-                    let t = stats.backends.get(addr).copied().unwrap_or_default();
-                    let labels = vec![("backend", addr.to_string())];
-                    bump("edgelb_backend_packets_total".into(), labels.clone(), t.packets);
-                    bump("edgelb_backend_bytes_total".into(), labels, t.bytes);
-                }
+            }
+            // The data plane counts per backend address, over all its VIPs.
+            let addresses: std::collections::BTreeSet<std::net::IpAddr> =
+                state.vips.values().flat_map(|v| v.backends.keys().copied()).collect();
+            for addr in addresses {
+                let t = stats.backends.get(&addr).copied().unwrap_or_default();
+                let labels = vec![("backend", addr.to_string())];
+                bump("edgelb_backend_packets_total".into(), labels.clone(), t.packets);
+                bump("edgelb_backend_bytes_total".into(), labels, t.bytes);
             }
             for (name, value) in stats.named() {
                 bump("edgelb_xdp_events_total".into(), vec![("event", name.to_owned())], value);
