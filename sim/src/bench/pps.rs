@@ -308,7 +308,7 @@ pub fn run(opts: Options) -> anyhow::Result<Report> {
         rows: vec![
             row(Mode::Xdp, &x),
             row(Mode::Kernel, &k),
-            vec!["xdp vs kernel".into(), "-".into(), format!("{pps_ratio:.2}x"), format!("{cost_ratio:.2}x less"),
+            vec!["ratio xdp / kernel".into(), "-".into(), format!("{pps_ratio:.2}x"), format!("{:.2}x", 1.0 / cost_ratio),
                  format!("{cost_ratio:.2}x"), "-".into()],
             vec!["linux-ipvs: not run, CONFIG_IP_VS unset".into(), "n/a".into(), "n/a".into(), "n/a".into(), "n/a".into(), "n/a".into()],
         ],
