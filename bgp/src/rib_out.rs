@@ -372,7 +372,6 @@ impl AdjRibOut {
 mod tests {
     use super::*;
     use crate::wire::{decode, encode};
-    use netgauze_bgp_pkt::wire::deserializer::BgpParsingContext;
 
     fn enc() -> PeerEncoding {
         PeerEncoding {
@@ -501,15 +500,7 @@ mod tests {
         }
         let mut rib = AdjRibOut::default();
         let msgs = rib.converge(&d, enc);
-        let mut ctx = BgpParsingContext::new(
-            true,
-            Default::default(),
-            Default::default(),
-            true,
-            true,
-            true,
-            true,
-        );
+        let mut ctx = crate::wire::parsing_context();
         let mut v4 = 0;
         let mut v6 = 0;
         for m in &msgs {

@@ -5,7 +5,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use netgauze_bgp_pkt::wire::deserializer::BgpParsingContext;
 use netgauze_bgp_pkt::BgpMessage;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -99,15 +98,7 @@ pub(crate) async fn run(
     };
     let (read_half, mut write_half) = stream.into_split();
     let mut reader = FrameReader::new(read_half);
-    let mut ctx = BgpParsingContext::new(
-        true,
-        Default::default(),
-        Default::default(),
-        true,
-        true,
-        true,
-        true,
-    );
+    let mut ctx = crate::wire::parsing_context();
 
     let desired = desired_rx.borrow_and_update().clone();
     let (mut session, actions) = Session::start(params, desired, Instant::now().into_std());

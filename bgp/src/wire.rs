@@ -128,6 +128,13 @@ pub fn check_header(header: &[u8; HEADER_LEN]) -> Result<usize, BgpNotificationM
     Ok(len)
 }
 
+/// The decoder settings every session uses: 4-byte ASNs, multiprotocol
+/// IPv4/IPv6, and strict checks (a malformed attribute ends the session with
+/// its NOTIFICATION rather than being skipped).
+pub fn parsing_context() -> BgpParsingContext {
+    BgpParsingContext::new(true, Default::default(), Default::default(), true, true, true, true)
+}
+
 /// Decodes one complete message (header included), or returns the
 /// NOTIFICATION that must end the session.
 pub fn decode(
@@ -291,15 +298,7 @@ mod tests {
     }
 
     fn ctx() -> BgpParsingContext {
-        BgpParsingContext::new(
-            true,
-            Default::default(),
-            Default::default(),
-            true,
-            true,
-            true,
-            true,
-        )
+        parsing_context()
     }
 
     fn code_of(r: Result<BgpMessage, BgpNotificationMessage>) -> (u8, u8) {

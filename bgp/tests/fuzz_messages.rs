@@ -18,15 +18,7 @@ use netgauze_bgp_pkt::BgpMessage;
 use proptest::prelude::*;
 
 fn ctx() -> BgpParsingContext {
-    BgpParsingContext::new(
-        true,
-        Default::default(),
-        Default::default(),
-        true,
-        true,
-        true,
-        true,
-    )
+    wire::parsing_context()
 }
 
 /// A valid UPDATE as produced by our own encoder: a realistic seed to mutate.

@@ -144,6 +144,15 @@ pub enum CommandError {
     /// A health report from a node that is not a voter.
     #[error("node {0} is not a voter and cannot report health")]
     UnknownObserver(NodeId),
+    /// A GUE port other than the one the cluster's GUE VIPs already use:
+    /// the data plane has one GUE destination port.
+    #[error("GUE port {port}: the cluster's GUE VIPs use port {existing} (one GUE port per cluster)")]
+    GuePortConflict {
+        /// The port asked for.
+        port: u16,
+        /// The port the other GUE VIPs use.
+        existing: u16,
+    },
 }
 
 fn check_address(address: IpAddr) -> Result<(), CommandError> {
@@ -178,6 +187,20 @@ fn check_encapsulation(encapsulation: Encapsulation) -> Result<(), CommandError>
 }
 
 impl ClusterState {
+    /// The data plane carries one GUE destination port: a GUE VIP must use
+    /// the port every other GUE VIP (`key` itself aside) uses.
+    fn check_gue_port(&self, key: &VipKey, encapsulation: Encapsulation) -> Result<(), CommandError> {
+        let Encapsulation::Gue { port } = encapsulation else { return Ok(()) };
+        let other = self.vips.values().filter(|v| v.key != *key).find_map(|v| match v.encapsulation {
+            Encapsulation::Gue { port: p } if p != port => Some(p),
+            _ => None,
+        });
+        match other {
+            Some(existing) => Err(CommandError::GuePortConflict { port, existing }),
+            None => Ok(()),
+        }
+    }
+
     /// Checks `command` against this state without changing anything.
     pub fn validate(&self, command: &Command) -> Result<(), CommandError> {
         match command {
@@ -189,12 +212,14 @@ impl ClusterState {
                 if self.vips.contains_key(key) {
                     return Err(CommandError::DuplicateVip(*key));
                 }
+                self.check_gue_port(key, *encapsulation)?;
             }
             Command::UpdateVip {
                 key, encapsulation, ..
             } => {
                 check_encapsulation(*encapsulation)?;
                 self.vip(key)?;
+                self.check_gue_port(key, *encapsulation)?;
             }
             Command::RemoveVip { key } => {
                 self.vip(key)?;
@@ -433,6 +458,30 @@ mod tests {
         assert!(s.vips[&key()].backends.is_empty());
         assert_eq!(s.apply(&Command::RemoveVip { key: key() }), Ok(6));
         assert!(s.vips.is_empty());
+    }
+
+    #[test]
+    fn gue_vips_share_one_port() {
+        let gue = |port| Encapsulation::Gue { port };
+        let other = VipKey { port: 443, ..key() };
+        let mut s = ClusterState::default();
+        let add = |k, e| Command::AddVip { key: k, flags: VipFlags::default(), encapsulation: e };
+        let update = |k, e| Command::UpdateVip { key: k, flags: VipFlags::default(), encapsulation: e };
+        s.apply(&add(key(), gue(6080))).unwrap();
+        // Alone, a GUE VIP may change its port.
+        s.apply(&update(key(), gue(7000))).unwrap();
+        assert_eq!(
+            rejected(&mut s, add(other, gue(6080))),
+            CommandError::GuePortConflict { port: 6080, existing: 7000 }
+        );
+        s.apply(&add(other, gue(7000))).unwrap();
+        assert_eq!(
+            rejected(&mut s, update(key(), gue(6080))),
+            CommandError::GuePortConflict { port: 6080, existing: 7000 }
+        );
+        // IPIP VIPs are not concerned.
+        s.apply(&update(key(), Encapsulation::IpIp)).unwrap();
+        s.apply(&update(other, gue(6080))).unwrap();
     }
 
     #[test]

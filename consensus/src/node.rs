@@ -74,6 +74,10 @@ pub struct NodeStatus {
     pub nodes: BTreeMap<NodeId, String>,
     /// Version of the locally applied table.
     pub table_version: u64,
+    /// On a leader: milliseconds since a quorum last acknowledged it (`None`
+    /// elsewhere, or before the first acknowledgement). A leader cut off from
+    /// its quorum keeps its role, so this is how it notices.
+    pub millis_since_quorum_ack: Option<u64>,
 }
 
 /// State shared by the client API and the peer server.
@@ -340,6 +344,7 @@ impl ConsensusNode {
             learners,
             nodes,
             table_version: self.state().version,
+            millis_since_quorum_ack: m.millis_since_quorum_ack,
         }
     }
 

@@ -414,6 +414,19 @@ impl Config {
         }
     }
 
+    /// The election timeout range's upper end (the daemon runs Raft with
+    /// `election_timeout_ms ..= 2 * election_timeout_ms`).
+    pub fn election_timeout_max(&self) -> Duration {
+        Duration::from_millis(self.cluster.election_timeout_ms.saturating_mul(2))
+    }
+
+    /// How long a leader may go without a quorum acknowledging it before it
+    /// counts itself cut off and withdraws: by then the majority side has
+    /// elected another leader.
+    pub fn quorum_ack_bound(&self) -> Duration {
+        self.election_timeout_max()
+    }
+
     /// The drain period as a duration.
     pub fn drain_period(&self) -> Duration {
         Duration::from_secs(self.drain.period_secs)

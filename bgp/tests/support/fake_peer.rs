@@ -105,15 +105,7 @@ impl FakePeer {
         FakePeer {
             reader: FrameReader::new(r),
             writer: w,
-            ctx: BgpParsingContext::new(
-                true,
-                Default::default(),
-                Default::default(),
-                true,
-                true,
-                true,
-                true,
-            ),
+            ctx: edgelb_bgp::wire::parsing_context(),
         }
     }
 

@@ -12,8 +12,9 @@ pub enum FrameError {
     /// The connection failed or closed.
     #[error("connection: {0}")]
     Io(#[from] std::io::Error),
-    /// The peer announced a frame larger than [`MAX_FRAME`].
-    #[error("frame of {0} bytes exceeds the {MAX_FRAME}-byte limit")]
+    /// The peer announced a frame larger than the limit ([`MAX_FRAME`], or
+    /// [`MAX_HELLO_FRAME`] before authentication).
+    #[error("frame of {0} bytes exceeds the limit")]
     TooLarge(u32),
     /// The frame is not valid JSON for the expected message.
     #[error("malformed message: {0}")]
@@ -37,8 +38,21 @@ where
     Ok(())
 }
 
+/// Largest frame accepted before a client has authenticated: a hello is a
+/// token, so a stranger cannot make the server buffer megabytes.
+pub const MAX_HELLO_FRAME: u32 = 4096;
+
 /// Reads one frame and decodes it.
 pub async fn read_frame<R, T>(r: &mut R) -> Result<T, FrameError>
+where
+    R: AsyncRead + Unpin,
+    T: DeserializeOwned,
+{
+    read_frame_within(r, MAX_FRAME).await
+}
+
+/// Reads one frame of at most `max` bytes and decodes it.
+pub async fn read_frame_within<R, T>(r: &mut R, max: u32) -> Result<T, FrameError>
 where
     R: AsyncRead + Unpin,
     T: DeserializeOwned,
@@ -46,7 +60,7 @@ where
     let mut len = [0u8; 4];
     r.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len);
-    if len > MAX_FRAME {
+    if len > max {
         return Err(FrameError::TooLarge(len));
     }
     let mut body = vec![0u8; len as usize];

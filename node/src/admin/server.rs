@@ -10,7 +10,7 @@ use tokio::{
 };
 
 use super::{
-    frame::{read_frame, write_frame, FrameError},
+    frame::{read_frame, read_frame_within, write_frame, FrameError, MAX_HELLO_FRAME},
     protocol::{Hello, Request, Response},
 };
 
@@ -71,8 +71,14 @@ async fn connection<H: AdminHandler>(
     handler: &H,
 ) -> Result<(), FrameError> {
     let _ = stream.set_nodelay(true);
-    let hello: Hello = match timeout(HELLO_TIMEOUT, read_frame(&mut stream)).await {
-        Ok(hello) => hello?,
+    let hello: Hello = match timeout(HELLO_TIMEOUT, read_frame_within(&mut stream, MAX_HELLO_FRAME)).await {
+        Ok(Ok(hello)) => hello,
+        Ok(Err(FrameError::Malformed(e))) => {
+            let refusal = Response::Error { message: format!("malformed hello: {e}") };
+            write_frame(&mut stream, &refusal).await?;
+            return Ok(());
+        }
+        Ok(Err(e)) => return Err(e),
         Err(_) => return Ok(()),
     };
     if !constant_time_eq(hello.token.as_bytes(), token) {

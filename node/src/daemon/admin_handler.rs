@@ -201,6 +201,9 @@ impl AdminHandler for Handler {
                     }
                     Response::Written { version: self.shared.consensus.state().version }
                 }
+                Request::NodeRemove { id } if !self.shared.consensus.status().nodes.contains_key(&id) => {
+                    Response::Error { message: format!("node {id} is not a member of the cluster") }
+                }
                 Request::NodeRemove { id } => match self.shared.consensus.remove_node(id).await {
                     Ok(_) => Response::Written { version: self.shared.consensus.state().version },
                     Err(e) => error(e),

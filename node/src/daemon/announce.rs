@@ -5,9 +5,16 @@
 //! touch with a Raft leader. Otherwise routers must send its share of flows
 //! to other nodes, so it withdraws.
 
-use std::{collections::BTreeSet, net::IpAddr};
+use std::{collections::BTreeSet, net::IpAddr, time::Duration};
 
 use edgelb_bgp::{DesiredRoutes, IpNet, RouteAttributes};
+use edgelb_consensus::{NodeStatus, Role};
+
+/// How long a node may trail the applied state while it programs a new
+/// table before it withdraws. Programming takes milliseconds and the old
+/// table keeps forwarding meanwhile; withdrawing on every configuration
+/// change would flap every node's routes at once.
+pub const SYNC_GRACE: Duration = Duration::from_secs(2);
 
 /// What the announce decision looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +31,11 @@ pub struct Readiness {
     pub apply_lag: u64,
     /// SIGTERM or an operator drain is in progress.
     pub draining: bool,
+    /// How long the node has continuously been out of sync (apply lag or
+    /// tables behind); zero while in sync.
+    pub out_of_sync_for: Duration,
+    /// Programming the latest applied state into the data plane failed.
+    pub programming_failed: bool,
 }
 
 /// Why a node does not announce (for logs, metrics and `lbctl status`).
@@ -42,6 +54,11 @@ pub enum Withheld {
 }
 
 impl Readiness {
+    /// Whether the applied state is ahead of what is committed or programmed.
+    pub fn out_of_sync(&self) -> bool {
+        self.apply_lag > 0 || self.programmed_version != self.applied_version
+    }
+
     /// `Ok` when the node should announce, or the first reason it should not.
     pub fn decide(&self) -> Result<(), Withheld> {
         if self.draining {
@@ -50,6 +67,11 @@ impl Readiness {
             Err(Withheld::Detached)
         } else if !self.in_cluster {
             Err(Withheld::NoCluster)
+        } else if self.programming_failed || (self.programmed_version == 0 && self.applied_version != 0) {
+            // A failed or never-done programming is no transient.
+            Err(Withheld::TablesBehind)
+        } else if self.out_of_sync_for <= SYNC_GRACE {
+            Ok(())
         } else if self.apply_lag > 0 {
             Err(Withheld::ApplyLag)
         } else if self.programmed_version != self.applied_version {
@@ -60,35 +82,23 @@ impl Readiness {
     }
 }
 
-/// How long a node that announces keeps announcing while its applied state
-/// or data plane catches up with a change in flight. Every committed write
-/// puts each node briefly behind (applying, then programming the maps);
-/// withdrawing for that would flap the routes on every write, and routers
-/// re-hashing flows to other nodes break established connections. A node
-/// still behind after this long is stuck, and withdraws.
-pub const CATCH_UP_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
-
-/// Tells a transient lag (keep the current announcement) from a stuck node.
-#[derive(Debug, Default)]
-pub struct CatchUp {
-    behind_since: Option<std::time::Instant>,
-}
-
-impl CatchUp {
-    /// Whether to keep the current announcement unchanged although
-    /// `verdict` says withhold: the node announces now, is only behind
-    /// (`TablesBehind`, `ApplyLag`), and has been for less than `grace`.
-    pub fn hold(&mut self, announcing: bool, verdict: &Result<(), Withheld>, now: std::time::Instant, grace: std::time::Duration) -> bool {
-        match verdict {
-            Err(Withheld::TablesBehind | Withheld::ApplyLag) if announcing => {
-                let since = *self.behind_since.get_or_insert(now);
-                now.duration_since(since) < grace
-            }
-            _ => {
-                self.behind_since = None;
-                false
-            }
+/// Whether this node is part of a working cluster: it knows a leader and,
+/// when it is that leader, a quorum acknowledged it within `quorum_ack_bound`.
+///
+/// A leader cut off from the other voters keeps its role (Raft has no
+/// step-down on silence), while the majority elects a new leader after an
+/// election timeout; a bound of the maximum election timeout makes the old
+/// leader withdraw about when the new one takes over.
+pub fn in_cluster(status: &NodeStatus, quorum_ack_bound: Duration) -> bool {
+    match status.role {
+        Role::Leader => {
+            let bound = u64::try_from(quorum_ack_bound.as_millis()).unwrap_or(u64::MAX);
+            // No acknowledgement yet (a brand-new leader) counts as not yet
+            // confirmed: the first heartbeat round settles it.
+            status.leader == Some(status.id) && status.millis_since_quorum_ack.is_some_and(|age| age <= bound)
         }
+        Role::Follower | Role::Learner => status.leader.is_some(),
+        Role::Candidate | Role::Shutdown => false,
     }
 }
 
@@ -120,6 +130,8 @@ mod tests {
             in_cluster: true,
             apply_lag: 0,
             draining: false,
+            out_of_sync_for: Duration::ZERO,
+            programming_failed: false,
         }
     }
 
@@ -129,26 +141,64 @@ mod tests {
         assert_eq!(Readiness { draining: true, ..ready() }.decide(), Err(Withheld::Draining));
         assert_eq!(Readiness { attached: false, ..ready() }.decide(), Err(Withheld::Detached));
         assert_eq!(Readiness { in_cluster: false, ..ready() }.decide(), Err(Withheld::NoCluster));
-        assert_eq!(Readiness { apply_lag: 3, ..ready() }.decide(), Err(Withheld::ApplyLag));
-        assert_eq!(Readiness { programmed_version: 6, ..ready() }.decide(), Err(Withheld::TablesBehind));
+        let long = SYNC_GRACE + Duration::from_millis(1);
+        assert_eq!(Readiness { apply_lag: 3, out_of_sync_for: long, ..ready() }.decide(), Err(Withheld::ApplyLag));
+        assert_eq!(
+            Readiness { programmed_version: 6, out_of_sync_for: long, ..ready() }.decide(),
+            Err(Withheld::TablesBehind)
+        );
+        assert_eq!(Readiness { programming_failed: true, ..ready() }.decide(), Err(Withheld::TablesBehind));
+        assert_eq!(Readiness { programmed_version: 0, ..ready() }.decide(), Err(Withheld::TablesBehind));
     }
 
     #[test]
-    fn a_node_catching_up_keeps_announcing_for_a_while_only() {
-        use std::time::{Duration, Instant};
-        let (grace, t0) = (Duration::from_secs(3), Instant::now());
-        let mut c = CatchUp::default();
-        let behind = Err(Withheld::TablesBehind);
-        assert!(c.hold(true, &behind, t0, grace));
-        assert!(c.hold(true, &Err(Withheld::ApplyLag), t0 + Duration::from_secs(2), grace));
-        assert!(!c.hold(true, &behind, t0 + Duration::from_secs(3), grace), "stuck: withdraw");
-        // Caught up: the clock starts again at the next lag.
-        assert!(!c.hold(true, &Ok(()), t0 + Duration::from_secs(4), grace));
-        assert!(c.hold(true, &behind, t0 + Duration::from_secs(10), grace));
-        // Not announcing, or a real reason: never held.
-        assert!(!CatchUp::default().hold(false, &behind, t0, grace));
-        assert!(!CatchUp::default().hold(true, &Err(Withheld::NoCluster), t0, grace));
-        assert!(!CatchUp::default().hold(true, &Err(Withheld::Draining), t0, grace));
+    fn a_new_table_being_programmed_does_not_flap_the_routes() {
+        let fresh = Readiness { programmed_version: 6, apply_lag: 1, out_of_sync_for: Duration::from_millis(30), ..ready() };
+        assert!(fresh.out_of_sync());
+        assert_eq!(fresh.decide(), Ok(()));
+        assert_eq!(Readiness { out_of_sync_for: SYNC_GRACE, ..fresh.clone() }.decide(), Ok(()));
+        assert!(!ready().out_of_sync());
+        // Nothing applied yet and nothing programmed: in sync, nothing to announce wrongly.
+        assert_eq!(Readiness { programmed_version: 0, applied_version: 0, ..ready() }.decide(), Ok(()));
+    }
+
+    fn status(role: Role, leader: Option<u64>, ack: Option<u64>) -> NodeStatus {
+        NodeStatus {
+            id: 1,
+            role,
+            term: 3,
+            leader,
+            last_log_index: Some(10),
+            committed_index: Some(10),
+            applied_index: Some(10),
+            snapshot_index: None,
+            purged_index: None,
+            voters: [1, 2, 3].into(),
+            learners: Default::default(),
+            nodes: Default::default(),
+            table_version: 4,
+            millis_since_quorum_ack: ack,
+        }
+    }
+
+    #[test]
+    fn a_leader_without_recent_quorum_acks_is_out_of_the_cluster() {
+        let bound = Duration::from_millis(1000);
+        assert!(in_cluster(&status(Role::Leader, Some(1), Some(80)), bound));
+        assert!(in_cluster(&status(Role::Leader, Some(1), Some(1000)), bound));
+        assert!(!in_cluster(&status(Role::Leader, Some(1), Some(1001)), bound), "partitioned leader");
+        assert!(!in_cluster(&status(Role::Leader, Some(1), None), bound), "never acknowledged");
+        assert!(!in_cluster(&status(Role::Leader, Some(2), Some(10)), bound), "stale leader id");
+    }
+
+    #[test]
+    fn followers_need_a_known_leader() {
+        let bound = Duration::from_millis(1000);
+        assert!(in_cluster(&status(Role::Follower, Some(2), None), bound));
+        assert!(in_cluster(&status(Role::Learner, Some(2), None), bound));
+        assert!(!in_cluster(&status(Role::Follower, None, None), bound));
+        assert!(!in_cluster(&status(Role::Candidate, Some(2), None), bound));
+        assert!(!in_cluster(&status(Role::Shutdown, Some(2), None), bound));
     }
 
     #[test]

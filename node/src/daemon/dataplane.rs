@@ -123,8 +123,8 @@ pub fn fold_seed(seed: u64) -> u32 {
 }
 
 /// The GUE port the data plane uses: the forwarder has one GUE destination
-/// port, so the cluster's GUE VIPs share the lowest port any of them names
-/// (6080 when none uses GUE).
+/// port, and the replicated table allows GUE VIPs only one port between
+/// them (`CommandError::GuePortConflict`); 6080 when no VIP uses GUE.
 pub fn gue_port(state: &ClusterState) -> u16 {
     state
         .vips

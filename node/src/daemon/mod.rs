@@ -14,7 +14,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use anyhow::{anyhow, Context};
 use edgelb_bgp::{BgpSpeaker, DesiredRoutes, PeerConfig, RouteAttributes, SpeakerConfig};
-use edgelb_consensus::{ClusterSecret, ConsensusConfig, ConsensusNode, Role, Timeouts};
+use edgelb_consensus::{ClusterSecret, ConsensusConfig, ConsensusNode, Timeouts};
 use tokio::sync::{watch, Mutex};
 use xdp_fwd::{AttachMode, Forwarder, LoadOptions};
 
@@ -175,11 +175,10 @@ pub async fn run(config: Config, mut stop: watch::Receiver<Option<StopKind>>) ->
         ClusterSecret::new(secret).map_err(|e| anyhow!("cluster secret: {e}"))?,
     );
     cc.advertise_addr = Some(config.advertise_addr().to_string());
-    let election = Duration::from_millis(config.cluster.election_timeout_ms);
     cc.timeouts = Timeouts {
         heartbeat: Duration::from_millis(config.cluster.heartbeat_ms),
-        election_min: election,
-        election_max: election * 2,
+        election_min: Duration::from_millis(config.cluster.election_timeout_ms),
+        election_max: config.election_timeout_max(),
         ..Timeouts::default()
     };
     let consensus = ConsensusNode::start(cc).await.context("starting consensus")?;
@@ -354,12 +353,13 @@ async fn sync_dataplane(shared: Arc<Shared>, out: watch::Sender<Programmed>, mut
     }
 }
 
-/// The node's readiness right now.
-pub fn readiness(shared: &Shared, draining: bool) -> Readiness {
+/// The node's readiness right now; `out_of_sync_for` is how long the caller
+/// has seen it out of sync.
+pub fn readiness(shared: &Shared, draining: bool, out_of_sync_for: Duration) -> Readiness {
     let status = shared.consensus.status();
     let applied_version = shared.consensus.state().version;
     let programmed = shared.programmed.borrow().clone();
-    let in_cluster = status.leader.is_some() && matches!(status.role, Role::Leader | Role::Follower | Role::Learner);
+    let in_cluster = announce::in_cluster(&status, shared.config.quorum_ack_bound());
     let apply_lag = status.committed_index.unwrap_or(0).saturating_sub(status.applied_index.unwrap_or(0));
     let attached = !shared.attached.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
     Readiness {
@@ -369,6 +369,8 @@ pub fn readiness(shared: &Shared, draining: bool) -> Readiness {
         in_cluster,
         apply_lag,
         draining,
+        out_of_sync_for,
+        programming_failed: programmed.error.is_some(),
     }
 }
 
@@ -386,24 +388,25 @@ async fn announce_loop(
     longer.as_path_prepend = longer.as_path_prepend.saturating_add(shared.config.drain.prepend_count);
     // The decision: the VIP addresses and whether their paths are prepended.
     let mut last: Option<Result<(Vec<std::net::IpAddr>, bool), announce::Withheld>> = None;
-    let mut catch_up = announce::CatchUp::default();
+    let mut out_of_sync_since: Option<std::time::Instant> = None;
     loop {
-        let ready = readiness(&shared, draining.load(std::sync::atomic::Ordering::SeqCst));
+        let draining_now = draining.load(std::sync::atomic::Ordering::SeqCst);
+        let mut ready = readiness(&shared, draining_now, Duration::ZERO);
+        if ready.out_of_sync() {
+            let since = *out_of_sync_since.get_or_insert_with(std::time::Instant::now);
+            ready.out_of_sync_for = since.elapsed();
+        } else {
+            out_of_sync_since = None;
+        }
         let decision = ready.decide().map(|()| {
             let state = shared.consensus.state();
             let mut addrs: Vec<_> = state.vips.keys().map(|k| k.address).collect();
             addrs.dedup();
             (addrs, prepending.load(std::sync::atomic::Ordering::SeqCst))
         });
-        // A node only behind on a write in flight keeps its announcement
-        // (see announce::CATCH_UP_GRACE).
-        let announcing = matches!(last, Some(Ok(_)));
-        let verdict = decision.as_ref().map(|_| ()).map_err(|w| *w);
-        let catching_up = catch_up.hold(announcing, &verdict, std::time::Instant::now(), announce::CATCH_UP_GRACE);
         // A restarted node that is not ready yet stays silent rather than
         // withdrawing: the routers hold its previous routes meanwhile.
-        let holding = catching_up
-            || restart_grace.is_some_and(|t| decision.is_err() && tokio::time::Instant::now() < t);
+        let holding = restart_grace.is_some_and(|t| decision.is_err() && tokio::time::Instant::now() < t);
         if !holding && restart_grace.take().is_some() {
             tracing::info!(ready = decision.is_ok(), "restart grace over");
         }

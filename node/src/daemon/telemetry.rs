@@ -43,6 +43,9 @@ pub async fn metrics_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) 
         gauge!("edgelb_raft_is_leader").set(f64::from(u8::from(status.leader == Some(status.id))));
         gauge!("edgelb_raft_commit_index").set(status.committed_index.unwrap_or(0) as f64);
         gauge!("edgelb_raft_applied_index").set(status.applied_index.unwrap_or(0) as f64);
+        if let Some(ms) = status.millis_since_quorum_ack {
+            gauge!("edgelb_raft_quorum_ack_age_seconds").set(ms as f64 / 1000.0);
+        }
         let programmed = shared.programmed.borrow().clone();
         gauge!("edgelb_table_version").set(programmed.version as f64);
         // A digest does not fit a float exactly: export it as a label.

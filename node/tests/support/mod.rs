@@ -1,0 +1,125 @@
+//! Helpers shared by the daemon tests: running `lbctl` and scraping
+//! `/metrics` inside the namespace cluster of `edgelb-sim`.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    process::Output,
+    time::{Duration, Instant},
+};
+
+use edgelb_sim::cluster::{in_namespace, lb_addr, Cluster, METRICS_PORT};
+
+/// One `lbctl` run.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit code (`None` if killed by a signal).
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Self {
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// Runs `lbctl` against node `i`.
+pub fn lbctl(cluster: &Cluster, i: usize, args: &[&str]) -> Run {
+    cluster.lbctl(i, args).expect("running lbctl").into()
+}
+
+/// Runs `lbctl` against node `i` and returns its output, failing the test
+/// unless it exits 0.
+pub fn ok(cluster: &Cluster, i: usize, args: &[&str]) -> String {
+    let r = lbctl(cluster, i, args);
+    assert_eq!(r.code, Some(0), "lbctl {args:?} failed: {r:?}");
+    assert!(r.stderr.is_empty(), "lbctl {args:?} wrote to stderr: {r:?}");
+    r.stdout
+}
+
+/// `ok` with `--json`, parsed.
+pub fn ok_json(cluster: &Cluster, i: usize, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = ok(cluster, i, &all);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("lbctl {all:?}: not JSON ({e}): {out}"))
+}
+
+/// Runs `lbctl` expecting failure: a non-zero exit, nothing on stdout and a
+/// message containing `needle` on stderr.
+pub fn fails(cluster: &Cluster, i: usize, args: &[&str], needle: &str) -> Run {
+    let r = lbctl(cluster, i, args);
+    assert!(matches!(r.code, Some(c) if c != 0), "lbctl {args:?} should fail: {r:?}");
+    assert!(r.stdout.trim().is_empty(), "lbctl {args:?} printed a result: {r:?}");
+    assert!(r.stderr.contains(needle), "lbctl {args:?}: stderr lacks `{needle}`: {r:?}");
+    r
+}
+
+/// GETs `/metrics` of node `i` from the client namespace.
+pub fn scrape(cluster: &Cluster, i: usize) -> anyhow::Result<String> {
+    let addr = SocketAddr::from((lb_addr(i), METRICS_PORT));
+    in_namespace(cluster.client.name(), move || -> anyhow::Result<String> {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+        s.set_read_timeout(Some(Duration::from_secs(3)))?;
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+        let mut body = String::new();
+        s.read_to_string(&mut body)?;
+        anyhow::ensure!(body.starts_with("HTTP/1.1 200"), "scrape of {addr}: {}", body.lines().next().unwrap_or(""));
+        Ok(body)
+    })?
+}
+
+/// One sample of a Prometheus text exposition: `(labels, value)` for every
+/// series of `family` whose labels contain every `key="value"` in `want`.
+pub fn samples(text: &str, family: &str, want: &[(&str, &str)]) -> Vec<(String, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (name, labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            if name != family {
+                return None;
+            }
+            if !want.iter().all(|(k, v)| labels.contains(&format!("{k}=\"{v}\""))) {
+                return None;
+            }
+            Some((labels.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The metric family names in a Prometheus text exposition.
+pub fn families(text: &str) -> std::collections::BTreeSet<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Polls `f` every 100 ms until it returns `Some` or `limit` passes.
+pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
