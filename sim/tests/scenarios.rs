@@ -40,9 +40,15 @@ fn tolerance(p: f64, n: u64) -> f64 {
 #[test]
 fn balance_follows_weights_over_backends_and_spreads_over_nodes() {
     let (tcp, udp) = (300, 300);
-    let r = run("balance", || scenario::balance::run(3, &[100, 100, 200, 400], tcp, udp));
+    let r = run("balance", || {
+        scenario::balance::run(3, &[100, 100, 200, 400], tcp, udp)
+    });
     let d = &r.data;
-    assert_eq!(u(d, "failures"), 0, "every connection and datagram is answered: {d}");
+    assert_eq!(
+        u(d, "failures"),
+        0,
+        "every connection and datagram is answered: {d}"
+    );
     for b in d["backends"].as_array().unwrap() {
         let p = f(b, "expected_share");
         for (kind, n) in [("tcp", tcp), ("udp", udp)] {
@@ -61,7 +67,11 @@ fn balance_follows_weights_over_backends_and_spreads_over_nodes() {
         let share = u(n, "packets") as f64 / total as f64;
         // ECMP hashes flows, and flows carry different packet counts (TCP
         // vs UDP): a looser bound than per flow, but a node left out fails.
-        assert!((share - 1.0 / 3.0).abs() <= 0.15, "node {} forwarded {share:.3} of the packets: {d}", n["node"]);
+        assert!(
+            (share - 1.0 / 3.0).abs() <= 0.15,
+            "node {} forwarded {share:.3} of the packets: {d}",
+            n["node"]
+        );
     }
 }
 
@@ -77,9 +87,19 @@ fn node_failure_breaks_no_connection_beyond_router_convergence() {
     let d = &r.data;
     assert_eq!(u(d, "connections"), 40, "{d}");
     let converged = f(d, "router_converged_secs");
-    assert!(converged < 1.0, "router took {converged:.2} s to stop sending to the dead node: {d}");
-    assert_eq!(u(d, "broken"), 0, "connections broken beyond the router's convergence: {d}");
-    assert!(u(d, "round_trips_after_kill") > 0, "traffic kept flowing after the failure: {d}");
+    assert!(
+        converged < 1.0,
+        "router took {converged:.2} s to stop sending to the dead node: {d}"
+    );
+    assert_eq!(
+        u(d, "broken"),
+        0,
+        "connections broken beyond the router's convergence: {d}"
+    );
+    assert!(
+        u(d, "round_trips_after_kill") > 0,
+        "traffic kept flowing after the failure: {d}"
+    );
 }
 
 #[test]
@@ -88,8 +108,14 @@ fn node_drain_breaks_no_connection() {
     let d = &r.data;
     assert_eq!(u(d, "connections"), 40, "{d}");
     assert_eq!(u(d, "broken"), 0, "{d}");
-    assert!(d["exited"].as_bool().unwrap(), "the node exits after its drain period: {d}");
-    assert!(f(d, "withdrawn_secs") < 5.0, "routes withdrawn at the start of the drain: {d}");
+    assert!(
+        d["exited"].as_bool().unwrap(),
+        "the node exits after its drain period: {d}"
+    );
+    assert!(
+        f(d, "withdrawn_secs") < 5.0,
+        "routes withdrawn at the start of the drain: {d}"
+    );
 }
 
 #[test]
@@ -118,12 +144,19 @@ fn leader_kill_keeps_writes_succeeding_and_digests_agreeing() {
     let writes = 30;
     let r = run("leader-kill", || scenario::leader_kill::run(writes));
     let d = &r.data;
-    assert!(u(d, "ok_after_kill") >= 10, "writes after the failover succeed: {d}");
+    assert!(
+        u(d, "ok_after_kill") >= 10,
+        "writes after the failover succeed: {d}"
+    );
     // lbctl tries the nodes in turn: a write fails only if no node took it.
     assert_eq!(u(d, "failed"), 0, "{d}");
     assert_ne!(u(d, "new_leader"), u(d, "killed"), "{d}");
     assert!(f(d, "failover_secs") < 10.0, "{d}");
-    assert_eq!(d["digest"].as_str().unwrap().len(), 16, "surviving nodes agree on one digest: {d}");
+    assert_eq!(
+        d["digest"].as_str().unwrap().len(),
+        16,
+        "surviving nodes agree on one digest: {d}"
+    );
 }
 
 #[test]
@@ -131,8 +164,14 @@ fn partitioned_follower_withdraws_and_catches_up_after_healing() {
     let r = run("partition", scenario::partition::run);
     let d = &r.data;
     assert!(f(d, "withdrawn_secs") < 30.0, "{d}");
-    assert!(d["majority_wrote"].as_bool().unwrap(), "the majority keeps taking writes: {d}");
-    assert!(d["behind_while_partitioned"].as_bool().unwrap(), "the cut-off node missed the write: {d}");
+    assert!(
+        d["majority_wrote"].as_bool().unwrap(),
+        "the majority keeps taking writes: {d}"
+    );
+    assert!(
+        d["behind_while_partitioned"].as_bool().unwrap(),
+        "the cut-off node missed the write: {d}"
+    );
     assert!(f(d, "reannounced_secs") < 30.0, "{d}");
     assert_eq!(d["digest"].as_str().unwrap().len(), 16, "{d}");
 }

@@ -25,12 +25,19 @@ pub struct Round {
 /// Whether every one of `nodes` nodes in an `lbctl --json status` answer has
 /// programmed at least `version`, all with one digest.
 fn all_programmed(status: &serde_json::Value, nodes: usize, version: u64) -> bool {
-    let reports: Vec<&serde_json::Value> =
-        status["nodes"].as_array().map(|a| a.iter().filter_map(|n| n[1].get("Ok")).collect()).unwrap_or_default();
-    let digests: std::collections::BTreeSet<&str> = reports.iter().map(|r| r["table_digest"].as_str().unwrap_or("")).collect();
+    let reports: Vec<&serde_json::Value> = status["nodes"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|n| n[1].get("Ok")).collect())
+        .unwrap_or_default();
+    let digests: std::collections::BTreeSet<&str> = reports
+        .iter()
+        .map(|r| r["table_digest"].as_str().unwrap_or(""))
+        .collect();
     reports.len() == nodes
         && digests.len() == 1
-        && reports.iter().all(|r| r["table_version"].as_u64().unwrap_or(0) >= version)
+        && reports
+            .iter()
+            .all(|r| r["table_version"].as_u64().unwrap_or(0) >= version)
 }
 
 /// Runs `rounds` weight changes on a 3-node, 4-backend cluster and measures each.
@@ -48,7 +55,9 @@ pub fn run(rounds: usize) -> anyhow::Result<Report> {
         let out = cluster.lbctl_any(&["--json", "backend", "set-weight", &vip, &b1, &weight])?;
         let acknowledged = start.elapsed().as_secs_f64();
         let v: serde_json::Value = serde_json::from_str(&out)?;
-        let version = v["version"].as_u64().ok_or_else(|| anyhow!("write answer without a version: {out}"))?;
+        let version = v["version"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("write answer without a version: {out}"))?;
         let deadline = start + Duration::from_secs(10);
         let converged = loop {
             let status = cluster.status()?;
@@ -59,18 +68,29 @@ pub fn run(rounds: usize) -> anyhow::Result<Report> {
                 bail!("round {k}: nodes did not program version {version} within 10 s: {status}");
             }
         };
-        results.push(Round { acknowledged, converged });
+        results.push(Round {
+            acknowledged,
+            converged,
+        });
     }
     let ack: Vec<f64> = results.iter().map(|r| r.acknowledged * 1e3).collect();
     let conv: Vec<f64> = results.iter().map(|r| r.converged * 1e3).collect();
     let row = |label: &str, v: &[f64]| {
-        vec![label.to_owned(), format!("{:.1}", median(v)), format!("{:.1}", percentile(v, 90.0)),
-             format!("{:.1}", percentile(v, 0.0)), format!("{:.1}", percentile(v, 100.0))]
+        vec![
+            label.to_owned(),
+            format!("{:.1}", median(v)),
+            format!("{:.1}", percentile(v, 90.0)),
+            format!("{:.1}", percentile(v, 0.0)),
+            format!("{:.1}", percentile(v, 100.0)),
+        ]
     };
     Ok(Report {
         name: "convergence: lbctl write -> every node's maps (3 nodes)",
         header: vec!["MEASURE (ms)", "MEDIAN", "P90", "MIN", "MAX"],
-        rows: vec![row("write acknowledged", &ack), row("all nodes programmed", &conv)],
+        rows: vec![
+            row("write acknowledged", &ack),
+            row("all nodes programmed", &conv),
+        ],
         data: json!({"rounds": results.len(), "nodes": nodes,
                      "ack_ms": {"median": median(&ack), "p90": percentile(&ack, 90.0)},
                      "converged_ms": {"median": median(&conv), "p90": percentile(&conv, 90.0),

@@ -41,8 +41,16 @@ impl CpuTimes {
             Some(n) => format!("cpu{n} "),
             None => "cpu ".to_owned(),
         };
-        let line = text.lines().find(|l| l.starts_with(&label)).ok_or_else(|| CpuError::Parse(label.clone()))?;
-        let f: Vec<u64> = line.split_whitespace().skip(1).map(str::parse).collect::<Result<_, _>>().map_err(|_| CpuError::Parse(line.to_owned()))?;
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&label))
+            .ok_or_else(|| CpuError::Parse(label.clone()))?;
+        let f: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .map_err(|_| CpuError::Parse(line.to_owned()))?;
         if f.len() < 8 {
             return Err(CpuError::Parse(line.to_owned()));
         }
@@ -50,7 +58,12 @@ impl CpuTimes {
         // guest time is already inside user, so only the first eight count.
         let total: u64 = f[..8].iter().sum();
         let idle = f[3] + f[4];
-        Ok(Self { busy: total - idle, softirq: f[6], system: f[2], total })
+        Ok(Self {
+            busy: total - idle,
+            softirq: f[6],
+            system: f[2],
+            total,
+        })
     }
 
     /// Shares of the time between `self` (earlier) and `later`, as fractions
@@ -71,13 +84,39 @@ mod tests {
 
     #[test]
     fn parses_the_cpu_line_and_computes_shares() {
-        let a = CpuTimes::parse("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 0 2 3 0 0 4 0\n", None).unwrap();
-        let c0 = CpuTimes::parse("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 0 2 3 0 0 4 0\n", Some(0)).unwrap();
-        assert_eq!(c0, CpuTimes { busy: 7, softirq: 4, system: 2, total: 10 });
-        assert_eq!(a, CpuTimes { busy: 150, softirq: 0, system: 50, total: 1000 });
+        let a = CpuTimes::parse(
+            "cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 0 2 3 0 0 4 0\n",
+            None,
+        )
+        .unwrap();
+        let c0 = CpuTimes::parse(
+            "cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 0 2 3 0 0 4 0\n",
+            Some(0),
+        )
+        .unwrap();
+        assert_eq!(
+            c0,
+            CpuTimes {
+                busy: 7,
+                softirq: 4,
+                system: 2,
+                total: 10
+            }
+        );
+        assert_eq!(
+            a,
+            CpuTimes {
+                busy: 150,
+                softirq: 0,
+                system: 50,
+                total: 1000
+            }
+        );
         let b = CpuTimes::parse("cpu  150 0 100 1000 50 0 100 0 0 0\n", None).unwrap();
         let (busy, soft, sys) = a.shares_until(&b);
-        assert!((busy - 0.5).abs() < 1e-9 && (soft - 0.25).abs() < 1e-9 && (sys - 0.125).abs() < 1e-9);
+        assert!(
+            (busy - 0.5).abs() < 1e-9 && (soft - 0.25).abs() < 1e-9 && (sys - 0.125).abs() < 1e-9
+        );
         assert!(CpuTimes::parse("intr 1 2 3\n", None).is_err());
         assert!(CpuTimes::parse("cpu  1 2 x\n", None).is_err());
         assert!(CpuTimes::parse("cpu  1 2 3 4 5 6 7 8\n", Some(1)).is_err());

@@ -91,17 +91,24 @@ fn counters(ns: &Namespace, dev: &str) -> anyhow::Result<(u64, u64)> {
     let out = ns.ip(["-s", "-j", "link", "show", "dev", dev])?;
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     let s = &v[0]["stats64"];
-    let get = |d: &str| s[d]["packets"].as_u64().ok_or_else(|| anyhow!("no {d} packets for {dev}: {v}"));
+    let get = |d: &str| {
+        s[d]["packets"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("no {d} packets for {dev}: {v}"))
+    };
     Ok((get("rx")?, get("tx")?))
 }
-
 
 /// Pids of the NAPI kernel threads now running.
 fn napi_threads() -> std::collections::BTreeSet<i32> {
     let mut out = std::collections::BTreeSet::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
     for e in dir.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
         if std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.starts_with("napi/")) {
             out.insert(pid);
         }
@@ -112,7 +119,10 @@ fn napi_threads() -> std::collections::BTreeSet<i32> {
 /// Moves `dev`'s receive polling in `ns` to its own kernel thread, pinned to `cpu`.
 fn threaded_napi_on(ns: &Namespace, dev: &str, cpu: usize) -> anyhow::Result<Vec<i32>> {
     let before = napi_threads();
-    ns.exec("sh", ["-c", &format!("echo 1 > /sys/class/net/{dev}/threaded")])?;
+    ns.exec(
+        "sh",
+        ["-c", &format!("echo 1 > /sys/class/net/{dev}/threaded")],
+    )?;
     let new: Vec<i32> = napi_threads().difference(&before).copied().collect();
     if new.is_empty() {
         bail!("no NAPI thread appeared for {dev} in {}", ns.name());
@@ -123,7 +133,10 @@ fn threaded_napi_on(ns: &Namespace, dev: &str, cpu: usize) -> anyhow::Result<Vec
             let mut one: libc::cpu_set_t = std::mem::zeroed();
             libc::CPU_SET(cpu, &mut one);
             if libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &one) != 0 {
-                bail!("pinning NAPI thread {pid}: {}", std::io::Error::last_os_error());
+                bail!(
+                    "pinning NAPI thread {pid}: {}",
+                    std::io::Error::last_os_error()
+                );
             }
         }
     }
@@ -165,7 +178,10 @@ fn plain_forwarder(cluster: &Cluster) -> anyhow::Result<(Namespace, Vec<xdp_fwd:
     let ns = Namespace::create(&format!("{}pf", unique_stem()))?;
     let router = &cluster.router;
     veth_pair(router, "f0", &ns, "eth0")?;
-    for (n, dev, addr) in [(router, "f0", "10.103.0.1/30"), (&ns, "eth0", "10.103.0.2/30")] {
+    for (n, dev, addr) in [
+        (router, "f0", "10.103.0.1/30"),
+        (&ns, "eth0", "10.103.0.2/30"),
+    ] {
         n.ip(["addr", "add", addr, "dev", dev])?;
         disable_offloads(n, dev)?;
         n.ip(["link", "set", dev, "up"])?;
@@ -187,21 +203,38 @@ fn plain_forwarder(cluster: &Cluster) -> anyhow::Result<(Namespace, Vec<xdp_fwd:
     // and so does the forwarder's end (the LB node's runs the forwarder).
     let mut pass = Vec::new();
     for (n, dev) in [(router.name(), "f0"), (ns.name(), "eth0")] {
-        pass.push(in_namespace(n, move || -> anyhow::Result<xdp_fwd::PassProgram> {
-            let mut p = xdp_fwd::PassProgram::load()?;
-            p.attach(dev, xdp_fwd::AttachMode::Driver)?;
-            Ok(p)
-        })??);
+        pass.push(in_namespace(
+            n,
+            move || -> anyhow::Result<xdp_fwd::PassProgram> {
+                let mut p = xdp_fwd::PassProgram::load()?;
+                p.attach(dev, xdp_fwd::AttachMode::Driver)?;
+                Ok(p)
+            },
+        )??);
     }
     let vip = format!("{VIP}/32");
-    router.ip(["route", "add", &vip, "via", "10.103.0.2", "dev", "f0", "table", TO_FORWARDER])?;
+    router.ip([
+        "route",
+        "add",
+        &vip,
+        "via",
+        "10.103.0.2",
+        "dev",
+        "f0",
+        "table",
+        TO_FORWARDER,
+    ])?;
     let backend = format!("{}/32", backend_addr(1));
     router.ip(["route", "add", "blackhole", &vip, "table", SINK])?;
     router.ip(["route", "add", "blackhole", &backend, "table", SINK])?;
-    router.ip(["rule", "add", "pref", "100", "iif", "f0", "to", &vip, "lookup", SINK])?;
+    router.ip([
+        "rule", "add", "pref", "100", "iif", "f0", "to", &vip, "lookup", SINK,
+    ])?;
     // Only the encapsulated packets (IP-in-IP, the VIP's encapsulation):
     // the node's health checks to the backend must keep getting through.
-    router.ip(["rule", "add", "pref", "100", "iif", "l1", "to", &backend, "ipproto", "4", "lookup", SINK])?;
+    router.ip([
+        "rule", "add", "pref", "100", "iif", "l1", "to", &backend, "ipproto", "4", "lookup", SINK,
+    ])?;
     Ok((ns, pass))
 }
 
@@ -209,11 +242,28 @@ fn plain_forwarder(cluster: &Cluster) -> anyhow::Result<(Namespace, Vec<xdp_fwd:
 fn steer_to_forwarder(cluster: &Cluster, on: bool) -> anyhow::Result<()> {
     let vip = format!("{VIP}/32");
     let verb = if on { "add" } else { "del" };
-    cluster.router.ip(["rule", verb, "pref", "101", "iif", "c0", "to", &vip, "lookup", TO_FORWARDER])?;
+    cluster.router.ip([
+        "rule",
+        verb,
+        "pref",
+        "101",
+        "iif",
+        "c0",
+        "to",
+        &vip,
+        "lookup",
+        TO_FORWARDER,
+    ])?;
     Ok(())
 }
 
-fn measure(cluster: &Cluster, mode: Mode, opts: &Options, cpu: usize, node_threads: &[i32]) -> anyhow::Result<Sample> {
+fn measure(
+    cluster: &Cluster,
+    mode: Mode,
+    opts: &Options,
+    cpu: usize,
+    node_threads: &[i32],
+) -> anyhow::Result<Sample> {
     let (through, other) = match mode {
         Mode::Xdp => ("l1", "f0"),
         Mode::Kernel => ("f0", "l1"),
@@ -239,13 +289,20 @@ fn measure(cluster: &Cluster, mode: Mode, opts: &Options, cpu: usize, node_threa
     // The packets must really have gone through the node under test only
     // (a few BGP keepalives aside).
     if delivered < sent / 100 || stray > delivered / 100 + 20 {
-        bail!("{}: sent {sent}, {delivered} came back through {through}, {stray} through {other}", mode.name());
+        bail!(
+            "{}: sent {sent}, {delivered} came back through {through}, {stray} through {other}",
+            mode.name()
+        );
     }
     let (busy, softirq, _) = cpu_before.shares_until(&cpu_after);
     Ok(Sample {
         offered_pps: sent as f64 / opts.seconds,
         delivered_pps: delivered as f64 / opts.seconds,
-        node_ns_per_packet: if delivered > 0 { run_after.saturating_sub(run_before) as f64 / delivered as f64 } else { f64::NAN },
+        node_ns_per_packet: if delivered > 0 {
+            run_after.saturating_sub(run_before) as f64 / delivered as f64
+        } else {
+            f64::NAN
+        },
         busy,
         softirq,
     })
@@ -256,10 +313,21 @@ pub fn run(opts: Options) -> anyhow::Result<Report> {
     if opts.rounds == 0 || opts.flows == 0 || !(0.2..=60.0).contains(&opts.seconds) {
         bail!("rounds and flows must be positive and seconds within 0.2..=60");
     }
-    let cluster = Cluster::start(ClusterSpec { lb_nodes: 1, backends: 1, ..Default::default() })?;
+    let cluster = Cluster::start(ClusterSpec {
+        lb_nodes: 1,
+        backends: 1,
+        ..Default::default()
+    })?;
     let vip = format!("{VIP}:{BENCH_PORT}/udp");
     cluster.lbctl_any(&["vip", "add", &vip])?;
-    cluster.lbctl_any(&["backend", "add", &vip, &backend_addr(1).to_string(), "--weight", "100"])?;
+    cluster.lbctl_any(&[
+        "backend",
+        "add",
+        &vip,
+        &backend_addr(1).to_string(),
+        "--weight",
+        "100",
+    ])?;
     cluster.converge(Duration::from_secs(20))?;
     cluster.wait_for_ecmp(1, Duration::from_secs(30))?;
     let (forwarder, _pass) = plain_forwarder(&cluster)?;
@@ -287,7 +355,13 @@ pub fn run(opts: Options) -> anyhow::Result<Report> {
     }
     let summary = |mode: Mode| {
         let of = |f: fn(&Sample) -> f64| -> f64 {
-            median(&samples.iter().filter(|(m, _)| *m == mode).map(|(_, s)| f(s)).collect::<Vec<_>>())
+            median(
+                &samples
+                    .iter()
+                    .filter(|(m, _)| *m == mode)
+                    .map(|(_, s)| f(s))
+                    .collect::<Vec<_>>(),
+            )
         };
         json!({"offered_pps": of(|s| s.offered_pps), "forwarded_pps": of(|s| s.delivered_pps),
                "node_ns_per_packet": of(|s| s.node_ns_per_packet), "cpu_busy": of(|s| s.busy),
@@ -297,20 +371,46 @@ pub fn run(opts: Options) -> anyhow::Result<Report> {
     let g = |v: &serde_json::Value, key: &str| v[key].as_f64().unwrap_or(f64::NAN);
     let row = |mode: Mode, v: &serde_json::Value| {
         let ns = g(v, "node_ns_per_packet");
-        vec![mode.name().to_owned(), format!("{:.0}", g(v, "offered_pps")), format!("{:.0}", g(v, "forwarded_pps")),
-             format!("{ns:.0}"), format!("{:.0}", 1e9 / ns), format!("{:.0}%", 100.0 * g(v, "cpu_busy"))]
+        vec![
+            mode.name().to_owned(),
+            format!("{:.0}", g(v, "offered_pps")),
+            format!("{:.0}", g(v, "forwarded_pps")),
+            format!("{ns:.0}"),
+            format!("{:.0}", 1e9 / ns),
+            format!("{:.0}%", 100.0 * g(v, "cpu_busy")),
+        ]
     };
     let pps_ratio = g(&x, "forwarded_pps") / g(&k, "forwarded_pps");
     let cost_ratio = g(&k, "node_ns_per_packet") / g(&x, "node_ns_per_packet");
     Ok(Report {
         name: "packets/s through one LB node (UDP, 46-byte packets, medians)",
-        header: vec!["PATH THROUGH THE NODE", "OFFERED PPS", "FORWARDED PPS", "NODE CPU NS/PKT", "PPS PER NODE CPU", "FWD CPU BUSY (ALL TASKS)"],
+        header: vec![
+            "PATH THROUGH THE NODE",
+            "OFFERED PPS",
+            "FORWARDED PPS",
+            "NODE CPU NS/PKT",
+            "PPS PER NODE CPU",
+            "FWD CPU BUSY (ALL TASKS)",
+        ],
         rows: vec![
             row(Mode::Xdp, &x),
             row(Mode::Kernel, &k),
-            vec!["xdp vs kernel".into(), "-".into(), format!("{pps_ratio:.2}x"), format!("{cost_ratio:.2}x less"),
-                 format!("{cost_ratio:.2}x"), "-".into()],
-            vec!["linux-ipvs: not run, CONFIG_IP_VS unset".into(), "n/a".into(), "n/a".into(), "n/a".into(), "n/a".into(), "n/a".into()],
+            vec![
+                "ratio xdp / kernel".into(),
+                "-".into(),
+                format!("{pps_ratio:.2}x"),
+                format!("{:.2}x", 1.0 / cost_ratio),
+                format!("{cost_ratio:.2}x"),
+                "-".into(),
+            ],
+            vec![
+                "linux-ipvs: not run, CONFIG_IP_VS unset".into(),
+                "n/a".into(),
+                "n/a".into(),
+                "n/a".into(),
+                "n/a".into(),
+                "n/a".into(),
+            ],
         ],
         data: json!({
             "rounds": opts.rounds, "seconds": opts.seconds, "flows": opts.flows,

@@ -27,7 +27,10 @@ pub fn flood(target: SocketAddr, flows: usize, duration: Duration) -> std::io::R
         })
         .collect::<std::io::Result<Vec<_>>>()?;
     let payload = [0x5au8; PAYLOAD];
-    let mut iov = libc::iovec { iov_base: payload.as_ptr() as *mut libc::c_void, iov_len: PAYLOAD };
+    let mut iov = libc::iovec {
+        iov_base: payload.as_ptr() as *mut libc::c_void,
+        iov_len: PAYLOAD,
+    };
     // SAFETY: mmsghdr is plain data; every field used is set below.
     let mut msgs: Vec<libc::mmsghdr> = (0..BATCH).map(|_| unsafe { std::mem::zeroed() }).collect();
     for m in &mut msgs {
@@ -41,7 +44,14 @@ pub fn flood(target: SocketAddr, flows: usize, duration: Duration) -> std::io::R
             // SAFETY: msgs points at BATCH initialised headers whose single
             // iovec points at `payload`, all alive for the call; the socket
             // is connected, so no address is needed.
-            let n = unsafe { libc::sendmmsg(s.as_raw_fd(), msgs.as_mut_ptr(), BATCH as u32, libc::MSG_DONTWAIT) };
+            let n = unsafe {
+                libc::sendmmsg(
+                    s.as_raw_fd(),
+                    msgs.as_mut_ptr(),
+                    BATCH as u32,
+                    libc::MSG_DONTWAIT,
+                )
+            };
             // Full queues (EAGAIN, ENOBUFS) are the point of a flood: skip.
             if n > 0 {
                 sent += n as u64;

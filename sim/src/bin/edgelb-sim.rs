@@ -128,7 +128,7 @@ fn demo(seconds: u64) -> anyhow::Result<()> {
     let long = traffic::LongLived::start(cluster.client.name(), cluster.vip_tcp(), 30, Duration::from_millis(50));
     let seconds = seconds.clamp(1, 600);
     println!("\nlive: each second 40 new TCP connections and 40 UDP flows; 30 long-lived TCP connections talking throughout");
-    println!("{:>4}  {:<30}  {:<30}  {:<28}  {}", "t", "new TCP per backend", "UDP flows per backend", "packets per LB node", "long-lived round trips");
+    println!("{:>4}  {:<30}  {:<30}  {:<28}  long-lived round trips", "t", "new TCP per backend", "UDP flows per backend", "packets per LB node");
     let mut before = scenario::balance::node_packets(&cluster)?;
     for s in 0..seconds {
         let tcp = traffic::tcp_spread(cluster.client.name(), cluster.vip_tcp(), 40)?;

@@ -23,11 +23,11 @@ pub fn run(connections: usize) -> anyhow::Result<Report> {
     let victim = 2;
     let gone = lb_addr(victim).to_string();
     let sent = Instant::now();
-    let term = {
-        let p = cluster.lbs[victim - 1].process.as_ref().ok_or_else(|| anyhow::anyhow!("node not running"))?;
-        p.signal(libc::SIGTERM);
-    };
-    let _ = term;
+    cluster.lbs[victim - 1]
+        .process
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("node not running"))?
+        .signal(libc::SIGTERM);
     let withdrawn = cluster.wait_next_hops(Duration::from_secs(10), |h| !h.contains(&gone))?;
     let exited = cluster.stop_lb(victim, Duration::from_secs(20));
     let exit_secs = sent.elapsed().as_secs_f64();
