@@ -231,7 +231,9 @@ pub struct BgpSection {
     pub aggregates: Vec<String>,
     /// Graceful restart (RFC 4724) time offered to routers, in seconds
     /// (1..=4095); 0 turns the capability off. Routers keep this node's
-    /// routes that long across a hot restart (SIGUSR2).
+    /// routes that long across a hot restart (SIGUSR2) — and also when the
+    /// daemon dies silently, so keep it short (default 30); a restarted
+    /// node must become ready within half of it.
     #[serde(default = "defaults::graceful_restart_secs")]
     pub graceful_restart_secs: u16,
     /// The routers to announce to (at least one).
@@ -357,7 +359,7 @@ mod defaults {
     pub fn encap_source_v4() -> String { "172.16.0.0/16".into() }
     pub fn encap_source_v6() -> String { "fd00::/96".into() }
     pub fn conn_table_size() -> u32 { 1 << 20 }
-    pub fn graceful_restart_secs() -> u16 { 120 }
+    pub fn graceful_restart_secs() -> u16 { 30 }
     pub fn drain_prepend_count() -> u8 { 3 }
     pub fn udp_flow_timeout_secs() -> u32 { 30 }
     pub fn bgp_port() -> u16 { 179 }

@@ -19,7 +19,7 @@ fn shipped_example_parses() {
     assert_eq!(c.xdp.mode, XdpAttachMode::Driver);
     assert_eq!(c.health.kind, HealthKind::Http);
     assert_eq!(c.bgp.peers[0].port, 179, "default port");
-    assert_eq!(c.bgp.graceful_restart_secs, 120);
+    assert_eq!(c.bgp.graceful_restart_secs, 30);
     assert_eq!((c.drain.prepend_secs, c.drain.prepend_count), (5, 3));
     assert_eq!(c.bgp.med, None);
 }
@@ -63,7 +63,7 @@ fn invalid_values_name_their_field() {
         ("as_path_prepend = 0", "as_path_prepend = 11", "bgp.as_path_prepend"),
         ("aggregates = []", "aggregates = [\"192.0.2.1/24\"]", "bgp.aggregates[0]"),
         ("aggregates = []", "aggregates = [\"192.0.2.0\"]", "bgp.aggregates[0]"),
-        ("graceful_restart_secs = 120", "graceful_restart_secs = 5000", "bgp.graceful_restart_secs"),
+        ("graceful_restart_secs = 30 ", "graceful_restart_secs = 5000", "bgp.graceful_restart_secs"),
         ("prepend_count = 3", "prepend_count = 0", "drain.prepend_count"),
         ("prepend_secs = 5 ", "prepend_secs = 7200 ", "drain.prepend_secs"),
         ("http_path = \"/healthz\"", "http_path = \"healthz\"", "health.http_path"),
