@@ -85,8 +85,10 @@ fn sigterm_withdraws_then_drains_then_ceases_and_detaches() {
         .wait_next_hops(Duration::from_secs(30), |h| h.len() == 3)
         .unwrap_or_else(|e| panic!("node 3 announces again: {e}\n{}", cluster.log_tails(20)));
     assert!(pin_dir.exists(), "maps pinned at {}", pin_dir.display());
-    let xdp = cluster.lbs[2].ns.ip(["link", "show", "eth0"]).unwrap();
-    assert!(String::from_utf8_lossy(&xdp.stdout).contains("xdpdrv"), "XDP attached in driver mode");
+    // `ip -j`: "xdp": {"mode": 1} is XDP_ATTACHED_DRV (2 would be generic).
+    let xdp = cluster.lbs[2].ns.ip(["-j", "link", "show", "eth0"]).unwrap();
+    let link: serde_json::Value = serde_json::from_slice(&xdp.stdout).expect("ip -j output");
+    assert_eq!(link[0]["xdp"]["mode"], 1, "XDP attached in driver mode: {link}");
 
     // Existing flows keep reaching node 3 after its route is gone (as a
     // router's flow cache or a slow peer would): pin the client's traffic
