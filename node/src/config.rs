@@ -130,18 +130,12 @@ pub struct AdminSection {
 }
 
 /// `[metrics]`: the Prometheus scrape endpoint.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsSection {
     /// Address serving `/metrics`; omit to disable.
     #[serde(default)]
     pub listen: Option<SocketAddr>,
-}
-
-impl Default for MetricsSection {
-    fn default() -> Self {
-        Self { listen: None }
-    }
 }
 
 /// Log output format.

@@ -176,7 +176,7 @@ impl AdminHandler for Handler {
                     Ok(state) => Response::Vips {
                         version: state.version,
                         vips: state.vips.values().cloned().collect(),
-                        settings: state.settings.clone(),
+                        settings: state.settings,
                     },
                     Err(e) => error(e),
                 },

@@ -159,8 +159,7 @@ pub async fn run(config: Config, mut stop: watch::Receiver<Option<StopKind>>) ->
         source_v6: config.encap_source_v6().map_err(|e| anyhow!("xdp.encap_source_v6: {e}"))?,
         udp_timeout: Duration::from_secs(u64::from(config.xdp.udp_flow_timeout_secs)),
     };
-    let mut capacity = xdp_fwd::Capacity::default();
-    capacity.flows = config.xdp.conn_table_size;
+    let capacity = xdp_fwd::Capacity { flows: config.xdp.conn_table_size, ..Default::default() };
     let forwarder = Forwarder::load_with(LoadOptions { pin_dir: Some(config.xdp.pin_dir.clone()), capacity })
         .context("loading the XDP forwarder")?;
     tracing::info!(adopted = forwarder.adopted(), pin_dir = %config.xdp.pin_dir.display(), "XDP forwarder loaded");
