@@ -15,8 +15,8 @@ pub mod map_name {
     pub const RING: &str = "RING";
     /// Backend id -> [`crate::Backend`].
     pub const BACKENDS: &str = "BACKENDS";
-    /// Per-CPU LRU connection table [`crate::FlowKey`] -> [`crate::FlowEntry`].
-    pub const FLOWS: &str = "FLOWS";
+    /// Per-CPU set-associative connection cache: set index -> [`crate::ConnSet`].
+    pub const CONN_CACHE: &str = "CONN_CACHE";
     /// Per-CPU global counters indexed by [`crate::stats::stat`].
     pub const STATS: &str = "STATS";
     /// Per-CPU [`crate::Traffic`] per VIP index.
@@ -37,7 +37,7 @@ pub mod capacity {
     pub const BACKENDS: u32 = 4096;
     /// Largest Maglev table (slots) a VIP may use.
     pub const TABLE: u32 = 65537;
-    /// Connection-table entries (flows).
+    /// Connection-cache entries (flows) per CPU.
     pub const FLOWS: u32 = 65536;
     /// Interfaces in the device map.
     pub const TX_PORTS: u32 = 64;
@@ -129,9 +129,10 @@ pub struct Backend {
     pub _pad: [u8; 3],
 }
 
-/// Key of the connection table (and input of the flow hash): the 5-tuple
-/// as the packet carries it.
-#[repr(C)]
+/// Key of the connection cache (and input of the flow hash): the 5-tuple
+/// as the packet carries it. 8-aligned so the program compares it in five
+/// 64-bit words (the BPF verifier wants aligned stack access).
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     /// Source address words (client).
@@ -146,24 +147,6 @@ pub struct FlowKey {
     pub proto: u8,
     /// Always zero.
     pub _pad: [u8; 3],
-}
-
-/// Value of the connection table.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FlowEntry {
-    /// Backend id chosen for the flow.
-    pub backend: u32,
-    /// [`Backend::generation`] when chosen; a mismatch means the id was reused.
-    /// Generations start at 1, so a zeroed value (what other CPUs see of a
-    /// per-CPU entry inserted on one CPU) never matches.
-    pub generation: u32,
-    /// The flow hash (encapsulation entropy), cached so hits skip hashing.
-    pub hash: u32,
-    /// Always zero.
-    pub _pad: u32,
-    /// `bpf_ktime_get_coarse_ns` of the last UDP packet (UDP entries expire).
-    pub last_seen_ns: u64,
 }
 
 /// Value of the NEXT_HOPS map: a cached route lookup for one backend.
@@ -220,6 +203,11 @@ pub struct Settings {
     /// Bits of the last outer IPv6 source word taken from the flow hash, as
     /// for IPv4.
     pub src_v6_hash_mask: u32,
+    /// Connection-cache sets minus one (the sets are a power of two; see
+    /// [`crate::conn`]).
+    pub conn_set_mask: u32,
+    /// Always zero.
+    pub _pad2: u32,
 }
 
 /// Packets and bytes, one per-CPU element per VIP or backend.
@@ -241,7 +229,7 @@ mod pod {
     unsafe impl aya::Pod for super::AddrKey {}
     unsafe impl aya::Pod for super::Backend {}
     unsafe impl aya::Pod for super::FlowKey {}
-    unsafe impl aya::Pod for super::FlowEntry {}
+    unsafe impl aya::Pod for crate::ConnSet {}
     unsafe impl aya::Pod for super::Settings {}
     unsafe impl aya::Pod for super::Traffic {}
 }
@@ -259,8 +247,7 @@ mod tests {
         assert_eq!(size_of::<VipMeta>(), 16);
         assert_eq!(size_of::<Backend>(), 24);
         assert_eq!(size_of::<FlowKey>(), 40);
-        assert_eq!(size_of::<FlowEntry>(), 24);
-        assert_eq!(size_of::<Settings>(), 48);
+        assert_eq!(size_of::<Settings>(), 56);
         assert_eq!(size_of::<Traffic>(), 16);
         assert_eq!(size_of::<NextHop>(), 32);
     }

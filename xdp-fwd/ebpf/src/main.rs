@@ -4,7 +4,7 @@
 //!
 //! 1. [`parse`]: Ethernet (+802.1Q), IPv4 / IPv6, TCP / UDP / ICMP(v6).
 //! 2. [`select::vip_lookup`]: (address, port, protocol), then port 0.
-//! 3. [`select::select_backend`]: connection table, else flow hash + Maglev.
+//! 3. [`select::select_backend`]: [`conn`] cache, else flow hash + Maglev.
 //! 4. [`encap::encapsulate`]: IP-in-IP or GUE towards the backend.
 //! 5. [`transmit::transmit`]: `bpf_fib_lookup`, then XDP_TX or XDP_REDIRECT.
 //!
@@ -17,6 +17,7 @@
 #![no_std]
 #![no_main]
 
+mod conn;
 mod csum;
 mod encap;
 mod icmp;

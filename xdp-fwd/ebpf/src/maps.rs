@@ -2,11 +2,11 @@
 //! big ones at load time (node-local settings).
 use aya_ebpf::{
     macros::map,
-    maps::{Array, DevMapHash, HashMap, LruPerCpuHashMap, PerCpuArray},
+    maps::{Array, DevMapHash, HashMap, PerCpuArray},
 };
 use xdp_fwd_common::{
-    capacity, stats::stat, AddrKey, Backend, FlowEntry, FlowKey, NextHop, Settings, Traffic,
-    VipKey, VipMeta,
+    capacity, stats::stat, AddrKey, Backend, ConnSet, NextHop, Settings, Traffic, VipKey,
+    VipMeta,
 };
 
 /// Cluster and node settings, one element.
@@ -29,10 +29,10 @@ pub static RING: Array<u32> = Array::with_max_entries(capacity::VIPS * 2 * capac
 #[map]
 pub static BACKENDS: Array<Backend> = Array::with_max_entries(capacity::BACKENDS, 0);
 
-/// Per-CPU connection table.
+/// Per-CPU set-associative connection cache (see `conn`). The loader sizes
+/// it; this default is one set.
 #[map]
-pub static FLOWS: LruPerCpuHashMap<FlowKey, FlowEntry> =
-    LruPerCpuHashMap::with_max_entries(capacity::FLOWS, 0);
+pub static CONN_CACHE: PerCpuArray<ConnSet> = PerCpuArray::with_max_entries(1, 0);
 
 /// Global counters.
 #[map]

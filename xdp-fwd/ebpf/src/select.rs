@@ -1,11 +1,15 @@
-//! Steps 2-5: VIP lookup, connection table, flow hash and Maglev table.
-use aya_ebpf::helpers::generated::bpf_ktime_get_coarse_ns;
+//! Steps 2-3: VIP lookup; backend from the connection cache, else from the
+//! flow hash and the Maglev table.
+use aya_ebpf::helpers::generated::{bpf_jiffies64, bpf_ktime_get_coarse_ns};
 use xdp_fwd_common::{
-    flow_hash, maglev_slot, proto, stats::stat, AddrKey, Backend, FlowEntry, FlowKey, Settings,
+    flow_hash, maglev_slot, proto, stats::stat, AddrKey, Backend, ConnEntry, FlowKey, Settings,
     VipKey, VipMeta, NO_BACKEND,
 };
 
-use crate::maps::{count, BACKENDS, FLOWS, RING, VIPS, VIP_ADDRS};
+use crate::{
+    conn,
+    maps::{count, BACKENDS, RING, VIPS, VIP_ADDRS},
+};
 
 /// The VIP of (`addr`, `port`, `protocol`): exact port first, then port 0.
 #[inline(always)]
@@ -46,7 +50,7 @@ pub struct Chosen {
     pub hash: u32,
 }
 
-/// Picks the backend: an established flow keeps its connection-table entry;
+/// Picks the backend: an established flow keeps its connection-cache entry;
 /// a new flow (TCP SYN, or no usable entry) goes by the VIP's current Maglev
 /// table and is remembered. `Err` carries the drop counter.
 #[inline(always)]
@@ -59,13 +63,22 @@ pub fn select_backend(
     let is_udp = flow.proto == proto::UDP;
     // Only UDP entries expire, so only UDP pays for the clock (the coarse
     // one: tick resolution is plenty for timeouts of seconds).
-    let now = if is_udp {
+    let now_ns = if is_udp {
         unsafe { bpf_ktime_get_coarse_ns() }
     } else {
         0
     };
-    if !new_flow {
-        if let Some(chosen) = lru_lookup(flow, settings, is_udp, now) {
+    // SAFETY: no arguments; the verifier inlines it to a load.
+    let now_jiffies = unsafe { bpf_jiffies64() } as u32;
+    let set = conn::set_of(flow, settings);
+    let way = set.and_then(|s| conn::find(s, flow));
+    if let (Some(entry), false) = (way, new_flow) {
+        if let Some(chosen) = cached_choice(entry, settings, is_udp, now_ns) {
+            // SAFETY: this CPU's copy of the map value.
+            unsafe {
+                (*entry).touched = now_jiffies;
+                (*entry).udp_seen_ns = now_ns;
+            }
             count(stat::LRU_HIT);
             return Ok(chosen);
         }
@@ -74,40 +87,60 @@ pub fn select_backend(
     let hash = flow_hash(flow, settings.hash_seed, vip.flags);
     let id = table_lookup(vip, settings, hash).ok_or(stat::DROP_NO_BACKEND)?;
     let backend = live_backend(id).ok_or(stat::DROP_NO_BACKEND)?;
-    let entry = FlowEntry {
-        backend: id,
-        generation: backend.generation,
-        hash,
-        _pad: 0,
-        last_seen_ns: now,
-    };
-    // A full table evicts its least recently used entry; failure only costs
-    // stickiness, never the packet.
-    let _ = FLOWS.insert(flow, entry, 0);
+    if let Some(set) = set {
+        // The flow's own way if it has one (SYN on a reused tuple, stale or
+        // expired entry), else an empty or the least recently used way.
+        let slot = way.unwrap_or_else(|| {
+            let v = conn::victim(set, now_jiffies);
+            // SAFETY: as above.
+            if unsafe { (*v).generation } != 0 {
+                count(stat::LRU_EVICTED);
+            }
+            v
+        });
+        // SAFETY: as above.
+        unsafe {
+            *slot = ConnEntry {
+                key: *flow,
+                backend: id,
+                generation: backend.generation,
+                hash,
+                touched: now_jiffies,
+                udp_seen_ns: now_ns,
+            }
+        };
+    }
     Ok(Chosen { id, backend, hash })
 }
 
+/// The backend of a cached entry, if it may still be used: its backend id
+/// was not handed to another backend since (generation), and a UDP entry
+/// has not timed out.
 #[inline(always)]
-fn lru_lookup(flow: &FlowKey, settings: &Settings, is_udp: bool, now: u64) -> Option<Chosen> {
-    let entry = FLOWS.get_ptr_mut(flow)?;
-    // SAFETY: per-CPU LRU value; only this CPU writes it.
-    let e = unsafe { *entry };
-    let backend = live_backend(e.backend)?;
-    // The id was handed to another backend since (the flow's backend is
-    // gone), or this CPU's value is the zeroed one the kernel leaves when
-    // another CPU inserted the flow: generations start at 1, so 0 never
-    // matches.
-    if backend.generation != e.generation {
+fn cached_choice(
+    entry: *mut ConnEntry,
+    settings: &Settings,
+    is_udp: bool,
+    now_ns: u64,
+) -> Option<Chosen> {
+    // SAFETY: this CPU's copy of the map value.
+    let (id, generation, hash, seen) = unsafe {
+        (
+            (*entry).backend,
+            (*entry).generation,
+            (*entry).hash,
+            (*entry).udp_seen_ns,
+        )
+    };
+    let backend = live_backend(id)?;
+    if backend.generation != generation {
         return None;
     }
-    if is_udp {
-        if now.wrapping_sub(e.last_seen_ns) > settings.udp_timeout_ns {
-            count(stat::LRU_UDP_EXPIRED);
-            return None;
-        }
-        unsafe { (*entry).last_seen_ns = now };
+    if is_udp && now_ns.wrapping_sub(seen) > settings.udp_timeout_ns {
+        count(stat::LRU_UDP_EXPIRED);
+        return None;
     }
-    Some(Chosen { id: e.backend, backend, hash: e.hash })
+    Some(Chosen { id, backend, hash })
 }
 
 /// The backend id in the VIP's live Maglev table for `hash`.

@@ -163,7 +163,7 @@ impl PassProgram {
             map_name::RING,
             map_name::BACKENDS,
             map_name::BACKEND_STATS,
-            map_name::FLOWS,
+            map_name::CONN_CACHE,
             map_name::NEXT_HOPS,
         ] {
             loader.map_max_entries(name, 1);

@@ -21,8 +21,8 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use xdp_fwd_common::{
-    addr_words, capacity, map_name, port_raw, stats::stat, AddrKey, FlowKey, Settings, Traffic,
-    VipKey, VipMeta,
+    addr_words, capacity, conn::MAX_CONN_SETS, conn_sets, map_name, port_raw, stats::stat,
+    AddrKey, FlowKey, Settings, Traffic, VipKey, VipMeta, CONN_WAYS,
 };
 
 use crate::{
@@ -41,7 +41,7 @@ const PINNED_MAPS: [&str; 10] = [
     map_name::VIP_ADDRS,
     map_name::RING,
     map_name::BACKENDS,
-    map_name::FLOWS,
+    map_name::CONN_CACHE,
     map_name::STATS,
     map_name::VIP_STATS,
     map_name::BACKEND_STATS,
@@ -57,7 +57,8 @@ pub struct Capacity {
     pub backends: u32,
     /// Largest Maglev table (slots) accepted by [`Forwarder::set_table`].
     pub table_size: u32,
-    /// Connection-table entries (flows; each keeps one value per CPU).
+    /// Connection-cache entries (flows) per CPU: rounded up so that
+    /// `flows / CONN_WAYS` is a power of two (64 bytes each per CPU).
     pub flows: u32,
 }
 
@@ -104,6 +105,8 @@ pub struct Forwarder {
     backends: BackendRegistry,
     attachments: HashMap<String, Attachment>,
     adopted: bool,
+    /// Sets of the connection cache (from `Capacity::flows`).
+    conn_sets: u32,
 }
 
 impl Forwarder {
@@ -123,6 +126,13 @@ impl Forwarder {
         let ring = u64::from(cap.vips) * 2 * u64::from(cap.table_size);
         let ring = u32::try_from(ring)
             .map_err(|_| Error::Invalid(format!("RING of {ring} slots is too large")))?;
+        let conn_sets = conn_sets(cap.flows).ok_or_else(|| {
+            Error::Invalid(format!(
+                "a connection cache of {} flows is too large (at most {})",
+                cap.flows,
+                u64::from(MAX_CONN_SETS) * CONN_WAYS as u64
+            ))
+        })?;
 
         let pin_paths: Vec<(&'static str, PathBuf)> = match &options.pin_dir {
             Some(dir) => {
@@ -140,7 +150,7 @@ impl Forwarder {
             (map_name::RING, ring),
             (map_name::BACKENDS, cap.backends),
             (map_name::BACKEND_STATS, cap.backends),
-            (map_name::FLOWS, cap.flows),
+            (map_name::CONN_CACHE, conn_sets),
         ];
         if adopted {
             check_pinned_sizes(&pin_paths, &sizes)?;
@@ -166,6 +176,7 @@ impl Forwarder {
             attachments: HashMap::new(),
             options,
             adopted,
+            conn_sets,
         };
         if adopted {
             fwd.recover()?;
@@ -189,7 +200,7 @@ impl Forwarder {
 
     /// Writes the data-plane settings.
     pub fn set_settings(&mut self, settings: &ForwarderSettings) -> Result<()> {
-        let value = settings.to_map(self.options.capacity.table_size)?;
+        let value = settings.to_map(self.options.capacity.table_size, self.conn_sets)?;
         let mut map: Array<_, Settings> = Array::try_from(self.map_mut(map_name::SETTINGS)?)?;
         map.set(0, value, 0)?;
         Ok(())
@@ -392,7 +403,7 @@ impl Forwarder {
     }
 }
 
-/// The flow key of a tuple (the connection-table key and hash input).
+/// The flow key of a tuple (the connection-cache key and hash input).
 pub fn flow_key(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, proto: u8) -> FlowKey {
     FlowKey {
         src: addr_words(src).0,

@@ -21,6 +21,13 @@ impl Forwarder {
                 settings.ring_stride, self.options.capacity.table_size
             )));
         }
+        if settings.conn_set_mask != self.conn_sets.wrapping_sub(1) {
+            return Err(Error::Invalid(format!(
+                "pinned settings use {} connection-cache sets, this process {}",
+                settings.conn_set_mask.wrapping_add(1),
+                self.conn_sets
+            )));
+        }
         let backends: Vec<Backend> = {
             let map: Array<_, Backend> = Array::try_from(self.map(map_name::BACKENDS)?)?;
             map.iter().collect::<std::result::Result<_, _>>()?
