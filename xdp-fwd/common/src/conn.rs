@@ -15,12 +15,11 @@ use crate::FlowKey;
 pub const CONN_WAYS: usize = 4;
 
 /// Largest number of sets (keeps `sets * CONN_WAYS` and the map's memory
-/// within reason; 2^24 sets are 4 GiB per CPU).
+/// within reason; 2^24 sets are 4.5 GiB per CPU).
 pub const MAX_CONN_SETS: u32 = 1 << 24;
 
-/// One cached flow: its full key, where it goes, and its ages.
-///
-/// 64 bytes: one cache line per way.
+/// One cached flow: its full key, where it goes, its VIP and its ages.
+/// 72 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnEntry {
@@ -36,10 +35,21 @@ pub struct ConnEntry {
     pub hash: u32,
     /// Low 32 bits of `bpf_jiffies64` at the last packet (the set's LRU order).
     pub touched: u32,
-    /// `bpf_ktime_get_coarse_ns` of the last packet, UDP only (UDP entries
-    /// expire; TCP entries leave it 0).
-    pub udp_seen_ns: u64,
+    /// Index of the flow's VIP ([`crate::VipMeta::index`]).
+    pub vip_index: u32,
+    /// [`crate::VipEpoch::epoch`] of that index when cached: while it still
+    /// matches, a hit skips the VIP hash lookup.
+    pub vip_epoch: u32,
+    /// UDP only (UDP entries expire): `bpf_ktime_get_coarse_ns() >>`
+    /// [`UDP_CLOCK_SHIFT`] at the last packet. TCP entries leave it 0.
+    pub udp_seen: u32,
+    /// Always zero.
+    pub _pad: u32,
 }
+
+/// UDP entry ages are kept in units of 2^20 ns (about a millisecond) so they
+/// fit 32 bits (wrapping after 52 days, far beyond any timeout).
+pub const UDP_CLOCK_SHIFT: u32 = 20;
 
 /// One set of the connection cache: the value type of CONN_CACHE.
 #[repr(C)]
@@ -100,9 +110,9 @@ mod tests {
     }
 
     #[test]
-    fn layout_is_a_cache_line_per_way() {
-        assert_eq!(size_of::<ConnEntry>(), 64);
-        assert_eq!(size_of::<ConnSet>(), 64 * CONN_WAYS);
+    fn layouts_have_no_hidden_padding() {
+        assert_eq!(size_of::<ConnEntry>(), 72);
+        assert_eq!(size_of::<ConnSet>(), 72 * CONN_WAYS);
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub mod map_name {
     pub const BACKEND_STATS: &str = "BACKEND_STATS";
     /// Device map (ifindex -> ifindex) of interfaces the program may redirect to.
     pub const TX_PORTS: &str = "TX_PORTS";
+    /// VIP index -> [`crate::VipEpoch`] (what a cached flow needs of its VIP).
+    pub const VIP_EPOCHS: &str = "VIP_EPOCHS";
     /// Per-CPU cache of `bpf_fib_lookup` results per backend id ([`crate::NextHop`]).
     pub const NEXT_HOPS: &str = "NEXT_HOPS";
 }
@@ -112,6 +114,23 @@ pub struct VipMeta {
     pub encap: u8,
     /// Always zero.
     pub _pad: [u8; 2],
+}
+
+/// Value of the VIP_EPOCHS map, per VIP index: lets a connection-cache hit
+/// skip the VIP hash lookup.
+///
+/// Userspace gives the index a new epoch whenever the VIP at that index is
+/// added, changed or removed, so entries cached before stop taking the
+/// shortcut (they then go through the VIP lookup and keep their backend).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VipEpoch {
+    /// Current epoch of the index; 0 = no VIP (never matches).
+    pub epoch: u32,
+    /// The VIP's [`VipMeta::encap`].
+    pub encap: u8,
+    /// Always zero.
+    pub _pad: [u8; 3],
 }
 
 /// Value of the BACKENDS map.
@@ -226,6 +245,7 @@ mod pod {
     // bit pattern is a valid value.
     unsafe impl aya::Pod for super::VipKey {}
     unsafe impl aya::Pod for super::VipMeta {}
+    unsafe impl aya::Pod for super::VipEpoch {}
     unsafe impl aya::Pod for super::AddrKey {}
     unsafe impl aya::Pod for super::Backend {}
     unsafe impl aya::Pod for super::FlowKey {}
@@ -245,6 +265,7 @@ mod tests {
         assert_eq!(size_of::<VipKey>(), 20);
         assert_eq!(size_of::<AddrKey>(), 20);
         assert_eq!(size_of::<VipMeta>(), 16);
+        assert_eq!(size_of::<VipEpoch>(), 8);
         assert_eq!(size_of::<Backend>(), 24);
         assert_eq!(size_of::<FlowKey>(), 40);
         assert_eq!(size_of::<Settings>(), 56);

@@ -5,8 +5,8 @@ use aya_ebpf::{
     maps::{Array, DevMapHash, HashMap, PerCpuArray},
 };
 use xdp_fwd_common::{
-    capacity, stats::stat, AddrKey, Backend, ConnSet, NextHop, Settings, Traffic, VipKey,
-    VipMeta,
+    capacity, stats::stat, AddrKey, Backend, ConnSet, NextHop, Settings, Traffic, VipEpoch,
+    VipKey, VipMeta,
 };
 
 /// Cluster and node settings, one element.
@@ -16,6 +16,10 @@ pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 /// VIPs by (address, port, protocol).
 #[map]
 pub static VIPS: HashMap<VipKey, VipMeta> = HashMap::with_max_entries(capacity::VIPS, 0);
+
+/// Per VIP index: epoch and encapsulation, for connection-cache hits.
+#[map]
+pub static VIP_EPOCHS: Array<VipEpoch> = Array::with_max_entries(capacity::VIPS, 0);
 
 /// Addresses carrying at least one VIP (ICMP echo and fragment policy).
 #[map]

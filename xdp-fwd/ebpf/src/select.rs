@@ -3,12 +3,12 @@
 use aya_ebpf::helpers::generated::{bpf_jiffies64, bpf_ktime_get_coarse_ns};
 use xdp_fwd_common::{
     flow_hash, maglev_slot, proto, stats::stat, AddrKey, Backend, ConnEntry, FlowKey, Settings,
-    VipKey, VipMeta, NO_BACKEND,
+    VipEpoch, VipKey, VipMeta, NO_BACKEND, UDP_CLOCK_SHIFT,
 };
 
 use crate::{
     conn,
-    maps::{count, BACKENDS, RING, VIPS, VIP_ADDRS},
+    maps::{count, BACKENDS, RING, VIPS, VIP_ADDRS, VIP_EPOCHS},
 };
 
 /// The VIP of (`addr`, `port`, `protocol`): exact port first, then port 0.
@@ -50,9 +50,80 @@ pub struct Chosen {
     pub hash: u32,
 }
 
-/// Picks the backend: an established flow keeps its connection-cache entry;
-/// a new flow (TCP SYN, or no usable entry) goes by the VIP's current Maglev
-/// table and is remembered. `Err` carries the drop counter.
+/// The VIP a forwarded packet is counted and encapsulated for.
+#[derive(Clone, Copy)]
+pub struct VipRef {
+    /// [`VipMeta::index`].
+    pub index: u32,
+    /// [`VipMeta::encap`].
+    pub encap: u8,
+}
+
+/// The clocks an entry is aged with, read once per packet.
+#[derive(Clone, Copy)]
+struct Clocks {
+    /// Low 32 bits of jiffies (LRU order within a set).
+    jiffies: u32,
+    /// Coarse time in 2^20 ns units, UDP only (0 for TCP).
+    udp: u32,
+    /// UDP: entries expire.
+    is_udp: bool,
+}
+
+impl Clocks {
+    #[inline(always)]
+    fn now(is_udp: bool) -> Self {
+        // Only UDP entries expire, so only UDP pays for the clock helper
+        // (the coarse one: tick resolution is plenty for timeouts of seconds).
+        let udp = if is_udp {
+            // SAFETY: helper without arguments.
+            (unsafe { bpf_ktime_get_coarse_ns() } >> UDP_CLOCK_SHIFT) as u32
+        } else {
+            0
+        };
+        Clocks {
+            // SAFETY: as above; the verifier inlines it to a load.
+            jiffies: unsafe { bpf_jiffies64() } as u32,
+            udp,
+            is_udp,
+        }
+    }
+}
+
+/// Established-flow shortcut, tried before the VIP lookup: the cached
+/// backend and VIP of `flow`, if its entry is usable and its VIP has not
+/// changed since (same [`VipEpoch`]). `None` sends the packet the long way
+/// (VIP lookup, then [`select_backend`]), which also counts the reason.
+#[inline(always)]
+pub fn cached_flow(flow: &FlowKey, settings: &Settings) -> Option<(Chosen, VipRef)> {
+    let set = conn::set_of(flow, settings)?;
+    let entry = conn::find(set, flow)?;
+    // SAFETY: this CPU's copy of the map value.
+    let (vip_index, vip_epoch) = unsafe { ((*entry).vip_index, (*entry).vip_epoch) };
+    let vip = VIP_EPOCHS.get(vip_index)?;
+    if vip.epoch != vip_epoch || vip_epoch == 0 {
+        return None;
+    }
+    let clocks = Clocks::now(flow.proto == proto::UDP);
+    let chosen = cached_backend(entry)?;
+    if expired(entry, settings, clocks) {
+        return None;
+    }
+    touch(entry, clocks);
+    count(stat::LRU_HIT);
+    Some((
+        chosen,
+        VipRef {
+            index: vip_index,
+            encap: vip.encap,
+        },
+    ))
+}
+
+/// Picks the backend of a packet to `vip`: an established flow keeps its
+/// connection-cache entry; a new flow (TCP SYN, or no usable entry) goes by
+/// the VIP's current Maglev table and is remembered. `Err` carries the drop
+/// counter.
 #[inline(always)]
 pub fn select_backend(
     flow: &FlowKey,
@@ -60,27 +131,23 @@ pub fn select_backend(
     settings: &Settings,
     new_flow: bool,
 ) -> Result<Chosen, u32> {
-    let is_udp = flow.proto == proto::UDP;
-    // Only UDP entries expire, so only UDP pays for the clock (the coarse
-    // one: tick resolution is plenty for timeouts of seconds).
-    let now_ns = if is_udp {
-        unsafe { bpf_ktime_get_coarse_ns() }
-    } else {
-        0
-    };
-    // SAFETY: no arguments; the verifier inlines it to a load.
-    let now_jiffies = unsafe { bpf_jiffies64() } as u32;
+    let clocks = Clocks::now(flow.proto == proto::UDP);
+    let vip_epoch = VIP_EPOCHS.get(vip.index).map_or(0, |e| e.epoch);
     let set = conn::set_of(flow, settings);
     let way = set.and_then(|s| conn::find(s, flow));
     if let (Some(entry), false) = (way, new_flow) {
-        if let Some(chosen) = cached_choice(entry, settings, is_udp, now_ns) {
-            // SAFETY: this CPU's copy of the map value.
-            unsafe {
-                (*entry).touched = now_jiffies;
-                (*entry).udp_seen_ns = now_ns;
+        if let Some(chosen) = cached_backend(entry) {
+            if !expired(entry, settings, clocks) {
+                touch(entry, clocks);
+                // SAFETY: this CPU's copy of the map value.
+                unsafe {
+                    (*entry).vip_index = vip.index;
+                    (*entry).vip_epoch = vip_epoch;
+                }
+                count(stat::LRU_HIT);
+                return Ok(chosen);
             }
-            count(stat::LRU_HIT);
-            return Ok(chosen);
+            count(stat::LRU_UDP_EXPIRED);
         }
     }
     count(stat::LRU_MISS);
@@ -91,7 +158,7 @@ pub fn select_backend(
         // The flow's own way if it has one (SYN on a reused tuple, stale or
         // expired entry), else an empty or the least recently used way.
         let slot = way.unwrap_or_else(|| {
-            let v = conn::victim(set, now_jiffies);
+            let v = conn::victim(set, clocks.jiffies);
             // SAFETY: as above.
             if unsafe { (*v).generation } != 0 {
                 count(stat::LRU_EVICTED);
@@ -105,42 +172,49 @@ pub fn select_backend(
                 backend: id,
                 generation: backend.generation,
                 hash,
-                touched: now_jiffies,
-                udp_seen_ns: now_ns,
+                touched: clocks.jiffies,
+                vip_index: vip.index,
+                vip_epoch,
+                udp_seen: clocks.udp,
+                _pad: 0,
             }
         };
     }
     Ok(Chosen { id, backend, hash })
 }
 
-/// The backend of a cached entry, if it may still be used: its backend id
-/// was not handed to another backend since (generation), and a UDP entry
-/// has not timed out.
+/// The backend of a cached entry, if its id was not handed to another
+/// backend since (generations start at 1, so an empty way never matches).
 #[inline(always)]
-fn cached_choice(
-    entry: *mut ConnEntry,
-    settings: &Settings,
-    is_udp: bool,
-    now_ns: u64,
-) -> Option<Chosen> {
+fn cached_backend(entry: *mut ConnEntry) -> Option<Chosen> {
     // SAFETY: this CPU's copy of the map value.
-    let (id, generation, hash, seen) = unsafe {
-        (
-            (*entry).backend,
-            (*entry).generation,
-            (*entry).hash,
-            (*entry).udp_seen_ns,
-        )
-    };
+    let (id, generation, hash) = unsafe { ((*entry).backend, (*entry).generation, (*entry).hash) };
     let backend = live_backend(id)?;
     if backend.generation != generation {
         return None;
     }
-    if is_udp && now_ns.wrapping_sub(seen) > settings.udp_timeout_ns {
-        count(stat::LRU_UDP_EXPIRED);
-        return None;
-    }
     Some(Chosen { id, backend, hash })
+}
+
+/// Whether a UDP entry has been idle longer than the UDP timeout.
+#[inline(always)]
+fn expired(entry: *mut ConnEntry, settings: &Settings, clocks: Clocks) -> bool {
+    if !clocks.is_udp {
+        return false;
+    }
+    // SAFETY: as above.
+    let seen = unsafe { (*entry).udp_seen };
+    u64::from(clocks.udp.wrapping_sub(seen)) > settings.udp_timeout_ns >> UDP_CLOCK_SHIFT
+}
+
+/// Marks a used entry: LRU order and, for UDP, the expiry clock.
+#[inline(always)]
+fn touch(entry: *mut ConnEntry, clocks: Clocks) {
+    // SAFETY: this CPU's copy of the map value.
+    unsafe {
+        (*entry).touched = clocks.jiffies;
+        (*entry).udp_seen = clocks.udp;
+    }
 }
 
 /// The backend id in the VIP's live Maglev table for `hash`.

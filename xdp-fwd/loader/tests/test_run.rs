@@ -530,6 +530,54 @@ fn connection_table_is_per_cpu() {
     assert_eq!((s.get(stat::LRU_HIT), s.get(stat::LRU_MISS)), (1, 2));
 }
 
+/// Established flows skip the VIP lookup while their VIP is unchanged
+/// (VIP_EPOCHS): a changed VIP applies to them at once, with the backend
+/// kept, and a removed VIP stops them even though their backend is still
+/// live for another VIP.
+#[test]
+fn cached_flows_follow_vip_changes_and_removal() {
+    let lab = RouteLab::new("vipchg");
+    let mut fwd = forwarder();
+    let vip = Vip::new(ip("203.0.113.7"), 80, Protocol::Tcp);
+    let sibling = Vip::new(ip("203.0.113.8"), 80, Protocol::Tcp);
+    serve(&mut fwd, vip, VipOptions::default(), &V4_BACKENDS);
+    serve(&mut fwd, sibling, VipOptions::default(), &V4_BACKENDS);
+    let syn = tcp("192.0.2.10", "203.0.113.7", 40000, 80, tcp_flags::SYN);
+    let ack = tcp("192.0.2.10", "203.0.113.7", 40000, 80, tcp_flags::ACK);
+    let first = assert_forwarded(&lab, &mut fwd, &syn, &V4_BACKENDS, 0, Expect::IpIp);
+    assert_forwarded(&lab, &mut fwd, &ack, &V4_BACKENDS, 0, Expect::IpIp);
+    assert_eq!(fwd.counter(stat::LRU_HIT).unwrap(), 1);
+
+    // New options: the cached flow is encapsulated the new way.
+    let gue = VipOptions {
+        encap: Encap::Gue,
+        ..Default::default()
+    };
+    fwd.set_vip(vip, gue).unwrap();
+    assert_forwarded(&lab, &mut fwd, &ack, &V4_BACKENDS, 0, Expect::Gue(6080));
+    // ... and keeps its backend when the table moves.
+    let other = ip("10.200.0.99");
+    fwd.set_table(&vip, &[first, other], &[1; M]).unwrap();
+    let run = |fwd: &mut Forwarder| {
+        lab.ns
+            .run(|| fwd.test_run_on(&ack.build(), lab.fwd0, 1))
+            .unwrap()
+    };
+    assert_eq!(outer_dst(&run(&mut fwd).frame), first);
+    assert_eq!(fwd.counter(stat::LRU_HIT).unwrap(), 3);
+
+    // Removed: not a VIP any more, although `first` still serves `sibling`.
+    fwd.remove_vip(&vip).unwrap();
+    let out = run(&mut fwd);
+    assert_eq!(out.verdict, verdict::PASS);
+    assert_eq!(out.frame, ack.build());
+    // Its index goes to a new VIP: the old flow's entry does not match it.
+    let newcomer = Vip::new(ip("203.0.113.9"), 80, Protocol::Tcp);
+    serve(&mut fwd, newcomer, VipOptions::default(), &["10.200.0.55"]);
+    assert_eq!(run(&mut fwd).verdict, verdict::PASS);
+    assert_eq!(fwd.stats().unwrap().vips[&newcomer].packets, 0);
+}
+
 /// A full set evicts its least recently used way. With `flows: 4` the
 /// cache is one set of four ways, so every flow shares it.
 #[test]

@@ -159,6 +159,7 @@ impl PassProgram {
         for name in [
             map_name::VIPS,
             map_name::VIP_ADDRS,
+            map_name::VIP_EPOCHS,
             map_name::VIP_STATS,
             map_name::RING,
             map_name::BACKENDS,

@@ -22,7 +22,7 @@ use aya::{
 };
 use xdp_fwd_common::{
     addr_words, capacity, conn::MAX_CONN_SETS, conn_sets, map_name, port_raw, stats::stat,
-    AddrKey, FlowKey, Settings, Traffic, VipKey, VipMeta, CONN_WAYS,
+    AddrKey, FlowKey, Settings, Traffic, VipEpoch, VipKey, VipMeta, CONN_WAYS,
 };
 
 use crate::{
@@ -35,9 +35,10 @@ use crate::{
 
 /// Maps pinned for hot restart: all state and counters survive; only the
 /// next-hop cache (refilled within 100 ms) starts empty.
-const PINNED_MAPS: [&str; 10] = [
+const PINNED_MAPS: [&str; 11] = [
     map_name::SETTINGS,
     map_name::VIPS,
+    map_name::VIP_EPOCHS,
     map_name::VIP_ADDRS,
     map_name::RING,
     map_name::BACKENDS,
@@ -58,7 +59,7 @@ pub struct Capacity {
     /// Largest Maglev table (slots) accepted by [`Forwarder::set_table`].
     pub table_size: u32,
     /// Connection-cache entries (flows) per CPU: rounded up so that
-    /// `flows / CONN_WAYS` is a power of two (64 bytes each per CPU).
+    /// `flows / CONN_WAYS` is a power of two (72 bytes each per CPU).
     pub flows: u32,
 }
 
@@ -107,6 +108,8 @@ pub struct Forwarder {
     adopted: bool,
     /// Sets of the connection cache (from `Capacity::flows`).
     conn_sets: u32,
+    /// Last epoch given to a VIP index (see `VipEpoch`).
+    last_vip_epoch: u32,
 }
 
 impl Forwarder {
@@ -145,6 +148,7 @@ impl Forwarder {
         let adopted = pin_paths.iter().any(|(_, p)| p.exists());
         let sizes = [
             (map_name::VIPS, cap.vips),
+            (map_name::VIP_EPOCHS, cap.vips),
             (map_name::VIP_ADDRS, cap.vips),
             (map_name::VIP_STATS, cap.vips),
             (map_name::RING, ring),
@@ -177,6 +181,7 @@ impl Forwarder {
             options,
             adopted,
             conn_sets,
+            last_vip_epoch: 0,
         };
         if adopted {
             fwd.recover()?;
@@ -241,6 +246,9 @@ impl Forwarder {
             }
         };
         self.write_vip(&vip, meta)?;
+        // Cached flows of the index stop skipping the VIP lookup: they see
+        // the new options (or, for a reused index, do not see another VIP's).
+        self.new_vip_epoch(meta.index, meta.encap)?;
         if let Some(state) = self.vips.get_mut(&vip) {
             state.meta = meta;
             return Ok(());
@@ -267,6 +275,7 @@ impl Forwarder {
             Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
             Err(e) => return Err(e.into()),
         }
+        self.clear_vip_epoch(state.meta.index)?;
         self.sync_addr_refs(vip.addr)?;
         self.release_backends(&state.backends)?;
         self.free_vip_indices.insert(state.meta.index);
@@ -367,6 +376,26 @@ impl Forwarder {
         let mut vips: BpfHashMap<_, VipKey, VipMeta> =
             BpfHashMap::try_from(self.map_mut(map_name::VIPS)?)?;
         vips.insert(vip.key(), meta, 0)?;
+        Ok(())
+    }
+
+    /// Gives VIP `index` a fresh epoch (never 0).
+    fn new_vip_epoch(&mut self, index: u32, encap: u8) -> Result<()> {
+        self.last_vip_epoch = self.last_vip_epoch.checked_add(1).unwrap_or(1);
+        let value = VipEpoch {
+            epoch: self.last_vip_epoch,
+            encap,
+            _pad: [0; 3],
+        };
+        let mut map: Array<_, VipEpoch> = Array::try_from(self.map_mut(map_name::VIP_EPOCHS)?)?;
+        map.set(index, value, 0)?;
+        Ok(())
+    }
+
+    /// Epoch 0 for a removed VIP's index: no cached flow matches it.
+    fn clear_vip_epoch(&mut self, index: u32) -> Result<()> {
+        let mut map: Array<_, VipEpoch> = Array::try_from(self.map_mut(map_name::VIP_EPOCHS)?)?;
+        map.set(index, VipEpoch::default(), 0)?;
         Ok(())
     }
 
