@@ -120,8 +120,9 @@ pub struct VipMeta {
 /// skip the VIP hash lookup.
 ///
 /// Userspace gives the index a new epoch whenever the VIP at that index is
-/// added, changed or removed, so entries cached before stop taking the
-/// shortcut (they then go through the VIP lookup and keep their backend).
+/// added, changed or removed, or another VIP is added on its address, so
+/// entries cached before stop taking the shortcut (they then go through the
+/// VIP lookup and keep their backend).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VipEpoch {

@@ -576,6 +576,26 @@ fn cached_flows_follow_vip_changes_and_removal() {
     serve(&mut fwd, newcomer, VipOptions::default(), &["10.200.0.55"]);
     assert_eq!(run(&mut fwd).verdict, verdict::PASS);
     assert_eq!(fwd.stats().unwrap().vips[&newcomer].packets, 0);
+
+    // A flow cached under an all-ports VIP moves to an exact-port VIP of
+    // its address added later (precedence, counters, encapsulation), and
+    // keeps its backend.
+    let all_ports = Vip::new(ip("203.0.113.20"), 0, Protocol::Tcp);
+    serve(&mut fwd, all_ports, VipOptions::default(), &V4_BACKENDS);
+    let ack = tcp("192.0.2.10", "203.0.113.20", 40000, 443, tcp_flags::ACK);
+    let b = assert_forwarded(&lab, &mut fwd, &ack, &V4_BACKENDS, 0, Expect::IpIp);
+    assert_forwarded(&lab, &mut fwd, &ack, &V4_BACKENDS, 0, Expect::IpIp);
+    let exact = Vip::new(ip("203.0.113.20"), 443, Protocol::Tcp);
+    fwd.set_vip(exact, gue).unwrap();
+    fwd.set_table(&exact, &[ip("10.200.0.66")], &[0; M]).unwrap();
+    let out = lab
+        .ns
+        .run(|| fwd.test_run_on(&ack.build(), lab.fwd0, 1))
+        .unwrap();
+    assert_eq!(outer_dst(&out.frame), b, "cached backend kept");
+    assert_eq!(out.frame[23], 17, "GUE: the exact-port VIP's encapsulation");
+    let s = fwd.stats().unwrap();
+    assert_eq!((s.vips[&all_ports].packets, s.vips[&exact].packets), (2, 1));
 }
 
 /// A full set evicts its least recently used way. With `flows: 4` the

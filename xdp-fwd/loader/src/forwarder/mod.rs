@@ -261,6 +261,17 @@ impl Forwarder {
             flipped_at: None,
         };
         self.vips.insert(vip, state);
+        // An exact-port VIP takes flows a port-0 VIP of its address had:
+        // their cached entries must look the VIP up again.
+        let siblings: Vec<(u32, u8)> = self
+            .vips
+            .iter()
+            .filter(|(v, _)| v.addr == vip.addr && v.proto == vip.proto && **v != vip)
+            .map(|(_, s)| (s.meta.index, s.meta.encap))
+            .collect();
+        for (index, encap) in siblings {
+            self.new_vip_epoch(index, encap)?;
+        }
         self.sync_addr_refs(vip.addr)
     }
 
