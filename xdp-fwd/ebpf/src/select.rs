@@ -134,8 +134,14 @@ pub fn select_backend(
     let clocks = Clocks::now(flow.proto == proto::UDP);
     let vip_epoch = VIP_EPOCHS.get(vip.index).map_or(0, |e| e.epoch);
     let set = conn::set_of(flow, settings);
-    let way = set.and_then(|s| conn::find(s, flow));
-    if let (Some(entry), false) = (way, new_flow) {
+    // A SYN looks for its tuple's way only after the Maglev lookup, so the
+    // memory latencies of its cold cache set and table slot overlap.
+    let way = if new_flow {
+        None
+    } else {
+        set.and_then(|s| conn::find(s, flow))
+    };
+    if let Some(entry) = way {
         if let Some(chosen) = cached_backend(entry) {
             if !expired(entry, settings, clocks) {
                 touch(entry, clocks);
@@ -157,6 +163,7 @@ pub fn select_backend(
     if let Some(set) = set {
         // The flow's own way if it has one (SYN on a reused tuple, stale or
         // expired entry), else an empty or the least recently used way.
+        let way = if new_flow { conn::find(set, flow) } else { way };
         let slot = way.unwrap_or_else(|| {
             let v = conn::victim(set, clocks.jiffies);
             // SAFETY: as above.
