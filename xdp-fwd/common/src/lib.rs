@@ -12,10 +12,12 @@
 #![no_std]
 #![warn(missing_docs)]
 
+pub mod conn;
 pub mod hash;
 pub mod maps;
 pub mod stats;
 
+pub use conn::{conn_index, conn_sets, ConnEntry, ConnSet, CONN_WAYS, UDP_CLOCK_SHIFT};
 pub use hash::{flow_hash, maglev_slot};
 pub use maps::*;
 

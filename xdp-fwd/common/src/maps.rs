@@ -15,8 +15,8 @@ pub mod map_name {
     pub const RING: &str = "RING";
     /// Backend id -> [`crate::Backend`].
     pub const BACKENDS: &str = "BACKENDS";
-    /// Per-CPU LRU connection table [`crate::FlowKey`] -> [`crate::FlowEntry`].
-    pub const FLOWS: &str = "FLOWS";
+    /// Per-CPU set-associative connection cache: set index -> [`crate::ConnSet`].
+    pub const CONN_CACHE: &str = "CONN_CACHE";
     /// Per-CPU global counters indexed by [`crate::stats::stat`].
     pub const STATS: &str = "STATS";
     /// Per-CPU [`crate::Traffic`] per VIP index.
@@ -25,6 +25,8 @@ pub mod map_name {
     pub const BACKEND_STATS: &str = "BACKEND_STATS";
     /// Device map (ifindex -> ifindex) of interfaces the program may redirect to.
     pub const TX_PORTS: &str = "TX_PORTS";
+    /// VIP index -> [`crate::VipEpoch`] (what a cached flow needs of its VIP).
+    pub const VIP_EPOCHS: &str = "VIP_EPOCHS";
     /// Per-CPU cache of `bpf_fib_lookup` results per backend id ([`crate::NextHop`]).
     pub const NEXT_HOPS: &str = "NEXT_HOPS";
 }
@@ -37,7 +39,7 @@ pub mod capacity {
     pub const BACKENDS: u32 = 4096;
     /// Largest Maglev table (slots) a VIP may use.
     pub const TABLE: u32 = 65537;
-    /// Connection-table entries (flows).
+    /// Connection-cache entries (flows) per CPU.
     pub const FLOWS: u32 = 65536;
     /// Interfaces in the device map.
     pub const TX_PORTS: u32 = 64;
@@ -114,6 +116,24 @@ pub struct VipMeta {
     pub _pad: [u8; 2],
 }
 
+/// Value of the VIP_EPOCHS map, per VIP index: lets a connection-cache hit
+/// skip the VIP hash lookup.
+///
+/// Userspace gives the index a new epoch whenever the VIP at that index is
+/// added, changed or removed, or another VIP is added on its address, so
+/// entries cached before stop taking the shortcut (they then go through the
+/// VIP lookup and keep their backend).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VipEpoch {
+    /// Current epoch of the index; 0 = no VIP (never matches).
+    pub epoch: u32,
+    /// The VIP's [`VipMeta::encap`].
+    pub encap: u8,
+    /// Always zero.
+    pub _pad: [u8; 3],
+}
+
 /// Value of the BACKENDS map.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,9 +149,10 @@ pub struct Backend {
     pub _pad: [u8; 3],
 }
 
-/// Key of the connection table (and input of the flow hash): the 5-tuple
-/// as the packet carries it.
-#[repr(C)]
+/// Key of the connection cache (and input of the flow hash): the 5-tuple
+/// as the packet carries it. 8-aligned so the program compares it in five
+/// 64-bit words (the BPF verifier wants aligned stack access).
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     /// Source address words (client).
@@ -146,24 +167,6 @@ pub struct FlowKey {
     pub proto: u8,
     /// Always zero.
     pub _pad: [u8; 3],
-}
-
-/// Value of the connection table.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FlowEntry {
-    /// Backend id chosen for the flow.
-    pub backend: u32,
-    /// [`Backend::generation`] when chosen; a mismatch means the id was reused.
-    /// Generations start at 1, so a zeroed value (what other CPUs see of a
-    /// per-CPU entry inserted on one CPU) never matches.
-    pub generation: u32,
-    /// The flow hash (encapsulation entropy), cached so hits skip hashing.
-    pub hash: u32,
-    /// Always zero.
-    pub _pad: u32,
-    /// `bpf_ktime_get_coarse_ns` of the last UDP packet (UDP entries expire).
-    pub last_seen_ns: u64,
 }
 
 /// Value of the NEXT_HOPS map: a cached route lookup for one backend.
@@ -220,6 +223,11 @@ pub struct Settings {
     /// Bits of the last outer IPv6 source word taken from the flow hash, as
     /// for IPv4.
     pub src_v6_hash_mask: u32,
+    /// Connection-cache sets minus one (the sets are a power of two; see
+    /// [`crate::conn`]).
+    pub conn_set_mask: u32,
+    /// Always zero.
+    pub _pad2: u32,
 }
 
 /// Packets and bytes, one per-CPU element per VIP or backend.
@@ -238,10 +246,11 @@ mod pod {
     // bit pattern is a valid value.
     unsafe impl aya::Pod for super::VipKey {}
     unsafe impl aya::Pod for super::VipMeta {}
+    unsafe impl aya::Pod for super::VipEpoch {}
     unsafe impl aya::Pod for super::AddrKey {}
     unsafe impl aya::Pod for super::Backend {}
     unsafe impl aya::Pod for super::FlowKey {}
-    unsafe impl aya::Pod for super::FlowEntry {}
+    unsafe impl aya::Pod for crate::ConnSet {}
     unsafe impl aya::Pod for super::Settings {}
     unsafe impl aya::Pod for super::Traffic {}
 }
@@ -257,10 +266,10 @@ mod tests {
         assert_eq!(size_of::<VipKey>(), 20);
         assert_eq!(size_of::<AddrKey>(), 20);
         assert_eq!(size_of::<VipMeta>(), 16);
+        assert_eq!(size_of::<VipEpoch>(), 8);
         assert_eq!(size_of::<Backend>(), 24);
         assert_eq!(size_of::<FlowKey>(), 40);
-        assert_eq!(size_of::<FlowEntry>(), 24);
-        assert_eq!(size_of::<Settings>(), 48);
+        assert_eq!(size_of::<Settings>(), 56);
         assert_eq!(size_of::<Traffic>(), 16);
         assert_eq!(size_of::<NextHop>(), 32);
     }

@@ -13,9 +13,9 @@ pub mod stat {
     pub const ACTION_TX: u32 = 3;
     /// Packets that ended XDP_REDIRECT.
     pub const ACTION_REDIRECT: u32 = 4;
-    /// Connection-table lookups that found a usable entry.
+    /// Connection-cache lookups that found a usable entry.
     pub const LRU_HIT: u32 = 5;
-    /// Connection-table lookups that did not (or were skipped for a SYN).
+    /// Connection-cache lookups that did not (or were skipped for a SYN).
     pub const LRU_MISS: u32 = 6;
     /// Dropped: VIP without a table, or the slot has no live backend.
     pub const DROP_NO_BACKEND: u32 = 7;
@@ -40,10 +40,13 @@ pub mod stat {
     pub const ICMP_ECHO_REPLY: u32 = 16;
     /// ICMP fragmentation-needed / ICMPv6 packet-too-big forwarded to a backend.
     pub const ICMP_PTB_FORWARDED: u32 = 17;
-    /// Connection-table entries ignored because the UDP flow timed out.
+    /// Connection-cache entries ignored because the UDP flow timed out.
     pub const LRU_UDP_EXPIRED: u32 = 18;
+    /// Connection-cache entries of another live flow replaced by a new flow
+    /// (its set was full; the least recently used way went).
+    pub const LRU_EVICTED: u32 = 19;
     /// Number of counters.
-    pub const COUNT: u32 = 19;
+    pub const COUNT: u32 = 20;
 }
 
 /// Printable names of the counters, indexed like [`stat`].
@@ -67,4 +70,5 @@ pub const STAT_NAMES: [&str; stat::COUNT as usize] = [
     "icmp_echo_reply",
     "icmp_ptb_forwarded",
     "lru_udp_expired",
+    "lru_evicted",
 ];

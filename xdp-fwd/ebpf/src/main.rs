@@ -3,8 +3,10 @@
 //! One packet path, each step a small function in its own module:
 //!
 //! 1. [`parse`]: Ethernet (+802.1Q), IPv4 / IPv6, TCP / UDP / ICMP(v6).
-//! 2. [`select::vip_lookup`]: (address, port, protocol), then port 0.
-//! 3. [`select::select_backend`]: connection table, else flow hash + Maglev.
+//! 2. [`select::cached_flow`]: an established flow whose [`conn`] cache
+//!    entry and VIP are unchanged skips to step 4; else
+//!    [`select::vip_lookup`]: (address, port, protocol), then port 0.
+//! 3. [`select::select_backend`]: [`conn`] cache, else flow hash + Maglev.
 //! 4. [`encap::encapsulate`]: IP-in-IP or GUE towards the backend.
 //! 5. [`transmit::transmit`]: `bpf_fib_lookup`, then XDP_TX or XDP_REDIRECT.
 //!
@@ -17,6 +19,7 @@
 #![no_std]
 #![no_main]
 
+mod conn;
 mod csum;
 mod encap;
 mod icmp;
@@ -27,11 +30,12 @@ mod select;
 mod transmit;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use xdp_fwd_common::{encap as encap_mode, proto, stats::stat, FlowKey, VipMeta};
+use xdp_fwd_common::{encap as encap_mode, proto, stats::stat, FlowKey, Settings, VipMeta};
 
 use crate::{
     maps::{count, count_traffic, BACKEND_STATS, SETTINGS, VIP_STATS},
     parse::Packet,
+    select::{Chosen, VipRef},
 };
 
 /// The forwarder.
@@ -62,13 +66,7 @@ fn forward(ctx: &XdpContext) -> u32 {
         return unsupported_to_vip(&pkt);
     }
     match pkt.flow.proto {
-        proto::TCP | proto::UDP => {
-            let f = &pkt.flow;
-            match select::vip_lookup(f.dst, f.dport, f.proto, pkt.family) {
-                Some(vip) => forward_flow(ctx, &pkt, &pkt.flow, &vip, pkt.tcp_syn),
-                None => xdp_action::XDP_PASS,
-            }
-        }
+        proto::TCP | proto::UDP => forward_l4(ctx, &pkt),
         proto::ICMP | proto::ICMPV6 => icmp::handle(ctx, &pkt),
         _ => xdp_action::XDP_PASS,
     }
@@ -89,8 +87,51 @@ fn unsupported_to_vip(pkt: &Packet) -> u32 {
     xdp_action::XDP_DROP
 }
 
-/// Steps 3-7 for a packet of `flow` to `vip`: choose the backend,
-/// encapsulate, send.
+/// Steps 2-5 for TCP and UDP: an established flow whose cache entry and
+/// VIP are unchanged goes straight to its backend; anything else looks its
+/// VIP up first (not a VIP: XDP_PASS).
+#[inline(always)]
+fn forward_l4(ctx: &XdpContext, pkt: &Packet) -> u32 {
+    let Some(settings) = SETTINGS.get(0) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    let bytes = packet::frame_len(ctx);
+    let f = &pkt.flow;
+    let cached = if pkt.tcp_syn {
+        None
+    } else {
+        select::cached_flow(f, settings)
+    };
+    let (chosen, vip) = match cached {
+        Some((chosen, vip)) => {
+            count_vip(pkt, vip.index, bytes);
+            (chosen, vip)
+        }
+        None => {
+            let Some(meta) = select::vip_lookup(f.dst, f.dport, f.proto, pkt.family) else {
+                return xdp_action::XDP_PASS;
+            };
+            count_vip(pkt, meta.index, bytes);
+            match select::select_backend(f, &meta, settings, pkt.tcp_syn) {
+                Ok(chosen) => (
+                    chosen,
+                    VipRef {
+                        index: meta.index,
+                        encap: meta.encap,
+                    },
+                ),
+                Err(reason) => {
+                    count(reason);
+                    return xdp_action::XDP_DROP;
+                }
+            }
+        }
+    };
+    send(ctx, pkt, &chosen, vip.encap, settings, bytes)
+}
+
+/// Steps 3-5 for a packet of `flow` to `vip` (ICMP errors quoting a flow):
+/// choose the backend, encapsulate, send.
 #[inline(always)]
 pub(crate) fn forward_flow(
     ctx: &XdpContext,
@@ -99,29 +140,47 @@ pub(crate) fn forward_flow(
     vip: &VipMeta,
     new_flow: bool,
 ) -> u32 {
-    let bytes = packet::frame_len(ctx);
-    count_traffic(&VIP_STATS, vip.index, bytes);
-    if pkt.ipv4_options {
-        count(stat::IPV4_OPTIONS);
-    }
     let Some(settings) = SETTINGS.get(0) else {
         return xdp_action::XDP_ABORTED;
     };
-    let chosen = match select::select_backend(flow, vip, settings, new_flow) {
-        Ok(c) => c,
+    let bytes = packet::frame_len(ctx);
+    count_vip(pkt, vip.index, bytes);
+    match select::select_backend(flow, vip, settings, new_flow) {
+        Ok(chosen) => send(ctx, pkt, &chosen, vip.encap, settings, bytes),
         Err(reason) => {
             count(reason);
-            return xdp_action::XDP_DROP;
+            xdp_action::XDP_DROP
         }
-    };
+    }
+}
+
+/// Counters of a packet to a VIP.
+#[inline(always)]
+fn count_vip(pkt: &Packet, vip_index: u32, bytes: u64) {
+    count_traffic(&VIP_STATS, vip_index, bytes);
+    if pkt.ipv4_options {
+        count(stat::IPV4_OPTIONS);
+    }
+}
+
+/// Steps 4-5: encapsulate towards the chosen backend and transmit.
+#[inline(always)]
+fn send(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    chosen: &Chosen,
+    vip_encap: u8,
+    settings: &Settings,
+    bytes: u64,
+) -> u32 {
     count_traffic(&BACKEND_STATS, chosen.id, bytes);
-    let mode = if vip.encap == encap_mode::DEFAULT {
+    let mode = if vip_encap == encap_mode::DEFAULT {
         settings.default_encap
     } else {
-        vip.encap
+        vip_encap
     };
-    match encap::encapsulate(ctx, pkt, &chosen, mode, settings) {
-        Ok(outer) => transmit::transmit(ctx, &outer, &chosen),
+    match encap::encapsulate(ctx, pkt, chosen, mode, settings) {
+        Ok(outer) => transmit::transmit(ctx, &outer, chosen),
         Err(reason) => {
             count(reason);
             xdp_action::XDP_DROP

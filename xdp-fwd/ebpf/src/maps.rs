@@ -2,10 +2,10 @@
 //! big ones at load time (node-local settings).
 use aya_ebpf::{
     macros::map,
-    maps::{Array, DevMapHash, HashMap, LruPerCpuHashMap, PerCpuArray},
+    maps::{Array, DevMapHash, HashMap, PerCpuArray},
 };
 use xdp_fwd_common::{
-    capacity, stats::stat, AddrKey, Backend, FlowEntry, FlowKey, NextHop, Settings, Traffic,
+    capacity, stats::stat, AddrKey, Backend, ConnSet, NextHop, Settings, Traffic, VipEpoch,
     VipKey, VipMeta,
 };
 
@@ -16,6 +16,10 @@ pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 /// VIPs by (address, port, protocol).
 #[map]
 pub static VIPS: HashMap<VipKey, VipMeta> = HashMap::with_max_entries(capacity::VIPS, 0);
+
+/// Per VIP index: epoch and encapsulation, for connection-cache hits.
+#[map]
+pub static VIP_EPOCHS: Array<VipEpoch> = Array::with_max_entries(capacity::VIPS, 0);
 
 /// Addresses carrying at least one VIP (ICMP echo and fragment policy).
 #[map]
@@ -29,10 +33,10 @@ pub static RING: Array<u32> = Array::with_max_entries(capacity::VIPS * 2 * capac
 #[map]
 pub static BACKENDS: Array<Backend> = Array::with_max_entries(capacity::BACKENDS, 0);
 
-/// Per-CPU connection table.
+/// Per-CPU set-associative connection cache (see `conn`). The loader sizes
+/// it; this default is one set.
 #[map]
-pub static FLOWS: LruPerCpuHashMap<FlowKey, FlowEntry> =
-    LruPerCpuHashMap::with_max_entries(capacity::FLOWS, 0);
+pub static CONN_CACHE: PerCpuArray<ConnSet> = PerCpuArray::with_max_entries(1, 0);
 
 /// Global counters.
 #[map]

@@ -1,11 +1,15 @@
-//! Steps 2-5: VIP lookup, connection table, flow hash and Maglev table.
-use aya_ebpf::helpers::generated::bpf_ktime_get_coarse_ns;
+//! Steps 2-3: VIP lookup; backend from the connection cache, else from the
+//! flow hash and the Maglev table.
+use aya_ebpf::helpers::generated::{bpf_jiffies64, bpf_ktime_get_coarse_ns};
 use xdp_fwd_common::{
-    flow_hash, maglev_slot, proto, stats::stat, AddrKey, Backend, FlowEntry, FlowKey, Settings,
-    VipKey, VipMeta, NO_BACKEND,
+    flow_hash, maglev_slot, proto, stats::stat, AddrKey, Backend, ConnEntry, FlowKey, Settings,
+    VipEpoch, VipKey, VipMeta, NO_BACKEND, UDP_CLOCK_SHIFT,
 };
 
-use crate::maps::{count, BACKENDS, FLOWS, RING, VIPS, VIP_ADDRS};
+use crate::{
+    conn,
+    maps::{count, BACKENDS, RING, VIPS, VIP_ADDRS, VIP_EPOCHS},
+};
 
 /// The VIP of (`addr`, `port`, `protocol`): exact port first, then port 0.
 #[inline(always)]
@@ -46,9 +50,80 @@ pub struct Chosen {
     pub hash: u32,
 }
 
-/// Picks the backend: an established flow keeps its connection-table entry;
-/// a new flow (TCP SYN, or no usable entry) goes by the VIP's current Maglev
-/// table and is remembered. `Err` carries the drop counter.
+/// The VIP a forwarded packet is counted and encapsulated for.
+#[derive(Clone, Copy)]
+pub struct VipRef {
+    /// [`VipMeta::index`].
+    pub index: u32,
+    /// [`VipMeta::encap`].
+    pub encap: u8,
+}
+
+/// The clocks an entry is aged with, read once per packet.
+#[derive(Clone, Copy)]
+struct Clocks {
+    /// Low 32 bits of jiffies (LRU order within a set).
+    jiffies: u32,
+    /// Coarse time in 2^20 ns units, UDP only (0 for TCP).
+    udp: u32,
+    /// UDP: entries expire.
+    is_udp: bool,
+}
+
+impl Clocks {
+    #[inline(always)]
+    fn now(is_udp: bool) -> Self {
+        // Only UDP entries expire, so only UDP pays for the clock helper
+        // (the coarse one: tick resolution is plenty for timeouts of seconds).
+        let udp = if is_udp {
+            // SAFETY: helper without arguments.
+            (unsafe { bpf_ktime_get_coarse_ns() } >> UDP_CLOCK_SHIFT) as u32
+        } else {
+            0
+        };
+        Clocks {
+            // SAFETY: as above; the verifier inlines it to a load.
+            jiffies: unsafe { bpf_jiffies64() } as u32,
+            udp,
+            is_udp,
+        }
+    }
+}
+
+/// Established-flow shortcut, tried before the VIP lookup: the cached
+/// backend and VIP of `flow`, if its entry is usable and its VIP has not
+/// changed since (same [`VipEpoch`]). `None` sends the packet the long way
+/// (VIP lookup, then [`select_backend`]), which also counts the reason.
+#[inline(always)]
+pub fn cached_flow(flow: &FlowKey, settings: &Settings) -> Option<(Chosen, VipRef)> {
+    let set = conn::set_of(flow, settings)?;
+    let entry = conn::find(set, flow)?;
+    // SAFETY: this CPU's copy of the map value.
+    let (vip_index, vip_epoch) = unsafe { ((*entry).vip_index, (*entry).vip_epoch) };
+    let vip = VIP_EPOCHS.get(vip_index)?;
+    if vip.epoch != vip_epoch || vip_epoch == 0 {
+        return None;
+    }
+    let clocks = Clocks::now(flow.proto == proto::UDP);
+    let chosen = cached_backend(entry)?;
+    if expired(entry, settings, clocks) {
+        return None;
+    }
+    touch(entry, clocks);
+    count(stat::LRU_HIT);
+    Some((
+        chosen,
+        VipRef {
+            index: vip_index,
+            encap: vip.encap,
+        },
+    ))
+}
+
+/// Picks the backend of a packet to `vip`: an established flow keeps its
+/// connection-cache entry; a new flow (TCP SYN, or no usable entry) goes by
+/// the VIP's current Maglev table and is remembered. `Err` carries the drop
+/// counter.
 #[inline(always)]
 pub fn select_backend(
     flow: &FlowKey,
@@ -56,58 +131,97 @@ pub fn select_backend(
     settings: &Settings,
     new_flow: bool,
 ) -> Result<Chosen, u32> {
-    let is_udp = flow.proto == proto::UDP;
-    // Only UDP entries expire, so only UDP pays for the clock (the coarse
-    // one: tick resolution is plenty for timeouts of seconds).
-    let now = if is_udp {
-        unsafe { bpf_ktime_get_coarse_ns() }
+    let clocks = Clocks::now(flow.proto == proto::UDP);
+    let vip_epoch = VIP_EPOCHS.get(vip.index).map_or(0, |e| e.epoch);
+    let set = conn::set_of(flow, settings);
+    // A SYN looks for its tuple's way only after the Maglev lookup, so the
+    // memory latencies of its cold cache set and table slot overlap.
+    let way = if new_flow {
+        None
     } else {
-        0
+        set.and_then(|s| conn::find(s, flow))
     };
-    if !new_flow {
-        if let Some(chosen) = lru_lookup(flow, settings, is_udp, now) {
-            count(stat::LRU_HIT);
-            return Ok(chosen);
+    if let Some(entry) = way {
+        if let Some(chosen) = cached_backend(entry) {
+            if !expired(entry, settings, clocks) {
+                touch(entry, clocks);
+                // SAFETY: this CPU's copy of the map value.
+                unsafe {
+                    (*entry).vip_index = vip.index;
+                    (*entry).vip_epoch = vip_epoch;
+                }
+                count(stat::LRU_HIT);
+                return Ok(chosen);
+            }
+            count(stat::LRU_UDP_EXPIRED);
         }
     }
     count(stat::LRU_MISS);
     let hash = flow_hash(flow, settings.hash_seed, vip.flags);
     let id = table_lookup(vip, settings, hash).ok_or(stat::DROP_NO_BACKEND)?;
     let backend = live_backend(id).ok_or(stat::DROP_NO_BACKEND)?;
-    let entry = FlowEntry {
-        backend: id,
-        generation: backend.generation,
-        hash,
-        _pad: 0,
-        last_seen_ns: now,
-    };
-    // A full table evicts its least recently used entry; failure only costs
-    // stickiness, never the packet.
-    let _ = FLOWS.insert(flow, entry, 0);
+    if let Some(set) = set {
+        // The flow's own way if it has one (SYN on a reused tuple, stale or
+        // expired entry), else an empty or the least recently used way.
+        let way = if new_flow { conn::find(set, flow) } else { way };
+        let slot = way.unwrap_or_else(|| {
+            let v = conn::victim(set, clocks.jiffies);
+            // SAFETY: as above.
+            if unsafe { (*v).generation } != 0 {
+                count(stat::LRU_EVICTED);
+            }
+            v
+        });
+        // SAFETY: as above.
+        unsafe {
+            *slot = ConnEntry {
+                key: *flow,
+                backend: id,
+                generation: backend.generation,
+                hash,
+                touched: clocks.jiffies,
+                vip_index: vip.index,
+                vip_epoch,
+                udp_seen: clocks.udp,
+                _pad: 0,
+            }
+        };
+    }
     Ok(Chosen { id, backend, hash })
 }
 
+/// The backend of a cached entry, if its id was not handed to another
+/// backend since (generations start at 1, so an empty way never matches).
 #[inline(always)]
-fn lru_lookup(flow: &FlowKey, settings: &Settings, is_udp: bool, now: u64) -> Option<Chosen> {
-    let entry = FLOWS.get_ptr_mut(flow)?;
-    // SAFETY: per-CPU LRU value; only this CPU writes it.
-    let e = unsafe { *entry };
-    let backend = live_backend(e.backend)?;
-    // The id was handed to another backend since (the flow's backend is
-    // gone), or this CPU's value is the zeroed one the kernel leaves when
-    // another CPU inserted the flow: generations start at 1, so 0 never
-    // matches.
-    if backend.generation != e.generation {
+fn cached_backend(entry: *mut ConnEntry) -> Option<Chosen> {
+    // SAFETY: this CPU's copy of the map value.
+    let (id, generation, hash) = unsafe { ((*entry).backend, (*entry).generation, (*entry).hash) };
+    let backend = live_backend(id)?;
+    if backend.generation != generation {
         return None;
     }
-    if is_udp {
-        if now.wrapping_sub(e.last_seen_ns) > settings.udp_timeout_ns {
-            count(stat::LRU_UDP_EXPIRED);
-            return None;
-        }
-        unsafe { (*entry).last_seen_ns = now };
+    Some(Chosen { id, backend, hash })
+}
+
+/// Whether a UDP entry has been idle longer than the UDP timeout.
+#[inline(always)]
+fn expired(entry: *mut ConnEntry, settings: &Settings, clocks: Clocks) -> bool {
+    if !clocks.is_udp {
+        return false;
     }
-    Some(Chosen { id: e.backend, backend, hash: e.hash })
+    // SAFETY: as above.
+    let seen = unsafe { (*entry).udp_seen };
+    u64::from(clocks.udp.wrapping_sub(seen)) > settings.udp_timeout_ns >> UDP_CLOCK_SHIFT
+}
+
+/// Marks a used entry: LRU order and, for UDP, the expiry clock.
+#[inline(always)]
+fn touch(entry: *mut ConnEntry, clocks: Clocks) {
+    // SAFETY: this CPU's copy of the map value.
+    unsafe {
+        (*entry).touched = clocks.jiffies;
+        (*entry).udp_seen = clocks.udp;
+    }
 }
 
 /// The backend id in the VIP's live Maglev table for `hash`.

@@ -116,6 +116,13 @@ fn main() {
             unchanged: false,
         },
         Case {
+            name: "TCP SYN (one flow repeated, warm cache)",
+            frames: vec![tcp4(tcp_flags::SYN)],
+            prime: None,
+            verdict: verdict::TX,
+            unchanged: false,
+        },
+        Case {
             name: "TCP established (LRU hit)",
             frames: vec![tcp4(tcp_flags::ACK)],
             prime: Some(tcp4(tcp_flags::SYN)),

@@ -198,8 +198,9 @@ impl Default for ForwarderSettings {
 }
 
 impl ForwarderSettings {
-    /// The SETTINGS map value; `ring_stride` is the loader's table capacity.
-    pub(crate) fn to_map(&self, ring_stride: u32) -> Result<Settings> {
+    /// The SETTINGS map value; `ring_stride` is the loader's table capacity,
+    /// `conn_sets` the number of connection-cache sets (a power of two).
+    pub(crate) fn to_map(&self, ring_stride: u32, conn_sets: u32) -> Result<Settings> {
         let (v4, v4_len) = self.source_v4;
         let (v6, v6_len) = self.source_v6;
         if v4_len > 32 {
@@ -234,6 +235,8 @@ impl ForwarderSettings {
             src_v4_hash_mask: u32::from_le_bytes(host_v4.to_be_bytes()),
             src_v6: addr_words(IpAddr::V6(v6)).0,
             src_v6_hash_mask: u32::from_le_bytes(host_v6.to_be_bytes()),
+            conn_set_mask: conn_sets.wrapping_sub(1),
+            _pad2: 0,
         })
     }
 }
@@ -259,7 +262,7 @@ mod tests {
             source_v6: ("fd00::".parse().unwrap(), 112),
             ..Default::default()
         };
-        let m = s.to_map(7).unwrap();
+        let m = s.to_map(7, 1).unwrap();
         assert_eq!(m.src_v4_hash_mask.to_le_bytes(), [0, 0, 0xff, 0xff]);
         assert_eq!(m.src_v6_hash_mask.to_le_bytes(), [0, 0, 0xff, 0xff]);
         assert_eq!(m.src_v4.to_le_bytes(), [10, 1, 0, 0]);
@@ -267,6 +270,6 @@ mod tests {
             source_v6: ("fd00::".parse().unwrap(), 64),
             ..s
         };
-        assert!(bad.to_map(7).is_err());
+        assert!(bad.to_map(7, 1).is_err());
     }
 }

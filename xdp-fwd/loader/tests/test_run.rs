@@ -530,6 +530,126 @@ fn connection_table_is_per_cpu() {
     assert_eq!((s.get(stat::LRU_HIT), s.get(stat::LRU_MISS)), (1, 2));
 }
 
+/// Established flows skip the VIP lookup while their VIP is unchanged
+/// (VIP_EPOCHS): a changed VIP applies to them at once, with the backend
+/// kept, and a removed VIP stops them even though their backend is still
+/// live for another VIP.
+#[test]
+fn cached_flows_follow_vip_changes_and_removal() {
+    let lab = RouteLab::new("vipchg");
+    let mut fwd = forwarder();
+    let vip = Vip::new(ip("203.0.113.7"), 80, Protocol::Tcp);
+    let sibling = Vip::new(ip("203.0.113.8"), 80, Protocol::Tcp);
+    serve(&mut fwd, vip, VipOptions::default(), &V4_BACKENDS);
+    serve(&mut fwd, sibling, VipOptions::default(), &V4_BACKENDS);
+    let syn = tcp("192.0.2.10", "203.0.113.7", 40000, 80, tcp_flags::SYN);
+    let ack = tcp("192.0.2.10", "203.0.113.7", 40000, 80, tcp_flags::ACK);
+    let first = assert_forwarded(&lab, &mut fwd, &syn, &V4_BACKENDS, 0, Expect::IpIp);
+    assert_forwarded(&lab, &mut fwd, &ack, &V4_BACKENDS, 0, Expect::IpIp);
+    assert_eq!(fwd.counter(stat::LRU_HIT).unwrap(), 1);
+
+    // New options: the cached flow is encapsulated the new way.
+    let gue = VipOptions {
+        encap: Encap::Gue,
+        ..Default::default()
+    };
+    fwd.set_vip(vip, gue).unwrap();
+    assert_forwarded(&lab, &mut fwd, &ack, &V4_BACKENDS, 0, Expect::Gue(6080));
+    // ... and keeps its backend when the table moves.
+    let other = ip("10.200.0.99");
+    fwd.set_table(&vip, &[first, other], &[1; M]).unwrap();
+    let run = |fwd: &mut Forwarder| {
+        lab.ns
+            .run(|| fwd.test_run_on(&ack.build(), lab.fwd0, 1))
+            .unwrap()
+    };
+    assert_eq!(outer_dst(&run(&mut fwd).frame), first);
+    assert_eq!(fwd.counter(stat::LRU_HIT).unwrap(), 3);
+
+    // Removed: not a VIP any more, although `first` still serves `sibling`.
+    fwd.remove_vip(&vip).unwrap();
+    let out = run(&mut fwd);
+    assert_eq!(out.verdict, verdict::PASS);
+    assert_eq!(out.frame, ack.build());
+    // Its index goes to a new VIP: the old flow's entry does not match it.
+    let newcomer = Vip::new(ip("203.0.113.9"), 80, Protocol::Tcp);
+    serve(&mut fwd, newcomer, VipOptions::default(), &["10.200.0.55"]);
+    assert_eq!(run(&mut fwd).verdict, verdict::PASS);
+    assert_eq!(fwd.stats().unwrap().vips[&newcomer].packets, 0);
+
+    // A flow cached under an all-ports VIP moves to an exact-port VIP of
+    // its address added later (precedence, counters, encapsulation), and
+    // keeps its backend.
+    let all_ports = Vip::new(ip("203.0.113.20"), 0, Protocol::Tcp);
+    serve(&mut fwd, all_ports, VipOptions::default(), &V4_BACKENDS);
+    let ack = tcp("192.0.2.10", "203.0.113.20", 40000, 443, tcp_flags::ACK);
+    let b = assert_forwarded(&lab, &mut fwd, &ack, &V4_BACKENDS, 0, Expect::IpIp);
+    assert_forwarded(&lab, &mut fwd, &ack, &V4_BACKENDS, 0, Expect::IpIp);
+    let exact = Vip::new(ip("203.0.113.20"), 443, Protocol::Tcp);
+    fwd.set_vip(exact, gue).unwrap();
+    fwd.set_table(&exact, &[ip("10.200.0.66")], &[0; M]).unwrap();
+    let out = lab
+        .ns
+        .run(|| fwd.test_run_on(&ack.build(), lab.fwd0, 1))
+        .unwrap();
+    assert_eq!(outer_dst(&out.frame), b, "cached backend kept");
+    assert_eq!(out.frame[23], 17, "GUE: the exact-port VIP's encapsulation");
+    let s = fwd.stats().unwrap();
+    assert_eq!((s.vips[&all_ports].packets, s.vips[&exact].packets), (2, 1));
+}
+
+/// A full set evicts its least recently used way. With `flows: 4` the
+/// cache is one set of four ways, so every flow shares it.
+#[test]
+fn full_set_evicts_the_least_recently_used_flow() {
+    let lab = RouteLab::new("evict");
+    let mut fwd = Forwarder::load_with(LoadOptions {
+        pin_dir: None,
+        capacity: Capacity { flows: 4, ..CAP },
+    })
+    .unwrap();
+    fwd.set_settings(&settings()).unwrap();
+    let vip = Vip::new(ip("203.0.113.7"), 80, Protocol::Tcp);
+    serve(&mut fwd, vip, VipOptions::default(), &V4_BACKENDS);
+    let run = |fwd: &mut Forwarder, sport: u16, flags: u8| {
+        let f = tcp("192.0.2.10", "203.0.113.7", sport, 80, flags);
+        let out = lab
+            .ns
+            .run(|| fwd.test_run_on(&f.build(), lab.fwd0, 1))
+            .unwrap();
+        assert_eq!(out.verdict, verdict::TX);
+        outer_dst(&out.frame)
+    };
+    // Recency is kept in jiffies: let at least one tick pass (HZ >= 100)
+    // between the packets whose order matters.
+    let next_tick = || std::thread::sleep(Duration::from_millis(25));
+    let mut first = std::collections::BTreeMap::new();
+    for sport in [1001, 1002, 1003, 1004] {
+        first.insert(sport, run(&mut fwd, sport, tcp_flags::SYN));
+        next_tick();
+    }
+    assert_eq!(fwd.counter(stat::LRU_EVICTED).unwrap(), 0, "four ways, four flows");
+    // 1001 is used again, so 1002 is now the least recently used.
+    run(&mut fwd, 1001, tcp_flags::ACK);
+    next_tick();
+    first.insert(1005, run(&mut fwd, 1005, tcp_flags::SYN));
+    assert_eq!(fwd.counter(stat::LRU_EVICTED).unwrap(), 1);
+
+    // Move every slot to a backend none of the flows has.
+    let other = ip("10.200.0.99");
+    let mut pool: Vec<IpAddr> = V4_BACKENDS.iter().map(|s| ip(s)).collect();
+    pool.push(other);
+    fwd.set_table(&vip, &pool, &[3; M]).unwrap();
+    for sport in [1001, 1003, 1004, 1005] {
+        assert_eq!(run(&mut fwd, sport, tcp_flags::ACK), first[&sport], "{sport} is cached");
+    }
+    assert_eq!(run(&mut fwd, 1002, tcp_flags::ACK), other, "1002 was evicted");
+    let s = fwd.stats().unwrap();
+    // Hits: 1001 once before, four after the table change.
+    assert_eq!((s.get(stat::LRU_HIT), s.get(stat::LRU_MISS)), (5, 6));
+    assert_eq!(s.get(stat::LRU_EVICTED), 2, "1002 came back in place of another");
+}
+
 #[test]
 fn udp_flows_stick_until_they_expire() {
     let lab = RouteLab::new("udp");

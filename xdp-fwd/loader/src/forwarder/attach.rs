@@ -159,11 +159,12 @@ impl PassProgram {
         for name in [
             map_name::VIPS,
             map_name::VIP_ADDRS,
+            map_name::VIP_EPOCHS,
             map_name::VIP_STATS,
             map_name::RING,
             map_name::BACKENDS,
             map_name::BACKEND_STATS,
-            map_name::FLOWS,
+            map_name::CONN_CACHE,
             map_name::NEXT_HOPS,
         ] {
             loader.map_max_entries(name, 1);

@@ -21,8 +21,8 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use xdp_fwd_common::{
-    addr_words, capacity, map_name, port_raw, stats::stat, AddrKey, FlowKey, Settings, Traffic,
-    VipKey, VipMeta,
+    addr_words, capacity, conn::MAX_CONN_SETS, conn_sets, map_name, port_raw, stats::stat,
+    AddrKey, FlowKey, Settings, Traffic, VipEpoch, VipKey, VipMeta, CONN_WAYS,
 };
 
 use crate::{
@@ -35,13 +35,14 @@ use crate::{
 
 /// Maps pinned for hot restart: all state and counters survive; only the
 /// next-hop cache (refilled within 100 ms) starts empty.
-const PINNED_MAPS: [&str; 10] = [
+const PINNED_MAPS: [&str; 11] = [
     map_name::SETTINGS,
     map_name::VIPS,
+    map_name::VIP_EPOCHS,
     map_name::VIP_ADDRS,
     map_name::RING,
     map_name::BACKENDS,
-    map_name::FLOWS,
+    map_name::CONN_CACHE,
     map_name::STATS,
     map_name::VIP_STATS,
     map_name::BACKEND_STATS,
@@ -57,7 +58,8 @@ pub struct Capacity {
     pub backends: u32,
     /// Largest Maglev table (slots) accepted by [`Forwarder::set_table`].
     pub table_size: u32,
-    /// Connection-table entries (flows; each keeps one value per CPU).
+    /// Connection-cache entries (flows) per CPU: rounded up so that
+    /// `flows / CONN_WAYS` is a power of two (72 bytes each per CPU).
     pub flows: u32,
 }
 
@@ -104,6 +106,10 @@ pub struct Forwarder {
     backends: BackendRegistry,
     attachments: HashMap<String, Attachment>,
     adopted: bool,
+    /// Sets of the connection cache (from `Capacity::flows`).
+    conn_sets: u32,
+    /// Last epoch given to a VIP index (see `VipEpoch`).
+    last_vip_epoch: u32,
 }
 
 impl Forwarder {
@@ -123,6 +129,13 @@ impl Forwarder {
         let ring = u64::from(cap.vips) * 2 * u64::from(cap.table_size);
         let ring = u32::try_from(ring)
             .map_err(|_| Error::Invalid(format!("RING of {ring} slots is too large")))?;
+        let conn_sets = conn_sets(cap.flows).ok_or_else(|| {
+            Error::Invalid(format!(
+                "a connection cache of {} flows is too large (at most {})",
+                cap.flows,
+                u64::from(MAX_CONN_SETS) * CONN_WAYS as u64
+            ))
+        })?;
 
         let pin_paths: Vec<(&'static str, PathBuf)> = match &options.pin_dir {
             Some(dir) => {
@@ -135,12 +148,13 @@ impl Forwarder {
         let adopted = pin_paths.iter().any(|(_, p)| p.exists());
         let sizes = [
             (map_name::VIPS, cap.vips),
+            (map_name::VIP_EPOCHS, cap.vips),
             (map_name::VIP_ADDRS, cap.vips),
             (map_name::VIP_STATS, cap.vips),
             (map_name::RING, ring),
             (map_name::BACKENDS, cap.backends),
             (map_name::BACKEND_STATS, cap.backends),
-            (map_name::FLOWS, cap.flows),
+            (map_name::CONN_CACHE, conn_sets),
         ];
         if adopted {
             check_pinned_sizes(&pin_paths, &sizes)?;
@@ -166,6 +180,8 @@ impl Forwarder {
             attachments: HashMap::new(),
             options,
             adopted,
+            conn_sets,
+            last_vip_epoch: 0,
         };
         if adopted {
             fwd.recover()?;
@@ -189,7 +205,7 @@ impl Forwarder {
 
     /// Writes the data-plane settings.
     pub fn set_settings(&mut self, settings: &ForwarderSettings) -> Result<()> {
-        let value = settings.to_map(self.options.capacity.table_size)?;
+        let value = settings.to_map(self.options.capacity.table_size, self.conn_sets)?;
         let mut map: Array<_, Settings> = Array::try_from(self.map_mut(map_name::SETTINGS)?)?;
         map.set(0, value, 0)?;
         Ok(())
@@ -230,6 +246,9 @@ impl Forwarder {
             }
         };
         self.write_vip(&vip, meta)?;
+        // Cached flows of the index stop skipping the VIP lookup: they see
+        // the new options (or, for a reused index, do not see another VIP's).
+        self.new_vip_epoch(meta.index, meta.encap)?;
         if let Some(state) = self.vips.get_mut(&vip) {
             state.meta = meta;
             return Ok(());
@@ -242,6 +261,17 @@ impl Forwarder {
             flipped_at: None,
         };
         self.vips.insert(vip, state);
+        // An exact-port VIP takes flows a port-0 VIP of its address had:
+        // their cached entries must look the VIP up again.
+        let siblings: Vec<(u32, u8)> = self
+            .vips
+            .iter()
+            .filter(|(v, _)| v.addr == vip.addr && v.proto == vip.proto && **v != vip)
+            .map(|(_, s)| (s.meta.index, s.meta.encap))
+            .collect();
+        for (index, encap) in siblings {
+            self.new_vip_epoch(index, encap)?;
+        }
         self.sync_addr_refs(vip.addr)
     }
 
@@ -256,6 +286,7 @@ impl Forwarder {
             Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
             Err(e) => return Err(e.into()),
         }
+        self.clear_vip_epoch(state.meta.index)?;
         self.sync_addr_refs(vip.addr)?;
         self.release_backends(&state.backends)?;
         self.free_vip_indices.insert(state.meta.index);
@@ -359,6 +390,26 @@ impl Forwarder {
         Ok(())
     }
 
+    /// Gives VIP `index` a fresh epoch (never 0).
+    fn new_vip_epoch(&mut self, index: u32, encap: u8) -> Result<()> {
+        self.last_vip_epoch = self.last_vip_epoch.checked_add(1).unwrap_or(1);
+        let value = VipEpoch {
+            epoch: self.last_vip_epoch,
+            encap,
+            _pad: [0; 3],
+        };
+        let mut map: Array<_, VipEpoch> = Array::try_from(self.map_mut(map_name::VIP_EPOCHS)?)?;
+        map.set(index, value, 0)?;
+        Ok(())
+    }
+
+    /// Epoch 0 for a removed VIP's index: no cached flow matches it.
+    fn clear_vip_epoch(&mut self, index: u32) -> Result<()> {
+        let mut map: Array<_, VipEpoch> = Array::try_from(self.map_mut(map_name::VIP_EPOCHS)?)?;
+        map.set(index, VipEpoch::default(), 0)?;
+        Ok(())
+    }
+
     /// Writes the number of VIPs on `addr` into VIP_ADDRS (removing the
     /// entry at zero).
     fn sync_addr_refs(&mut self, addr: IpAddr) -> Result<()> {
@@ -392,7 +443,7 @@ impl Forwarder {
     }
 }
 
-/// The flow key of a tuple (the connection-table key and hash input).
+/// The flow key of a tuple (the connection-cache key and hash input).
 pub fn flow_key(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, proto: u8) -> FlowKey {
     FlowKey {
         src: addr_words(src).0,

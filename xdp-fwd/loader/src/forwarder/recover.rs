@@ -6,7 +6,7 @@ use std::{
 };
 
 use aya::maps::{Array, HashMap as BpfHashMap};
-use xdp_fwd_common::{map_name, words_addr, Backend, VipKey, VipMeta};
+use xdp_fwd_common::{map_name, words_addr, Backend, VipEpoch, VipKey, VipMeta};
 
 use super::{Forwarder, VipState};
 use crate::{Error, Result, Vip};
@@ -19,6 +19,13 @@ impl Forwarder {
             return Err(Error::Invalid(format!(
                 "pinned maps use a table capacity of {}, this process {}",
                 settings.ring_stride, self.options.capacity.table_size
+            )));
+        }
+        if settings.conn_set_mask != self.conn_sets.wrapping_sub(1) {
+            return Err(Error::Invalid(format!(
+                "pinned settings use {} connection-cache sets, this process {}",
+                settings.conn_set_mask.wrapping_add(1),
+                self.conn_sets
             )));
         }
         let backends: Vec<Backend> = {
@@ -71,6 +78,17 @@ impl Forwarder {
                 },
             );
         }
+        // Epochs continue above every epoch in the map, so no new one equals
+        // an epoch a cached flow may hold.
+        let last_epoch = {
+            let epochs: Array<_, VipEpoch> = Array::try_from(self.map(map_name::VIP_EPOCHS)?)?;
+            let mut last = 0;
+            for e in epochs.iter() {
+                last = e?.epoch.max(last);
+            }
+            last
+        };
+        self.last_vip_epoch = last_epoch;
         for (_, id) in self.backends.drain_unreferenced() {
             self.clear_backend(id)?;
         }

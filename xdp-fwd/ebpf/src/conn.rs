@@ -1,0 +1,70 @@
+//! Step 3a: the per-CPU, set-associative connection cache (layout and
+//! policy in `xdp_fwd_common::conn`). Lookup and insert are plain loads and
+//! stores into this CPU's copy of one CONN_CACHE element: no map helper.
+use xdp_fwd_common::{conn_index, ConnEntry, ConnSet, FlowKey, Settings, CONN_WAYS};
+
+use crate::maps::CONN_CACHE;
+
+/// This CPU's set for `flow`; `None` only if the settings' mask does not
+/// fit the map (then nothing is cached).
+#[inline(always)]
+pub fn set_of(flow: &FlowKey, settings: &Settings) -> Option<*mut ConnSet> {
+    let index = conn_index(flow, settings.hash_seed) & settings.conn_set_mask;
+    CONN_CACHE.get_ptr_mut(index)
+}
+
+/// The way of `set` holding `flow`, if any (empty ways never match: a
+/// real key has a non-zero protocol).
+#[inline(always)]
+pub fn find(set: *mut ConnSet, flow: &FlowKey) -> Option<*mut ConnEntry> {
+    for way in 0..CONN_WAYS {
+        // SAFETY: `set` is a valid map value; `way` is in bounds.
+        let entry = unsafe { core::ptr::addr_of_mut!((*set).ways[way]) };
+        if same_flow(unsafe { &(*entry).key }, flow) {
+            return Some(entry);
+        }
+    }
+    None
+}
+
+/// The way a new flow takes: an empty one, else the one idle longest
+/// (jiffies since its last packet; ties go to the lowest way).
+#[inline(always)]
+pub fn victim(set: *mut ConnSet, now_jiffies: u32) -> *mut ConnEntry {
+    let mut chosen = 0;
+    let mut oldest = 0u32;
+    for way in 0..CONN_WAYS {
+        // SAFETY: as in `find`.
+        let entry = unsafe { &(*set).ways[way] };
+        let age = if entry.generation == 0 {
+            u32::MAX
+        } else {
+            now_jiffies.wrapping_sub(entry.touched)
+        };
+        if way == 0 || age > oldest {
+            chosen = way;
+            oldest = age;
+        }
+    }
+    // SAFETY: as in `find`.
+    unsafe { core::ptr::addr_of_mut!((*set).ways[chosen]) }
+}
+
+/// Full-key comparison in five 64-bit words (`FlowKey` is 8-aligned and 40
+/// bytes). The first word (start of the source address) alone tells most
+/// flows of a set apart, so it is compared first; the rest without branches.
+#[inline(always)]
+fn same_flow(a: &FlowKey, b: &FlowKey) -> bool {
+    let a = a as *const FlowKey as *const u64;
+    let b = b as *const FlowKey as *const u64;
+    // SAFETY: both point to 40 readable, 8-aligned bytes.
+    if unsafe { *a != *b } {
+        return false;
+    }
+    let mut diff = 0u64;
+    for i in 1..5 {
+        // SAFETY: as above.
+        diff |= unsafe { *a.add(i) ^ *b.add(i) };
+    }
+    diff == 0
+}
