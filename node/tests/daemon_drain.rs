@@ -66,6 +66,10 @@ fn sigterm_withdraws_then_drains_then_ceases_and_detaches() {
     // Take node 3 over so this test owns its exit status: stop the sim's
     // process, then start the same node again with a longer drain period.
     assert!(cluster.stop_lb(3, Duration::from_secs(20)), "node 3 stops");
+    let hop = lb_addr(3).to_string();
+    cluster
+        .wait_next_hops(Duration::from_secs(10), |h| h.len() == 2 && !h.contains(&hop))
+        .expect("node 3's route gone after it stopped");
     let node3 = &cluster.lbs[2];
     let config = std::fs::read_to_string(&node3.config).unwrap();
     let pin_dir = config
@@ -80,13 +84,13 @@ fn sigterm_withdraws_then_drains_then_ceases_and_detaches() {
     let mut cmd = node3.ns.command(&find_binary("lbnode").unwrap().to_string_lossy());
     cmd.arg("--config").arg(&node3.config).stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
     let mut daemon = OwnedDaemon(cmd.spawn().expect("spawn lbnode"));
-    let hop = lb_addr(3).to_string();
     cluster
         .wait_next_hops(Duration::from_secs(30), |h| h.len() == 3)
         .unwrap_or_else(|e| panic!("node 3 announces again: {e}\n{}", cluster.log_tails(20)));
     assert!(pin_dir.exists(), "maps pinned at {}", pin_dir.display());
-    let xdp = cluster.lbs[2].ns.ip(["link", "show", "eth0"]).unwrap();
-    assert!(String::from_utf8_lossy(&xdp.stdout).contains("xdpdrv"), "XDP attached in driver mode");
+    let xdp = cluster.lbs[2].ns.ip(["-d", "link", "show", "eth0"]).unwrap();
+    let xdp = String::from_utf8_lossy(&xdp.stdout);
+    assert!(xdp.contains("prog/xdp") && !xdp.contains("xdpgeneric"), "XDP attached in driver mode: {xdp}");
 
     // Existing flows keep reaching node 3 after its route is gone (as a
     // router's flow cache or a slow peer would): pin the client's traffic
@@ -140,7 +144,7 @@ fn sigterm_withdraws_then_drains_then_ceases_and_detaches() {
     assert!(!text.contains("Hold Timer Expired"), "{text}");
 
     // 5. XDP detached, pins removed.
-    let link = cluster.lbs[2].ns.ip(["link", "show", "eth0"]).unwrap();
+    let link = cluster.lbs[2].ns.ip(["-d", "link", "show", "eth0"]).unwrap();
     let link = String::from_utf8_lossy(&link.stdout);
     assert!(!link.contains("xdp"), "XDP still attached: {link}");
     assert!(
