@@ -216,6 +216,7 @@ fn lbctl_round_trips_against_a_real_cluster() {
     let version = status["version"].as_u64().unwrap();
     let digest = status["nodes"][0][1]["Ok"]["table_digest"].as_str().unwrap().to_owned();
     let leader = status["leader"].as_u64().unwrap();
+    let mut exported = std::collections::BTreeSet::new();
     for i in 1..=3 {
         // Counters are exported once a second: wait for the latest round.
         let text = wait_for(Duration::from_secs(10), || {
@@ -228,6 +229,7 @@ fn lbctl_round_trips_against_a_real_cluster() {
         })
         .unwrap_or_else(|| panic!("node {i}: metrics never showed version {version} and 8 healthy backends"));
         let fams = families(&text);
+        exported.extend(fams.iter().cloned());
         for f in [
             "edgelb_vip_packets_total",
             "edgelb_vip_bytes_total",
@@ -248,7 +250,9 @@ fn lbctl_round_trips_against_a_real_cluster() {
         ] {
             assert!(fams.contains(f), "node {i} lacks {f}:\n{text}");
         }
-        assert_eq!(samples(&text, "edgelb_table_digest_info", &[("digest", &digest)]).len(), 1, "node {i}");
+        let current: Vec<_> = samples(&text, "edgelb_table_digest_info", &[]).into_iter().filter(|s| s.1 == 1.0).collect();
+        assert_eq!(current.len(), 1, "node {i}: one current digest: {current:?}");
+        assert!(current[0].0.contains(&digest), "node {i}: {current:?} vs {digest}");
         assert!(samples(&text, "edgelb_raft_term", &[])[0].1 >= 1.0);
         assert_eq!(samples(&text, "edgelb_raft_leader", &[])[0].1, leader as f64, "node {i}");
         assert!(samples(&text, "edgelb_raft_commit_index", &[])[0].1 >= 1.0);
@@ -262,6 +266,11 @@ fn lbctl_round_trips_against_a_real_cluster() {
             assert_eq!(samples(&text, "edgelb_xdp_events_total", &[("event", reason)]).len(), 1, "{reason}");
         }
     }
+    // Every metric the shipped Grafana dashboard queries is exported.
+    for m in support::dashboard_metrics(&support::dashboard()) {
+        assert!(exported.contains(&m), "deploy/grafana/edgelb.json uses {m}, which no node exports: {exported:?}");
+    }
+
     // The 6 queries (one packet each) show in the per-VIP counters, summed
     // over the nodes ECMP spread them to (exported once a second).
     let forwarded_packets = wait_for(Duration::from_secs(10), || {
