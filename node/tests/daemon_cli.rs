@@ -40,7 +40,7 @@ fn udp_answer(cluster: &Cluster, sport: u16) -> Option<String> {
 
 #[test]
 fn lbctl_round_trips_against_a_real_cluster() {
-    let cluster = Cluster::start(ClusterSpec { drain_secs: 1, ..ClusterSpec::default() }).expect("cluster up");
+    let mut cluster = Cluster::start(ClusterSpec { drain_secs: 1, ..ClusterSpec::default() }).expect("cluster up");
     let b: Vec<String> = (1..=4).map(|j| backend_addr(j).to_string()).collect();
 
     // --- status, before any VIP.
@@ -289,4 +289,29 @@ fn lbctl_round_trips_against_a_real_cluster() {
     let nj = ok_json(&cluster, 2, &["node", "list"]);
     assert_eq!(nj["nodes"].as_array().map(Vec::len), Some(3), "{nj}");
     fails(&cluster, 1, &["node", "remove", "9"], "node 9 is not a member");
+
+    // Node 3 leaves (stopped, removed) and comes back as a fresh member
+    // (empty data dir, added through lbctl: learner, caught up, voter).
+    assert!(cluster.stop_lb(3, Duration::from_secs(20)), "node 3 stops");
+    let out = ok(&cluster, 1, &["node", "remove", "3"]);
+    assert!(out.starts_with("ok"), "{out}");
+    let nl = ok(&cluster, 2, &["node", "list"]);
+    assert_eq!(nl.matches("voter").count(), 2, "{nl}");
+    assert!(!nl.contains(&lb_addr(3).to_string()), "{nl}");
+    std::fs::remove_dir_all(cluster.dir().join("lb3-data")).expect("wipe node 3's Raft data");
+    cluster.restart_lb(3).expect("node 3 starts");
+    let raft3 = format!("{}:7000", lb_addr(3));
+    let added = wait_for(Duration::from_secs(30), || {
+        let r = support::lbctl(&cluster, 1, &["--json", "node", "add", "3", &raft3]);
+        (r.code == Some(0)).then(|| serde_json::from_str::<serde_json::Value>(&r.stdout).expect("JSON"))
+    })
+    .unwrap_or_else(|| panic!("node add 3 never succeeded\n{}", cluster.log_tails(20)));
+    assert_eq!(added["kind"], "written", "{added}");
+    let nj = ok_json(&cluster, 1, &["node", "list"]);
+    let members = nj["nodes"].as_array().expect("nodes");
+    assert_eq!(members.len(), 3, "{nj}");
+    assert!(members.iter().all(|m| m["voter"] == true), "{nj}");
+    // It caught up: same table digest everywhere, and it announces again.
+    cluster.converge(Duration::from_secs(20)).expect("node 3 has the current table");
+    cluster.wait_for_ecmp(3, Duration::from_secs(30)).expect("node 3 announces again");
 }
