@@ -52,16 +52,21 @@ impl Handler {
             table_digest: digest_hex(programmed.digest),
             xdp: s.attached.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             announcing: *s.announcing.borrow(),
-            bgp_peers: s
-                .bgp
-                .peers()
-                .into_iter()
-                .map(|p| BgpPeerReport {
-                    address: p.address,
-                    state: format!("{:?}", p.state),
-                    prefixes: p.prefixes_announced,
-                })
-                .collect(),
+            bgp_peers: match s.bgp.get() {
+                Some(bgp) => bgp
+                    .peers()
+                    .into_iter()
+                    .map(|p| BgpPeerReport {
+                        address: p.address,
+                        state: format!("{:?}", p.state),
+                        prefixes: p.prefixes_announced,
+                    })
+                    .collect(),
+                None => super::configured_peers(&s.bgp_config)
+                    .into_iter()
+                    .map(|(address, state)| BgpPeerReport { address, state: state.into(), prefixes: 0 })
+                    .collect(),
+            },
         }
     }
 

@@ -58,8 +58,11 @@ pub struct Shared {
     pub dataplane: Mutex<DataPlane>,
     /// Published programmed version/digest.
     pub programmed: watch::Receiver<Programmed>,
-    /// The BGP speaker.
-    pub bgp: BgpSpeaker,
+    /// The BGP speaker, started once the node is first ready (see
+    /// [`BGP_START_WAIT`]).
+    pub bgp: std::sync::OnceLock<BgpSpeaker>,
+    /// Its configuration.
+    pub bgp_config: SpeakerConfig,
     /// Whether routes are currently announced.
     pub announcing: watch::Receiver<bool>,
     /// Interfaces and their attach mode.
@@ -82,7 +85,22 @@ fn mode_name(m: XdpAttachMode) -> &'static str {
     }
 }
 
-fn speaker_config(config: &Config) -> anyhow::Result<SpeakerConfig> {
+/// How long after start the daemon waits for the node to be ready before
+/// it opens its BGP sessions anyway (announcing nothing).
+///
+/// Sessions open only when there is something true to say: after a hot
+/// restart the routers still hold this node's routes as stale (graceful
+/// restart) while the adopted XDP program forwards; a session opened before
+/// the node is ready would send an empty table and End-of-RIB, making the
+/// routers drop those routes for nothing.
+pub const BGP_START_WAIT: Duration = Duration::from_secs(30);
+
+/// The speaker's peers as reported before it started.
+pub fn configured_peers(config: &SpeakerConfig) -> Vec<(std::net::IpAddr, &'static str)> {
+    config.peers.iter().map(|p| (p.address, "NotStarted")).collect()
+}
+
+fn speaker_config(config: &Config, restarted: bool) -> anyhow::Result<SpeakerConfig> {
     let peers = config
         .bgp
         .peers
@@ -108,7 +126,7 @@ fn speaker_config(config: &Config) -> anyhow::Result<SpeakerConfig> {
         local_asn: config.bgp.local_asn,
         router_id: config.bgp.router_id,
         listen: None,
-        graceful_restart: Some(edgelb_bgp::GracefulRestartConfig { restart_time_secs: 120, restarting: false }),
+        graceful_restart: Some(edgelb_bgp::GracefulRestartConfig { restart_time_secs: 120, restarting: restarted }),
         peers,
     })
 }
@@ -143,6 +161,7 @@ pub async fn run(config: Config, mut stop: watch::Receiver<Option<StopKind>>) ->
     let forwarder = Forwarder::load_with(LoadOptions { pin_dir: Some(config.xdp.pin_dir.clone()), capacity })
         .context("loading the XDP forwarder")?;
     tracing::info!(adopted = forwarder.adopted(), pin_dir = %config.xdp.pin_dir.display(), "XDP forwarder loaded");
+    let adopted = forwarder.adopted();
     let dataplane = DataPlane::new(forwarder, local);
 
     // 2. Consensus.
@@ -172,8 +191,11 @@ pub async fn run(config: Config, mut stop: watch::Receiver<Option<StopKind>>) ->
         }
     }
 
-    // 3. BGP.
-    let bgp = BgpSpeaker::start(speaker_config(&config)?).await.context("starting BGP")?;
+    // 3. BGP: validated now, started by the announce loop once ready.
+    // Adopted pins mean a restart with forwarding preserved: say so in the
+    // graceful-restart capability.
+    let bgp_config = speaker_config(&config, adopted)?;
+    bgp_config.validate().context("bgp")?;
 
     let (programmed_tx, programmed_rx) = watch::channel(Programmed::default());
     let (announcing_tx, announcing_rx) = watch::channel(false);
@@ -182,7 +204,8 @@ pub async fn run(config: Config, mut stop: watch::Receiver<Option<StopKind>>) ->
         consensus,
         dataplane: Mutex::new(dataplane),
         programmed: programmed_rx,
-        bgp,
+        bgp: std::sync::OnceLock::new(),
+        bgp_config,
         announcing: announcing_rx,
         attached: std::sync::Mutex::new(Vec::new()),
         admin_token: token.clone(),
@@ -246,7 +269,9 @@ pub async fn run(config: Config, mut stop: watch::Receiver<Option<StopKind>>) ->
             // Withdraw, keep forwarding while routers move flows away, then
             // close the sessions (Cease) and detach.
             draining.store(true, std::sync::atomic::Ordering::SeqCst);
-            shared.bgp.set_desired(DesiredRoutes::new());
+            if let Some(bgp) = shared.bgp.get() {
+                bgp.set_desired(DesiredRoutes::new());
+            }
             tracing::info!(period = ?config.drain_period(), "routes withdrawn; draining");
             tokio::time::sleep(config.drain_period()).await;
         }
@@ -257,7 +282,15 @@ pub async fn run(config: Config, mut stop: watch::Receiver<Option<StopKind>>) ->
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
     }
     let shared = Arc::try_unwrap(shared).map_err(|_| anyhow!("a task still holds the daemon state"))?;
-    shared.bgp.shutdown().await;
+    match (kind, shared.bgp.into_inner()) {
+        (_, None) => {}
+        (StopKind::Shutdown, Some(bgp)) => bgp.shutdown().await,
+        // No Cease: the sessions' TCP connections close when the process
+        // exits, so routers in graceful-restart helper mode keep this node's
+        // routes (stale) until the next process re-announces them, while
+        // the still-attached XDP program keeps forwarding.
+        (StopKind::Restart, Some(bgp)) => std::mem::forget(bgp),
+    }
     if kind == StopKind::Shutdown {
         let mut dp = shared.dataplane.into_inner();
         for iface in &config.xdp.interfaces {
@@ -338,6 +371,7 @@ async fn announce_loop(
     let attributes = route_attributes(&shared.config);
     let mut last: Option<Result<Vec<std::net::IpAddr>, announce::Withheld>> = None;
     let mut out_of_sync_since: Option<std::time::Instant> = None;
+    let started = std::time::Instant::now();
     loop {
         let draining_now = draining.load(std::sync::atomic::Ordering::SeqCst);
         let mut ready = readiness(&shared, draining_now, Duration::ZERO);
@@ -353,15 +387,32 @@ async fn announce_loop(
             addrs.dedup();
             addrs
         });
-        if last.as_ref() != Some(&decision) {
+        let bgp = match shared.bgp.get() {
+            Some(bgp) => Some(bgp),
+            None if draining_now => None,
+            None if decision.is_ok() || started.elapsed() >= BGP_START_WAIT => {
+                match BgpSpeaker::start(shared.bgp_config.clone()).await {
+                    Ok(speaker) => {
+                        tracing::info!(ready = decision.is_ok(), "BGP sessions starting");
+                        Some(shared.bgp.get_or_init(|| speaker))
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "starting BGP failed; retrying");
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        if let Some(bgp) = bgp.filter(|_| last.as_ref() != Some(&decision)) {
             match &decision {
                 Ok(addrs) => {
                     tracing::info!(vips = addrs.len(), "announcing VIPs");
-                    shared.bgp.set_desired(vip_routes(addrs.iter().copied(), &attributes));
+                    bgp.set_desired(vip_routes(addrs.iter().copied(), &attributes));
                 }
                 Err(why) => {
                     tracing::warn!(reason = ?why, "withdrawing VIPs");
-                    shared.bgp.set_desired(DesiredRoutes::new());
+                    bgp.set_desired(DesiredRoutes::new());
                 }
             }
             out.send_replace(decision.is_ok());

@@ -58,11 +58,18 @@ pub async fn metrics_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) 
         }
         gauge!("edgelb_table_digest_info", "digest" => digest).set(1.0);
         gauge!("edgelb_bgp_announcing").set(f64::from(u8::from(*shared.announcing.borrow())));
-        for peer in shared.bgp.peers() {
-            let addr = peer.address.to_string();
-            let up = matches!(peer.state, edgelb_bgp::PeerState::Established);
+        let peers: Vec<(std::net::IpAddr, bool, u64)> = match shared.bgp.get() {
+            Some(bgp) => bgp
+                .peers()
+                .into_iter()
+                .map(|p| (p.address, matches!(p.state, edgelb_bgp::PeerState::Established), p.prefixes_announced))
+                .collect(),
+            None => super::configured_peers(&shared.bgp_config).into_iter().map(|(a, _)| (a, false, 0)).collect(),
+        };
+        for (address, up, prefixes) in peers {
+            let addr = address.to_string();
             gauge!("edgelb_bgp_session_established", "peer" => addr.clone()).set(f64::from(u8::from(up)));
-            gauge!("edgelb_bgp_prefixes_announced", "peer" => addr).set(peer.prefixes_announced as f64);
+            gauge!("edgelb_bgp_prefixes_announced", "peer" => addr).set(prefixes as f64);
         }
         let state = shared.consensus.state();
         let stats = shared.dataplane.lock().await.stats();
