@@ -40,7 +40,7 @@ fn udp_answer(cluster: &Cluster, sport: u16) -> Option<String> {
 
 #[test]
 fn lbctl_round_trips_against_a_real_cluster() {
-    let cluster = Cluster::start(ClusterSpec { drain_secs: 1, ..ClusterSpec::default() }).expect("cluster up");
+    let mut cluster = Cluster::start(ClusterSpec { drain_secs: 1, ..ClusterSpec::default() }).expect("cluster up");
     let b: Vec<String> = (1..=4).map(|j| backend_addr(j).to_string()).collect();
 
     // --- status, before any VIP.
@@ -216,6 +216,7 @@ fn lbctl_round_trips_against_a_real_cluster() {
     let version = status["version"].as_u64().unwrap();
     let digest = status["nodes"][0][1]["Ok"]["table_digest"].as_str().unwrap().to_owned();
     let leader = status["leader"].as_u64().unwrap();
+    let mut exported = std::collections::BTreeSet::new();
     for i in 1..=3 {
         // Counters are exported once a second: wait for the latest round.
         let text = wait_for(Duration::from_secs(10), || {
@@ -228,6 +229,7 @@ fn lbctl_round_trips_against_a_real_cluster() {
         })
         .unwrap_or_else(|| panic!("node {i}: metrics never showed version {version} and 8 healthy backends"));
         let fams = families(&text);
+        exported.extend(fams.iter().cloned());
         for f in [
             "edgelb_vip_packets_total",
             "edgelb_vip_bytes_total",
@@ -248,7 +250,9 @@ fn lbctl_round_trips_against_a_real_cluster() {
         ] {
             assert!(fams.contains(f), "node {i} lacks {f}:\n{text}");
         }
-        assert_eq!(samples(&text, "edgelb_table_digest_info", &[("digest", &digest)]).len(), 1, "node {i}");
+        let current: Vec<_> = samples(&text, "edgelb_table_digest_info", &[]).into_iter().filter(|s| s.1 == 1.0).collect();
+        assert_eq!(current.len(), 1, "node {i}: one current digest: {current:?}");
+        assert!(current[0].0.contains(&digest), "node {i}: {current:?} vs {digest}");
         assert!(samples(&text, "edgelb_raft_term", &[])[0].1 >= 1.0);
         assert_eq!(samples(&text, "edgelb_raft_leader", &[])[0].1, leader as f64, "node {i}");
         assert!(samples(&text, "edgelb_raft_commit_index", &[])[0].1 >= 1.0);
@@ -262,6 +266,11 @@ fn lbctl_round_trips_against_a_real_cluster() {
             assert_eq!(samples(&text, "edgelb_xdp_events_total", &[("event", reason)]).len(), 1, "{reason}");
         }
     }
+    // Every metric the shipped Grafana dashboard queries is exported.
+    for m in support::dashboard_metrics(&support::dashboard()) {
+        assert!(exported.contains(&m), "deploy/grafana/edgelb.json uses {m}, which no node exports: {exported:?}");
+    }
+
     // The 6 queries (one packet each) show in the per-VIP counters, summed
     // over the nodes ECMP spread them to (exported once a second).
     let forwarded_packets = wait_for(Duration::from_secs(10), || {
@@ -280,4 +289,29 @@ fn lbctl_round_trips_against_a_real_cluster() {
     let nj = ok_json(&cluster, 2, &["node", "list"]);
     assert_eq!(nj["nodes"].as_array().map(Vec::len), Some(3), "{nj}");
     fails(&cluster, 1, &["node", "remove", "9"], "node 9 is not a member");
+
+    // Node 3 leaves (stopped, removed) and comes back as a fresh member
+    // (empty data dir, added through lbctl: learner, caught up, voter).
+    assert!(cluster.stop_lb(3, Duration::from_secs(20)), "node 3 stops");
+    let out = ok(&cluster, 1, &["node", "remove", "3"]);
+    assert!(out.starts_with("ok"), "{out}");
+    let nl = ok(&cluster, 2, &["node", "list"]);
+    assert_eq!(nl.matches("voter").count(), 2, "{nl}");
+    assert!(!nl.contains(&lb_addr(3).to_string()), "{nl}");
+    std::fs::remove_dir_all(cluster.dir().join("lb3-data")).expect("wipe node 3's Raft data");
+    cluster.restart_lb(3).expect("node 3 starts");
+    let raft3 = format!("{}:7000", lb_addr(3));
+    let added = wait_for(Duration::from_secs(30), || {
+        let r = support::lbctl(&cluster, 1, &["--json", "node", "add", "3", &raft3]);
+        (r.code == Some(0)).then(|| serde_json::from_str::<serde_json::Value>(&r.stdout).expect("JSON"))
+    })
+    .unwrap_or_else(|| panic!("node add 3 never succeeded\n{}", cluster.log_tails(20)));
+    assert_eq!(added["kind"], "written", "{added}");
+    let nj = ok_json(&cluster, 1, &["node", "list"]);
+    let members = nj["nodes"].as_array().expect("nodes");
+    assert_eq!(members.len(), 3, "{nj}");
+    assert!(members.iter().all(|m| m["voter"] == true), "{nj}");
+    // It caught up: same table digest everywhere, and it announces again.
+    cluster.converge(Duration::from_secs(20)).expect("node 3 has the current table");
+    cluster.wait_for_ecmp(3, Duration::from_secs(30)).expect("node 3 announces again");
 }

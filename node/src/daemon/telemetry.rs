@@ -36,6 +36,7 @@ pub async fn metrics_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) 
         let prev = last_counters.insert(key, value).unwrap_or(0);
         counter!(name, &labels).increment(value.saturating_sub(prev));
     };
+    let mut last_digest: Option<String> = None;
     loop {
         let status = shared.consensus.status();
         gauge!("edgelb_raft_term").set(status.term as f64);
@@ -49,7 +50,13 @@ pub async fn metrics_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) 
         let programmed = shared.programmed.borrow().clone();
         gauge!("edgelb_table_version").set(programmed.version as f64);
         // A digest does not fit a float exactly: export it as a label.
-        gauge!("edgelb_table_digest_info", "digest" => crate::tables::digest_hex(programmed.digest)).set(1.0);
+        let digest = crate::tables::digest_hex(programmed.digest);
+        if let Some(old) = last_digest.replace(digest.clone()).filter(|old| *old != digest) {
+            // Only the current digest reads 1, so `count by (digest)` over
+            // the nodes shows whether they agree.
+            gauge!("edgelb_table_digest_info", "digest" => old).set(0.0);
+        }
+        gauge!("edgelb_table_digest_info", "digest" => digest).set(1.0);
         gauge!("edgelb_bgp_announcing").set(f64::from(u8::from(*shared.announcing.borrow())));
         for peer in shared.bgp.peers() {
             let addr = peer.address.to_string();

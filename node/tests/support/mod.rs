@@ -123,3 +123,35 @@ pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The shipped Grafana dashboard, parsed.
+pub fn dashboard() -> serde_json::Value {
+    let text = include_str!("../../../deploy/grafana/edgelb.json");
+    serde_json::from_str(text).expect("deploy/grafana/edgelb.json is valid JSON")
+}
+
+/// Every PromQL expression of the dashboard's panels.
+pub fn dashboard_exprs(d: &serde_json::Value) -> Vec<String> {
+    d["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["expr"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The `edgelb_*` metric names the dashboard's expressions use.
+pub fn dashboard_metrics(d: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for expr in dashboard_exprs(d) {
+        let mut rest = expr.as_str();
+        while let Some(at) = rest.find("edgelb_") {
+            let tail = &rest[at..];
+            let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(tail.len());
+            names.insert(tail[..end].to_owned());
+            rest = &tail[end..];
+        }
+    }
+    names
+}
