@@ -8,13 +8,11 @@
 mod support;
 
 use std::{
-    io::{BufRead, BufReader, Write},
-    net::TcpStream,
     process::{Child, Stdio},
     time::{Duration, Instant},
 };
 
-use edgelb_sim::cluster::{find_binary, in_namespace, lb_addr, Cluster, ClusterSpec, CLIENT_ADDR, VIP};
+use edgelb_sim::cluster::{find_binary, lb_addr, Cluster, ClusterSpec, CLIENT_ADDR, VIP};
 use support::{ok_json, wait_for};
 
 /// Kills the child if the test fails before it exits on its own.
@@ -30,25 +28,6 @@ impl Drop for OwnedDaemon {
 }
 
 const DRAIN_SECS: u64 = 6;
-
-/// Opens `n` TCP connections to the VIP from the client; how many got an answer.
-fn tcp_round_trips(cluster: &Cluster, n: usize) -> usize {
-    let vip = cluster.vip_tcp();
-    in_namespace(cluster.client.name(), move || {
-        (0..n)
-            .filter(|k| {
-                let Ok(mut s) = TcpStream::connect_timeout(&vip, Duration::from_secs(2)) else { return false };
-                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-                if writeln!(s, "drain {k}").is_err() {
-                    return false;
-                }
-                let mut line = String::new();
-                BufReader::new(&s).read_line(&mut line).is_ok() && line.starts_with('b')
-            })
-            .count()
-    })
-    .unwrap_or(0)
-}
 
 /// Packets node `i` forwarded to the TCP VIP so far.
 fn forwarded(cluster: &Cluster, i: usize) -> u64 {
@@ -101,7 +80,7 @@ fn sigterm_withdraws_then_drains_then_ceases_and_detaches() {
         .router
         .ip(["rule", "add", "from", &CLIENT_ADDR.to_string(), "to", &VIP.to_string(), "lookup", "100", "priority", "100"])
         .expect("rule");
-    assert_eq!(tcp_round_trips(&cluster, 10), 10, "served through node 3 before SIGTERM");
+    assert_eq!(support::tcp_round_trips(&cluster, 10), 10, "served through node 3 before SIGTERM");
     let before = forwarded(&cluster, 3);
     assert!(before > 0, "node 3 forwarded the connections");
 
@@ -119,7 +98,7 @@ fn sigterm_withdraws_then_drains_then_ceases_and_detaches() {
     assert!(took < Duration::from_secs(DRAIN_SECS), "withdrawn ({took:?}) before the drain ends");
 
     // 2. The node still forwards during the drain period.
-    assert_eq!(tcp_round_trips(&cluster, 10), 10, "served through node 3 while draining");
+    assert_eq!(support::tcp_round_trips(&cluster, 10), 10, "served through node 3 while draining");
     let during = forwarded(&cluster, 3);
     assert!(during > before, "node 3 forwarded while draining ({before} -> {during})");
     assert!(matches!(daemon.0.try_wait(), Ok(None)), "still running inside the drain period");
@@ -152,5 +131,5 @@ fn sigterm_withdraws_then_drains_then_ceases_and_detaches() {
     );
     // With the route gone and the node detached, nothing serves the pinned
     // path any more: proof the earlier answers really went through node 3.
-    assert_eq!(tcp_round_trips(&cluster, 2), 0, "node 3 no longer forwards after exiting");
+    assert_eq!(support::tcp_round_trips(&cluster, 2), 0, "node 3 no longer forwards after exiting");
 }

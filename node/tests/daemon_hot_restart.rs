@@ -8,8 +8,6 @@
 mod support;
 
 use std::{
-    io::{BufRead, BufReader, Write},
-    net::TcpStream,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -17,27 +15,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use edgelb_sim::cluster::{in_namespace, lb_addr, Cluster, ClusterSpec, CLIENT_ADDR, VIP};
+use edgelb_sim::cluster::{lb_addr, Cluster, ClusterSpec, CLIENT_ADDR, VIP};
 use support::wait_for;
-
-/// Opens `n` TCP connections to the VIP from the client; how many got an answer.
-fn tcp_round_trips(cluster: &Cluster, n: usize) -> usize {
-    let vip = cluster.vip_tcp();
-    in_namespace(cluster.client.name(), move || {
-        (0..n)
-            .filter(|k| {
-                let Ok(mut s) = TcpStream::connect_timeout(&vip, Duration::from_secs(2)) else { return false };
-                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-                if writeln!(s, "restart {k}").is_err() {
-                    return false;
-                }
-                let mut line = String::new();
-                BufReader::new(&s).read_line(&mut line).is_ok() && line.starts_with('b')
-            })
-            .count()
-    })
-    .unwrap_or(0)
-}
 
 /// The log without terminal colour sequences (`ESC [ ... m`).
 fn strip_ansi(text: &str) -> String {
@@ -71,7 +50,7 @@ fn sigusr2_restart_keeps_forwarding_and_the_route() {
         .router
         .ip(["rule", "add", "from", &CLIENT_ADDR.to_string(), "to", &VIP.to_string(), "lookup", "100", "priority", "100"])
         .expect("rule");
-    assert_eq!(tcp_round_trips(&cluster, 5), 5, "served through node 3");
+    assert_eq!(support::tcp_round_trips(&cluster, 5), 5, "served through node 3");
 
     // Watch the router's next hops for the whole restart.
     let done = Arc::new(AtomicBool::new(false));
@@ -119,7 +98,7 @@ fn sigusr2_restart_keeps_forwarding_and_the_route() {
     let pin_dir = config.lines().find_map(|l| l.strip_prefix("pin_dir = \"")).map(|p| p.trim_end_matches('"').to_owned());
     let pin_dir = std::path::PathBuf::from(pin_dir.expect("pin_dir"));
     assert!(std::fs::read_dir(&pin_dir).map(|mut d| d.next().is_some()).unwrap_or(false), "maps stay pinned");
-    assert_eq!(tcp_round_trips(&cluster, 10), 10, "node 3 forwards with no daemon running");
+    assert_eq!(support::tcp_round_trips(&cluster, 10), 10, "node 3 forwards with no daemon running");
 
     // The next process adopts the pins and takes over.
     cluster.lbs[2].process = None;
@@ -142,7 +121,7 @@ fn sigusr2_restart_keeps_forwarding_and_the_route() {
         (!route.contains("(stale)")).then_some(())
     });
     assert!(fresh.is_some(), "route still stale after the restart\n{}", cluster.log_tails(20));
-    assert_eq!(tcp_round_trips(&cluster, 10), 10, "node 3 forwards after the restart");
+    assert_eq!(support::tcp_round_trips(&cluster, 10), 10, "node 3 forwards after the restart");
 
     done.store(true, Ordering::SeqCst);
     let missing = watcher.join().expect("watcher");

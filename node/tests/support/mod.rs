@@ -155,3 +155,26 @@ pub fn dashboard_metrics(d: &serde_json::Value) -> std::collections::BTreeSet<St
     }
     names
 }
+
+/// Opens `n` TCP connections to the VIP from the client (each sends a line
+/// and expects a backend's answer); how many got an answer.
+pub fn tcp_round_trips(cluster: &Cluster, n: usize) -> usize {
+    use std::io::{BufRead, BufReader, Write};
+    let vip = cluster.vip_tcp();
+    in_namespace(cluster.client.name(), move || {
+        (0..n)
+            .filter(|k| {
+                let Ok(mut s) = std::net::TcpStream::connect_timeout(&vip, Duration::from_secs(2)) else {
+                    return false;
+                };
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                if writeln!(s, "hello {k}").is_err() {
+                    return false;
+                }
+                let mut line = String::new();
+                BufReader::new(&s).read_line(&mut line).is_ok() && line.starts_with('b')
+            })
+            .count()
+    })
+    .unwrap_or(0)
+}
