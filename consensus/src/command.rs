@@ -93,6 +93,13 @@ pub enum Command {
         /// Whether the check passed.
         healthy: bool,
     },
+    /// A member's admin API address (each daemon registers its own).
+    SetAdminAddr {
+        /// The member.
+        node: NodeId,
+        /// Where its admin API listens (a routable address, not 0.0.0.0).
+        addr: std::net::SocketAddr,
+    },
 }
 
 /// Why a command was rejected. A rejected command changes nothing.
@@ -144,6 +151,9 @@ pub enum CommandError {
     /// A health report from a node that is not a voter.
     #[error("node {0} is not a voter and cannot report health")]
     UnknownObserver(NodeId),
+    /// An admin address other nodes could not connect to.
+    #[error("admin address {0}: must be a routable address with a non-zero port")]
+    BadAdminAddr(std::net::SocketAddr),
     /// A GUE port other than the one the cluster's GUE VIPs already use:
     /// the data plane has one GUE destination port.
     #[error("GUE port {port}: the cluster's GUE VIPs use port {existing} (one GUE port per cluster)")]
@@ -268,6 +278,11 @@ impl ClusterState {
                     return Err(CommandError::UnknownObserver(*observer));
                 }
             }
+            Command::SetAdminAddr { addr, .. } => {
+                if addr.port() == 0 || check_address(addr.ip()).is_err() {
+                    return Err(CommandError::BadAdminAddr(*addr));
+                }
+            }
         }
         Ok(())
     }
@@ -359,6 +374,11 @@ impl ClusterState {
                     .entry(*backend)
                     .or_default();
                 if observations.insert(*observer, *healthy) == Some(*healthy) {
+                    return Ok(self.version);
+                }
+            }
+            Command::SetAdminAddr { node, addr } => {
+                if self.admin_addrs.insert(*node, *addr) == Some(*addr) {
                     return Ok(self.version);
                 }
             }
@@ -458,6 +478,19 @@ mod tests {
         assert!(s.vips[&key()].backends.is_empty());
         assert_eq!(s.apply(&Command::RemoveVip { key: key() }), Ok(6));
         assert!(s.vips.is_empty());
+    }
+
+    #[test]
+    fn admin_addresses_are_recorded_once_and_must_be_reachable() {
+        let mut s = ClusterState::default();
+        let set = |addr: &str| Command::SetAdminAddr { node: 4, addr: addr.parse().unwrap() };
+        assert_eq!(s.apply(&set("10.0.0.4:7100")), Ok(1));
+        assert_eq!(s.apply(&set("10.0.0.4:7100")), Ok(1), "repeating changes nothing");
+        assert_eq!(s.apply(&set("[2001:db8::4]:7100")), Ok(2));
+        for bad in ["0.0.0.0:7100", "10.0.0.4:0", "224.0.0.1:7100"] {
+            assert_eq!(rejected(&mut s, set(bad)), CommandError::BadAdminAddr(bad.parse().unwrap()));
+        }
+        assert_eq!(s.admin_addrs[&4], "[2001:db8::4]:7100".parse().unwrap());
     }
 
     #[test]

@@ -159,6 +159,9 @@ pub struct ClusterState {
     pub voters: BTreeSet<NodeId>,
     /// Latest health observation of each backend by each voter.
     pub health: BTreeMap<VipKey, VipHealth>,
+    /// Each member's admin API address, registered by its own daemon, so
+    /// `lbctl status` reaches nodes that joined after the cluster began.
+    pub admin_addrs: BTreeMap<NodeId, std::net::SocketAddr>,
 }
 
 impl ClusterState {
@@ -220,10 +223,10 @@ mod tests {
         s.voters = [1, 2, 3].into();
         let bytes = crate::encoding::encode(&s).unwrap();
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        // version 300 | seed 0 | size 65537 | no VIPs | voters {1,2,3} | no health
+        // version 300 | seed 0 | size 65537 | no VIPs | voters {1,2,3} | no health | no admin addresses
         assert_eq!(
             hex,
-            "fb2c01".to_string() + "00" + "fc01000100" + "00" + "03010203" + "00"
+            "fb2c01".to_string() + "00" + "fc01000100" + "00" + "03010203" + "00" + "00"
         );
         assert_eq!(crate::encoding::decode::<ClusterState>(&bytes).unwrap(), s);
     }

@@ -389,6 +389,18 @@ impl Config {
         Ok(config)
     }
 
+    /// The address other nodes and `lbctl status` use for this node's admin
+    /// API: `admin.listen`, with the Raft advertise address's IP when it
+    /// listens on all addresses.
+    pub fn admin_advertise_addr(&self) -> SocketAddr {
+        let listen = self.admin.listen;
+        if listen.ip().is_unspecified() {
+            SocketAddr::new(self.advertise_addr().ip(), listen.port())
+        } else {
+            listen
+        }
+    }
+
     /// The address other nodes use for this node's Raft RPCs.
     pub fn advertise_addr(&self) -> SocketAddr {
         self.cluster.advertise.unwrap_or(self.cluster.listen)

@@ -288,6 +288,17 @@ fn lbctl_round_trips_against_a_real_cluster() {
     assert_eq!(nl.matches("voter").count(), 3, "{nl}");
     let nj = ok_json(&cluster, 2, &["node", "list"]);
     assert_eq!(nj["nodes"].as_array().map(Vec::len), Some(3), "{nj}");
+    // Every daemon registered its admin address through Raft (what `status`
+    // uses to reach nodes that joined after the cluster began).
+    let registered = wait_for(Duration::from_secs(20), || {
+        let nj = ok_json(&cluster, 2, &["node", "list"]);
+        let all = nj["nodes"].as_array()?.iter().all(|m| {
+            let id = m["id"].as_u64().unwrap_or(0) as usize;
+            m["admin"] == format!("{}:{}", lb_addr(id), edgelb_sim::cluster::ADMIN_PORT)
+        });
+        all.then_some(nj)
+    });
+    assert!(registered.is_some(), "admin addresses not registered: {nj}");
     fails(&cluster, 1, &["node", "remove", "9"], "node 9 is not a member");
 
     // Node 3 leaves (stopped, removed) and comes back as a fresh member

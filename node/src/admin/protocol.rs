@@ -212,6 +212,9 @@ pub struct MemberInfo {
     pub addr: String,
     /// Voter (true) or learner.
     pub voter: bool,
+    /// Admin API address the node registered, if it did.
+    #[serde(default)]
+    pub admin: Option<std::net::SocketAddr>,
 }
 
 /// Counters of one node's data plane, summed over CPUs.

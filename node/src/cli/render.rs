@@ -136,9 +136,12 @@ pub fn status(s: &ClusterStatus) -> String {
 pub fn nodes(nodes: &[MemberInfo]) -> String {
     let rows: Vec<Vec<String>> = nodes
         .iter()
-        .map(|n| vec![n.id.to_string(), n.addr.clone(), if n.voter { "voter" } else { "learner" }.into()])
+        .map(|n| {
+            let admin = n.admin.map_or_else(|| "-".to_owned(), |a| a.to_string());
+            vec![n.id.to_string(), n.addr.clone(), if n.voter { "voter" } else { "learner" }.into(), admin]
+        })
         .collect();
-    table(&["NODE", "ADDRESS", "ROLE"], &rows)
+    table(&["NODE", "ADDRESS", "ROLE", "ADMIN"], &rows)
 }
 
 /// `lbctl stats`: rates between two samples `secs` apart.

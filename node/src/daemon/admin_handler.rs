@@ -83,16 +83,14 @@ impl Handler {
                 nodes.push((id, Ok(self.local_report())));
                 continue;
             }
-            let admin = self
-                .shared
-                .config
-                .cluster
-                .initial_members
-                .iter()
-                .find(|m| m.id == id)
-                .and_then(|m| m.admin);
+            // The address the node registered through Raft, else the one
+            // the configuration names for an initial member.
+            let registered = self.shared.consensus.state().admin_addrs.get(&id).copied();
+            let admin = registered.or_else(|| {
+                self.shared.config.cluster.initial_members.iter().find(|m| m.id == id).and_then(|m| m.admin)
+            });
             let report = match admin {
-                None => Err("admin address unknown (not in cluster.initial_members)".to_owned()),
+                None => Err("admin address unknown (not registered yet, not in cluster.initial_members)".to_owned()),
                 Some(addr) => self.peer_report(&addr.to_string()).await,
             };
             nodes.push((id, report));
@@ -182,11 +180,17 @@ impl AdminHandler for Handler {
                 },
                 Request::NodeList => {
                     let s = self.shared.consensus.status();
+                    let state = self.shared.consensus.state();
                     Response::Nodes {
                         nodes: s
                             .nodes
                             .iter()
-                            .map(|(id, addr)| MemberInfo { id: *id, addr: addr.clone(), voter: s.voters.contains(id) })
+                            .map(|(id, addr)| MemberInfo {
+                                id: *id,
+                                addr: addr.clone(),
+                                voter: s.voters.contains(id),
+                                admin: state.admin_addrs.get(id).copied(),
+                            })
                             .collect(),
                     }
                 }

@@ -263,6 +263,7 @@ pub async fn run(config: Config, mut stop: watch::Receiver<Option<StopKind>>) ->
     if config.health.enabled {
         tasks.push(tokio::spawn(health_monitor::run(shared.clone(), task_stop.clone())));
     }
+    tasks.push(tokio::spawn(register_admin_addr(shared.clone(), task_stop.clone())));
 
     // 5. Wait for a stop request.
     let kind = loop {
@@ -318,6 +319,28 @@ pub async fn run(config: Config, mut stop: watch::Receiver<Option<StopKind>>) ->
     shared.consensus.shutdown().await.context("stopping consensus")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Records this node's admin address in the replicated state (once it is a
+/// member and whenever the record differs), so `lbctl status` on any node
+/// reaches nodes added at runtime.
+async fn register_admin_addr(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let addr = shared.config.admin_advertise_addr();
+    let id = shared.config.node.id;
+    loop {
+        let status = shared.consensus.status();
+        let recorded = shared.consensus.state().admin_addrs.get(&id).copied();
+        if recorded != Some(addr) && status.nodes.contains_key(&id) && status.leader.is_some() {
+            match shared.consensus.write(edgelb_consensus::Command::SetAdminAddr { node: id, addr }).await {
+                Ok(_) => tracing::info!(%addr, "admin address registered"),
+                Err(e) => tracing::debug!(error = %e, "registering the admin address; will retry"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = stop.changed() => if *stop.borrow() { return },
+        }
+    }
 }
 
 /// Programs every applied state into the data plane, in order.
