@@ -165,6 +165,12 @@ pub struct ClusterState {
 }
 
 impl ClusterState {
+    /// Every backend address of every VIP, each once (the data plane keeps
+    /// one entry and one set of counters per address).
+    pub fn backend_addresses(&self) -> BTreeSet<IpAddr> {
+        self.vips.values().flat_map(|v| v.backends.keys().copied()).collect()
+    }
+
     /// Whether a majority of the voters currently observe this backend as
     /// unhealthy (then it is treated as down whatever its admin state).
     pub fn is_health_down(&self, vip: &VipKey, backend: &IpAddr) -> bool {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use edgelb_sim::{
     cluster::{lb_addr, Cluster, ClusterSpec, LB_ASN, VIP},
-    scenario::broken,
+    scenario::{broken, broken_reasons},
     traffic::LongLived,
 };
 use serde_json::Value;
@@ -61,6 +61,6 @@ fn sigterm_prepends_then_withdraws_without_breaking_connections() {
     assert!(cluster.stop_lb(node, Duration::from_secs(20)), "node did not exit after the drain");
 
     let outcomes = traffic.finish().expect("traffic");
-    let reasons: Vec<_> = outcomes.iter().filter_map(|o| o.broken.clone()).take(5).collect();
+    let reasons = broken_reasons(&outcomes, 5);
     assert_eq!(broken(&outcomes), 0, "connections broke during the drain: {reasons:?}");
 }

@@ -121,8 +121,7 @@ impl Handler {
             let t = stats.vips.get(&super::dataplane::forwarder_vip(key)).copied().unwrap_or_default();
             report.vips.push((*key, t.packets, t.bytes));
         }
-        let addresses: std::collections::BTreeSet<std::net::IpAddr> =
-            state.vips.values().flat_map(|v| v.backends.keys().copied()).collect();
+        let addresses = state.backend_addresses();
         for addr in addresses {
             let t = stats.backends.get(&addr).copied().unwrap_or_default();
             report.backends.push((addr, t.packets, t.bytes));

@@ -72,8 +72,7 @@ pub fn check_capacity(state: &ClusterState, capacity: xdp_fwd::Capacity) -> Resu
     if state.vips.len() > capacity.vips as usize {
         return Err(CapacityError::Vips { count: state.vips.len(), max: capacity.vips });
     }
-    let backends: std::collections::BTreeSet<IpAddr> =
-        state.vips.values().flat_map(|v| v.backends.keys().copied()).collect();
+    let backends = state.backend_addresses();
     if backends.len() > capacity.backends as usize {
         return Err(CapacityError::Backends { count: backends.len(), max: capacity.backends });
     }

@@ -73,8 +73,7 @@ pub async fn metrics_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) 
                 bump("edgelb_vip_bytes_total".into(), vec![("vip", key.to_string())], t.bytes);
             }
             // The data plane counts per backend address, over all its VIPs.
-            let addresses: std::collections::BTreeSet<std::net::IpAddr> =
-                state.vips.values().flat_map(|v| v.backends.keys().copied()).collect();
+            let addresses = state.backend_addresses();
             for addr in addresses {
                 let t = stats.backends.get(&addr).copied().unwrap_or_default();
                 let labels = vec![("backend", addr.to_string())];

@@ -56,3 +56,8 @@ impl Report {
 pub fn broken(outcomes: &[crate::traffic::ConnectionOutcome]) -> usize {
     outcomes.iter().filter(|o| o.broken.is_some()).count()
 }
+
+/// Why the first `n` broken connections broke (for reports and test messages).
+pub fn broken_reasons(outcomes: &[crate::traffic::ConnectionOutcome], n: usize) -> Vec<String> {
+    outcomes.iter().filter_map(|o| o.broken.clone()).take(n).collect()
+}

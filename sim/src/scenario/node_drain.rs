@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{broken, Report};
+use super::{broken, broken_reasons, Report};
 use crate::{
     cluster::{lb_addr, Cluster, ClusterSpec},
     traffic::LongLived,
@@ -34,7 +34,7 @@ pub fn run(connections: usize) -> anyhow::Result<Report> {
     std::thread::sleep(Duration::from_secs(2));
     let outcomes = traffic.finish()?;
     let b = broken(&outcomes);
-    let reasons: Vec<String> = outcomes.iter().filter_map(|o| o.broken.clone()).take(5).collect();
+    let reasons = broken_reasons(&outcomes, 5);
     Ok(Report {
         name: "lb node drain (SIGTERM)",
         header: vec!["CONNECTIONS", "BROKEN", "ROUTES WITHDRAWN AFTER", "NODE EXITED AFTER"],

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{broken, Report};
+use super::{broken, broken_reasons, Report};
 use crate::{
     cluster::{lb_addr, Cluster, ClusterSpec},
     traffic::LongLived,
@@ -38,7 +38,7 @@ pub fn run(connections: usize) -> anyhow::Result<Report> {
     let progress_after = traffic.round_trips() - round_trips_at_kill;
     let outcomes = traffic.finish()?;
     let b = broken(&outcomes);
-    let reasons: Vec<String> = outcomes.iter().filter_map(|o| o.broken.clone()).take(5).collect();
+    let reasons = broken_reasons(&outcomes, 5);
     Ok(Report {
         name: "lb node failure (kill -9 and carrier loss)",
         header: vec!["CONNECTIONS", "BROKEN", "ROUTER CONVERGED AFTER", "ROUND TRIPS AFTER KILL"],
