@@ -43,7 +43,10 @@ fn lbctl_round_trips_against_a_real_cluster() {
     let mut cluster = Cluster::start(ClusterSpec { drain_secs: 1, ..ClusterSpec::default() }).expect("cluster up");
     let b: Vec<String> = (1..=4).map(|j| backend_addr(j).to_string()).collect();
 
-    // --- status, before any VIP.
+    // --- status, before any VIP (once the freshly started cluster has
+    // elected its first leader).
+    let elected = wait_for(Duration::from_secs(20), || ok_json(&cluster, 2, &["status"])["leader"].as_u64());
+    assert!(elected.is_some(), "no leader elected\n{}", cluster.log_tails(20));
     let human = ok(&cluster, 1, &["status"]);
     assert!(human.contains("digests: all reachable nodes agree"), "{human}");
     for col in ["NODE", "ROLE", "TERM", "APPLIED", "VERSION", "DIGEST", "XDP", "BGP-UP", "ANNOUNCING"] {
