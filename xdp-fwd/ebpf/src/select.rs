@@ -3,7 +3,7 @@
 use aya_ebpf::helpers::generated::{bpf_jiffies64, bpf_ktime_get_coarse_ns};
 use xdp_fwd_common::{
     flow_hash, maglev_slot, proto, stats::stat, AddrKey, Backend, ConnEntry, FlowKey, Settings,
-    VipEpoch, VipKey, VipMeta, NO_BACKEND, UDP_CLOCK_SHIFT,
+    VipKey, VipMeta, NO_BACKEND, UDP_CLOCK_SHIFT,
 };
 
 use crate::{
@@ -92,7 +92,7 @@ impl Clocks {
 
 /// Established-flow shortcut, tried before the VIP lookup: the cached
 /// backend and VIP of `flow`, if its entry is usable and its VIP has not
-/// changed since (same [`VipEpoch`]). `None` sends the packet the long way
+/// changed since (same [`VipEpoch`](xdp_fwd_common::VipEpoch)). `None` sends the packet the long way
 /// (VIP lookup, then [`select_backend`]), which also counts the reason.
 #[inline(always)]
 pub fn cached_flow(flow: &FlowKey, settings: &Settings) -> Option<(Chosen, VipRef)> {
