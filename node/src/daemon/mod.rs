@@ -375,9 +375,9 @@ async fn sync_dataplane(shared: Arc<Shared>, out: watch::Sender<Programmed>, mut
     }
 }
 
-/// The node's readiness right now; `out_of_sync_for` is how long the caller
-/// has seen it out of sync.
-pub fn readiness(shared: &Shared, draining: bool, out_of_sync_for: Duration) -> Readiness {
+/// The node's readiness right now, with `out_of_sync_for` zero: only the
+/// announce loop knows since when the node has been out of sync.
+pub fn readiness(shared: &Shared, draining: bool) -> Readiness {
     let status = shared.consensus.status();
     let applied_version = shared.consensus.state().version;
     let programmed = shared.programmed.borrow().clone();
@@ -391,7 +391,7 @@ pub fn readiness(shared: &Shared, draining: bool, out_of_sync_for: Duration) -> 
         in_cluster,
         apply_lag,
         draining,
-        out_of_sync_for,
+        out_of_sync_for: Duration::ZERO,
         programming_failed: programmed.error.is_some(),
     }
 }
@@ -413,7 +413,7 @@ async fn announce_loop(
     let mut out_of_sync_since: Option<std::time::Instant> = None;
     loop {
         let draining_now = draining.load(std::sync::atomic::Ordering::SeqCst);
-        let mut ready = readiness(&shared, draining_now, Duration::ZERO);
+        let mut ready = readiness(&shared, draining_now);
         if ready.out_of_sync() {
             let since = *out_of_sync_since.get_or_insert_with(std::time::Instant::now);
             ready.out_of_sync_for = since.elapsed();
