@@ -33,23 +33,18 @@ pub struct ConnEntry {
     pub generation: u32,
     /// The flow hash (encapsulation entropy), cached so hits skip hashing.
     pub hash: u32,
-    /// Low 32 bits of `bpf_jiffies64` at the last packet (the set's LRU order).
+    /// Low 32 bits of `bpf_jiffies64` at the last packet: the set's LRU
+    /// order and, for UDP, the expiry clock (wraps after 49 days at
+    /// HZ=1000, far beyond any timeout or cache residence).
     pub touched: u32,
     /// Index of the flow's VIP ([`crate::VipMeta::index`]).
     pub vip_index: u32,
     /// [`crate::VipEpoch::epoch`] of that index when cached: while it still
     /// matches, a hit skips the VIP hash lookup.
     pub vip_epoch: u32,
-    /// UDP only (UDP entries expire): `bpf_ktime_get_coarse_ns() >>`
-    /// [`UDP_CLOCK_SHIFT`] at the last packet. TCP entries leave it 0.
-    pub udp_seen: u32,
     /// Always zero.
-    pub _pad: u32,
+    pub _pad: [u32; 2],
 }
-
-/// UDP entry ages are kept in units of 2^20 ns (about a millisecond) so they
-/// fit 32 bits (wrapping after 52 days, far beyond any timeout).
-pub const UDP_CLOCK_SHIFT: u32 = 20;
 
 /// One set of the connection cache: the value type of CONN_CACHE.
 #[repr(C)]
@@ -66,7 +61,9 @@ pub fn conn_sets(flows: u32) -> Option<u32> {
     if flows == 0 {
         return None;
     }
-    let sets = flows.div_ceil(CONN_WAYS as u32).checked_next_power_of_two()?;
+    let sets = flows
+        .div_ceil(CONN_WAYS as u32)
+        .checked_next_power_of_two()?;
     (sets <= MAX_CONN_SETS).then_some(sets)
 }
 

@@ -17,7 +17,7 @@ pub mod hash;
 pub mod maps;
 pub mod stats;
 
-pub use conn::{conn_index, conn_sets, ConnEntry, ConnSet, CONN_WAYS, UDP_CLOCK_SHIFT};
+pub use conn::{conn_index, conn_sets, ConnEntry, ConnSet, CONN_WAYS};
 pub use hash::{flow_hash, maglev_slot};
 pub use maps::*;
 

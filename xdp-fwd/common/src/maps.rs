@@ -204,8 +204,9 @@ pub struct Settings {
     pub hash_seed: u32,
     /// RING slots reserved per table half (the largest table size allowed).
     pub ring_stride: u32,
-    /// UDP connection-table entries older than this are ignored (ns).
-    pub udp_timeout_ns: u64,
+    /// UDP connection-cache entries idle longer than this many kernel ticks
+    /// (jiffies; the loader converts from the kernel's HZ) are ignored.
+    pub udp_timeout_jiffies: u64,
     /// Encapsulation of VIPs whose [`VipMeta::encap`] is [`encap::DEFAULT`].
     pub default_encap: u8,
     /// Always zero.

@@ -1,4 +1,4 @@
-//! Step 6: encapsulate the packet towards the chosen backend.
+//! Step 5: encapsulate the packet towards the chosen backend.
 //!
 //! IP-in-IP (IPIP, IP6IP6, IPv4-in-IPv6, IPv6-in-IPv4: the backend's family
 //! decides the outer header) or GUE variant 1 (outer IP + UDP, then the inner
@@ -6,7 +6,7 @@
 //! Katran does) so the backend's RSS spreads flows over its queues; GUE also
 //! puts entropy in the UDP source port. ToS / traffic class is copied.
 use aya_ebpf::{helpers::bpf_xdp_adjust_head, programs::XdpContext, EbpfContext};
-use xdp_fwd_common::{encap, family, proto, stats::stat, Settings};
+use xdp_fwd_common::{encap, family, proto, stats::stat, NextHop, Settings};
 
 use crate::{csum, packet::*, parse::Packet, select::Chosen};
 
@@ -28,11 +28,11 @@ pub struct Outer {
 
 const TTL: u8 = 64;
 
-/// Grows the frame and writes Ethernet (+ the original VLAN tag), the outer
-/// IP header and, for GUE, the UDP header. `Err` carries the drop counter.
+/// The outer header towards `chosen` in encapsulation `mode`, before
+/// anything is written (the route lookup needs it). `Err` carries the drop
+/// counter.
 #[inline(always)]
-pub fn encapsulate(
-    ctx: &XdpContext,
+pub fn outer_header(
     pkt: &Packet,
     chosen: &Chosen,
     mode: u8,
@@ -40,33 +40,61 @@ pub fn encapsulate(
 ) -> Result<Outer, u32> {
     let gue = mode == encap::GUE;
     let outer_v6 = chosen.backend.family == family::V6;
-    let ip_hlen = if outer_v6 { IPV6_HLEN } else { IPV4_HLEN };
-    let hdr_len = ip_hlen + if gue { UDP_HLEN } else { 0 };
     let inner_len = pkt.ip_len as u32;
-    let outer_proto = if gue {
+    let tot_len = inner_len + header_len(outer_v6, gue) as u32;
+    if tot_len > 0xffff {
+        return Err(stat::DROP_MTU);
+    }
+    let proto = if gue {
         proto::UDP
     } else if pkt.family == family::V4 {
         proto::IPIP
     } else {
         proto::IPV6
     };
-    let outer = Outer {
+    Ok(Outer {
         family: chosen.backend.family,
-        proto: outer_proto,
-        tot_len: (inner_len + hdr_len as u32) as u16,
+        proto,
+        tot_len: tot_len as u16,
         tos: pkt.tos,
         src: outer_source(outer_v6, chosen.hash, settings),
         dst: chosen.backend.addr,
-    };
-    if inner_len + hdr_len as u32 > 0xffff {
-        return Err(stat::DROP_MTU);
-    }
+    })
+}
 
-    // The MACs stay as received until the route lookup rewrites them (if the
-    // kernel gets the packet instead, it must still be addressed to us).
+/// Bytes the encapsulation adds.
+#[inline(always)]
+fn header_len(outer_v6: bool, gue: bool) -> usize {
+    (if outer_v6 { IPV6_HLEN } else { IPV4_HLEN }) + if gue { UDP_HLEN } else { 0 }
+}
+
+/// Grows the frame and writes Ethernet (+ the original VLAN tag), the outer
+/// IP header and, for GUE, the UDP header. The Ethernet addresses are the
+/// next hop's, or without one (`None`) the frame's own, so the kernel still
+/// takes it. `Err` carries the drop counter.
+#[inline(always)]
+pub fn encapsulate(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    outer: &Outer,
+    chosen: &Chosen,
+    settings: &Settings,
+    next: Option<&NextHop>,
+) -> Result<(), u32> {
+    let gue = outer.proto == proto::UDP;
+    let outer_v6 = outer.family == family::V6;
+    let ip_hlen = if outer_v6 { IPV6_HLEN } else { IPV4_HLEN };
+    let hdr_len = header_len(outer_v6, gue);
+    let inner_len = pkt.ip_len as u32;
+
     let eth = ptr_at(ctx, 0, ETH_HLEN).ok_or(stat::DROP_ENCAP)?;
-    // SAFETY: ETH_HLEN bytes checked.
-    let macs: [u16; 6] = unsafe { read(eth, 0) };
+    let macs: [u16; 6] = match next {
+        Some(n) => [
+            n.dmac[0], n.dmac[1], n.dmac[2], n.smac[0], n.smac[1], n.smac[2],
+        ],
+        // SAFETY: ETH_HLEN bytes checked.
+        None => unsafe { read(eth, 0) },
+    };
     let vlan_tci: u16 = if pkt.l3_off > ETH_HLEN {
         let tag = ptr_at(ctx, ETH_HLEN, VLAN_HLEN).ok_or(stat::DROP_ENCAP)?;
         // SAFETY: the tag was checked.
@@ -108,7 +136,7 @@ pub fn encapsulate(
         write_ipv6(
             ctx,
             l3,
-            &outer,
+            outer,
             chosen.hash,
             inner_len as u16 + (hdr_len - ip_hlen) as u16,
         )?;
@@ -116,14 +144,14 @@ pub fn encapsulate(
         write_ipv4(
             ctx,
             l3,
-            &outer,
+            outer,
             pkt.family != family::V4 || pkt.dont_fragment,
         )?;
     }
     if gue {
         let sport = (((chosen.hash & 0x3fff) | 0xc000) as u16).to_be();
         let udp_len = ((inner_len + UDP_HLEN as u32) as u16).to_be();
-        let check = gue_checksum(pkt, &outer, sport, settings.gue_port, udp_len);
+        let check = gue_checksum(pkt, outer, sport, settings.gue_port, udp_len);
         let udp = ptr_at(ctx, l3 + ip_hlen, UDP_HLEN).ok_or(stat::DROP_ENCAP)?;
         // SAFETY: the UDP header checked.
         unsafe {
@@ -133,7 +161,7 @@ pub fn encapsulate(
             write(udp, 6, check);
         }
     }
-    Ok(outer)
+    Ok(())
 }
 
 /// The node's configured source prefix with the host bits taken from the

@@ -7,8 +7,10 @@
 //!    entry and VIP are unchanged skips to step 4; else
 //!    [`select::vip_lookup`]: (address, port, protocol), then port 0.
 //! 3. [`select::select_backend`]: [`conn`] cache, else flow hash + Maglev.
-//! 4. [`encap::encapsulate`]: IP-in-IP or GUE towards the backend.
-//! 5. [`transmit::transmit`]: `bpf_fib_lookup`, then XDP_TX or XDP_REDIRECT.
+//! 4. [`transmit::next_hop`]: the route to the backend (`bpf_fib_lookup`,
+//!    cached per CPU), looked up before anything is written.
+//! 5. [`encap::encapsulate`]: IP-in-IP or GUE with the next hop's MACs, then
+//!    [`transmit::send_to`]: XDP_TX or XDP_REDIRECT.
 //!
 //! ICMP to VIPs is handled by [`icmp`]. Policy for what is not forwarded:
 //! - not addressed to a VIP, or not parseable: XDP_PASS, untouched;
@@ -29,7 +31,11 @@ mod parse;
 mod select;
 mod transmit;
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use aya_ebpf::{
+    bindings::{xdp_action, xdp_md},
+    macros::xdp,
+    programs::XdpContext,
+};
 use xdp_fwd_common::{encap as encap_mode, proto, stats::stat, FlowKey, Settings, VipMeta};
 
 use crate::{
@@ -39,9 +45,21 @@ use crate::{
 };
 
 /// The forwarder.
-#[xdp]
-pub fn xdp_fwd(ctx: XdpContext) -> u32 {
-    let action = forward(&ctx);
+///
+/// Written out instead of `#[xdp]`: the attribute wraps the body in a
+/// separate function that LLVM does not inline, so every packet paid a
+/// BPF-to-BPF call and its return (a return thunk on kernels with SRSO
+/// mitigation) before doing anything.
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "xdp")]
+pub extern "C" fn xdp_fwd(ctx: *mut xdp_md) -> u32 {
+    forward_counted(&XdpContext::new(ctx))
+}
+
+/// The whole path, and the action totals.
+#[inline(always)]
+fn forward_counted(ctx: &XdpContext) -> u32 {
+    let action = forward(ctx);
     // Action totals are the first counters, indexed by the action itself.
     if action <= xdp_action::XDP_REDIRECT {
         count(action);
@@ -120,10 +138,7 @@ fn forward_l4(ctx: &XdpContext, pkt: &Packet) -> u32 {
                         encap: meta.encap,
                     },
                 ),
-                Err(reason) => {
-                    count(reason);
-                    return xdp_action::XDP_DROP;
-                }
+                Err(reason) => return dropped(reason),
             }
         }
     };
@@ -147,10 +162,7 @@ pub(crate) fn forward_flow(
     count_vip(pkt, vip.index, bytes);
     match select::select_backend(flow, vip, settings, new_flow) {
         Ok(chosen) => send(ctx, pkt, &chosen, vip.encap, settings, bytes),
-        Err(reason) => {
-            count(reason);
-            xdp_action::XDP_DROP
-        }
+        Err(reason) => dropped(reason),
     }
 }
 
@@ -163,7 +175,7 @@ fn count_vip(pkt: &Packet, vip_index: u32, bytes: u64) {
     }
 }
 
-/// Steps 4-5: encapsulate towards the chosen backend and transmit.
+/// Steps 4-5: route towards the chosen backend, encapsulate, transmit.
 #[inline(always)]
 fn send(
     ctx: &XdpContext,
@@ -179,13 +191,40 @@ fn send(
     } else {
         vip_encap
     };
-    match encap::encapsulate(ctx, pkt, chosen, mode, settings) {
-        Ok(outer) => transmit::transmit(ctx, &outer, chosen),
-        Err(reason) => {
-            count(reason);
-            xdp_action::XDP_DROP
+    let outer = match encap::outer_header(pkt, chosen, mode, settings) {
+        Ok(outer) => outer,
+        Err(reason) => return dropped(reason),
+    };
+    // The route first, so the MACs are written once, with the encapsulation.
+    match transmit::next_hop(ctx, &outer, chosen) {
+        Ok(next) => {
+            if outer.tot_len as u32 > next.mtu {
+                return dropped(stat::DROP_MTU);
+            }
+            if let Err(reason) = encap::encapsulate(ctx, pkt, &outer, chosen, settings, Some(&next))
+            {
+                return dropped(reason);
+            }
+            transmit::send_to(ctx, &next)
         }
+        Err(transmit::NoRoute::NoNeighbour) => {
+            // The kernel resolves the neighbour and forwards this packet
+            // itself: encapsulated, still addressed to this host.
+            if let Err(reason) = encap::encapsulate(ctx, pkt, &outer, chosen, settings, None) {
+                return dropped(reason);
+            }
+            count(stat::PASS_NO_NEIGH);
+            xdp_action::XDP_PASS
+        }
+        Err(transmit::NoRoute::Unreachable) => dropped(stat::DROP_FIB),
     }
+}
+
+/// Counts `reason` and drops.
+#[inline(always)]
+fn dropped(reason: u32) -> u32 {
+    count(reason);
+    xdp_action::XDP_DROP
 }
 
 #[cfg(not(test))]

@@ -1,9 +1,9 @@
 //! Steps 2-3: VIP lookup; backend from the connection cache, else from the
 //! flow hash and the Maglev table.
-use aya_ebpf::helpers::generated::{bpf_jiffies64, bpf_ktime_get_coarse_ns};
+use aya_ebpf::helpers::generated::bpf_jiffies64;
 use xdp_fwd_common::{
     flow_hash, maglev_slot, proto, stats::stat, AddrKey, Backend, ConnEntry, FlowKey, Settings,
-    VipKey, VipMeta, NO_BACKEND, UDP_CLOCK_SHIFT,
+    VipKey, VipMeta, NO_BACKEND,
 };
 
 use crate::{
@@ -59,13 +59,13 @@ pub struct VipRef {
     pub encap: u8,
 }
 
-/// The clocks an entry is aged with, read once per packet.
+/// The clock an entry is aged with, read once per packet.
 #[derive(Clone, Copy)]
 struct Clocks {
-    /// Low 32 bits of jiffies (LRU order within a set).
+    /// Low 32 bits of jiffies: LRU order within a set and UDP expiry (a
+    /// tick is plenty for timeouts of seconds, and reading jiffies is an
+    /// inlined load where a clock helper would be a call).
     jiffies: u32,
-    /// Coarse time in 2^20 ns units, UDP only (0 for TCP).
-    udp: u32,
     /// UDP: entries expire.
     is_udp: bool,
 }
@@ -73,18 +73,9 @@ struct Clocks {
 impl Clocks {
     #[inline(always)]
     fn now(is_udp: bool) -> Self {
-        // Only UDP entries expire, so only UDP pays for the clock helper
-        // (the coarse one: tick resolution is plenty for timeouts of seconds).
-        let udp = if is_udp {
-            // SAFETY: helper without arguments.
-            (unsafe { bpf_ktime_get_coarse_ns() } >> UDP_CLOCK_SHIFT) as u32
-        } else {
-            0
-        };
         Clocks {
-            // SAFETY: as above; the verifier inlines it to a load.
+            // SAFETY: helper without arguments; the verifier inlines it to a load.
             jiffies: unsafe { bpf_jiffies64() } as u32,
-            udp,
             is_udp,
         }
     }
@@ -182,8 +173,7 @@ pub fn select_backend(
                 touched: clocks.jiffies,
                 vip_index: vip.index,
                 vip_epoch,
-                udp_seen: clocks.udp,
-                _pad: 0,
+                _pad: [0; 2],
             }
         };
     }
@@ -210,8 +200,8 @@ fn expired(entry: *mut ConnEntry, settings: &Settings, clocks: Clocks) -> bool {
         return false;
     }
     // SAFETY: as above.
-    let seen = unsafe { (*entry).udp_seen };
-    u64::from(clocks.udp.wrapping_sub(seen)) > settings.udp_timeout_ns >> UDP_CLOCK_SHIFT
+    let touched = unsafe { (*entry).touched };
+    u64::from(clocks.jiffies.wrapping_sub(touched)) > settings.udp_timeout_jiffies
 }
 
 /// Marks a used entry: LRU order and, for UDP, the expiry clock.
@@ -220,7 +210,6 @@ fn touch(entry: *mut ConnEntry, clocks: Clocks) {
     // SAFETY: this CPU's copy of the map value.
     unsafe {
         (*entry).touched = clocks.jiffies;
-        (*entry).udp_seen = clocks.udp;
     }
 }
 

@@ -1,6 +1,8 @@
-//! Step 7: route the encapsulated packet with `bpf_fib_lookup` (next-hop MAC
-//! and egress interface from the kernel's FIB and neighbour table), then
-//! XDP_TX on the ingress interface or XDP_REDIRECT through the device map.
+//! Steps 4 and 5: route the outer packet with `bpf_fib_lookup` (next-hop MAC and
+//! egress interface from the kernel's FIB and neighbour table), then XDP_TX
+//! on the ingress interface or XDP_REDIRECT through the device map. The
+//! route is looked up before the encapsulation is written, so the frame's
+//! MACs are written once.
 //!
 //! Lookup results are cached per CPU and backend for `NEXT_HOP_TTL_JIFFIES`
 //! (see `NextHop`): the lookup costs more than the rest of the path.
@@ -18,7 +20,6 @@ use xdp_fwd_common::{family, stats::stat, NextHop, NEXT_HOP_TTL_JIFFIES};
 use crate::{
     encap::Outer,
     maps::{count, NEXT_HOPS, TX_PORTS},
-    packet::*,
     select::Chosen,
 };
 
@@ -47,47 +48,44 @@ struct FibParams {
     dmac: [u16; 3],
 }
 
-/// Sends the packet towards `outer.dst`; returns the verdict.
+/// Why there is no next hop.
+pub enum NoRoute {
+    /// The route exists but its neighbour is not resolved yet.
+    NoNeighbour,
+    /// No usable route (counted by the caller).
+    Unreachable,
+}
+
+/// The next hop towards `outer.dst`: this CPU's cached lookup for the
+/// backend while fresh, else `bpf_fib_lookup`.
 #[inline(always)]
-pub fn transmit(ctx: &XdpContext, outer: &Outer, chosen: &Chosen) -> u32 {
-    let ingress = ctx.ingress_ifindex() as u32;
+pub fn next_hop(ctx: &XdpContext, outer: &Outer, chosen: &Chosen) -> Result<NextHop, NoRoute> {
     let Some(hop) = NEXT_HOPS.get_ptr_mut(chosen.id) else {
-        return xdp_action::XDP_ABORTED;
+        return Err(NoRoute::Unreachable);
     };
     // SAFETY: per-CPU value; only this CPU reads or writes it.
     let cached = unsafe { *hop };
     // SAFETY: helper without arguments (the verifier inlines it to a load).
     let now = unsafe { bpf_jiffies64() };
-    let fresh = cached.ifindex != 0
+    if cached.ifindex != 0
         && cached.generation == chosen.backend.generation
-        && now.wrapping_sub(cached.filled_jiffies) < NEXT_HOP_TTL_JIFFIES;
-    let next = if fresh {
-        cached
-    } else {
-        match route(ctx, outer, ingress) {
-            Ok(mut next) => {
-                next.generation = chosen.backend.generation;
-                next.filled_jiffies = now;
-                // SAFETY: as above.
-                unsafe { *hop = next };
-                next
-            }
-            Err(action) => return action,
-        }
-    };
-    if outer.tot_len as u32 > next.mtu {
-        count(stat::DROP_MTU);
-        return xdp_action::XDP_DROP;
+        && now.wrapping_sub(cached.filled_jiffies) < NEXT_HOP_TTL_JIFFIES
+    {
+        return Ok(cached);
     }
-    let Some(eth) = ptr_at(ctx, 0, ETH_HLEN) else {
-        return xdp_action::XDP_ABORTED;
-    };
-    // SAFETY: 14 bytes checked.
-    unsafe {
-        write(eth, 0, next.dmac);
-        write(eth, 6, next.smac);
-    }
-    if next.ifindex == ingress {
+    let mut next = route(ctx, outer)?;
+    next.generation = chosen.backend.generation;
+    next.filled_jiffies = now;
+    // SAFETY: as above.
+    unsafe { *hop = next };
+    Ok(next)
+}
+
+/// The verdict that sends an encapsulated frame to `next`: XDP_TX back out
+/// of the ingress interface, else XDP_REDIRECT through the device map.
+#[inline(always)]
+pub fn send_to(ctx: &XdpContext, next: &NextHop) -> u32 {
+    if next.ifindex == ctx.ingress_ifindex() as u32 {
         return xdp_action::XDP_TX;
     }
     match TX_PORTS.redirect(next.ifindex, xdp_action::XDP_DROP as u64) {
@@ -99,9 +97,10 @@ pub fn transmit(ctx: &XdpContext, outer: &Outer, chosen: &Chosen) -> u32 {
     }
 }
 
-/// Looks the route up; `Err` is the verdict when there is no usable one.
+/// Looks the route up from the ingress interface.
 #[inline(always)]
-fn route(ctx: &XdpContext, outer: &Outer, ingress: u32) -> Result<NextHop, u32> {
+fn route(ctx: &XdpContext, outer: &Outer) -> Result<NextHop, NoRoute> {
+    let ingress = ctx.ingress_ifindex() as u32;
     let v6 = outer.family == family::V6;
     let mut p = FibParams {
         family: if v6 { AF_INET6 } else { AF_INET },
@@ -120,15 +119,8 @@ fn route(ctx: &XdpContext, outer: &Outer, ingress: u32) -> Result<NextHop, u32> 
     };
     match fib_lookup(ctx, &mut p) {
         BPF_FIB_LKUP_RET_SUCCESS => {}
-        BPF_FIB_LKUP_RET_NO_NEIGH => {
-            // The kernel resolves the neighbour and forwards this packet itself.
-            count(stat::PASS_NO_NEIGH);
-            return Err(xdp_action::XDP_PASS);
-        }
-        _ => {
-            count(stat::DROP_FIB);
-            return Err(xdp_action::XDP_DROP);
-        }
+        BPF_FIB_LKUP_RET_NO_NEIGH => return Err(NoRoute::NoNeighbour),
+        _ => return Err(NoRoute::Unreachable),
     }
     let mut next = NextHop {
         dmac: p.dmac,

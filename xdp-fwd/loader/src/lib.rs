@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 mod forwarder;
+mod kernel_hz;
 mod model;
 mod registry;
 mod stats;

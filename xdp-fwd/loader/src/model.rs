@@ -227,7 +227,10 @@ impl ForwarderSettings {
         Ok(Settings {
             hash_seed: self.hash_seed,
             ring_stride,
-            udp_timeout_ns: u64::try_from(self.udp_timeout.as_nanos()).unwrap_or(u64::MAX),
+            udp_timeout_jiffies: crate::kernel_hz::duration_to_jiffies(
+                self.udp_timeout,
+                crate::kernel_hz::kernel_hz(),
+            ),
             default_encap: encap.code(),
             _pad: 0,
             gue_port: port_raw(self.gue_port),

@@ -674,7 +674,7 @@ fn udp_flows_stick_until_they_expire() {
         ..settings()
     })
     .unwrap();
-    // The program's clock is the coarse one (one tick: up to 10 ms).
+    // The program ages entries in jiffies (one tick: up to 10 ms).
     std::thread::sleep(Duration::from_millis(25));
     assert_eq!(
         run(&mut fwd),
