@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Per-packet cost of the XDP forwarder at two revisions, measured side by
+# side: builds the `forwarder` bench of each revision, then runs them
+# alternately PAIRS times (so machine noise hits both alike) and prints, per
+# case, the median and range over the runs of each revision's "minus floor"
+# figure (see BENCHMARKS.md, xdp-fwd section).
+#
+# Usage (root, from the repository): scripts/bench-xdp-compare.sh BASE [NEW] [PAIRS]
+#   BASE, NEW: git revisions (NEW defaults to the working tree as committed: HEAD)
+#   PAIRS: alternated runs of each (default 21); each run is 20000 rounds.
+set -euo pipefail
+
+base=${1:?usage: $0 BASE [NEW] [PAIRS]}
+new=${2:-HEAD}
+pairs=${3:-21}
+root=$(git rev-parse --show-toplevel)
+work=$(mktemp -d /tmp/edgelb-xdp-compare.XXXXXX)
+cleanup() {
+    for name in base new; do
+        git -C "$root" worktree remove --force "$work/$name" 2>/dev/null || true
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+build() { # name revision
+    local name=$1 rev=$2 exe
+    git -C "$root" worktree add --quiet --detach "$work/$name" "$rev"
+    exe=$(cd "$work/$name" && CARGO_TARGET_DIR="$root/target/xdp-compare" \
+        cargo bench --quiet -p xdp-fwd --bench forwarder --no-run --message-format=json |
+        python3 -c 'import sys, json
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and "forwarder" in m["target"]["name"]:
+        print(m["executable"])')
+    cp "$exe" "$work/bench-$name"
+    echo "built $name = $(git -C "$root" rev-parse --short "$rev")" >&2
+}
+build base "$base"
+build new "$new"
+
+for i in $(seq 1 "$pairs"); do
+    for name in base new; do
+        "$work/bench-$name" 20000 1000000 2>&1 |
+            awk -v b="$name" -F'|' '/^\| [a-zA-Z]/ && !/^\| case/ {
+                gsub(/^ +| +$/, "", $2); gsub(/ /, "", $4); print b "\t" $2 "\t" $4 }'
+    done
+done >"$work/runs.tsv"
+
+python3 - "$work/runs.tsv" "$pairs" <<'PY'
+import collections, statistics, sys
+runs = collections.defaultdict(list)
+cases = []
+for line in open(sys.argv[1]):
+    build, case, value = line.rstrip("\n").split("\t")
+    runs[(case, build)].append(float(value))
+    if case not in cases:
+        cases.append(case)
+print(f"{sys.argv[2]} alternated runs each; ns over the trivial program, median (range)\n")
+print("| case | base | new | new / base |")
+print("|---|---:|---:|---:|")
+for case in cases:
+    b, n = runs[(case, "base")], runs[(case, "new")]
+    mb, mn = statistics.median(b), statistics.median(n)
+    ratio = f"{mn / mb:.2f}" if mb > 0 else "-"
+    print(f"| {case} | {mb:.0f} ({min(b):.0f}-{max(b):.0f}) | {mn:.0f} ({min(n):.0f}-{max(n):.0f}) | {ratio} |")
+PY
