@@ -191,6 +191,15 @@ pub struct NextHop {
     pub filled_jiffies: u64,
 }
 
+impl NextHop {
+    /// Destination then source MAC: the start of the Ethernet header.
+    #[inline(always)]
+    pub fn eth_addrs(&self) -> [u16; 6] {
+        let (d, s) = (self.dmac, self.smac);
+        [d[0], d[1], d[2], s[0], s[1], s[2]]
+    }
+}
+
 /// How long a [`NextHop`] entry is used before the route is looked up again,
 /// in kernel ticks (jiffies are nearly free to read in BPF; a clock helper is
 /// not): 100 ms at CONFIG_HZ=250, 25 ms at 1000, 250 ms at 100.

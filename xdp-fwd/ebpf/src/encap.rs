@@ -6,7 +6,7 @@
 //! Katran does) so the backend's RSS spreads flows over its queues; GUE also
 //! puts entropy in the UDP source port. ToS / traffic class is copied.
 use aya_ebpf::{helpers::bpf_xdp_adjust_head, programs::XdpContext, EbpfContext};
-use xdp_fwd_common::{encap, family, proto, stats::stat, NextHop, Settings};
+use xdp_fwd_common::{encap, family, proto, stats::stat, Settings};
 
 use crate::{csum, packet::*, parse::Packet, select::Chosen};
 
@@ -62,6 +62,14 @@ pub fn outer_header(
     })
 }
 
+/// The frame's own Ethernet destination and source, as received.
+#[inline(always)]
+pub fn frame_eth_addrs(ctx: &XdpContext) -> Option<[u16; 6]> {
+    let eth = ptr_at(ctx, 0, ETH_HLEN)?;
+    // SAFETY: ETH_HLEN bytes checked.
+    Some(unsafe { read(eth, 0) })
+}
+
 /// Bytes the encapsulation adds.
 #[inline(always)]
 fn header_len(outer_v6: bool, gue: bool) -> usize {
@@ -69,9 +77,9 @@ fn header_len(outer_v6: bool, gue: bool) -> usize {
 }
 
 /// Grows the frame and writes Ethernet (+ the original VLAN tag), the outer
-/// IP header and, for GUE, the UDP header. The Ethernet addresses are the
-/// next hop's, or without one (`None`) the frame's own, so the kernel still
-/// takes it. `Err` carries the drop counter.
+/// IP header and, for GUE, the UDP header. `macs` are the Ethernet
+/// destination and source, in wire order (the next hop's, or the frame's
+/// own when the kernel is to forward it). `Err` carries the drop counter.
 #[inline(always)]
 pub fn encapsulate(
     ctx: &XdpContext,
@@ -79,7 +87,7 @@ pub fn encapsulate(
     outer: &Outer,
     chosen: &Chosen,
     settings: &Settings,
-    next: Option<&NextHop>,
+    macs: [u16; 6],
 ) -> Result<(), u32> {
     let gue = outer.proto == proto::UDP;
     let outer_v6 = outer.family == family::V6;
@@ -87,14 +95,6 @@ pub fn encapsulate(
     let hdr_len = header_len(outer_v6, gue);
     let inner_len = pkt.ip_len as u32;
 
-    let eth = ptr_at(ctx, 0, ETH_HLEN).ok_or(stat::DROP_ENCAP)?;
-    let macs: [u16; 6] = match next {
-        Some(n) => [
-            n.dmac[0], n.dmac[1], n.dmac[2], n.smac[0], n.smac[1], n.smac[2],
-        ],
-        // SAFETY: ETH_HLEN bytes checked.
-        None => unsafe { read(eth, 0) },
-    };
     let vlan_tci: u16 = if pkt.l3_off > ETH_HLEN {
         let tag = ptr_at(ctx, ETH_HLEN, VLAN_HLEN).ok_or(stat::DROP_ENCAP)?;
         // SAFETY: the tag was checked.

@@ -196,27 +196,31 @@ fn send(
         Err(reason) => return dropped(reason),
     };
     // The route first, so the MACs are written once, with the encapsulation.
-    match transmit::next_hop(ctx, &outer, chosen) {
+    let next = transmit::next_hop(ctx, &outer, chosen);
+    let macs = match &next {
         Ok(next) => {
             if outer.tot_len as u32 > next.mtu {
                 return dropped(stat::DROP_MTU);
             }
-            if let Err(reason) = encap::encapsulate(ctx, pkt, &outer, chosen, settings, Some(&next))
-            {
-                return dropped(reason);
-            }
-            transmit::send_to(ctx, &next)
+            next.eth_addrs()
         }
-        Err(transmit::NoRoute::NoNeighbour) => {
-            // The kernel resolves the neighbour and forwards this packet
-            // itself: encapsulated, still addressed to this host.
-            if let Err(reason) = encap::encapsulate(ctx, pkt, &outer, chosen, settings, None) {
-                return dropped(reason);
-            }
+        // The kernel resolves the neighbour and forwards this packet itself:
+        // encapsulated, still addressed to this host.
+        Err(transmit::NoRoute::NoNeighbour) => match encap::frame_eth_addrs(ctx) {
+            Some(macs) => macs,
+            None => return dropped(stat::DROP_ENCAP),
+        },
+        Err(transmit::NoRoute::Unreachable) => return dropped(stat::DROP_FIB),
+    };
+    if let Err(reason) = encap::encapsulate(ctx, pkt, &outer, chosen, settings, macs) {
+        return dropped(reason);
+    }
+    match next {
+        Ok(next) => transmit::send_to(ctx, &next),
+        Err(_) => {
             count(stat::PASS_NO_NEIGH);
             xdp_action::XDP_PASS
         }
-        Err(transmit::NoRoute::Unreachable) => dropped(stat::DROP_FIB),
     }
 }
 
