@@ -29,6 +29,9 @@ pub mod map_name {
     pub const VIP_EPOCHS: &str = "VIP_EPOCHS";
     /// Per-CPU cache of `bpf_fib_lookup` results per backend id ([`crate::NextHop`]).
     pub const NEXT_HOPS: &str = "NEXT_HOPS";
+    /// Bitmap words (u64) of addresses that may carry a VIP (see
+    /// [`crate::vip_filter_bit`]).
+    pub const VIP_FILTER: &str = "VIP_FILTER";
 }
 
 /// Default capacities of the maps (the loader can override them at load time).
@@ -43,6 +46,29 @@ pub mod capacity {
     pub const FLOWS: u32 = 65536;
     /// Interfaces in the device map.
     pub const TX_PORTS: u32 = 64;
+}
+
+/// Bits of the VIP address filter (the VIP_FILTER map holds
+/// `VIP_FILTER_BITS / 64` words): 8 KiB, so it stays in the CPU's cache.
+pub const VIP_FILTER_BITS: u32 = 1 << 16;
+
+/// The VIP address filter's bit for an address (address words and family, as
+/// in [`AddrKey`]).
+///
+/// The program tests this bit before any VIP hash lookup: a clear bit means
+/// no VIP lives on the address, so traffic that is not for a VIP passes
+/// after one inlined array read instead of two hash-map lookups (helper
+/// calls). A set bit may be shared with another address; the exact lookups
+/// decide then. Node-local: only this node's program and loader use it.
+#[inline(always)]
+pub fn vip_filter_bit(addr: &[u32; 4], family: u8) -> u32 {
+    let folded = addr[0]
+        ^ addr[1].rotate_left(8)
+        ^ addr[2].rotate_left(16)
+        ^ addr[3].rotate_left(24)
+        ^ u32::from(family);
+    // The high half of the product depends on every input bit.
+    (folded.wrapping_mul(0x9e37_79b1) >> 16) & (VIP_FILTER_BITS - 1)
 }
 
 /// A RING slot holding this value has no backend (packets hashing to it drop).

@@ -6,7 +6,7 @@ use aya_ebpf::{
 };
 use xdp_fwd_common::{
     capacity, stats::stat, AddrKey, Backend, ConnSet, NextHop, Settings, Traffic, VipEpoch,
-    VipKey, VipMeta,
+    VipKey, VipMeta, VIP_FILTER_BITS,
 };
 
 /// Cluster and node settings, one element.
@@ -20,6 +20,11 @@ pub static VIPS: HashMap<VipKey, VipMeta> = HashMap::with_max_entries(capacity::
 /// Per VIP index: epoch and encapsulation, for connection-cache hits.
 #[map]
 pub static VIP_EPOCHS: Array<VipEpoch> = Array::with_max_entries(capacity::VIPS, 0);
+
+/// Bitmap of addresses that may carry a VIP (see `vip_filter_bit`), tested
+/// before any VIP hash lookup.
+#[map]
+pub static VIP_FILTER: Array<u64> = Array::with_max_entries(VIP_FILTER_BITS / 64, 0);
 
 /// Addresses carrying at least one VIP (ICMP echo and fragment policy).
 #[map]

@@ -2,18 +2,32 @@
 //! flow hash and the Maglev table.
 use aya_ebpf::helpers::generated::bpf_jiffies64;
 use xdp_fwd_common::{
-    flow_hash, maglev_slot, proto, stats::stat, AddrKey, Backend, ConnEntry, FlowKey, Settings,
-    VipKey, VipMeta, NO_BACKEND,
+    flow_hash, maglev_slot, proto, stats::stat, vip_filter_bit, AddrKey, Backend, ConnEntry,
+    FlowKey, Settings, VipKey, VipMeta, NO_BACKEND,
 };
 
 use crate::{
     conn,
-    maps::{count, BACKENDS, RING, VIPS, VIP_ADDRS, VIP_EPOCHS},
+    maps::{count, BACKENDS, RING, VIPS, VIP_ADDRS, VIP_EPOCHS, VIP_FILTER},
 };
+
+/// Whether `addr` may carry a VIP: its bit in VIP_FILTER (an array read
+/// the verifier inlines). `false` is certain; `true` needs the exact lookup.
+#[inline(always)]
+fn maybe_vip_address(addr: &[u32; 4], fam: u8) -> bool {
+    let bit = vip_filter_bit(addr, fam);
+    match VIP_FILTER.get(bit / 64) {
+        Some(word) => (*word >> (bit % 64)) & 1 != 0,
+        None => true,
+    }
+}
 
 /// The VIP of (`addr`, `port`, `protocol`): exact port first, then port 0.
 #[inline(always)]
 pub fn vip_lookup(addr: [u32; 4], port: u16, protocol: u8, fam: u8) -> Option<VipMeta> {
+    if !maybe_vip_address(&addr, fam) {
+        return None;
+    }
     let key = VipKey {
         addr,
         port,
@@ -31,6 +45,9 @@ pub fn vip_lookup(addr: [u32; 4], port: u16, protocol: u8, fam: u8) -> Option<Vi
 /// Whether `addr` carries any VIP.
 #[inline(always)]
 pub fn is_vip_address(addr: [u32; 4], fam: u8) -> bool {
+    if !maybe_vip_address(&addr, fam) {
+        return false;
+    }
     let key = AddrKey {
         addr,
         family: fam,

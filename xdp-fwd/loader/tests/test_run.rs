@@ -10,7 +10,7 @@ use std::{net::IpAddr, time::Duration};
 use common::*;
 use packet_builder::{tcp_flags, Fragment, FrameBuilder, L4};
 use xdp_fwd::{
-    common::{stats::stat, vip_flags},
+    common::{addr_words, stats::stat, vip_filter_bit, vip_flags},
     verdict, Capacity, Encap, Forwarder, ForwarderSettings, HashFields, LoadOptions, Protocol, Vip,
     VipOptions, NO_BACKEND,
 };
@@ -459,6 +459,51 @@ fn non_vip_traffic_passes_untouched() {
         assert_eq!(out.frame, frame);
     }
     assert_eq!(fwd.counter(stat::ACTION_PASS).unwrap(), 7);
+}
+
+/// The VIP address filter only ever short-cuts traffic that is not for a
+/// VIP: an address whose filter bit is a VIP's still passes untouched (the
+/// exact lookup decides), the VIP is forwarded, and an ICMP echo to the
+/// twin address is not answered.
+#[test]
+fn vip_filter_never_hides_a_vip_nor_claims_its_twin() {
+    let lab = RouteLab::new("filter");
+    let mut fwd = forwarder();
+    let vip = Vip::new(ip("203.0.113.7"), 80, Protocol::Tcp);
+    serve(&mut fwd, vip, VipOptions::default(), &V4_BACKENDS);
+    let bit = |a: IpAddr| {
+        let (words, fam) = addr_words(a);
+        vip_filter_bit(&words, fam)
+    };
+    let twin = (1..1u32 << 24)
+        .map(|i| IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i)))
+        .find(|a| bit(*a) == bit(vip.addr))
+        .expect("some 10/8 address shares the VIP's filter bit");
+    let twin = twin.to_string();
+    let to_twin = tcp("192.0.2.10", &twin, 40000, 80, tcp_flags::SYN).build();
+    let echo_twin = FrameBuilder::new(
+        ip("192.0.2.10"),
+        ip(&twin),
+        L4::Icmp {
+            kind: 8,
+            code: 0,
+            rest: [0; 4],
+        },
+    )
+    .build();
+    for frame in [to_twin, echo_twin] {
+        let out = lab.ns.run(|| fwd.test_run_on(&frame, lab.fwd0, 1)).unwrap();
+        assert_eq!(out.verdict, verdict::PASS, "{}", hex(&frame));
+        assert_eq!(out.frame, frame);
+    }
+    let syn = tcp("192.0.2.10", "203.0.113.7", 40000, 80, tcp_flags::SYN);
+    assert_forwarded(&lab, &mut fwd, &syn, &V4_BACKENDS, 0, Expect::IpIp);
+    // Removing the VIP clears its bit; adding it back sets it again.
+    fwd.remove_vip(&vip).unwrap();
+    let out = fwd.test_run(&syn.build()).unwrap();
+    assert_eq!(out.verdict, verdict::PASS);
+    serve(&mut fwd, vip, VipOptions::default(), &V4_BACKENDS);
+    assert_forwarded(&lab, &mut fwd, &syn, &V4_BACKENDS, 0, Expect::IpIp);
 }
 
 #[test]

@@ -4,6 +4,7 @@
 mod attach;
 mod recover;
 mod table;
+mod vip_filter;
 
 pub use attach::{AttachMode, PassProgram};
 
@@ -35,7 +36,7 @@ use crate::{
 
 /// Maps pinned for hot restart: all state and counters survive; only the
 /// next-hop cache (refilled within 100 ms) starts empty.
-const PINNED_MAPS: [&str; 11] = [
+const PINNED_MAPS: [&str; 12] = [
     map_name::SETTINGS,
     map_name::VIPS,
     map_name::VIP_EPOCHS,
@@ -47,6 +48,7 @@ const PINNED_MAPS: [&str; 11] = [
     map_name::VIP_STATS,
     map_name::BACKEND_STATS,
     map_name::TX_PORTS,
+    map_name::VIP_FILTER,
 ];
 
 /// Map capacities (node-local, fixed at load time).
@@ -110,6 +112,8 @@ pub struct Forwarder {
     conn_sets: u32,
     /// Last epoch given to a VIP index (see `VipEpoch`).
     last_vip_epoch: u32,
+    /// The VIP_FILTER words as written (see `vip_filter`).
+    vip_filter: Vec<u64>,
 }
 
 impl Forwarder {
@@ -182,9 +186,12 @@ impl Forwarder {
             adopted,
             conn_sets,
             last_vip_epoch: 0,
+            vip_filter: vec![0; vip_filter::WORDS],
         };
         if adopted {
+            fwd.vip_filter = fwd.read_filter()?;
             fwd.recover()?;
+            fwd.filter_sync()?;
         } else {
             fwd.set_settings(&ForwarderSettings::default())?;
         }
@@ -245,6 +252,8 @@ impl Forwarder {
                 _pad: [0; 2],
             }
         };
+        // The program must find the VIP once it is written.
+        self.filter_add(vip.addr)?;
         self.write_vip(&vip, meta)?;
         // Cached flows of the index stop skipping the VIP lookup: they see
         // the new options (or, for a reused index, do not see another VIP's).
@@ -288,6 +297,7 @@ impl Forwarder {
         }
         self.clear_vip_epoch(state.meta.index)?;
         self.sync_addr_refs(vip.addr)?;
+        self.filter_sync()?;
         self.release_backends(&state.backends)?;
         self.free_vip_indices.insert(state.meta.index);
         Ok(())
