@@ -12,8 +12,9 @@ trap 'rm -f "$log"' EXIT
 # `cargo test` at the root covers the workspace's default members: every crate
 # but the eBPF one, which the xdp-fwd loader's build script compiles for BPF.
 # (Its build output arrives as "warning: xdp-fwd@" lines: noise, filtered.)
+# --no-fail-fast: one failing test binary must not hide the others.
 status=0
-cargo test --locked --release 2>&1 | grep --line-buffered -Ev '^warning: xdp-(fwd|decap)@' | tee "$log" || status=$?
+cargo test --locked --release --no-fail-fast 2>&1 | grep --line-buffered -Ev '^warning: xdp-(fwd|decap)@' | tee "$log" || status=$?
 
 # The BGP message-path fuzz target again with a larger, still bounded budget
 # (a million random and mutated messages per property; about 20 s here).
