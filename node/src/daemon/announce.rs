@@ -5,15 +5,19 @@
 //! touch with a Raft leader. Otherwise routers must send its share of flows
 //! to other nodes, so it withdraws.
 
-use std::{collections::BTreeSet, net::IpAddr, time::Duration};
+use std::{
+    collections::BTreeSet,
+    net::IpAddr,
+    time::{Duration, Instant},
+};
 
 use edgelb_bgp::{DesiredRoutes, IpNet, RouteAttributes};
 use edgelb_consensus::{NodeStatus, Role};
 
-/// How long a node may trail the applied state while it programs a new
-/// table before it withdraws. Programming takes milliseconds and the old
-/// table keeps forwarding meanwhile; withdrawing on every configuration
-/// change would flap every node's routes at once.
+/// How long a node may trail the applied state without progress (see
+/// [`SyncClock`]) before it withdraws. Programming takes milliseconds and
+/// the old table keeps forwarding meanwhile; withdrawing on every
+/// configuration change would flap every node's routes at once.
 pub const SYNC_GRACE: Duration = Duration::from_secs(2);
 
 /// What the announce decision looks at.
@@ -29,10 +33,12 @@ pub struct Readiness {
     pub in_cluster: bool,
     /// Log entries known committed but not yet applied here.
     pub apply_lag: u64,
+    /// Index of the last log entry applied here (progress, see [`SyncClock`]).
+    pub applied_index: u64,
     /// SIGTERM or an operator drain is in progress.
     pub draining: bool,
-    /// How long the node has continuously been out of sync (apply lag or
-    /// tables behind); zero while in sync.
+    /// How long the node has been out of sync (apply lag or tables behind)
+    /// without progress; zero while in sync ([`SyncClock`]).
     pub out_of_sync_for: Duration,
     /// Programming the latest applied state into the data plane failed.
     pub programming_failed: bool,
@@ -78,6 +84,49 @@ impl Readiness {
             Err(Withheld::TablesBehind)
         } else {
             Ok(())
+        }
+    }
+}
+
+/// Measures [`Readiness::out_of_sync_for`]: how long the node has trailed
+/// without progress. Under a stream of writes a healthy node trails by a
+/// moment at almost every sample (each new version takes milliseconds to
+/// apply and program), so "continuously out of sync" would withdraw it; what
+/// marks a stuck node is that the version it programs (or the log index it
+/// applies) stops moving.
+#[derive(Debug, Default)]
+pub struct SyncClock {
+    /// Since when the tables have trailed at this programmed version.
+    tables: Option<(Instant, u64)>,
+    /// Since when the log has trailed at this applied index.
+    log: Option<(Instant, u64)>,
+}
+
+impl SyncClock {
+    /// The out-of-sync time of `ready` observed at `now`.
+    pub fn observe(&mut self, ready: &Readiness, now: Instant) -> Duration {
+        let tables = stalled(
+            &mut self.tables,
+            ready.programmed_version != ready.applied_version,
+            ready.programmed_version,
+            now,
+        );
+        let log = stalled(&mut self.log, ready.apply_lag > 0, ready.applied_index, now);
+        tables.max(log)
+    }
+}
+
+/// How long `mark` has stood still while `behind`; restarts on any move.
+fn stalled(since: &mut Option<(Instant, u64)>, behind: bool, mark: u64, now: Instant) -> Duration {
+    if !behind {
+        *since = None;
+        return Duration::ZERO;
+    }
+    match *since {
+        Some((t, m)) if m == mark => now.saturating_duration_since(t),
+        _ => {
+            *since = Some((now, mark));
+            Duration::ZERO
         }
     }
 }
@@ -129,6 +178,7 @@ mod tests {
             applied_version: 7,
             in_cluster: true,
             apply_lag: 0,
+            applied_index: 20,
             draining: false,
             out_of_sync_for: Duration::ZERO,
             programming_failed: false,
@@ -160,6 +210,32 @@ mod tests {
         assert!(!ready().out_of_sync());
         // Nothing applied yet and nothing programmed: in sync, nothing to announce wrongly.
         assert_eq!(Readiness { programmed_version: 0, applied_version: 0, ..ready() }.decide(), Ok(()));
+    }
+
+    #[test]
+    fn trailing_counts_only_while_nothing_moves() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut clock = SyncClock::default();
+        // A stream of writes: each sample trails, but by a newer version.
+        for (i, ms) in (0..50u64).map(|i| (i, i * 100)) {
+            let r = Readiness { programmed_version: 100 + i, applied_version: 101 + i, ..ready() };
+            assert_eq!(clock.observe(&r, at(ms)), Duration::ZERO, "sample {i}");
+        }
+        // Programming stops at version 149 (first seen at 4900 ms) while
+        // writes go on: the time counts from there.
+        let stuck = Readiness { programmed_version: 149, applied_version: 151, ..ready() };
+        assert_eq!(clock.observe(&stuck, at(5000)), Duration::from_millis(100));
+        assert_eq!(clock.observe(&stuck, at(7500)), Duration::from_millis(2600));
+        assert_eq!(Readiness { out_of_sync_for: clock.observe(&stuck, at(7500)), ..stuck.clone() }.decide(), Err(Withheld::TablesBehind));
+        // An apply lag that does not shrink while the index stands still counts too.
+        let mut clock = SyncClock::default();
+        let lag = Readiness { apply_lag: 4, applied_index: 30, ..ready() };
+        clock.observe(&lag, at(0));
+        assert_eq!(clock.observe(&Readiness { applied_index: 31, ..lag.clone() }, at(1500)), Duration::ZERO);
+        assert_eq!(clock.observe(&Readiness { applied_index: 31, ..lag.clone() }, at(4000)), Duration::from_millis(2500));
+        // In sync resets both.
+        assert_eq!(clock.observe(&ready(), at(4100)), Duration::ZERO);
     }
 
     fn status(role: Role, leader: Option<u64>, ack: Option<u64>) -> NodeStatus {

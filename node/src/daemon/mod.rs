@@ -390,6 +390,7 @@ pub fn readiness(shared: &Shared, draining: bool) -> Readiness {
         applied_version,
         in_cluster,
         apply_lag,
+        applied_index: status.applied_index.unwrap_or(0),
         draining,
         out_of_sync_for: Duration::ZERO,
         programming_failed: programmed.error.is_some(),
@@ -410,16 +411,11 @@ async fn announce_loop(
     longer.as_path_prepend = longer.as_path_prepend.saturating_add(shared.config.drain.prepend_count);
     // The decision: the VIP addresses and whether their paths are prepended.
     let mut last: Option<Result<(Vec<std::net::IpAddr>, bool), announce::Withheld>> = None;
-    let mut out_of_sync_since: Option<std::time::Instant> = None;
+    let mut sync_clock = announce::SyncClock::default();
     loop {
         let draining_now = draining.load(std::sync::atomic::Ordering::SeqCst);
         let mut ready = readiness(&shared, draining_now);
-        if ready.out_of_sync() {
-            let since = *out_of_sync_since.get_or_insert_with(std::time::Instant::now);
-            ready.out_of_sync_for = since.elapsed();
-        } else {
-            out_of_sync_since = None;
-        }
+        ready.out_of_sync_for = sync_clock.observe(&ready, std::time::Instant::now());
         let decision = ready.decide().map(|()| {
             let state = shared.consensus.state();
             let mut addrs: Vec<_> = state.vips.keys().map(|k| k.address).collect();
