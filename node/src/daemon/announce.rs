@@ -60,9 +60,15 @@ pub enum Withheld {
 }
 
 impl Readiness {
-    /// Whether the applied state is ahead of what is committed or programmed.
-    pub fn out_of_sync(&self) -> bool {
-        self.apply_lag > 0 || self.programmed_version != self.applied_version
+    /// Whether committed log entries wait to be applied here.
+    pub fn log_behind(&self) -> bool {
+        self.apply_lag > 0
+    }
+
+    /// Whether the data plane holds another table version than the applied
+    /// state.
+    pub fn tables_behind(&self) -> bool {
+        self.programmed_version != self.applied_version
     }
 
     /// `Ok` when the node should announce, or the first reason it should not.
@@ -78,9 +84,9 @@ impl Readiness {
             Err(Withheld::TablesBehind)
         } else if self.out_of_sync_for <= SYNC_GRACE {
             Ok(())
-        } else if self.apply_lag > 0 {
+        } else if self.log_behind() {
             Err(Withheld::ApplyLag)
-        } else if self.programmed_version != self.applied_version {
+        } else if self.tables_behind() {
             Err(Withheld::TablesBehind)
         } else {
             Ok(())
@@ -105,13 +111,8 @@ pub struct SyncClock {
 impl SyncClock {
     /// The out-of-sync time of `ready` observed at `now`.
     pub fn observe(&mut self, ready: &Readiness, now: Instant) -> Duration {
-        let tables = stalled(
-            &mut self.tables,
-            ready.programmed_version != ready.applied_version,
-            ready.programmed_version,
-            now,
-        );
-        let log = stalled(&mut self.log, ready.apply_lag > 0, ready.applied_index, now);
+        let tables = stalled(&mut self.tables, ready.tables_behind(), ready.programmed_version, now);
+        let log = stalled(&mut self.log, ready.log_behind(), ready.applied_index, now);
         tables.max(log)
     }
 }
@@ -204,10 +205,10 @@ mod tests {
     #[test]
     fn a_new_table_being_programmed_does_not_flap_the_routes() {
         let fresh = Readiness { programmed_version: 6, apply_lag: 1, out_of_sync_for: Duration::from_millis(30), ..ready() };
-        assert!(fresh.out_of_sync());
+        assert!(fresh.log_behind() && fresh.tables_behind());
         assert_eq!(fresh.decide(), Ok(()));
         assert_eq!(Readiness { out_of_sync_for: SYNC_GRACE, ..fresh.clone() }.decide(), Ok(()));
-        assert!(!ready().out_of_sync());
+        assert!(!ready().log_behind() && !ready().tables_behind());
         // Nothing applied yet and nothing programmed: in sync, nothing to announce wrongly.
         assert_eq!(Readiness { programmed_version: 0, applied_version: 0, ..ready() }.decide(), Ok(()));
     }
