@@ -26,6 +26,10 @@ trap cleanup EXIT
 build() { # name revision
     local name=$1 rev=$2 exe
     git -C "$root" worktree add --quiet --detach "$work/$name" "$rev"
+    # Both revisions run the same harness: NEW's bench (its output columns),
+    # over each revision's own program and loader.
+    git -C "$root" show "$new:xdp-fwd/loader/benches/forwarder.rs" \
+        >"$work/$name/xdp-fwd/loader/benches/forwarder.rs"
     exe=$(cd "$work/$name" && CARGO_TARGET_DIR="$root/target/xdp-compare" \
         cargo bench --quiet -p xdp-fwd --bench forwarder --no-run --message-format=json |
         python3 -c 'import sys, json
@@ -43,7 +47,8 @@ for i in $(seq 1 "$pairs"); do
     for name in base new; do
         "$work/bench-$name" 20000 1000000 2>&1 |
             awk -v b="$name" -F'|' '/^\| [a-zA-Z]/ && !/^\| case/ {
-                gsub(/^ +| +$/, "", $2); gsub(/ /, "", $4); print b "\t" $2 "\t" $4 }'
+                gsub(/^ +| +$/, "", $2); gsub(/ /, "", $4); gsub(/ /, "", $5);
+                print b "\t" $2 "\t" $4 "\t" $5 }'
     done
 done >"$work/runs.tsv"
 
@@ -52,16 +57,20 @@ import collections, statistics, sys
 runs = collections.defaultdict(list)
 cases = []
 for line in open(sys.argv[1]):
-    build, case, value = line.rstrip("\n").split("\t")
-    runs[(case, build)].append(float(value))
+    build, case, med, iqm = line.rstrip("\n").split("\t")
+    runs[(case, build, "med")].append(float(med))
+    runs[(case, build, "iqm")].append(float(iqm))
     if case not in cases:
         cases.append(case)
-print(f"{sys.argv[2]} alternated runs each; ns over the trivial program, median (range)\n")
-print("| case | base | new | new / base |")
-print("|---|---:|---:|---:|")
-for case in cases:
-    b, n = runs[(case, "base")], runs[(case, "new")]
-    mb, mn = statistics.median(b), statistics.median(n)
-    ratio = f"{mn / mb:.2f}" if mb > 0 else "-"
-    print(f"| {case} | {mb:.0f} ({min(b):.0f}-{max(b):.0f}) | {mn:.0f} ({min(n):.0f}-{max(n):.0f}) | {ratio} |")
+for kind, title in (("med", "median of each run's repeat=1 samples"),
+                    ("iqm", "interquartile mean of each run's repeat=1 samples")):
+    print(f"\n{sys.argv[2]} alternated runs each; ns over the trivial program ({title}); "
+          "median over the runs (range)\n")
+    print("| case | base | new | new / base |")
+    print("|---|---:|---:|---:|")
+    for case in cases:
+        b, n = runs[(case, "base", kind)], runs[(case, "new", kind)]
+        mb, mn = statistics.median(b), statistics.median(n)
+        ratio = f"{mn / mb:.2f}" if mb > 0 else "-"
+        print(f"| {case} | {mb:.1f} ({min(b):.1f}-{max(b):.1f}) | {mn:.1f} ({min(n):.1f}-{max(n):.1f}) | {ratio} |")
 PY
