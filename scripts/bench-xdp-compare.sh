@@ -7,7 +7,8 @@
 #
 # Usage (root, from the repository): scripts/bench-xdp-compare.sh BASE [NEW] [PAIRS]
 #   BASE, NEW: git revisions (NEW defaults to the working tree as committed: HEAD)
-#   PAIRS: alternated runs of each (default 21); each run is 20000 rounds.
+#   PAIRS: alternated runs of each (default 21); each run is 20000 rounds,
+#          and each pair runs at its own JIT placement (EDGELB_BENCH_SHIFT).
 set -euo pipefail
 
 base=${1:?usage: $0 BASE [NEW] [PAIRS]}
@@ -45,7 +46,9 @@ build new "$new"
 
 for i in $(seq 1 "$pairs"); do
     for name in base new; do
-        "$work/bench-$name" 20000 1000000 2>&1 |
+        # Each pair runs at another JIT placement (see the bench's
+        # occupy_jit_chunks): a single placement can favour either build.
+        EDGELB_BENCH_SHIFT=$(((i * 37) % 64)) "$work/bench-$name" 20000 1000000 2>&1 |
             awk -v b="$name" -F'|' '/^\| [a-zA-Z]/ && !/^\| case/ {
                 gsub(/^ +| +$/, "", $2); gsub(/ /, "", $4); gsub(/ /, "", $5);
                 print b "\t" $2 "\t" $4 "\t" $5 }'
