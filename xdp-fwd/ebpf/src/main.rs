@@ -3,9 +3,8 @@
 //! One packet path, each step a small function in its own module:
 //!
 //! 1. [`parse`]: Ethernet (+802.1Q), IPv4 / IPv6, TCP / UDP / ICMP(v6).
-//! 2. [`select::maybe_vip_address`]: a destination with no VIP passes at
-//!    once; then [`select::cached_flow`]: an established flow whose [`conn`]
-//!    cache entry and VIP are unchanged skips to step 4; else
+//! 2. [`select::cached_flow`]: an established flow whose [`conn`] cache
+//!    entry and VIP are unchanged skips to step 4; else
 //!    [`select::vip_lookup`]: (address, port, protocol), then port 0.
 //! 3. [`select::select_backend`]: [`conn`] cache, else flow hash + Maglev.
 //! 4. [`transmit::next_hop`]: the route to the backend (`bpf_fib_lookup`,
@@ -114,13 +113,8 @@ fn forward_l4(ctx: &XdpContext, pkt: &Packet) -> u32 {
     let Some(settings) = SETTINGS.get(0) else {
         return xdp_action::XDP_ABORTED;
     };
-    let f = &pkt.flow;
-    // Traffic to no VIP address leaves before the connection-cache probe
-    // (a hash and a cold set for every such packet otherwise).
-    if !select::maybe_vip_address(&f.dst, pkt.family) {
-        return xdp_action::XDP_PASS;
-    }
     let bytes = packet::frame_len(ctx);
+    let f = &pkt.flow;
     let cached = if pkt.tcp_syn {
         None
     } else {

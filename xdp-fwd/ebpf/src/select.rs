@@ -14,7 +14,7 @@ use crate::{
 /// Whether `addr` may carry a VIP: its bit in VIP_FILTER (an array read
 /// the verifier inlines). `false` is certain; `true` needs the exact lookup.
 #[inline(always)]
-pub fn maybe_vip_address(addr: &[u32; 4], fam: u8) -> bool {
+fn maybe_vip_address(addr: &[u32; 4], fam: u8) -> bool {
     let bit = vip_filter_bit(addr, fam);
     match VIP_FILTER.get(bit / 64) {
         Some(word) => (*word >> (bit % 64)) & 1 != 0,
