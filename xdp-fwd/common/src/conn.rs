@@ -1,13 +1,15 @@
 //! Layout and indexing of the connection cache (the CONN_CACHE map).
 //!
 //! The connection table is a per-CPU, set-associative cache, like a CPU's
-//! hardware caches: a `BPF_MAP_TYPE_PERCPU_ARRAY` of [`ConnSet`]s, each
-//! holding [`CONN_WAYS`] entries. A flow lives in the set
-//! `conn_index(flow, seed) & set_mask`; a hit is a full-key match in that
-//! set; a new flow takes an empty way of its set, else the way used least
-//! recently (recency in jiffies, ties to the lowest way: an approximated
-//! LRU per set). Entries are written in place by the program, so neither
-//! path calls a map helper: the kernel inlines per-CPU array lookups.
+//! hardware caches: a `BPF_MAP_TYPE_ARRAY` of [`ConnSet`]s, each holding
+//! [`CONN_WAYS`] entries, one slice of `set_mask + 1` sets per possible
+//! CPU. On CPU `c` a flow lives in the set
+//! `c * (set_mask + 1) + (conn_index(flow, seed) & set_mask)`; a hit is a
+//! full-key match in that set; a new flow takes an empty way of its set,
+//! else the way used least recently (recency in jiffies, ties to the lowest
+//! way: an approximated LRU per set). Entries are written in place by the
+//! program, so neither path calls a map helper: the kernel inlines array
+//! lookups and the CPU number.
 
 use crate::FlowKey;
 

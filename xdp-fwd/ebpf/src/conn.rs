@@ -1,6 +1,7 @@
 //! Step 3a: the per-CPU, set-associative connection cache (layout and
 //! policy in `xdp_fwd_common::conn`). Lookup and insert are plain loads and
-//! stores into this CPU's copy of one CONN_CACHE element: no map helper.
+//! stores into this CPU's slice of CONN_CACHE: no map helper.
+use aya_ebpf::helpers::generated::bpf_get_smp_processor_id;
 use xdp_fwd_common::{conn_index, ConnEntry, ConnSet, FlowKey, Settings, CONN_WAYS};
 
 use crate::maps::CONN_CACHE;
@@ -9,8 +10,12 @@ use crate::maps::CONN_CACHE;
 /// fit the map (then nothing is cached).
 #[inline(always)]
 pub fn set_of(flow: &FlowKey, settings: &Settings) -> Option<*mut ConnSet> {
-    let index = conn_index(flow, settings.hash_seed) & settings.conn_set_mask;
-    CONN_CACHE.get_ptr_mut(index)
+    // SAFETY: helper without arguments; the verifier inlines it to a
+    // per-CPU load.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let mask = settings.conn_set_mask;
+    let set = conn_index(flow, settings.hash_seed) & mask;
+    CONN_CACHE.get_ptr_mut(cpu.wrapping_mul(mask.wrapping_add(1)).wrapping_add(set))
 }
 
 /// The way of `set` holding `flow`, if any (empty ways never match: a

@@ -38,10 +38,14 @@ pub static RING: Array<u32> = Array::with_max_entries(capacity::VIPS * 2 * capac
 #[map]
 pub static BACKENDS: Array<Backend> = Array::with_max_entries(capacity::BACKENDS, 0);
 
-/// Per-CPU set-associative connection cache (see `conn`). The loader sizes
-/// it; this default is one set.
+/// Set-associative connection cache (see `conn`): one slice of sets per
+/// CPU, CPU-major. A plain array indexed by CPU rather than a per-CPU
+/// array: the set's address is computed, not loaded from the per-CPU
+/// array's pointer table, which took a dependent (and in a cold run, a
+/// missing) load off every probe. The loader sizes it; this default is one
+/// set.
 #[map]
-pub static CONN_CACHE: PerCpuArray<ConnSet> = PerCpuArray::with_max_entries(1, 0);
+pub static CONN_CACHE: Array<ConnSet> = Array::with_max_entries(1, 0);
 
 /// Global counters.
 #[map]

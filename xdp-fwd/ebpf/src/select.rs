@@ -106,7 +106,7 @@ impl Clocks {
 pub fn cached_flow(flow: &FlowKey, settings: &Settings) -> Option<(Chosen, VipRef)> {
     let set = conn::set_of(flow, settings)?;
     let entry = conn::find(set, flow)?;
-    // SAFETY: this CPU's copy of the map value.
+    // SAFETY: this CPU's slice of the map; only this CPU uses it.
     let (vip_index, vip_epoch) = unsafe { ((*entry).vip_index, (*entry).vip_epoch) };
     let vip = VIP_EPOCHS.get(vip_index)?;
     if vip.epoch != vip_epoch || vip_epoch == 0 {
@@ -153,7 +153,7 @@ pub fn select_backend(
         if let Some(chosen) = cached_backend(entry) {
             if !expired(entry, settings, clocks) {
                 touch(entry, clocks);
-                // SAFETY: this CPU's copy of the map value.
+                // SAFETY: this CPU's slice of the map; only this CPU uses it.
                 unsafe {
                     (*entry).vip_index = vip.index;
                     (*entry).vip_epoch = vip_epoch;
@@ -201,7 +201,7 @@ pub fn select_backend(
 /// backend since (generations start at 1, so an empty way never matches).
 #[inline(always)]
 fn cached_backend(entry: *mut ConnEntry) -> Option<Chosen> {
-    // SAFETY: this CPU's copy of the map value.
+    // SAFETY: this CPU's slice of the map; only this CPU uses it.
     let (id, generation, hash) = unsafe { ((*entry).backend, (*entry).generation, (*entry).hash) };
     let backend = live_backend(id)?;
     if backend.generation != generation {
@@ -224,7 +224,7 @@ fn expired(entry: *mut ConnEntry, settings: &Settings, clocks: Clocks) -> bool {
 /// Marks a used entry: LRU order and, for UDP, the expiry clock.
 #[inline(always)]
 fn touch(entry: *mut ConnEntry, clocks: Clocks) {
-    // SAFETY: this CPU's copy of the map value.
+    // SAFETY: this CPU's slice of the map; only this CPU uses it.
     unsafe {
         (*entry).touched = clocks.jiffies;
     }

@@ -140,6 +140,15 @@ impl Forwarder {
                 u64::from(MAX_CONN_SETS) * CONN_WAYS as u64
             ))
         })?;
+        // One slice of sets per possible CPU (the program indexes by CPU).
+        let cpus = aya::util::nr_cpus()
+            .map_err(|(what, e)| Error::Io(format!("reading {what}"), e))?;
+        let conn_cache_sets = u32::try_from(cpus as u64 * u64::from(conn_sets)).map_err(|_| {
+            Error::Invalid(format!(
+                "a connection cache of {} flows on each of {cpus} CPUs is too large",
+                cap.flows
+            ))
+        })?;
 
         let pin_paths: Vec<(&'static str, PathBuf)> = match &options.pin_dir {
             Some(dir) => {
@@ -158,7 +167,7 @@ impl Forwarder {
             (map_name::RING, ring),
             (map_name::BACKENDS, cap.backends),
             (map_name::BACKEND_STATS, cap.backends),
-            (map_name::CONN_CACHE, conn_sets),
+            (map_name::CONN_CACHE, conn_cache_sets),
         ];
         if adopted {
             check_pinned_sizes(&pin_paths, &sizes)?;
