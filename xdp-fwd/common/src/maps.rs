@@ -218,14 +218,11 @@ pub struct NextHop {
 }
 
 impl NextHop {
-    /// Destination then source MAC, the first 12 bytes of the Ethernet
-    /// header, as three raw 32-bit words (wire order in memory), so the
-    /// program writes them with three stores.
+    /// Destination then source MAC: the start of the Ethernet header.
     #[inline(always)]
-    pub fn eth_addrs(&self) -> [u32; 3] {
+    pub fn eth_addrs(&self) -> [u16; 6] {
         let (d, s) = (self.dmac, self.smac);
-        let w = |lo: u16, hi: u16| u32::from(lo) | (u32::from(hi) << 16);
-        [w(d[0], d[1]), w(d[2], s[0]), w(s[1], s[2])]
+        [d[0], d[1], d[2], s[0], s[1], s[2]]
     }
 }
 
@@ -298,33 +295,6 @@ mod pod {
 mod tests {
     use super::*;
     use core::mem::size_of;
-
-    /// `eth_addrs` words, stored little-endian, are the 12 header bytes in
-    /// wire order (destination, then source), as the MAC fields hold them.
-    #[test]
-    fn eth_addrs_words_are_wire_order() {
-        let raw = |b: [u8; 6]| {
-            [
-                u16::from_le_bytes([b[0], b[1]]),
-                u16::from_le_bytes([b[2], b[3]]),
-                u16::from_le_bytes([b[4], b[5]]),
-            ]
-        };
-        let hop = NextHop {
-            dmac: raw([1, 2, 3, 4, 5, 6]),
-            smac: raw([7, 8, 9, 10, 11, 12]),
-            ..NextHop::default()
-        };
-        let bytes: [u8; 12] = {
-            let w = hop.eth_addrs();
-            let mut b = [0u8; 12];
-            for (i, word) in w.iter().enumerate() {
-                b[i * 4..i * 4 + 4].copy_from_slice(&word.to_le_bytes());
-            }
-            b
-        };
-        assert_eq!(bytes, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
-    }
 
     /// The layouts are an ABI between two compilers: pin them.
     #[test]

@@ -64,7 +64,7 @@ pub fn outer_header(
 
 /// The frame's own Ethernet destination and source, as received.
 #[inline(always)]
-pub fn frame_eth_addrs(ctx: &XdpContext) -> Option<[u32; 3]> {
+pub fn frame_eth_addrs(ctx: &XdpContext) -> Option<[u16; 6]> {
     let eth = ptr_at(ctx, 0, ETH_HLEN)?;
     // SAFETY: ETH_HLEN bytes checked.
     Some(unsafe { read(eth, 0) })
@@ -87,7 +87,7 @@ pub fn encapsulate(
     outer: &Outer,
     chosen: &Chosen,
     settings: &Settings,
-    macs: [u32; 3],
+    macs: [u16; 6],
 ) -> Result<(), u32> {
     let gue = outer.proto == proto::UDP;
     let outer_v6 = outer.family == family::V6;

@@ -20,8 +20,6 @@
 //! - IPv4 options: forwarded (they stay in the inner header), counted.
 #![no_std]
 #![no_main]
-// BPF inline assembly: 32-bit packet loads and stores (see `packet`).
-#![feature(asm_experimental_arch)]
 
 mod conn;
 mod csum;

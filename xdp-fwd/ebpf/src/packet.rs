@@ -26,7 +26,7 @@ pub fn ptr_at(ctx: &XdpContext, offset: usize, len: usize) -> Option<*mut u8> {
     Some((start + offset) as *mut u8)
 }
 
-// Packet access in 16-bit units (and 32-bit, below).
+// Packet access in 16-bit units.
 //
 // Every header field the program reads or writes that is wider than a byte
 // sits at an even offset from the frame start (Ethernet 14, VLAN +4, IP
@@ -40,50 +40,8 @@ pub fn ptr_at(ctx: &XdpContext, offset: usize, len: usize) -> Option<*mut u8> {
 // 16-bit accesses are merely misaligned, which the verifier permits on
 // architectures with efficient unaligned access (x86-64, arm64).
 
-// Types of 4-byte alignment and size (addresses, header words) move in
-// 32-bit units instead, written as BPF assembly (measured: -3 ns TCP,
-// -10 ns UDP and IPv6 established, BENCHMARKS.md round 4): the packet offsets of such
-// fields are often 2 mod 4 (behind a 14-byte Ethernet header), which the
-// verifier allows (x86-64 and arm64 have efficient unaligned access) but
-// Rust may not express as a plain `u32` access, and LLVM splits an
-// unaligned one into bytes. The stack side of the copy stays aligned.
-
-/// Whether `T` moves in 32-bit units.
-const fn in_words<T>() -> bool {
-    align_of::<T>() >= 4 && size_of::<T>().is_multiple_of(4)
-}
-
-/// One 32-bit load from packet memory at `p` (any alignment).
-///
-/// # Safety
-/// 4 bytes at `p` must be within the length checked by `ptr_at`.
-#[inline(always)]
-unsafe fn load32(p: *const u8) -> u32 {
-    let v: u64;
-    // SAFETY: caller's contract; the instruction only reads those 4 bytes.
-    unsafe {
-        core::arch::asm!("{v} = *(u32 *)({p} + 0)", p = in(reg) p, v = lateout(reg) v,
-            options(readonly, nostack, preserves_flags))
-    };
-    v as u32
-}
-
-/// One 32-bit store to packet memory at `p` (any alignment).
-///
-/// # Safety
-/// As for [`load32`].
-#[inline(always)]
-unsafe fn store32(p: *mut u8, v: u32) {
-    // SAFETY: caller's contract; the instruction only writes those 4 bytes.
-    unsafe {
-        core::arch::asm!("*(u32 *)({p} + 0) = {v}", p = in(reg) p, v = in(reg) v as u64,
-            options(nostack, preserves_flags))
-    };
-}
-
-/// Reads a `T` at byte `at` of a pointer returned by [`ptr_at`], in 32-bit
-/// units if `T` allows (above), else in 16-bit units (or one byte for a
-/// 1-byte `T`).
+/// Reads a `T` at byte `at` of a pointer returned by [`ptr_at`], in 16-bit
+/// units (or one byte for a 1-byte `T`).
 ///
 /// # Safety
 /// `at + size_of::<T>()` must be within the length checked by `ptr_at`;
@@ -94,18 +52,6 @@ pub unsafe fn read<T: Copy>(p: *const u8, at: usize) -> T {
     let src = unsafe { p.add(at) };
     if size_of::<T>() == 1 {
         return unsafe { core::ptr::read(src as *const T) };
-    }
-    if in_words::<T>() {
-        let mut out = core::mem::MaybeUninit::<T>::uninit();
-        let dst = out.as_mut_ptr() as *mut u32;
-        let mut i = 0;
-        while i < size_of::<T>() / 4 {
-            // SAFETY: in bounds (caller's contract); `dst` is 4-aligned.
-            unsafe { *dst.add(i) = load32(src.add(i * 4)) };
-            i += 1;
-        }
-        // SAFETY: every byte was written.
-        return unsafe { out.assume_init() };
     }
     let mut out = core::mem::MaybeUninit::<T>::uninit();
     let dst = out.as_mut_ptr() as *mut u16;
@@ -130,16 +76,6 @@ pub unsafe fn write<T: Copy>(p: *mut u8, at: usize, v: T) {
     let dst = unsafe { p.add(at) };
     if size_of::<T>() == 1 {
         unsafe { core::ptr::write(dst as *mut T, v) };
-        return;
-    }
-    if in_words::<T>() {
-        let src = &v as *const T as *const u32;
-        let mut i = 0;
-        while i < size_of::<T>() / 4 {
-            // SAFETY: in bounds (caller's contract); `src` is 4-aligned.
-            unsafe { store32(dst.add(i * 4), *src.add(i)) };
-            i += 1;
-        }
         return;
     }
     let src = &v as *const T as *const u16;
