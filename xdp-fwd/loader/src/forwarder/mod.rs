@@ -141,8 +141,7 @@ impl Forwarder {
             ))
         })?;
         // One slice of sets per possible CPU (the program indexes by CPU).
-        let cpus = aya::util::nr_cpus()
-            .map_err(|(what, e)| Error::Io(format!("reading {what}"), e))?;
+        let cpus = possible_cpus()?;
         let conn_cache_sets = u32::try_from(cpus as u64 * u64::from(conn_sets)).map_err(|_| {
             Error::Invalid(format!(
                 "a connection cache of {} flows on each of {cpus} CPUs is too large",
@@ -453,13 +452,19 @@ impl Forwarder {
     }
 
     fn zero_traffic(&mut self, name: &'static str, index: u32) -> Result<()> {
-        let cpus = aya::util::nr_cpus().map_err(|(p, e)| Error::Io(p.to_string(), e))?;
+        let cpus = possible_cpus()?;
         let zeros = PerCpuValues::try_from(vec![Traffic::default(); cpus])
             .map_err(|e| Error::Io("per-CPU values".into(), e))?;
         let mut map: PerCpuArray<_, Traffic> = PerCpuArray::try_from(self.map_mut(name)?)?;
         map.set(index, zeros, 0)?;
         Ok(())
     }
+}
+
+/// Number of possible CPUs: the per-CPU maps' value count, and the slices
+/// of the CPU-indexed connection cache.
+fn possible_cpus() -> Result<usize> {
+    aya::util::nr_cpus().map_err(|(what, e)| Error::Io(format!("reading {what}"), e))
 }
 
 /// The flow key of a tuple (the connection-cache key and hash input).
