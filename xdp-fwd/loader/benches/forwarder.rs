@@ -358,69 +358,120 @@ fn main() {
         }
 
         if live_rounds > 0 {
-            // Warm figures of the encapsulating cases: live-frame mode, backends
-            // whose outer header tail reads as the original Ethernet header (see
-            // the module doc), set up after the runs above so those see the maps
-            // as before.
-            let vip4 = ip("203.0.113.8");
-            let vip6 = ip("2001:db8:ffff::8");
-            let (live4, live6) = (ip("10.200.8.0"), ip("fd00:200::86dd"));
-            let one_backend = vec![0u32; table_size as usize];
-            for (vip, backend) in [
-                (Vip::new(vip4, 80, Protocol::Tcp), live4),
-                (Vip::new(vip4, 53, Protocol::Udp), live4),
-                (Vip::new(vip6, 80, Protocol::Tcp), live6),
-            ] {
-                fwd.set_vip(vip, VipOptions::default()).unwrap();
-                fwd.set_table(&vip, &[backend], &one_backend).unwrap();
-            }
-            let frame = |src: &str, dst: IpAddr, l4| FrameBuilder::new(ip(src), dst, l4).payload(&[0u8; 64]).build();
-            let tcp = |sport, flags| L4::Tcp { sport, dport: 80, flags };
-            let udp = L4::Udp { sport: 5353, dport: 53 };
-            // (name, frame, backend); each frame is sent once first (creates the
-            // connection entry, checks the verdict).
-            let live_cases = [
-                ("TCP SYN (one flow repeated, warm cache)", frame("192.0.2.10", vip4, tcp(40001, tcp_flags::SYN)), live4),
-                ("TCP established (LRU hit)", frame("192.0.2.10", vip4, tcp(40000, tcp_flags::ACK)), live4),
-                ("UDP established", frame("192.0.2.10", vip4, udp), live4),
-                ("IPv6 TCP established", frame("2001:db8::10", vip6, tcp(40000, tcp_flags::ACK)), live6),
-            ];
-            let prime_syn4 = frame("192.0.2.10", vip4, tcp(40000, tcp_flags::SYN));
-            let prime_syn6 = frame("2001:db8::10", vip6, tcp(40000, tcp_flags::SYN));
-            for p in [&prime_syn4, &prime_syn6] {
-                assert_eq!(fwd.test_run_on(p, fwd0, 1).unwrap().verdict, verdict::TX);
-            }
-            for (name, f, _) in &live_cases {
-                assert_eq!(fwd.test_run_on(f, fwd0, 1).unwrap().verdict, verdict::TX, "{name}");
-            }
-            let forwarder = newest_program("xdp_fwd");
-            let tx_floor = trivial_program(verdict::TX);
-            let mut floor_live = Vec::with_capacity(live_rounds);
-            let mut live: Vec<Vec<u64>> = live_cases.iter().map(|_| Vec::with_capacity(live_rounds)).collect();
-            for _ in 0..live_rounds {
-                use std::os::fd::AsFd;
-                floor_live.push(live_frames_ns(tx_floor.as_fd(), floor_frame, fwd0, loop_repeat) as u64);
-                for ((name, f, backend), s) in live_cases.iter().zip(live.iter_mut()) {
-                    let before = fwd.stats().unwrap();
-                    s.push(live_frames_ns(forwarder.as_fd(), f, fwd0, loop_repeat) as u64);
-                    let after = fwd.stats().unwrap();
-                    // Every frame took the encapsulating path to the backend.
-                    let sent = |st: &xdp_fwd::Stats| st.backends.get(backend).map_or(0, |t| t.packets);
-                    assert_eq!(sent(&after) - sent(&before), loop_repeat as u64, "{name}: frames to the backend");
-                    assert_eq!(after.get(verdict::TX) - before.get(verdict::TX), loop_repeat as u64, "{name}: XDP_TX");
-                }
-            }
-            let floor_live = median(&mut floor_live);
-            println!();
-            println!("Warm figures, live-frame mode (repeat={loop_repeat}, batches of 64, median of {live_rounds} runs; every frame checked to have reached the backend):");
-            println!();
-            println!("| case | live ns/frame | minus live floor |");
-            println!("|---|---:|---:|");
-            println!("| trivial XDP_TX (live floor) | {floor_live} | 0 |");
-            for ((name, _, _), s) in live_cases.iter().zip(live.iter_mut()) {
-                let med = median(s);
-                println!("| {name} | {med} | {} |", med as i64 - floor_live as i64);
-            }
+            warm_figures(&mut fwd, fwd0, table_size, floor_frame, loop_repeat, live_rounds);
         }
     });
+}
+
+/// The warm figures of the encapsulating cases, from live-frame mode (see
+/// the module doc): each case gets its own VIP with one backend whose outer
+/// header tail reads as the original Ethernet header, so every run sees
+/// the same packet again; after every run the counters must show that all
+/// `repeat` frames went to that backend with XDP_TX. Prints the table.
+fn warm_figures(
+    fwd: &mut Forwarder,
+    fwd0: u32,
+    table_size: u32,
+    floor_frame: &[u8],
+    repeat: u32,
+    rounds: usize,
+) {
+    // Set up after the repeat=1 runs, so those see the maps as before.
+    let vip4 = ip("203.0.113.8");
+    let vip6 = ip("2001:db8:ffff::8");
+    let (live4, live6) = (ip("10.200.8.0"), ip("fd00:200::86dd"));
+    let one_backend = vec![0u32; table_size as usize];
+    for (vip, backend) in [
+        (Vip::new(vip4, 80, Protocol::Tcp), live4),
+        (Vip::new(vip4, 53, Protocol::Udp), live4),
+        (Vip::new(vip6, 80, Protocol::Tcp), live6),
+    ] {
+        fwd.set_vip(vip, VipOptions::default()).unwrap();
+        fwd.set_table(&vip, &[backend], &one_backend).unwrap();
+    }
+    let frame = |src: &str, dst: IpAddr, l4| {
+        FrameBuilder::new(ip(src), dst, l4)
+            .payload(&[0u8; 64])
+            .build()
+    };
+    let tcp = |sport, flags| L4::Tcp {
+        sport,
+        dport: 80,
+        flags,
+    };
+    let udp = L4::Udp {
+        sport: 5353,
+        dport: 53,
+    };
+    // (name, frame, backend); each frame is sent once first (creates the
+    // connection entry, checks the verdict).
+    let live_cases = [
+        (
+            "TCP SYN (one flow repeated, warm cache)",
+            frame("192.0.2.10", vip4, tcp(40001, tcp_flags::SYN)),
+            live4,
+        ),
+        (
+            "TCP established (LRU hit)",
+            frame("192.0.2.10", vip4, tcp(40000, tcp_flags::ACK)),
+            live4,
+        ),
+        ("UDP established", frame("192.0.2.10", vip4, udp), live4),
+        (
+            "IPv6 TCP established",
+            frame("2001:db8::10", vip6, tcp(40000, tcp_flags::ACK)),
+            live6,
+        ),
+    ];
+    let prime_syn4 = frame("192.0.2.10", vip4, tcp(40000, tcp_flags::SYN));
+    let prime_syn6 = frame("2001:db8::10", vip6, tcp(40000, tcp_flags::SYN));
+    for p in [&prime_syn4, &prime_syn6] {
+        assert_eq!(fwd.test_run_on(p, fwd0, 1).unwrap().verdict, verdict::TX);
+    }
+    for (name, f, _) in &live_cases {
+        assert_eq!(
+            fwd.test_run_on(f, fwd0, 1).unwrap().verdict,
+            verdict::TX,
+            "{name}"
+        );
+    }
+    let forwarder = newest_program("xdp_fwd");
+    let tx_floor = trivial_program(verdict::TX);
+    let mut floor_live = Vec::with_capacity(rounds);
+    let mut live: Vec<Vec<u64>> = live_cases
+        .iter()
+        .map(|_| Vec::with_capacity(rounds))
+        .collect();
+    for _ in 0..rounds {
+        use std::os::fd::AsFd;
+        floor_live.push(live_frames_ns(tx_floor.as_fd(), floor_frame, fwd0, repeat) as u64);
+        for ((name, f, backend), s) in live_cases.iter().zip(live.iter_mut()) {
+            let before = fwd.stats().unwrap();
+            s.push(live_frames_ns(forwarder.as_fd(), f, fwd0, repeat) as u64);
+            let after = fwd.stats().unwrap();
+            // Every frame took the encapsulating path to the backend.
+            let sent = |st: &xdp_fwd::Stats| st.backends.get(backend).map_or(0, |t| t.packets);
+            assert_eq!(
+                sent(&after) - sent(&before),
+                repeat as u64,
+                "{name}: frames to the backend"
+            );
+            assert_eq!(
+                after.get(verdict::TX) - before.get(verdict::TX),
+                repeat as u64,
+                "{name}: XDP_TX"
+            );
+        }
+    }
+    let floor_live = median(&mut floor_live);
+    println!();
+    println!("Warm figures, live-frame mode (repeat={repeat}, batches of 64, median of {rounds} runs; every frame checked to have reached the backend):");
+    println!();
+    println!("| case | live ns/frame | minus live floor |");
+    println!("|---|---:|---:|");
+    println!("| trivial XDP_TX (live floor) | {floor_live} | 0 |");
+    for ((name, _, _), s) in live_cases.iter().zip(live.iter_mut()) {
+        let med = median(s);
+        println!("| {name} | {med} | {} |", med as i64 - floor_live as i64);
+    }
 }
