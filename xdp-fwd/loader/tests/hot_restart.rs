@@ -1,6 +1,8 @@
 //! Hot restart: a second forwarder process adopts the pinned maps and link
 //! of the first, with VIPs, tables, settings, counters and the connection
-//! table intact, and the program stays attached in between. Needs root.
+//! table intact, and the program stays attached in between; pins it must
+//! not adopt (other capacities, another build's map types) are refused.
+//! Needs root.
 
 mod common;
 
@@ -179,4 +181,87 @@ fn a_new_process_takes_over_pinned_maps_and_link() {
     drop(again);
     Forwarder::remove_pins(&fs.path()).unwrap();
     assert!(!fs.path().exists());
+}
+
+/// Creates a map with the given type and shape and pins it at `path`
+/// (stands for a pin left by another build of the program).
+fn pin_foreign_map(path: &std::path::Path, map_type: u32, key: u32, value: u32, entries: u32) {
+    use std::os::unix::ffi::OsStrExt;
+    // union bpf_attr for BPF_MAP_CREATE: map_type, key_size, value_size, max_entries.
+    let mut attr = [0u8; 128];
+    for (i, v) in [map_type, key, value, entries].iter().enumerate() {
+        attr[i * 4..i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
+    }
+    // SAFETY: a valid bpf_attr of the size passed.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, 0, attr.as_ptr(), attr.len()) };
+    assert!(
+        fd >= 0,
+        "BPF_MAP_CREATE: {}",
+        std::io::Error::last_os_error()
+    );
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // BPF_OBJ_PIN: pathname, bpf_fd.
+    let mut attr = [0u8; 128];
+    attr[0..8].copy_from_slice(&(c_path.as_ptr() as u64).to_ne_bytes());
+    attr[8..12].copy_from_slice(&(fd as u32).to_ne_bytes());
+    // SAFETY: as above; the path outlives the call.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, 6, attr.as_ptr(), attr.len()) };
+    assert_eq!(rc, 0, "BPF_OBJ_PIN: {}", std::io::Error::last_os_error());
+    // SAFETY: our descriptor; the pin keeps the map.
+    unsafe { libc::close(fd as i32) };
+}
+
+#[test]
+fn pins_of_other_capacities_or_another_build_are_refused() {
+    let fs = BpfFs::mount();
+    let capacity = Capacity {
+        vips: 4,
+        backends: 16,
+        table_size: 13,
+        flows: 1024,
+    };
+    let options = |capacity| LoadOptions {
+        pin_dir: Some(fs.path()),
+        capacity,
+    };
+    let vip = Vip::new(ip("203.0.113.7"), 80, Protocol::Tcp);
+    {
+        let mut first = Forwarder::load_with(options(capacity)).unwrap();
+        first.set_vip(vip, VipOptions::default()).unwrap();
+    }
+
+    // Other capacities: refused before anything is loaded; the pins stay
+    // usable by a restart with the right ones.
+    let err = Forwarder::load_with(options(Capacity {
+        flows: 4096,
+        ..capacity
+    }))
+    .err()
+    .expect("other capacities refused");
+    assert!(
+        err.to_string().contains("pinned map CONN_CACHE has"),
+        "{err}"
+    );
+    let second = Forwarder::load_with(options(capacity)).unwrap();
+    assert!(second.adopted());
+    assert_eq!(second.vips().len(), 1);
+    drop(second);
+
+    // The connection cache as an earlier build pinned it: a per-CPU array
+    // of the same key, value and entry count. The kernel would let the
+    // program use it; the loader must not.
+    let conn = fs.path().join("CONN_CACHE");
+    let entries = aya::maps::MapInfo::from_pin(&conn).unwrap().max_entries();
+    let value = std::mem::size_of::<xdp_fwd::common::ConnSet>() as u32;
+    std::fs::remove_file(&conn).unwrap();
+    const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
+    pin_foreign_map(&conn, BPF_MAP_TYPE_PERCPU_ARRAY, 4, value, entries);
+    let err = Forwarder::load_with(options(capacity))
+        .err()
+        .expect("a map of another type refused");
+    assert!(
+        err.to_string().contains("pinned map CONN_CACHE (type 6,")
+            && err.to_string().contains("another build"),
+        "{err}"
+    );
 }

@@ -169,7 +169,7 @@ impl Forwarder {
             (map_name::CONN_CACHE, conn_cache_sets),
         ];
         if adopted {
-            check_pinned_sizes(&pin_paths, &sizes)?;
+            check_pinned_maps(&pin_paths, &sizes)?;
         }
 
         let mut loader = EbpfLoader::new();
@@ -486,24 +486,49 @@ fn sum_traffic(per_cpu: &[Traffic]) -> Traffic {
     })
 }
 
-/// Adopting maps of other sizes would let indices run past them: refuse.
-fn check_pinned_sizes(
+/// Checks, before adopting pinned maps, that each is the map this program
+/// uses: the same type, key and value sizes as in the object (a pin left by
+/// another build of the program may differ, and the kernel would accept it
+/// and the program misread it) and the entry count `sizes` asks for (the
+/// node's capacities).
+fn check_pinned_maps(
     pins: &[(&'static str, PathBuf)],
     sizes: &[(&'static str, u32)],
 ) -> Result<()> {
-    for (name, want) in sizes {
-        let Some((_, path)) = pins.iter().find(|(n, _)| n == name) else {
-            continue;
-        };
+    let object = aya_obj::Object::parse(PROGRAM_OBJECT)
+        .map_err(|e| Error::Invalid(format!("parsing the eBPF object: {e}")))?;
+    for (name, path) in pins {
         if !path.exists() {
             continue;
         }
-        let have = MapInfo::from_pin(path)?.max_entries();
-        if have != *want {
+        let Some(want) = object.maps.get(*name) else {
+            return Err(Error::Missing(name));
+        };
+        let have = MapInfo::from_pin(path)?;
+        // An unknown type reads as u32::MAX: never equal.
+        let have_type = have.map_type().map_or(u32::MAX, |t| t as u32);
+        let shape = (have_type, have.key_size(), have.value_size());
+        if shape != (want.map_type(), want.key_size(), want.value_size()) {
             return Err(Error::Invalid(format!(
-                "pinned map {name} has {have} entries, this process expects {want}: \
-                 restart with the same capacities, or remove the pins"
+                "pinned map {name} (type {}, key {} B, value {} B) is not the map this \
+                 program uses (type {}, key {} B, value {} B): pinned by another build; \
+                 remove the pins to start afresh",
+                shape.0,
+                shape.1,
+                shape.2,
+                want.map_type(),
+                want.key_size(),
+                want.value_size()
             )));
+        }
+        if let Some((_, entries)) = sizes.iter().find(|(n, _)| n == name) {
+            if have.max_entries() != *entries {
+                return Err(Error::Invalid(format!(
+                    "pinned map {name} has {} entries, this process expects {entries}: \
+                     restart with the same capacities, or remove the pins",
+                    have.max_entries()
+                )));
+            }
         }
     }
     Ok(())
