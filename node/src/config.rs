@@ -193,7 +193,7 @@ pub struct XdpSection {
     /// Outer IPv6 source, `ADDR/LEN` with LEN in 96..=128.
     #[serde(default = "defaults::encap_source_v6")]
     pub encap_source_v6: String,
-    /// Connection-cache entries per CPU (72 bytes each; rounded up to a
+    /// Connection-cache entries per CPU (64 bytes each; rounded up to a
     /// power-of-two number of 4-way sets).
     #[serde(default = "defaults::conn_table_size")]
     pub conn_table_size: u32,

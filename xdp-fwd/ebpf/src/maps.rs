@@ -1,6 +1,7 @@
 //! The program's maps. Capacities here are defaults; the loader resizes the
 //! big ones at load time (node-local settings).
 use aya_ebpf::{
+    bindings::BPF_F_MMAPABLE,
     macros::map,
     maps::{Array, DevMapHash, HashMap, PerCpuArray},
 };
@@ -42,10 +43,12 @@ pub static BACKENDS: Array<Backend> = Array::with_max_entries(capacity::BACKENDS
 /// CPU, CPU-major. A plain array indexed by CPU rather than a per-CPU
 /// array: the set's address is computed, not loaded from the per-CPU
 /// array's pointer table, which took a dependent (and in a cold run, a
-/// missing) load off every probe. The loader sizes it; this default is one
-/// set.
+/// missing) load off every probe. Mmapable only for the layout: the kernel
+/// then starts the values on a page boundary (else 56 bytes into a cache
+/// line), so each 64-byte way is exactly one cache line. The loader sizes
+/// it; this default is one set.
 #[map]
-pub static CONN_CACHE: Array<ConnSet> = Array::with_max_entries(1, 0);
+pub static CONN_CACHE: Array<ConnSet> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 
 /// Global counters.
 #[map]

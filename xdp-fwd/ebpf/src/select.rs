@@ -190,7 +190,6 @@ pub fn select_backend(
                 touched: clocks.jiffies,
                 vip_index: vip.index,
                 vip_epoch,
-                _pad: [0; 2],
             }
         };
     }

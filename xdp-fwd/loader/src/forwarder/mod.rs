@@ -61,7 +61,7 @@ pub struct Capacity {
     /// Largest Maglev table (slots) accepted by [`Forwarder::set_table`].
     pub table_size: u32,
     /// Connection-cache entries (flows) per CPU: rounded up so that
-    /// `flows / CONN_WAYS` is a power of two (72 bytes each per CPU).
+    /// `flows / CONN_WAYS` is a power of two (64 bytes each per CPU).
     pub flows: u32,
 }
 
