@@ -487,7 +487,7 @@ fn sum_traffic(per_cpu: &[Traffic]) -> Traffic {
 }
 
 /// Checks, before adopting pinned maps, that each is the map this program
-/// uses: the same type, key and value sizes as in the object (a pin left by
+/// uses: the same type, key and value sizes and flags as in the object (a pin left by
 /// another build of the program may differ, and the kernel would accept it
 /// and the program misread it) and the entry count `sizes` asks for (the
 /// node's capacities).
@@ -507,18 +507,27 @@ fn check_pinned_maps(
         let have = MapInfo::from_pin(path)?;
         // An unknown type reads as u32::MAX: never equal.
         let have_type = have.map_type().map_or(u32::MAX, |t| t as u32);
-        let shape = (have_type, have.key_size(), have.value_size());
-        if shape != (want.map_type(), want.key_size(), want.value_size()) {
+        // The kernel adds BPF_F_RDONLY_PROG to device maps itself.
+        const KERNEL_SET: u32 = 1 << 7;
+        let have_shape = (
+            have_type,
+            have.key_size(),
+            have.value_size(),
+            have.map_flags() & !KERNEL_SET,
+        );
+        let want_shape = (
+            want.map_type(),
+            want.key_size(),
+            want.value_size(),
+            want.map_flags() & !KERNEL_SET,
+        );
+        if have_shape != want_shape {
+            let (t, k, v, f) = have_shape;
+            let (wt, wk, wv, wf) = want_shape;
             return Err(Error::Invalid(format!(
-                "pinned map {name} (type {}, key {} B, value {} B) is not the map this \
-                 program uses (type {}, key {} B, value {} B): pinned by another build; \
-                 remove the pins to start afresh",
-                shape.0,
-                shape.1,
-                shape.2,
-                want.map_type(),
-                want.key_size(),
-                want.value_size()
+                "pinned map {name} (type {t}, key {k} B, value {v} B, flags {f:#x}) is not \
+                 the map this program uses (type {wt}, key {wk} B, value {wv} B, flags \
+                 {wf:#x}): pinned by another build; remove the pins to start afresh"
             )));
         }
         if let Some((_, entries)) = sizes.iter().find(|(n, _)| n == name) {
