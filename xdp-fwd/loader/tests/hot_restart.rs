@@ -1,7 +1,8 @@
 //! Hot restart: a second forwarder process adopts the pinned maps and link
 //! of the first, with VIPs, tables, settings, counters and the connection
 //! table intact, and the program stays attached in between; pins it must
-//! not adopt (other capacities, another build's map types) are refused.
+//! not adopt (other capacities, another build's map types or counter
+//! count) are refused.
 //! Needs root.
 
 mod common;
@@ -262,6 +263,23 @@ fn pins_of_other_capacities_or_another_build_are_refused() {
     assert!(
         err.to_string().contains("pinned map CONN_CACHE (type 6,")
             && err.to_string().contains("another build"),
+        "{err}"
+    );
+
+    // Global counters as a build with another number of them pinned them.
+    std::fs::remove_file(&conn).unwrap();
+    let stats = fs.path().join("STATS");
+    std::fs::remove_file(&stats).unwrap();
+    pin_foreign_map(&stats, BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, stat::COUNT + 1);
+    let err = Forwarder::load_with(options(capacity))
+        .err()
+        .expect("another number of counters refused");
+    assert!(
+        err.to_string().contains(&format!(
+            "pinned map STATS has {} entries, this program's has {}",
+            stat::COUNT + 1,
+            stat::COUNT
+        )),
         "{err}"
     );
 }

@@ -487,10 +487,11 @@ fn sum_traffic(per_cpu: &[Traffic]) -> Traffic {
 }
 
 /// Checks, before adopting pinned maps, that each is the map this program
-/// uses: the same type, key and value sizes and flags as in the object (a pin left by
-/// another build of the program may differ, and the kernel would accept it
-/// and the program misread it) and the entry count `sizes` asks for (the
-/// node's capacities).
+/// uses: the same type, key and value sizes and flags as in the object (a
+/// pin left by another build of the program may differ, and the kernel
+/// would accept it and the program misread it), and the entry count:
+/// `sizes` for the maps sized by the node's capacities, else the object's
+/// (e.g. the number of global counters).
 fn check_pinned_maps(
     pins: &[(&'static str, PathBuf)],
     sizes: &[(&'static str, u32)],
@@ -530,14 +531,23 @@ fn check_pinned_maps(
                  {wf:#x}): pinned by another build; remove the pins to start afresh"
             )));
         }
-        if let Some((_, entries)) = sizes.iter().find(|(n, _)| n == name) {
-            if have.max_entries() != *entries {
+        match sizes.iter().find(|(n, _)| n == name) {
+            Some((_, entries)) if have.max_entries() != *entries => {
                 return Err(Error::Invalid(format!(
                     "pinned map {name} has {} entries, this process expects {entries}: \
                      restart with the same capacities, or remove the pins",
                     have.max_entries()
                 )));
             }
+            None if have.max_entries() != want.max_entries() => {
+                return Err(Error::Invalid(format!(
+                    "pinned map {name} has {} entries, this program's has {}: pinned by \
+                     another build; remove the pins to start afresh",
+                    have.max_entries(),
+                    want.max_entries()
+                )));
+            }
+            _ => {}
         }
     }
     Ok(())
