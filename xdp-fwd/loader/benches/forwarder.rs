@@ -78,13 +78,8 @@ fn trivial_program(action: u32) -> std::os::fd::OwnedFd {
     attr[4..8].copy_from_slice(&2u32.to_ne_bytes());
     attr[8..16].copy_from_slice(&(insns.as_ptr() as u64).to_ne_bytes());
     attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
-    // SAFETY: a valid bpf_attr of the size passed.
-    let fd = unsafe { libc::syscall(libc::SYS_bpf, 5, attr.as_ptr(), attr.len()) };
-    assert!(
-        fd >= 0,
-        "BPF_PROG_LOAD: {}",
-        std::io::Error::last_os_error()
-    );
+    // SAFETY: the instructions and the license outlive the call.
+    let fd = unsafe { bpf_syscall(bpf_cmd::PROG_LOAD, &mut attr, "BPF_PROG_LOAD") };
     // SAFETY: a new descriptor owned by nothing else.
     unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }
 }
@@ -122,14 +117,15 @@ fn live_frames_ns(prog: std::os::fd::BorrowedFd, frame: &[u8], ifindex: u32, rep
     attr[48..56].copy_from_slice(&(ctx.as_ptr() as u64).to_ne_bytes()); // ctx_in
     attr[64..68].copy_from_slice(&2u32.to_ne_bytes()); // BPF_F_TEST_XDP_LIVE_FRAMES
     attr[72..76].copy_from_slice(&64u32.to_ne_bytes()); // batch_size
-                                                        // SAFETY: a valid bpf_attr of the size passed; the buffers outlive the call.
-    let rc = unsafe { libc::syscall(libc::SYS_bpf, 10, attr.as_mut_ptr(), attr.len()) };
-    assert_eq!(
-        rc,
-        0,
-        "BPF_PROG_TEST_RUN (live frames): {}",
-        std::io::Error::last_os_error()
-    );
+
+    // SAFETY: the frame and the context outlive the call.
+    unsafe {
+        bpf_syscall(
+            bpf_cmd::PROG_TEST_RUN,
+            &mut attr,
+            "BPF_PROG_TEST_RUN (live frames)",
+        )
+    };
     u32::from_ne_bytes(attr[36..40].try_into().unwrap()) // duration
 }
 

@@ -193,21 +193,15 @@ fn pin_foreign_map(path: &std::path::Path, map_type: u32, key: u32, value: u32, 
     for (i, v) in [map_type, key, value, entries].iter().enumerate() {
         attr[i * 4..i * 4 + 4].copy_from_slice(&v.to_ne_bytes());
     }
-    // SAFETY: a valid bpf_attr of the size passed.
-    let fd = unsafe { libc::syscall(libc::SYS_bpf, 0, attr.as_ptr(), attr.len()) };
-    assert!(
-        fd >= 0,
-        "BPF_MAP_CREATE: {}",
-        std::io::Error::last_os_error()
-    );
+    // SAFETY: no pointers in these fields.
+    let fd = unsafe { bpf_syscall(bpf_cmd::MAP_CREATE, &mut attr, "BPF_MAP_CREATE") };
     let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
     // BPF_OBJ_PIN: pathname, bpf_fd.
     let mut attr = [0u8; 128];
     attr[0..8].copy_from_slice(&(c_path.as_ptr() as u64).to_ne_bytes());
     attr[8..12].copy_from_slice(&(fd as u32).to_ne_bytes());
-    // SAFETY: as above; the path outlives the call.
-    let rc = unsafe { libc::syscall(libc::SYS_bpf, 6, attr.as_ptr(), attr.len()) };
-    assert_eq!(rc, 0, "BPF_OBJ_PIN: {}", std::io::Error::last_os_error());
+    // SAFETY: the path outlives the call.
+    unsafe { bpf_syscall(bpf_cmd::OBJ_PIN, &mut attr, "BPF_OBJ_PIN") };
     // SAFETY: our descriptor; the pin keeps the map.
     unsafe { libc::close(fd as i32) };
 }

@@ -17,6 +17,36 @@ use xdp_fwd::{common::flow_hash, flow_key, ForwarderSettings};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// Commands of the bpf(2) system call that fixtures issue themselves, for
+/// what aya has no call for (foreign map pins, bare programs, live-frame
+/// test runs).
+pub mod bpf_cmd {
+    /// BPF_MAP_CREATE.
+    pub const MAP_CREATE: i64 = 0;
+    /// BPF_PROG_LOAD.
+    pub const PROG_LOAD: i64 = 5;
+    /// BPF_OBJ_PIN.
+    pub const OBJ_PIN: i64 = 6;
+    /// BPF_PROG_TEST_RUN.
+    pub const PROG_TEST_RUN: i64 = 10;
+}
+
+/// bpf(2) `cmd` with a `union bpf_attr` of 128 bytes (zero beyond the
+/// fields set; the kernel may write results into it). Panics naming `what`
+/// if the call fails; returns its result (a new descriptor for the
+/// commands that create one, else 0).
+///
+/// # Safety
+/// Every pointer stored in `attr` must be valid for the kernel to read (or
+/// write) as `cmd` defines, until the call returns.
+pub unsafe fn bpf_syscall(cmd: i64, attr: &mut [u8; 128], what: &str) -> i64 {
+    // SAFETY: `attr` is valid for its length; its pointers are the caller's
+    // contract.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), attr.len()) };
+    assert!(rc >= 0, "{what}: {}", std::io::Error::last_os_error());
+    rc
+}
+
 /// Runs a command, panicking with its output if it fails.
 pub fn sh(args: &[&str]) {
     let out = Command::new(args[0])
