@@ -328,7 +328,11 @@ impl Session {
         }
         self.end_of_rib_sent = true;
         for family in FAMILIES {
-            if self.negotiated.as_ref().is_some_and(|n| n.family_enabled(family)) {
+            if self
+                .negotiated
+                .as_ref()
+                .is_some_and(|n| n.family_enabled(family))
+            {
                 out.push(Action::Send(BgpMessage::Update(end_of_rib(family))));
             }
         }
@@ -490,7 +494,11 @@ mod tests {
         let out = s.handle(Event::DesiredChanged(vip()), t0);
         assert_eq!(out.len(), 2, "the VIP, then End-of-RIB");
         let out = s.handle(Event::DesiredChanged(Arc::new(DesiredRoutes::new())), t0);
-        assert_eq!(out.len(), 1, "a withdrawal; End-of-RIB goes once per session");
+        assert_eq!(
+            out.len(),
+            1,
+            "a withdrawal; End-of-RIB goes once per session"
+        );
     }
 
     #[test]

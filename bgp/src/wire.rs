@@ -132,7 +132,15 @@ pub fn check_header(header: &[u8; HEADER_LEN]) -> Result<usize, BgpNotificationM
 /// IPv4/IPv6, and strict checks (a malformed attribute ends the session with
 /// its NOTIFICATION rather than being skipped).
 pub fn parsing_context() -> BgpParsingContext {
-    BgpParsingContext::new(true, Default::default(), Default::default(), true, true, true, true)
+    BgpParsingContext::new(
+        true,
+        Default::default(),
+        Default::default(),
+        true,
+        true,
+        true,
+        true,
+    )
 }
 
 /// Decodes one complete message (header included), or returns the

@@ -16,8 +16,8 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    Backend, BackendState, ClusterSettings, ClusterState, Encapsulation, NodeId, Vip,
-    VipFlags, VipKey, MAX_BACKENDS_PER_VIP, MAX_TABLE_SIZE, MAX_WEIGHT, MIN_TABLE_SIZE, MIN_WEIGHT,
+    Backend, BackendState, ClusterSettings, ClusterState, Encapsulation, NodeId, Vip, VipFlags,
+    VipKey, MAX_BACKENDS_PER_VIP, MAX_TABLE_SIZE, MAX_WEIGHT, MIN_TABLE_SIZE, MIN_WEIGHT,
 };
 
 /// A change to the replicated table.
@@ -156,7 +156,9 @@ pub enum CommandError {
     BadAdminAddr(std::net::SocketAddr),
     /// A GUE port other than the one the cluster's GUE VIPs already use:
     /// the data plane has one GUE destination port.
-    #[error("GUE port {port}: the cluster's GUE VIPs use port {existing} (one GUE port per cluster)")]
+    #[error(
+        "GUE port {port}: the cluster's GUE VIPs use port {existing} (one GUE port per cluster)"
+    )]
     GuePortConflict {
         /// The port asked for.
         port: u16,
@@ -199,12 +201,22 @@ fn check_encapsulation(encapsulation: Encapsulation) -> Result<(), CommandError>
 impl ClusterState {
     /// The data plane carries one GUE destination port: a GUE VIP must use
     /// the port every other GUE VIP (`key` itself aside) uses.
-    fn check_gue_port(&self, key: &VipKey, encapsulation: Encapsulation) -> Result<(), CommandError> {
-        let Encapsulation::Gue { port } = encapsulation else { return Ok(()) };
-        let other = self.vips.values().filter(|v| v.key != *key).find_map(|v| match v.encapsulation {
-            Encapsulation::Gue { port: p } if p != port => Some(p),
-            _ => None,
-        });
+    fn check_gue_port(
+        &self,
+        key: &VipKey,
+        encapsulation: Encapsulation,
+    ) -> Result<(), CommandError> {
+        let Encapsulation::Gue { port } = encapsulation else {
+            return Ok(());
+        };
+        let other =
+            self.vips
+                .values()
+                .filter(|v| v.key != *key)
+                .find_map(|v| match v.encapsulation {
+                    Encapsulation::Gue { port: p } if p != port => Some(p),
+                    _ => None,
+                });
         match other {
             Some(existing) => Err(CommandError::GuePortConflict { port, existing }),
             None => Ok(()),
@@ -263,7 +275,9 @@ impl ClusterState {
             Command::SetSettings(settings) => {
                 let size = settings.table_size;
                 // Primality is Maglev's own rule (maglev::TableSize).
-                if !(MIN_TABLE_SIZE..=MAX_TABLE_SIZE).contains(&size) || maglev::TableSize::new(size).is_err() {
+                if !(MIN_TABLE_SIZE..=MAX_TABLE_SIZE).contains(&size)
+                    || maglev::TableSize::new(size).is_err()
+                {
                     return Err(CommandError::BadTableSize(size));
                 }
             }
@@ -483,12 +497,22 @@ mod tests {
     #[test]
     fn admin_addresses_are_recorded_once_and_must_be_reachable() {
         let mut s = ClusterState::default();
-        let set = |addr: &str| Command::SetAdminAddr { node: 4, addr: addr.parse().unwrap() };
+        let set = |addr: &str| Command::SetAdminAddr {
+            node: 4,
+            addr: addr.parse().unwrap(),
+        };
         assert_eq!(s.apply(&set("10.0.0.4:7100")), Ok(1));
-        assert_eq!(s.apply(&set("10.0.0.4:7100")), Ok(1), "repeating changes nothing");
+        assert_eq!(
+            s.apply(&set("10.0.0.4:7100")),
+            Ok(1),
+            "repeating changes nothing"
+        );
         assert_eq!(s.apply(&set("[2001:db8::4]:7100")), Ok(2));
         for bad in ["0.0.0.0:7100", "10.0.0.4:0", "224.0.0.1:7100"] {
-            assert_eq!(rejected(&mut s, set(bad)), CommandError::BadAdminAddr(bad.parse().unwrap()));
+            assert_eq!(
+                rejected(&mut s, set(bad)),
+                CommandError::BadAdminAddr(bad.parse().unwrap())
+            );
         }
         assert_eq!(s.admin_addrs[&4], "[2001:db8::4]:7100".parse().unwrap());
     }
@@ -498,19 +522,33 @@ mod tests {
         let gue = |port| Encapsulation::Gue { port };
         let other = VipKey { port: 443, ..key() };
         let mut s = ClusterState::default();
-        let add = |k, e| Command::AddVip { key: k, flags: VipFlags::default(), encapsulation: e };
-        let update = |k, e| Command::UpdateVip { key: k, flags: VipFlags::default(), encapsulation: e };
+        let add = |k, e| Command::AddVip {
+            key: k,
+            flags: VipFlags::default(),
+            encapsulation: e,
+        };
+        let update = |k, e| Command::UpdateVip {
+            key: k,
+            flags: VipFlags::default(),
+            encapsulation: e,
+        };
         s.apply(&add(key(), gue(6080))).unwrap();
         // Alone, a GUE VIP may change its port.
         s.apply(&update(key(), gue(7000))).unwrap();
         assert_eq!(
             rejected(&mut s, add(other, gue(6080))),
-            CommandError::GuePortConflict { port: 6080, existing: 7000 }
+            CommandError::GuePortConflict {
+                port: 6080,
+                existing: 7000
+            }
         );
         s.apply(&add(other, gue(7000))).unwrap();
         assert_eq!(
             rejected(&mut s, update(key(), gue(6080))),
-            CommandError::GuePortConflict { port: 6080, existing: 7000 }
+            CommandError::GuePortConflict {
+                port: 6080,
+                existing: 7000
+            }
         );
         // IPIP VIPs are not concerned.
         s.apply(&update(key(), Encapsulation::IpIp)).unwrap();

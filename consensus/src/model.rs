@@ -168,7 +168,10 @@ impl ClusterState {
     /// Every backend address of every VIP, each once (the data plane keeps
     /// one entry and one set of counters per address).
     pub fn backend_addresses(&self) -> BTreeSet<IpAddr> {
-        self.vips.values().flat_map(|v| v.backends.keys().copied()).collect()
+        self.vips
+            .values()
+            .flat_map(|v| v.backends.keys().copied())
+            .collect()
     }
 
     /// Whether a majority of the voters currently observe this backend as

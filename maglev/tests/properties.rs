@@ -246,5 +246,7 @@ fn check_removal(m: TableSize, set: Vec<(String, u32)>, r: usize) -> Result<(), 
 
 /// Whether every backend of `t` has the same weight.
 fn set_weights_equal(t: &Table<String>) -> bool {
-    t.backends().windows(2).all(|w| w[0].weight() == w[1].weight())
+    t.backends()
+        .windows(2)
+        .all(|w| w[0].weight() == w[1].weight())
 }

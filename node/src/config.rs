@@ -348,44 +348,88 @@ impl Default for DrainSection {
 
 mod defaults {
     use std::path::PathBuf;
-    pub fn election_timeout_ms() -> u64 { 1000 }
-    pub fn heartbeat_ms() -> u64 { 250 }
-    pub fn pin_dir() -> PathBuf { PathBuf::from("/sys/fs/bpf/edgelb") }
-    pub fn encap_source_v4() -> String { "172.16.0.0/16".into() }
-    pub fn encap_source_v6() -> String { "fd00::/96".into() }
-    pub fn conn_table_size() -> u32 { 1 << 20 }
-    pub fn graceful_restart_secs() -> u16 { 30 }
-    pub fn drain_prepend_count() -> u8 { 3 }
-    pub fn udp_flow_timeout_secs() -> u32 { 30 }
-    pub fn bgp_port() -> u16 { 179 }
-    pub fn hold_time_secs() -> u16 { 9 }
-    pub fn yes() -> bool { true }
-    pub fn http_path() -> String { "/".into() }
-    pub fn http_status() -> u16 { 200 }
-    pub fn health_interval_ms() -> u64 { 1000 }
-    pub fn health_timeout_ms() -> u64 { 500 }
-    pub fn rise() -> u32 { 2 }
-    pub fn fall() -> u32 { 3 }
-    pub fn drain_period_secs() -> u64 { 10 }
+    pub fn election_timeout_ms() -> u64 {
+        1000
+    }
+    pub fn heartbeat_ms() -> u64 {
+        250
+    }
+    pub fn pin_dir() -> PathBuf {
+        PathBuf::from("/sys/fs/bpf/edgelb")
+    }
+    pub fn encap_source_v4() -> String {
+        "172.16.0.0/16".into()
+    }
+    pub fn encap_source_v6() -> String {
+        "fd00::/96".into()
+    }
+    pub fn conn_table_size() -> u32 {
+        1 << 20
+    }
+    pub fn graceful_restart_secs() -> u16 {
+        30
+    }
+    pub fn drain_prepend_count() -> u8 {
+        3
+    }
+    pub fn udp_flow_timeout_secs() -> u32 {
+        30
+    }
+    pub fn bgp_port() -> u16 {
+        179
+    }
+    pub fn hold_time_secs() -> u16 {
+        9
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn http_path() -> String {
+        "/".into()
+    }
+    pub fn http_status() -> u16 {
+        200
+    }
+    pub fn health_interval_ms() -> u64 {
+        1000
+    }
+    pub fn health_timeout_ms() -> u64 {
+        500
+    }
+    pub fn rise() -> u32 {
+        2
+    }
+    pub fn fall() -> u32 {
+        3
+    }
+    pub fn drain_period_secs() -> u64 {
+        10
+    }
 }
 
 impl Config {
     /// Reads, parses and validates the configuration at `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::parse(&text, path)
     }
 
     /// Parses and validates `text`; `path` is only used in error messages.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
-        config.validate().map_err(|(field, message)| ConfigError::Invalid {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
-            field,
-            message,
+            message: e.to_string(),
         })?;
+        config
+            .validate()
+            .map_err(|(field, message)| ConfigError::Invalid {
+                path: path.to_owned(),
+                field,
+                message,
+            })?;
         Ok(config)
     }
 
@@ -451,16 +495,25 @@ impl Config {
             return bad("cluster.election_timeout_ms", "must be within 50..=60000");
         }
         if c.heartbeat_ms == 0 || c.heartbeat_ms * 2 > c.election_timeout_ms {
-            return bad("cluster.heartbeat_ms", "must be at least 1 and at most half of election_timeout_ms");
+            return bad(
+                "cluster.heartbeat_ms",
+                "must be at least 1 and at most half of election_timeout_ms",
+            );
         }
         let mut ids = std::collections::BTreeSet::new();
         for (i, m) in c.initial_members.iter().enumerate() {
             if m.id == 0 || !ids.insert(m.id) {
-                return Err((format!("cluster.initial_members[{i}].id"), "must be unique and at least 1".into()));
+                return Err((
+                    format!("cluster.initial_members[{i}].id"),
+                    "must be unique and at least 1".into(),
+                ));
             }
         }
         if !c.initial_members.is_empty() && !ids.contains(&self.node.id) {
-            return bad("cluster.initial_members", "must include this node's own id (node.id)");
+            return bad(
+                "cluster.initial_members",
+                "must include this node's own id (node.id)",
+            );
         }
         let x = &self.xdp;
         if x.interfaces.is_empty() {
@@ -468,7 +521,10 @@ impl Config {
         }
         for (i, name) in x.interfaces.iter().enumerate() {
             if name.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
-                return Err((format!("xdp.interfaces[{i}]"), format!("`{name}` is not a valid interface name")));
+                return Err((
+                    format!("xdp.interfaces[{i}]"),
+                    format!("`{name}` is not a valid interface name"),
+                ));
             }
         }
         if let Err(e) = self.encap_source_v4() {
@@ -489,7 +545,10 @@ impl Config {
         }
         for (i, comm) in b.communities.iter().enumerate() {
             if parse_community(comm).is_none() {
-                return Err((format!("bgp.communities[{i}]"), format!("`{comm}` is not ASN:value with both parts in 0..=65535")));
+                return Err((
+                    format!("bgp.communities[{i}]"),
+                    format!("`{comm}` is not ASN:value with both parts in 0..=65535"),
+                ));
             }
         }
         if b.as_path_prepend > 10 {
@@ -501,7 +560,10 @@ impl Config {
             }
         }
         if b.graceful_restart_secs > 4095 {
-            return bad("bgp.graceful_restart_secs", "must be within 0..=4095 (RFC 4724)");
+            return bad(
+                "bgp.graceful_restart_secs",
+                "must be within 0..=4095 (RFC 4724)",
+            );
         }
         if b.peers.is_empty() {
             return bad("bgp.peers", "must list at least one peer");
@@ -509,13 +571,19 @@ impl Config {
         for (i, p) in b.peers.iter().enumerate() {
             let f = |name: &str| format!("bgp.peers[{i}].{name}");
             if p.remote_asn == 0 || p.remote_asn == 23456 {
-                return Err((f("remote_asn"), "0 and 23456 (AS_TRANS) are reserved".into()));
+                return Err((
+                    f("remote_asn"),
+                    "0 and 23456 (AS_TRANS) are reserved".into(),
+                ));
             }
             if p.port == 0 {
                 return Err((f("port"), "must be at least 1".into()));
             }
             if p.hold_time_secs != 0 && p.hold_time_secs < 3 {
-                return Err((f("hold_time_secs"), "must be 0 or at least 3 (RFC 4271)".into()));
+                return Err((
+                    f("hold_time_secs"),
+                    "must be 0 or at least 3 (RFC 4271)".into(),
+                ));
             }
             if matches!(p.next_hop_v4, Some(IpAddr::V6(_))) {
                 return Err((f("next_hop_v4"), "must be an IPv4 address".into()));
@@ -529,7 +597,10 @@ impl Config {
             return bad("health.interval_ms", "must be at least 10");
         }
         if h.timeout_ms == 0 || h.timeout_ms > h.interval_ms {
-            return bad("health.timeout_ms", "must be at least 1 and at most interval_ms");
+            return bad(
+                "health.timeout_ms",
+                "must be at least 1 and at most interval_ms",
+            );
         }
         if h.rise == 0 {
             return bad("health.rise", "must be at least 1");
@@ -538,7 +609,10 @@ impl Config {
             return bad("health.fall", "must be at least 1");
         }
         if !h.http_path.starts_with('/') || h.http_path.contains(['\r', '\n', ' ']) {
-            return bad("health.http_path", "must start with `/` and contain no spaces or line breaks");
+            return bad(
+                "health.http_path",
+                "must start with `/` and contain no spaces or line breaks",
+            );
         }
         if !(100..=599).contains(&h.http_expect_status) {
             return bad("health.http_expect_status", "must be within 100..=599");
@@ -559,10 +633,16 @@ impl Config {
 /// Parses `ADDR/LEN` (or `ADDR`, meaning a host prefix of `host_len`).
 fn parse_prefix(text: &str, host_len: u8) -> Result<(IpAddr, u8), String> {
     let (addr, len) = match text.split_once('/') {
-        Some((a, l)) => (a, l.parse::<u8>().map_err(|_| format!("`{text}`: bad prefix length"))?),
+        Some((a, l)) => (
+            a,
+            l.parse::<u8>()
+                .map_err(|_| format!("`{text}`: bad prefix length"))?,
+        ),
         None => (text, host_len),
     };
-    let addr: IpAddr = addr.parse().map_err(|_| format!("`{text}`: not an address"))?;
+    let addr: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("`{text}`: not an address"))?;
     let max = if addr.is_ipv4() { 32 } else { 128 };
     if len > max {
         return Err(format!("`{text}`: prefix length above {max}"));
@@ -572,9 +652,15 @@ fn parse_prefix(text: &str, host_len: u8) -> Result<(IpAddr, u8), String> {
 
 /// Parses an aggregate prefix `ADDR/LEN` (no host bits set).
 pub fn parse_aggregate(text: &str) -> Result<edgelb_bgp::IpNet, String> {
-    let net: edgelb_bgp::IpNet = text.trim().parse().map_err(|_| format!("`{text}` is not a prefix ADDR/LEN"))?;
+    let net: edgelb_bgp::IpNet = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a prefix ADDR/LEN"))?;
     if net.trunc() != net {
-        return Err(format!("`{text}` has host bits set (did you mean {}?)", net.trunc()));
+        return Err(format!(
+            "`{text}` has host bits set (did you mean {}?)",
+            net.trunc()
+        ));
     }
     Ok(net)
 }
@@ -589,7 +675,10 @@ pub fn parse_community(text: &str) -> Option<u32> {
 
 /// Reads a secret or token file: trimmed, at least 16 bytes.
 pub fn read_secret(path: &Path) -> Result<Vec<u8>, ConfigError> {
-    let raw = std::fs::read(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    let raw = std::fs::read(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     let trimmed = raw.trim_ascii().to_vec();
     if trimmed.len() < 16 {
         return Err(ConfigError::Invalid {

@@ -45,15 +45,21 @@ pub enum ProbeError {
 
 /// Runs one probe against `target`, bounded by `limit` as a whole.
 pub async fn probe(target: SocketAddr, kind: &Probe, limit: Duration) -> Result<(), ProbeError> {
-    timeout(limit, probe_unbounded(target, kind)).await.map_err(|_| ProbeError::Timeout)?
+    timeout(limit, probe_unbounded(target, kind))
+        .await
+        .map_err(|_| ProbeError::Timeout)?
 }
 
 async fn probe_unbounded(target: SocketAddr, kind: &Probe) -> Result<(), ProbeError> {
-    let mut stream =
-        TcpStream::connect(target).await.map_err(|e| ProbeError::Connect(e.to_string()))?;
+    let mut stream = TcpStream::connect(target)
+        .await
+        .map_err(|e| ProbeError::Connect(e.to_string()))?;
     match kind {
         Probe::Tcp => Ok(()),
-        Probe::Http { path, expect_status } => {
+        Probe::Http {
+            path,
+            expect_status,
+        } => {
             let host = match target {
                 SocketAddr::V4(a) => a.ip().to_string(),
                 SocketAddr::V6(a) => format!("[{}]", a.ip()),
@@ -61,7 +67,10 @@ async fn probe_unbounded(target: SocketAddr, kind: &Probe) -> Result<(), ProbeEr
             let request = format!(
                 "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: edgelb-health\r\nConnection: close\r\n\r\n"
             );
-            stream.write_all(request.as_bytes()).await.map_err(|e| ProbeError::Connect(e.to_string()))?;
+            stream
+                .write_all(request.as_bytes())
+                .await
+                .map_err(|e| ProbeError::Connect(e.to_string()))?;
             let status = read_status(&mut stream).await?;
             if status == *expect_status {
                 Ok(())
@@ -78,7 +87,10 @@ async fn read_status(stream: &mut TcpStream) -> Result<u16, ProbeError> {
     let mut len = 0;
     // The status line's first 12 bytes are all we need.
     while len < 12 {
-        let n = stream.read(&mut buf[len..]).await.map_err(|e| ProbeError::Connect(e.to_string()))?;
+        let n = stream
+            .read(&mut buf[len..])
+            .await
+            .map_err(|e| ProbeError::Connect(e.to_string()))?;
         if n == 0 {
             break;
         }
@@ -92,7 +104,10 @@ pub fn parse_status_line(head: &[u8]) -> Option<u16> {
     if head.len() < 12 || !head.starts_with(b"HTTP/1.") || head[8] != b' ' {
         return None;
     }
-    let code = std::str::from_utf8(&head[9..12]).ok()?.parse::<u16>().ok()?;
+    let code = std::str::from_utf8(&head[9..12])
+        .ok()?
+        .parse::<u16>()
+        .ok()?;
     (100..=599).contains(&code).then_some(code)
 }
 
@@ -121,7 +136,13 @@ impl Hysteresis {
     /// A tracker needing `rise` successes to go up and `fall` failures to go
     /// down (both at least 1).
     pub fn new(rise: u32, fall: u32) -> Self {
-        Self { rise: rise.max(1), fall: fall.max(1), successes: 0, failures: 0, verdict: Verdict::Unknown }
+        Self {
+            rise: rise.max(1),
+            fall: fall.max(1),
+            successes: 0,
+            failures: 0,
+            verdict: Verdict::Unknown,
+        }
     }
 
     /// The current verdict.

@@ -76,11 +76,26 @@ pub fn compute(state: &ClusterState) -> Result<TableSet, TableError> {
         let table = Table::build_with_states(size, input)
             .map_err(|source| TableError::Maglev { vip: *key, source })?;
         let backends: Vec<IpAddr> = table.backends().iter().map(|b| *b.key()).collect();
-        let slots = if table.is_empty() { Vec::new() } else { table.entries().to_vec() };
-        tables.insert(*key, VipTable { backends, slots, fingerprint: table.fingerprint() });
+        let slots = if table.is_empty() {
+            Vec::new()
+        } else {
+            table.entries().to_vec()
+        };
+        tables.insert(
+            *key,
+            VipTable {
+                backends,
+                slots,
+                fingerprint: table.fingerprint(),
+            },
+        );
     }
     let digest = digest(state.settings.hash_seed, size.get(), &tables);
-    Ok(TableSet { version: state.version, tables, digest })
+    Ok(TableSet {
+        version: state.version,
+        tables,
+        digest,
+    })
 }
 
 /// Fixed SipHash keys of the digest ("edgelb-digest-v1").

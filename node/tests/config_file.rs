@@ -26,7 +26,10 @@ fn shipped_example_parses() {
 
 /// Replaces the first occurrence of `from` in the example.
 fn example_with(from: &str, to: &str) -> String {
-    assert!(EXAMPLE.contains(from), "fixture text `{from}` not in the example");
+    assert!(
+        EXAMPLE.contains(from),
+        "fixture text `{from}` not in the example"
+    );
     EXAMPLE.replacen(from, to, 1)
 }
 
@@ -36,13 +39,19 @@ fn error_of(text: &str) -> String {
 
 #[test]
 fn unknown_field_is_named() {
-    let e = error_of(&example_with("heartbeat_ms = 250", "heartbeat_ms = 250\nhartbeat = 1"));
+    let e = error_of(&example_with(
+        "heartbeat_ms = 250",
+        "heartbeat_ms = 250\nhartbeat = 1",
+    ));
     assert!(e.contains("hartbeat"), "{e}");
 }
 
 #[test]
 fn wrong_type_is_named() {
-    let e = error_of(&example_with("local_asn = 65001", "local_asn = \"sixty-five\""));
+    let e = error_of(&example_with(
+        "local_asn = 65001",
+        "local_asn = \"sixty-five\"",
+    ));
     assert!(e.contains("local_asn"), "{e}");
 }
 
@@ -50,25 +59,93 @@ fn wrong_type_is_named() {
 fn invalid_values_name_their_field() {
     let cases = [
         ("id = 1  ", "id = 0  ", "node.id"),
-        ("heartbeat_ms = 250", "heartbeat_ms = 900", "cluster.heartbeat_ms"),
-        ("hold_time_secs = 9", "hold_time_secs = 2", "bgp.peers[0].hold_time_secs"),
-        ("remote_asn = 65000", "remote_asn = 23456", "bgp.peers[0].remote_asn"),
-        ("interfaces = [\"eth0\"]", "interfaces = []", "xdp.interfaces"),
-        ("interfaces = [\"eth0\"]", "interfaces = [\"a/b\"]", "xdp.interfaces[0]"),
-        ("encap_source_v4 = \"172.16.0.0/16\"", "encap_source_v4 = \"2001:db8::9\"", "xdp.encap_source_v4"),
-        ("encap_source_v6 = \"fd00::/96\"", "encap_source_v6 = \"fd00::/64\"", "xdp.encap_source_v6"),
-        ("communities = [\"65001:100\"]", "communities = [\"65001:70000\"]", "bgp.communities[0]"),
+        (
+            "heartbeat_ms = 250",
+            "heartbeat_ms = 900",
+            "cluster.heartbeat_ms",
+        ),
+        (
+            "hold_time_secs = 9",
+            "hold_time_secs = 2",
+            "bgp.peers[0].hold_time_secs",
+        ),
+        (
+            "remote_asn = 65000",
+            "remote_asn = 23456",
+            "bgp.peers[0].remote_asn",
+        ),
+        (
+            "interfaces = [\"eth0\"]",
+            "interfaces = []",
+            "xdp.interfaces",
+        ),
+        (
+            "interfaces = [\"eth0\"]",
+            "interfaces = [\"a/b\"]",
+            "xdp.interfaces[0]",
+        ),
+        (
+            "encap_source_v4 = \"172.16.0.0/16\"",
+            "encap_source_v4 = \"2001:db8::9\"",
+            "xdp.encap_source_v4",
+        ),
+        (
+            "encap_source_v6 = \"fd00::/96\"",
+            "encap_source_v6 = \"fd00::/64\"",
+            "xdp.encap_source_v6",
+        ),
+        (
+            "communities = [\"65001:100\"]",
+            "communities = [\"65001:70000\"]",
+            "bgp.communities[0]",
+        ),
         ("timeout_ms = 500", "timeout_ms = 5000", "health.timeout_ms"),
         ("rise = 2", "rise = 0", "health.rise"),
-        ("as_path_prepend = 0", "as_path_prepend = 11", "bgp.as_path_prepend"),
-        ("aggregates = []", "aggregates = [\"192.0.2.1/24\"]", "bgp.aggregates[0]"),
-        ("aggregates = []", "aggregates = [\"192.0.2.0\"]", "bgp.aggregates[0]"),
-        ("graceful_restart_secs = 30 ", "graceful_restart_secs = 5000", "bgp.graceful_restart_secs"),
-        ("prepend_count = 3", "prepend_count = 0", "drain.prepend_count"),
-        ("prepend_secs = 5 ", "prepend_secs = 7200 ", "drain.prepend_secs"),
-        ("http_path = \"/healthz\"", "http_path = \"healthz\"", "health.http_path"),
-        ("{ id = 1, addr", "{ id = 7, addr", "cluster.initial_members"),
-        ("{ id = 3, addr", "{ id = 2, addr", "cluster.initial_members[2].id"),
+        (
+            "as_path_prepend = 0",
+            "as_path_prepend = 11",
+            "bgp.as_path_prepend",
+        ),
+        (
+            "aggregates = []",
+            "aggregates = [\"192.0.2.1/24\"]",
+            "bgp.aggregates[0]",
+        ),
+        (
+            "aggregates = []",
+            "aggregates = [\"192.0.2.0\"]",
+            "bgp.aggregates[0]",
+        ),
+        (
+            "graceful_restart_secs = 30 ",
+            "graceful_restart_secs = 5000",
+            "bgp.graceful_restart_secs",
+        ),
+        (
+            "prepend_count = 3",
+            "prepend_count = 0",
+            "drain.prepend_count",
+        ),
+        (
+            "prepend_secs = 5 ",
+            "prepend_secs = 7200 ",
+            "drain.prepend_secs",
+        ),
+        (
+            "http_path = \"/healthz\"",
+            "http_path = \"healthz\"",
+            "health.http_path",
+        ),
+        (
+            "{ id = 1, addr",
+            "{ id = 7, addr",
+            "cluster.initial_members",
+        ),
+        (
+            "{ id = 3, addr",
+            "{ id = 2, addr",
+            "cluster.initial_members[2].id",
+        ),
     ];
     for (from, to, field) in cases {
         let e = error_of(&example_with(from, to));
@@ -78,12 +155,17 @@ fn invalid_values_name_their_field() {
 
 #[test]
 fn bad_address_is_a_parse_error_naming_the_field() {
-    let e = error_of(&example_with("listen = \"10.0.0.1:7000\"", "listen = \"10.0.0.1\""));
+    let e = error_of(&example_with(
+        "listen = \"10.0.0.1:7000\"",
+        "listen = \"10.0.0.1\"",
+    ));
     assert!(e.contains("listen"), "{e}");
 }
 
 #[test]
 fn missing_file_is_a_clear_error() {
-    let e = Config::load(Path::new("/nonexistent/edgelb.toml")).unwrap_err().to_string();
+    let e = Config::load(Path::new("/nonexistent/edgelb.toml"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("/nonexistent/edgelb.toml"), "{e}");
 }

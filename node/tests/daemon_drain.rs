@@ -32,15 +32,28 @@ const DRAIN_SECS: u64 = 6;
 /// Packets node `i` forwarded to the TCP VIP so far.
 fn forwarded(cluster: &Cluster, i: usize) -> u64 {
     let v = ok_json(cluster, i, &["stats", "--interval", "0.1"]);
-    v["after"]["vips"].as_array().expect("vips").iter().map(|x| x[1].as_u64().unwrap_or(0)).sum()
+    v["after"]["vips"]
+        .as_array()
+        .expect("vips")
+        .iter()
+        .map(|x| x[1].as_u64().unwrap_or(0))
+        .sum()
 }
 
 #[test]
 fn sigterm_withdraws_then_drains_then_ceases_and_detaches() {
-    let mut cluster = Cluster::start(ClusterSpec { drain_secs: 1, ..ClusterSpec::default() }).expect("cluster up");
+    let mut cluster = Cluster::start(ClusterSpec {
+        drain_secs: 1,
+        ..ClusterSpec::default()
+    })
+    .expect("cluster up");
     cluster.configure_vip(100).expect("VIP configured");
-    cluster.converge(Duration::from_secs(20)).expect("converged");
-    cluster.wait_for_ecmp(3, Duration::from_secs(30)).expect("ECMP over 3 nodes");
+    cluster
+        .converge(Duration::from_secs(20))
+        .expect("converged");
+    cluster
+        .wait_for_ecmp(3, Duration::from_secs(30))
+        .expect("ECMP over 3 nodes");
 
     // Take node 3 over so this test owns its exit status: stop the sim's
     // process, then start the same node again with a longer drain period.
@@ -55,9 +68,19 @@ fn sigterm_withdraws_then_drains_then_ceases_and_detaches() {
     let config = config.replace("period_secs = 1", &format!("period_secs = {DRAIN_SECS}"));
     assert!(config.contains(&format!("period_secs = {DRAIN_SECS}")));
     std::fs::write(&node3.config, config).unwrap();
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(cluster.dir().join("lb3.log")).unwrap();
-    let mut cmd = node3.ns.command(&find_binary("lbnode").unwrap().to_string_lossy());
-    cmd.arg("--config").arg(&node3.config).stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(cluster.dir().join("lb3.log"))
+        .unwrap();
+    let mut cmd = node3
+        .ns
+        .command(&find_binary("lbnode").unwrap().to_string_lossy());
+    cmd.arg("--config")
+        .arg(&node3.config)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
     let mut daemon = OwnedDaemon(cmd.spawn().expect("spawn lbnode"));
     let hop = lb_addr(3).to_string();
     cluster
@@ -65,22 +88,51 @@ fn sigterm_withdraws_then_drains_then_ceases_and_detaches() {
         .unwrap_or_else(|e| panic!("node 3 announces again: {e}\n{}", cluster.log_tails(20)));
     assert!(pin_dir.exists(), "maps pinned at {}", pin_dir.display());
     // `ip -j`: "xdp": {"mode": 1} is XDP_ATTACHED_DRV (2 would be generic).
-    let xdp = cluster.lbs[2].ns.ip(["-j", "link", "show", "eth0"]).unwrap();
+    let xdp = cluster.lbs[2]
+        .ns
+        .ip(["-j", "link", "show", "eth0"])
+        .unwrap();
     let link: serde_json::Value = serde_json::from_slice(&xdp.stdout).expect("ip -j output");
-    assert_eq!(link[0]["xdp"]["mode"], 1, "XDP attached in driver mode: {link}");
+    assert_eq!(
+        link[0]["xdp"]["mode"], 1,
+        "XDP attached in driver mode: {link}"
+    );
 
     // Existing flows keep reaching node 3 after its route is gone (as a
     // router's flow cache or a slow peer would): pin the client's traffic
     // to it with a policy route.
     cluster
         .router
-        .ip(["route", "add", &format!("{VIP}/32"), "via", &hop, "table", "100"])
+        .ip([
+            "route",
+            "add",
+            &format!("{VIP}/32"),
+            "via",
+            &hop,
+            "table",
+            "100",
+        ])
         .expect("route");
     cluster
         .router
-        .ip(["rule", "add", "from", &CLIENT_ADDR.to_string(), "to", &VIP.to_string(), "lookup", "100", "priority", "100"])
+        .ip([
+            "rule",
+            "add",
+            "from",
+            &CLIENT_ADDR.to_string(),
+            "to",
+            &VIP.to_string(),
+            "lookup",
+            "100",
+            "priority",
+            "100",
+        ])
         .expect("rule");
-    assert_eq!(support::tcp_round_trips(&cluster, 10), 10, "served through node 3 before SIGTERM");
+    assert_eq!(
+        support::tcp_round_trips(&cluster, 10),
+        10,
+        "served through node 3 before SIGTERM"
+    );
     let before = forwarded(&cluster, 3);
     assert!(before > 0, "node 3 forwarded the connections");
 
@@ -91,25 +143,59 @@ fn sigterm_withdraws_then_drains_then_ceases_and_detaches() {
 
     // 1. The router loses the route through node 3, the session stays up.
     let took = cluster
-        .wait_next_hops(Duration::from_secs(5), |h| h.len() == 2 && !h.contains(&hop))
+        .wait_next_hops(Duration::from_secs(5), |h| {
+            h.len() == 2 && !h.contains(&hop)
+        })
         .unwrap_or_else(|e| panic!("withdrawal at the router: {e}\n{}", cluster.log_tails(20)));
-    let neighbor = cluster.frr.vtysh(&format!("show bgp neighbor {hop} json")).expect("vtysh");
-    assert!(neighbor.contains("\"bgpState\":\"Established\""), "session still up while draining: {neighbor}");
-    assert!(took < Duration::from_secs(DRAIN_SECS), "withdrawn ({took:?}) before the drain ends");
+    let neighbor = cluster
+        .frr
+        .vtysh(&format!("show bgp neighbor {hop} json"))
+        .expect("vtysh");
+    assert!(
+        neighbor.contains("\"bgpState\":\"Established\""),
+        "session still up while draining: {neighbor}"
+    );
+    assert!(
+        took < Duration::from_secs(DRAIN_SECS),
+        "withdrawn ({took:?}) before the drain ends"
+    );
 
     // 2. The node still forwards during the drain period.
-    assert_eq!(support::tcp_round_trips(&cluster, 10), 10, "served through node 3 while draining");
+    assert_eq!(
+        support::tcp_round_trips(&cluster, 10),
+        10,
+        "served through node 3 while draining"
+    );
     let during = forwarded(&cluster, 3);
-    assert!(during > before, "node 3 forwarded while draining ({before} -> {during})");
-    assert!(matches!(daemon.0.try_wait(), Ok(None)), "still running inside the drain period");
-    assert!(sent.elapsed() < Duration::from_secs(DRAIN_SECS), "checks ran inside the drain period");
+    assert!(
+        during > before,
+        "node 3 forwarded while draining ({before} -> {during})"
+    );
+    assert!(
+        matches!(daemon.0.try_wait(), Ok(None)),
+        "still running inside the drain period"
+    );
+    assert!(
+        sent.elapsed() < Duration::from_secs(DRAIN_SECS),
+        "checks ran inside the drain period"
+    );
 
     // 3. Exit 0 after the drain period.
-    let status = wait_for(Duration::from_secs(DRAIN_SECS + 15), || daemon.0.try_wait().ok().flatten())
-        .unwrap_or_else(|| panic!("lbnode did not exit\n{}", cluster.log_tails(20)));
+    let status = wait_for(Duration::from_secs(DRAIN_SECS + 15), || {
+        daemon.0.try_wait().ok().flatten()
+    })
+    .unwrap_or_else(|| panic!("lbnode did not exit\n{}", cluster.log_tails(20)));
     let ran = sent.elapsed();
-    assert_eq!(status.code(), Some(0), "exit status\n{}", cluster.log_tails(20));
-    assert!(ran >= Duration::from_secs(DRAIN_SECS), "exited after {ran:?}, before the drain period ended");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit status\n{}",
+        cluster.log_tails(20)
+    );
+    assert!(
+        ran >= Duration::from_secs(DRAIN_SECS),
+        "exited after {ran:?}, before the drain period ended"
+    );
 
     // 4. The session ended with Cease (not a hold-timer expiry).
     let text = wait_for(Duration::from_secs(5), || {
@@ -125,11 +211,18 @@ fn sigterm_withdraws_then_drains_then_ceases_and_detaches() {
     let link = String::from_utf8_lossy(&link.stdout);
     assert!(!link.contains("xdp"), "XDP still attached: {link}");
     assert!(
-        !pin_dir.exists() || std::fs::read_dir(&pin_dir).map(|mut d| d.next().is_none()).unwrap_or(true),
+        !pin_dir.exists()
+            || std::fs::read_dir(&pin_dir)
+                .map(|mut d| d.next().is_none())
+                .unwrap_or(true),
         "pins left in {}",
         pin_dir.display()
     );
     // With the route gone and the node detached, nothing serves the pinned
     // path any more: proof the earlier answers really went through node 3.
-    assert_eq!(support::tcp_round_trips(&cluster, 2), 0, "node 3 no longer forwards after exiting");
+    assert_eq!(
+        support::tcp_round_trips(&cluster, 2),
+        0,
+        "node 3 no longer forwards after exiting"
+    );
 }

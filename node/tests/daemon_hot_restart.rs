@@ -38,19 +38,53 @@ fn strip_ansi(text: &str) -> String {
 
 #[test]
 fn sigusr2_restart_keeps_forwarding_and_the_route() {
-    let mut cluster = Cluster::start(ClusterSpec { drain_secs: 1, ..ClusterSpec::default() }).expect("cluster up");
+    let mut cluster = Cluster::start(ClusterSpec {
+        drain_secs: 1,
+        ..ClusterSpec::default()
+    })
+    .expect("cluster up");
     cluster.configure_vip(100).expect("VIP configured");
-    cluster.converge(Duration::from_secs(20)).expect("converged");
-    cluster.wait_for_ecmp(3, Duration::from_secs(30)).expect("ECMP over 3 nodes");
+    cluster
+        .converge(Duration::from_secs(20))
+        .expect("converged");
+    cluster
+        .wait_for_ecmp(3, Duration::from_secs(30))
+        .expect("ECMP over 3 nodes");
     let hop = lb_addr(3).to_string();
 
     // Send the client's traffic through node 3 only, to see its forwarding.
-    cluster.router.ip(["route", "add", &format!("{VIP}/32"), "via", &hop, "table", "100"]).expect("route");
     cluster
         .router
-        .ip(["rule", "add", "from", &CLIENT_ADDR.to_string(), "to", &VIP.to_string(), "lookup", "100", "priority", "100"])
+        .ip([
+            "route",
+            "add",
+            &format!("{VIP}/32"),
+            "via",
+            &hop,
+            "table",
+            "100",
+        ])
+        .expect("route");
+    cluster
+        .router
+        .ip([
+            "rule",
+            "add",
+            "from",
+            &CLIENT_ADDR.to_string(),
+            "to",
+            &VIP.to_string(),
+            "lookup",
+            "100",
+            "priority",
+            "100",
+        ])
         .expect("rule");
-    assert_eq!(support::tcp_round_trips(&cluster, 5), 5, "served through node 3");
+    assert_eq!(
+        support::tcp_round_trips(&cluster, 5),
+        5,
+        "served through node 3"
+    );
 
     // Watch the router's next hops for the whole restart.
     let done = Arc::new(AtomicBool::new(false));
@@ -61,7 +95,16 @@ fn sigusr2_restart_keeps_forwarding_and_the_route() {
             let deadline = Instant::now() + Duration::from_secs(90);
             while !done.load(Ordering::SeqCst) && Instant::now() < deadline {
                 let out = std::process::Command::new("ip")
-                    .args(["netns", "exec", &router, "ip", "-4", "route", "show", &format!("{VIP}/32")])
+                    .args([
+                        "netns",
+                        "exec",
+                        &router,
+                        "ip",
+                        "-4",
+                        "route",
+                        "show",
+                        &format!("{VIP}/32"),
+                    ])
                     .output()
                     .expect("ip route");
                 if !String::from_utf8_lossy(&out.stdout).contains(&format!("via {hop} ")) {
@@ -73,57 +116,123 @@ fn sigusr2_restart_keeps_forwarding_and_the_route() {
         })
     };
 
-    let pid = cluster.lbs[2].process.as_ref().and_then(|p| p.pid()).expect("node 3 runs");
+    let pid = cluster.lbs[2]
+        .process
+        .as_ref()
+        .and_then(|p| p.pid())
+        .expect("node 3 runs");
     // SAFETY: kill(2) on the sim's child process.
     unsafe { libc::kill(pid as i32, libc::SIGUSR2) };
     let exited = wait_for(Duration::from_secs(15), || {
-        cluster.lbs[2].process.as_mut().is_some_and(|p| p.has_exited()).then_some(())
+        cluster.lbs[2]
+            .process
+            .as_mut()
+            .is_some_and(|p| p.has_exited())
+            .then_some(())
     });
-    assert!(exited.is_some(), "lbnode exits on SIGUSR2\n{}", cluster.log_tails(20));
+    assert!(
+        exited.is_some(),
+        "lbnode exits on SIGUSR2\n{}",
+        cluster.log_tails(20)
+    );
 
     // The session ended without a NOTIFICATION: the router holds the route
     // as stale (graceful restart) instead of withdrawing it.
     let stale = wait_for(Duration::from_secs(5), || {
-        let route = cluster.frr.vtysh(&format!("show bgp ipv4 unicast {VIP}/32"))?;
+        let route = cluster
+            .frr
+            .vtysh(&format!("show bgp ipv4 unicast {VIP}/32"))?;
         route.contains("(stale)").then_some(route)
     });
-    assert!(stale.is_some(), "router keeps node 3's route as stale\n{}", cluster.log_tails(20));
-    let neighbor = cluster.frr.vtysh(&format!("show bgp neighbor {hop}")).unwrap_or_default();
-    assert!(!neighbor.contains("Cease"), "no Cease on a hot restart: {neighbor}");
+    assert!(
+        stale.is_some(),
+        "router keeps node 3's route as stale\n{}",
+        cluster.log_tails(20)
+    );
+    let neighbor = cluster
+        .frr
+        .vtysh(&format!("show bgp neighbor {hop}"))
+        .unwrap_or_default();
+    assert!(
+        !neighbor.contains("Cease"),
+        "no Cease on a hot restart: {neighbor}"
+    );
     // No daemon: XDP still attached, maps pinned, packets still forwarded.
-    let link = cluster.lbs[2].ns.ip(["-d", "link", "show", "eth0"]).unwrap();
+    let link = cluster.lbs[2]
+        .ns
+        .ip(["-d", "link", "show", "eth0"])
+        .unwrap();
     let link = String::from_utf8_lossy(&link.stdout);
     assert!(link.contains("prog/xdp"), "XDP stays attached: {link}");
     let config = std::fs::read_to_string(&cluster.lbs[2].config).unwrap();
-    let pin_dir = config.lines().find_map(|l| l.strip_prefix("pin_dir = \"")).map(|p| p.trim_end_matches('"').to_owned());
+    let pin_dir = config
+        .lines()
+        .find_map(|l| l.strip_prefix("pin_dir = \""))
+        .map(|p| p.trim_end_matches('"').to_owned());
     let pin_dir = std::path::PathBuf::from(pin_dir.expect("pin_dir"));
-    assert!(std::fs::read_dir(&pin_dir).map(|mut d| d.next().is_some()).unwrap_or(false), "maps stay pinned");
-    assert_eq!(support::tcp_round_trips(&cluster, 10), 10, "node 3 forwards with no daemon running");
+    assert!(
+        std::fs::read_dir(&pin_dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false),
+        "maps stay pinned"
+    );
+    assert_eq!(
+        support::tcp_round_trips(&cluster, 10),
+        10,
+        "node 3 forwards with no daemon running"
+    );
 
     // The next process adopts the pins and takes over.
     cluster.lbs[2].process = None;
     cluster.restart_lb(3).expect("restart node 3");
     let log = cluster.dir().join("lb3.log");
     let adopted = wait_for(Duration::from_secs(20), || {
-        strip_ansi(&std::fs::read_to_string(&log).ok()?).contains("adopted=true").then_some(())
+        strip_ansi(&std::fs::read_to_string(&log).ok()?)
+            .contains("adopted=true")
+            .then_some(())
     });
-    assert!(adopted.is_some(), "the new process adopts the pinned maps\n{}", cluster.log_tails(20));
-    cluster.converge(Duration::from_secs(20)).expect("node 3 back in sync");
+    assert!(
+        adopted.is_some(),
+        "the new process adopts the pinned maps\n{}",
+        cluster.log_tails(20)
+    );
+    cluster
+        .converge(Duration::from_secs(20))
+        .expect("node 3 back in sync");
     let announced = wait_for(Duration::from_secs(20), || {
         let v = support::ok_json(&cluster, 3, &["status"]);
         let me = v["nodes"].as_array()?.iter().find(|n| n[0] == 3)?.clone();
         (me[1]["Ok"]["announcing"] == true).then_some(())
     });
-    assert!(announced.is_some(), "node 3 announces again\n{}", cluster.log_tails(20));
+    assert!(
+        announced.is_some(),
+        "node 3 announces again\n{}",
+        cluster.log_tails(20)
+    );
     // Its End-of-RIB, sent once it had its table, makes the path current again.
     let fresh = wait_for(Duration::from_secs(20), || {
-        let route = cluster.frr.vtysh(&format!("show bgp ipv4 unicast {VIP}/32"))?;
+        let route = cluster
+            .frr
+            .vtysh(&format!("show bgp ipv4 unicast {VIP}/32"))?;
         (!route.contains("(stale)")).then_some(())
     });
-    assert!(fresh.is_some(), "route still stale after the restart\n{}", cluster.log_tails(20));
-    assert_eq!(support::tcp_round_trips(&cluster, 10), 10, "node 3 forwards after the restart");
+    assert!(
+        fresh.is_some(),
+        "route still stale after the restart\n{}",
+        cluster.log_tails(20)
+    );
+    assert_eq!(
+        support::tcp_round_trips(&cluster, 10),
+        10,
+        "node 3 forwards after the restart"
+    );
 
     done.store(true, Ordering::SeqCst);
     let missing = watcher.join().expect("watcher");
-    assert_eq!(missing, 0, "the router dropped node 3's route during the restart\n{}", cluster.log_tails(20));
+    assert_eq!(
+        missing,
+        0,
+        "the router dropped node 3's route during the restart\n{}",
+        cluster.log_tails(20)
+    );
 }

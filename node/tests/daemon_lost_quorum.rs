@@ -14,24 +14,47 @@ use support::{lbctl, wait_for};
 
 #[test]
 fn partitioned_leader_withdraws_and_returns_after_healing() {
-    let cluster = Cluster::start(ClusterSpec { drain_secs: 1, ..ClusterSpec::default() }).expect("cluster up");
+    let cluster = Cluster::start(ClusterSpec {
+        drain_secs: 1,
+        ..ClusterSpec::default()
+    })
+    .expect("cluster up");
     cluster.configure_vip(100).expect("VIP configured");
-    cluster.converge(Duration::from_secs(20)).expect("converged");
-    cluster.wait_for_ecmp(3, Duration::from_secs(30)).expect("ECMP over 3 nodes");
+    cluster
+        .converge(Duration::from_secs(20))
+        .expect("converged");
+    cluster
+        .wait_for_ecmp(3, Duration::from_secs(30))
+        .expect("ECMP over 3 nodes");
 
     let old = cluster.leader().expect("a leader");
     let hop = lb_addr(old).to_string();
     cluster.partition(old).expect("partition");
     let took = cluster
-        .wait_next_hops(Duration::from_secs(20), |h| h.len() == 2 && !h.contains(&hop))
-        .unwrap_or_else(|e| panic!("partitioned leader {old} kept announcing: {e}\n{}", cluster.log_tails(20)));
+        .wait_next_hops(Duration::from_secs(20), |h| {
+            h.len() == 2 && !h.contains(&hop)
+        })
+        .unwrap_or_else(|e| {
+            panic!(
+                "partitioned leader {old} kept announcing: {e}\n{}",
+                cluster.log_tails(20)
+            )
+        });
     eprintln!("partitioned leader withdrawn after {took:?}");
 
     // It is still the leader in its own eyes, but says it is not announcing.
     let local = wait_for(Duration::from_secs(5), || {
-        let r = lbctl(&cluster, old, &["--json", "status", "--timeout-ms", "10000"]);
+        let r = lbctl(
+            &cluster,
+            old,
+            &["--json", "status", "--timeout-ms", "10000"],
+        );
         let v: serde_json::Value = serde_json::from_str(&r.stdout).ok()?;
-        let mine = v["nodes"].as_array()?.iter().find(|n| n[0].as_u64() == Some(old as u64))?.clone();
+        let mine = v["nodes"]
+            .as_array()?
+            .iter()
+            .find(|n| n[0].as_u64() == Some(old as u64))?
+            .clone();
         Some(mine[1]["Ok"].clone())
     })
     .expect("the partitioned node answers its own status");
@@ -50,5 +73,10 @@ fn partitioned_leader_withdraws_and_returns_after_healing() {
     cluster.heal(old).expect("heal");
     cluster
         .wait_next_hops(Duration::from_secs(30), |h| h.len() == 3)
-        .unwrap_or_else(|e| panic!("node {old} did not announce again after healing: {e}\n{}", cluster.log_tails(20)));
+        .unwrap_or_else(|e| {
+            panic!(
+                "node {old} did not announce again after healing: {e}\n{}",
+                cluster.log_tails(20)
+            )
+        });
 }

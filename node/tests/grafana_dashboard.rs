@@ -10,32 +10,57 @@ use std::collections::BTreeSet;
 fn dashboard_is_well_formed() {
     let d = support::dashboard();
     assert_eq!(d["uid"], "edgelb");
-    let vars: Vec<&str> = d["templating"]["list"].as_array().unwrap().iter().filter_map(|v| v["name"].as_str()).collect();
+    let vars: Vec<&str> = d["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
     assert_eq!(vars, ["datasource", "instance"]);
     let mut ids = BTreeSet::new();
     let panels = d["panels"].as_array().unwrap();
     assert!(panels.len() >= 15, "{}", panels.len());
     for p in panels {
         let title = p["title"].as_str().expect("every panel has a title");
-        assert!(ids.insert(p["id"].as_u64().expect("numeric id")), "duplicate panel id in {title}");
+        assert!(
+            ids.insert(p["id"].as_u64().expect("numeric id")),
+            "duplicate panel id in {title}"
+        );
         let g = &p["gridPos"];
         let (x, w) = (g["x"].as_u64().unwrap(), g["w"].as_u64().unwrap());
-        assert!(x + w <= 24 && g["h"].as_u64().unwrap() > 0, "{title}: gridPos {g}");
+        assert!(
+            x + w <= 24 && g["h"].as_u64().unwrap() > 0,
+            "{title}: gridPos {g}"
+        );
         if p["type"] == "row" {
             continue;
         }
         assert_eq!(p["datasource"]["uid"], "${datasource}", "{title}");
-        let targets = p["targets"].as_array().unwrap_or_else(|| panic!("{title}: no targets"));
+        let targets = p["targets"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{title}: no targets"));
         assert!(!targets.is_empty(), "{title}");
-        let refs: BTreeSet<&str> = targets.iter().map(|t| t["refId"].as_str().unwrap()).collect();
+        let refs: BTreeSet<&str> = targets
+            .iter()
+            .map(|t| t["refId"].as_str().unwrap())
+            .collect();
         assert_eq!(refs.len(), targets.len(), "{title}: refIds unique");
         for t in targets {
-            let e = t["expr"].as_str().unwrap_or_else(|| panic!("{title}: target without expr"));
+            let e = t["expr"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{title}: target without expr"));
             for (open, close) in [('(', ')'), ('{', '}'), ('[', ']')] {
-                assert_eq!(e.matches(open).count(), e.matches(close).count(), "{title}: unbalanced {open}{close} in {e}");
+                assert_eq!(
+                    e.matches(open).count(),
+                    e.matches(close).count(),
+                    "{title}: unbalanced {open}{close} in {e}"
+                );
             }
             assert!(e.contains("edgelb_"), "{title}: {e}");
-            assert!(e.contains("$instance"), "{title}: follows the node selector: {e}");
+            assert!(
+                e.contains("$instance"),
+                "{title}: follows the node selector: {e}"
+            );
         }
     }
 }
@@ -59,6 +84,9 @@ fn dashboard_covers_every_metric_family_of_the_issue() {
         "edgelb_bgp_announcing",
         "edgelb_health_check_up",
     ] {
-        assert!(used.contains(family), "the dashboard does not show {family}");
+        assert!(
+            used.contains(family),
+            "the dashboard does not show {family}"
+        );
     }
 }

@@ -7,8 +7,17 @@ use std::{path::Path, process::Command};
 const EXAMPLE: &str = include_str!("../../deploy/lbnode.example.toml");
 
 fn lbnode(args: &[&str], config: &Path) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_lbnode")).args(args).arg("--config").arg(config).output().expect("run lbnode");
-    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(env!("CARGO_BIN_EXE_lbnode"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("run lbnode");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
@@ -18,7 +27,10 @@ fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
 }
 
 fn with(from: &str, to: &str) -> String {
-    assert!(EXAMPLE.contains(from), "fixture `{from}` not in the example");
+    assert!(
+        EXAMPLE.contains(from),
+        "fixture `{from}` not in the example"
+    );
     EXAMPLE.replacen(from, to, 1)
 }
 
@@ -35,13 +47,41 @@ fn check_accepts_the_shipped_example() {
 fn bad_files_name_the_field_with_and_without_check() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
-        ("unknown", with("heartbeat_ms = 250", "heartbeat_ms = 250\nhartbeat_ms = 1"), "hartbeat_ms"),
-        ("unknown-section", format!("{EXAMPLE}\n[bgpp]\nx = 1\n"), "bgpp"),
-        ("type", with("local_asn = 65001", "local_asn = \"sixty-five\""), "local_asn"),
-        ("range", with("heartbeat_ms = 250", "heartbeat_ms = 900"), "cluster.heartbeat_ms"),
-        ("iface", with("interfaces = [\"eth0\"]", "interfaces = []"), "xdp.interfaces"),
-        ("mode", with("mode = \"driver\"", "mode = \"turbo\""), "mode"),
-        ("address", with("listen = \"10.0.0.1:7000\"", "listen = \"10.0.0.1\""), "listen"),
+        (
+            "unknown",
+            with("heartbeat_ms = 250", "heartbeat_ms = 250\nhartbeat_ms = 1"),
+            "hartbeat_ms",
+        ),
+        (
+            "unknown-section",
+            format!("{EXAMPLE}\n[bgpp]\nx = 1\n"),
+            "bgpp",
+        ),
+        (
+            "type",
+            with("local_asn = 65001", "local_asn = \"sixty-five\""),
+            "local_asn",
+        ),
+        (
+            "range",
+            with("heartbeat_ms = 250", "heartbeat_ms = 900"),
+            "cluster.heartbeat_ms",
+        ),
+        (
+            "iface",
+            with("interfaces = [\"eth0\"]", "interfaces = []"),
+            "xdp.interfaces",
+        ),
+        (
+            "mode",
+            with("mode = \"driver\"", "mode = \"turbo\""),
+            "mode",
+        ),
+        (
+            "address",
+            with("listen = \"10.0.0.1:7000\"", "listen = \"10.0.0.1\""),
+            "listen",
+        ),
         ("syntax", with("[drain]", "[drain"), "drain"),
     ];
     for (name, text, field) in cases {
@@ -50,8 +90,14 @@ fn bad_files_name_the_field_with_and_without_check() {
             let (code, out, err) = lbnode(args, &p);
             assert_eq!(code, Some(2), "{name} {args:?}: {out}{err}");
             assert!(out.is_empty(), "{name} {args:?}: {out}");
-            assert!(err.contains(field), "{name} {args:?}: error does not name `{field}`: {err}");
-            assert!(err.contains(&p.display().to_string()), "{name} {args:?}: error does not name the file: {err}");
+            assert!(
+                err.contains(field),
+                "{name} {args:?}: error does not name `{field}`: {err}"
+            );
+            assert!(
+                err.contains(&p.display().to_string()),
+                "{name} {args:?}: error does not name the file: {err}"
+            );
         }
     }
 }
@@ -67,8 +113,14 @@ fn missing_file_and_missing_secret_are_clear() {
     // before binding or loading anything, naming the file.
     let secret = dir.path().join("no-such.secret");
     let text = with("/etc/edgelb/cluster.secret", &secret.display().to_string())
-        .replace("/var/lib/edgelb", &dir.path().join("data").display().to_string())
-        .replace("/sys/fs/bpf/edgelb", &dir.path().join("pins").display().to_string());
+        .replace(
+            "/var/lib/edgelb",
+            &dir.path().join("data").display().to_string(),
+        )
+        .replace(
+            "/sys/fs/bpf/edgelb",
+            &dir.path().join("pins").display().to_string(),
+        );
     let p = write(dir.path(), "nosecret.toml", &text);
     let (code, _, err) = lbnode(&[], &p);
     assert_eq!(code, Some(1), "{err}");
@@ -81,7 +133,10 @@ fn bad_arguments_are_rejected() {
     let out = Command::new(env!("CARGO_BIN_EXE_lbnode")).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--config"));
-    let out = Command::new(env!("CARGO_BIN_EXE_lbnode")).args(["--config", "x.toml", "--frobnicate"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lbnode"))
+        .args(["--config", "x.toml", "--frobnicate"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--frobnicate"));
 }

@@ -28,11 +28,18 @@ pub const GUE_PORT: u16 = 6080;
 /// itself is done by the XDP decapsulator the backend service attaches
 /// (see [`attach_decap`]), since this kernel has no IPIP/FOU devices.
 pub fn prepare_backend(ns: &Namespace, vips: &[IpAddr]) -> Result<()> {
-    for key in ["net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter"] {
+    for key in [
+        "net.ipv4.conf.all.rp_filter",
+        "net.ipv4.conf.default.rp_filter",
+    ] {
         ns.sysctl(key, "0")?;
     }
     for vip in vips {
-        let prefix = if vip.is_ipv4() { format!("{vip}/32") } else { format!("{vip}/128") };
+        let prefix = if vip.is_ipv4() {
+            format!("{vip}/32")
+        } else {
+            format!("{vip}/128")
+        };
         ns.ip(["addr", "add", &prefix, "dev", "lo"])?;
     }
     Ok(())
@@ -86,7 +93,12 @@ impl Service {
             let (stop, stats, name) = (stop.clone(), stats.clone(), name.to_owned());
             thread::spawn(move || udp_loop(&socket, &name, &stop, &stats));
         }
-        Ok(Self { stop, stats, tcp_addr, udp_addr })
+        Ok(Self {
+            stop,
+            stats,
+            tcp_addr,
+            udp_addr,
+        })
     }
 
     /// The bound TCP address.
@@ -111,7 +123,12 @@ impl Drop for Service {
     }
 }
 
-fn accept_loop(listener: &TcpListener, name: &str, stop: &Arc<AtomicBool>, stats: &Arc<ServiceStats>) {
+fn accept_loop(
+    listener: &TcpListener,
+    name: &str,
+    stop: &Arc<AtomicBool>,
+    stats: &Arc<ServiceStats>,
+) {
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, _)) => {
@@ -130,7 +147,9 @@ fn accept_loop(listener: &TcpListener, name: &str, stop: &Arc<AtomicBool>, stats
 fn serve_connection(stream: TcpStream, name: &str, stop: &AtomicBool, stats: &ServiceStats) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-    let Ok(mut writer) = stream.try_clone() else { return };
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     while !stop.load(Ordering::Relaxed) {
@@ -144,7 +163,11 @@ fn serve_connection(stream: TcpStream, name: &str, stop: &AtomicBool, stats: &Se
                 stats.tcp_lines.fetch_add(1, Ordering::Relaxed);
                 line.clear();
             }
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(_) => return,
         }
     }
@@ -153,7 +176,9 @@ fn serve_connection(stream: TcpStream, name: &str, stop: &AtomicBool, stats: &Se
 fn udp_loop(socket: &UdpSocket, name: &str, stop: &AtomicBool, stats: &ServiceStats) {
     let mut buf = [0u8; 2048];
     while !stop.load(Ordering::Relaxed) {
-        let Ok((n, peer)) = socket.recv_from(&mut buf) else { continue };
+        let Ok((n, peer)) = socket.recv_from(&mut buf) else {
+            continue;
+        };
         let mut answer = Vec::with_capacity(name.len() + 1 + n);
         answer.extend_from_slice(name.as_bytes());
         answer.push(b' ');

@@ -62,7 +62,12 @@ pub struct ClusterSpec {
 
 impl Default for ClusterSpec {
     fn default() -> Self {
-        Self { lb_nodes: 3, backends: 4, drain_secs: 2, drain_prepend_secs: 0 }
+        Self {
+            lb_nodes: 3,
+            backends: 4,
+            drain_secs: 2,
+            drain_prepend_secs: 0,
+        }
     }
 }
 
@@ -152,11 +157,23 @@ pub struct Cluster {
 }
 
 /// Runs `f` in `ns`'s network namespace on a fresh thread and waits for it.
-pub fn in_namespace<T: Send + 'static>(ns_name: &str, f: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
-    crate::traffic::spawn_in_namespace(ns_name, f).join().map_err(|_| anyhow!("namespace thread panicked"))?
+pub fn in_namespace<T: Send + 'static>(
+    ns_name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> anyhow::Result<T> {
+    crate::traffic::spawn_in_namespace(ns_name, f)
+        .join()
+        .map_err(|_| anyhow!("namespace thread panicked"))?
 }
 
-fn link(a: &Namespace, a_if: &str, a_addr: &str, b: &Namespace, b_if: &str, b_addr: &str) -> anyhow::Result<()> {
+fn link(
+    a: &Namespace,
+    a_if: &str,
+    a_addr: &str,
+    b: &Namespace,
+    b_if: &str,
+    b_addr: &str,
+) -> anyhow::Result<()> {
     veth_pair(a, a_if, b, b_if)?;
     for (ns, dev, addr) in [(a, a_if, a_addr), (b, b_if, b_addr)] {
         ns.ip(["addr", "add", addr, "dev", dev])?;
@@ -186,14 +203,28 @@ impl Cluster {
         ] {
             router.sysctl(k, v)?;
         }
-        link(&client, "eth0", "10.100.0.2/24", &router, "c0", "10.100.0.1/24")?;
+        link(
+            &client,
+            "eth0",
+            "10.100.0.2/24",
+            &router,
+            "c0",
+            "10.100.0.1/24",
+        )?;
         client.ip(["route", "add", "default", "via", "10.100.0.1"])?;
 
         // Backends.
         let mut backend_ns = Vec::new();
         for j in 1..=spec.backends {
             let ns = Namespace::create(&format!("{stem}b{j}"))?;
-            link(&router, &format!("b{j}"), &format!("10.102.{j}.1/30"), &ns, "eth0", &format!("{}/30", backend_addr(j)))?;
+            link(
+                &router,
+                &format!("b{j}"),
+                &format!("10.102.{j}.1/30"),
+                &ns,
+                "eth0",
+                &format!("{}/30", backend_addr(j)),
+            )?;
             ns.ip(["route", "add", "default", "via", &format!("10.102.{j}.1")])?;
             crate::backend::prepare_backend(&ns, &[VIP.into()])?;
             backend_ns.push(ns);
@@ -204,7 +235,14 @@ impl Cluster {
         let mut lb_ns = Vec::new();
         for i in 1..=spec.lb_nodes {
             let ns = Namespace::create(&format!("{stem}l{i}"))?;
-            link(&router, &format!("l{i}"), &format!("10.101.{i}.1/30"), &ns, "eth0", &format!("{}/30", lb_addr(i)))?;
+            link(
+                &router,
+                &format!("l{i}"),
+                &format!("10.101.{i}.1/30"),
+                &ns,
+                "eth0",
+                &format!("{}/30", lb_addr(i)),
+            )?;
             ns.ip(["route", "add", "default", "via", &format!("10.101.{i}.1")])?;
             // The forwarder's bpf_fib_lookup routes as a forwarded packet.
             ns.sysctl("net.ipv4.ip_forward", "1")?;
@@ -212,22 +250,34 @@ impl Cluster {
             lb_ns.push(ns);
         }
         let n = spec.lb_nodes;
-        let pass = in_namespace(router.name(), move || -> anyhow::Result<Vec<xdp_fwd::PassProgram>> {
-            let mut progs = Vec::new();
-            for i in 1..=n {
-                let mut p = xdp_fwd::PassProgram::load()?;
-                p.attach(&format!("l{i}"), xdp_fwd::AttachMode::Driver)?;
-                progs.push(p);
-            }
-            Ok(progs)
-        })??;
+        let pass = in_namespace(
+            router.name(),
+            move || -> anyhow::Result<Vec<xdp_fwd::PassProgram>> {
+                let mut progs = Vec::new();
+                for i in 1..=n {
+                    let mut p = xdp_fwd::PassProgram::load()?;
+                    p.attach(&format!("l{i}"), xdp_fwd::AttachMode::Driver)?;
+                    progs.push(p);
+                }
+                Ok(progs)
+            },
+        )??;
 
-        let neighbors: Vec<String> = (1..=spec.lb_nodes).map(|i| lb_addr(i).to_string()).collect();
-        let frr = Frr::start(&router, &dir.path().join("frr"), &router_config(ROUTER_ASN, "10.100.0.1", LB_ASN, &neighbors))?;
+        let neighbors: Vec<String> = (1..=spec.lb_nodes)
+            .map(|i| lb_addr(i).to_string())
+            .collect();
+        let frr = Frr::start(
+            &router,
+            &dir.path().join("frr"),
+            &router_config(ROUTER_ASN, "10.100.0.1", LB_ASN, &neighbors),
+        )?;
 
         let bpffs = dir.path().join("bpffs");
         fs::create_dir_all(&bpffs)?;
-        let out = Command::new("mount").args(["-t", "bpf", "bpf"]).arg(&bpffs).output()?;
+        let out = Command::new("mount")
+            .args(["-t", "bpf", "bpf"])
+            .arg(&bpffs)
+            .output()?;
         if !out.status.success() {
             bail!("mounting bpffs: {}", String::from_utf8_lossy(&out.stderr));
         }
@@ -236,7 +286,10 @@ impl Cluster {
 
         let token_file = dir.path().join("admin.token");
         fs::write(&token_file, "sim-admin-token-0123456789")?;
-        fs::write(dir.path().join("cluster.secret"), "sim-cluster-secret-0123456789")?;
+        fs::write(
+            dir.path().join("cluster.secret"),
+            "sim-cluster-secret-0123456789",
+        )?;
 
         let mut cluster = Cluster {
             lbs: Vec::new(),
@@ -251,13 +304,22 @@ impl Cluster {
             spec,
         };
         for (j, ns) in backend_ns.into_iter().enumerate() {
-            let mut b = BackendHost { index: j + 1, process: None, ns };
+            let mut b = BackendHost {
+                index: j + 1,
+                process: None,
+                ns,
+            };
             cluster.start_backend(&mut b)?;
             cluster.backends.push(b);
         }
         for (i, ns) in lb_ns.into_iter().enumerate() {
             let config = cluster.write_lb_config(i + 1)?;
-            let mut node = LbNode { index: i + 1, process: None, ns, config };
+            let mut node = LbNode {
+                index: i + 1,
+                process: None,
+                ns,
+                config,
+            };
             cluster.start_lb(&mut node)?;
             cluster.lbs.push(node);
         }
@@ -273,13 +335,24 @@ impl Cluster {
     fn start_backend(&self, b: &mut BackendHost) -> anyhow::Result<()> {
         let log = fs::File::create(self.dir.path().join(format!("backend{}.log", b.index)))?;
         let mut cmd = b.ns.command(&find_binary("edgelb-sim")?.to_string_lossy());
-        cmd.args(["serve-backend", "--name", &format!("b{}", b.index), "--decap-interface", "eth0"])
-            // TCP on every address: the VIP (DSR) and the backend's own
-            // address (health checks). UDP on the VIP only, so answers leave
-            // from the VIP.
-            .args(["--tcp", &format!("0.0.0.0:{VIP_TCP_PORT}"), "--udp", &format!("{VIP}:{VIP_UDP_PORT}")])
-            .stdout(Stdio::from(log.try_clone()?))
-            .stderr(Stdio::from(log));
+        cmd.args([
+            "serve-backend",
+            "--name",
+            &format!("b{}", b.index),
+            "--decap-interface",
+            "eth0",
+        ])
+        // TCP on every address: the VIP (DSR) and the backend's own
+        // address (health checks). UDP on the VIP only, so answers leave
+        // from the VIP.
+        .args([
+            "--tcp",
+            &format!("0.0.0.0:{VIP_TCP_PORT}"),
+            "--udp",
+            &format!("{VIP}:{VIP_UDP_PORT}"),
+        ])
+        .stdout(Stdio::from(log.try_clone()?))
+        .stderr(Stdio::from(log));
         b.process = Some(ProcessGuard::spawn(cmd)?);
         Ok(())
     }
@@ -367,7 +440,10 @@ prepend_secs = {prepend}
             .append(true)
             .open(self.dir.path().join(format!("lb{}.log", node.index)))?;
         let mut cmd = node.ns.command(&find_binary("lbnode")?.to_string_lossy());
-        cmd.arg("--config").arg(&node.config).stdout(Stdio::from(log.try_clone()?)).stderr(Stdio::from(log));
+        cmd.arg("--config")
+            .arg(&node.config)
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log));
         node.process = Some(ProcessGuard::spawn(cmd)?);
         Ok(())
     }
@@ -413,7 +489,9 @@ prepend_secs = {prepend}
     /// Sends `signal` to LB node `i` and waits up to `limit` for it to exit
     /// (SIGUSR2: hot restart, the node exits leaving its data plane running).
     pub fn signal_lb_and_wait(&mut self, i: usize, signal: i32, limit: Duration) -> bool {
-        let Some(mut p) = self.lbs[i - 1].process.take() else { return true };
+        let Some(mut p) = self.lbs[i - 1].process.take() else {
+            return true;
+        };
         p.signal(signal);
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
@@ -427,7 +505,9 @@ prepend_secs = {prepend}
 
     /// Runs `lbctl` (from the client namespace) against node `i`.
     pub fn lbctl(&self, i: usize, args: &[&str]) -> anyhow::Result<Output> {
-        let mut cmd = self.client.command(&find_binary("lbctl")?.to_string_lossy());
+        let mut cmd = self
+            .client
+            .command(&find_binary("lbctl")?.to_string_lossy());
         cmd.args(["--node", &format!("{}:{ADMIN_PORT}", lb_addr(i))])
             .arg("--token-file")
             .arg(&self.token_file)
@@ -454,7 +534,9 @@ prepend_secs = {prepend}
 
     /// `lbctl --json status` parsed.
     pub fn status(&self) -> anyhow::Result<serde_json::Value> {
-        Ok(serde_json::from_str(&self.lbctl_any(&["--json", "status"])?)?)
+        Ok(serde_json::from_str(
+            &self.lbctl_any(&["--json", "status"])?,
+        )?)
     }
 
     fn wait_for_leader(&self, limit: Duration) -> anyhow::Result<()> {
@@ -468,14 +550,22 @@ prepend_secs = {prepend}
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        bail!("no Raft leader within {limit:?}: {last}\n{}", self.log_tails(15))
+        bail!(
+            "no Raft leader within {limit:?}: {last}\n{}",
+            self.log_tails(15)
+        )
     }
 
     /// The last `lines` lines of every daemon log of the run, for failures.
     pub fn log_tails(&self, lines: usize) -> String {
         let mut out = String::new();
         let mut names: Vec<PathBuf> = fs::read_dir(self.dir.path())
-            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "log")).collect())
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "log"))
+                    .collect()
+            })
             .unwrap_or_default();
         names.sort();
         for p in names {
@@ -492,10 +582,20 @@ prepend_secs = {prepend}
 
     /// Configures the sim's VIP (TCP and UDP) with every backend at `weight`.
     pub fn configure_vip(&self, weight: u32) -> anyhow::Result<()> {
-        for vip in [format!("{VIP}:{VIP_TCP_PORT}/tcp"), format!("{VIP}:{VIP_UDP_PORT}/udp")] {
+        for vip in [
+            format!("{VIP}:{VIP_TCP_PORT}/tcp"),
+            format!("{VIP}:{VIP_UDP_PORT}/udp"),
+        ] {
             self.lbctl_any(&["vip", "add", &vip])?;
             for b in &self.backends {
-                self.lbctl_any(&["backend", "add", &vip, &backend_addr(b.index).to_string(), "--weight", &weight.to_string()])?;
+                self.lbctl_any(&[
+                    "backend",
+                    "add",
+                    &vip,
+                    &backend_addr(b.index).to_string(),
+                    "--weight",
+                    &weight.to_string(),
+                ])?;
             }
         }
         Ok(())
@@ -513,12 +613,17 @@ prepend_secs = {prepend}
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        bail!("router has next hops {hops:?} for {VIP}, wanted {nodes}\n{}", self.log_tails(15))
+        bail!(
+            "router has next hops {hops:?} for {VIP}, wanted {nodes}\n{}",
+            self.log_tails(15)
+        )
     }
 
     /// The router's kernel next hops for the VIP.
     pub fn vip_next_hops(&self) -> anyhow::Result<Vec<String>> {
-        let out = self.router.ip(["-4", "route", "show", &format!("{VIP}/32")])?;
+        let out = self
+            .router
+            .ip(["-4", "route", "show", &format!("{VIP}/32")])?;
         let text = String::from_utf8_lossy(&out.stdout);
         let mut hops: Vec<String> = text
             .split_whitespace()
@@ -544,9 +649,13 @@ prepend_secs = {prepend}
                     .map(|a| a.iter().filter_map(|n| n[1].get("Ok")).collect())
                     .unwrap_or_default();
                 let running = self.lbs.iter().filter(|n| n.process.is_some()).count();
-                let digests: std::collections::BTreeSet<String> =
-                    reports.iter().map(|r| r["table_digest"].as_str().unwrap_or("").to_owned()).collect();
-                let versions_ok = reports.iter().all(|r| r["table_version"].as_u64().unwrap_or(0) >= min_version);
+                let digests: std::collections::BTreeSet<String> = reports
+                    .iter()
+                    .map(|r| r["table_digest"].as_str().unwrap_or("").to_owned())
+                    .collect();
+                let versions_ok = reports
+                    .iter()
+                    .all(|r| r["table_version"].as_u64().unwrap_or(0) >= min_version);
                 if reports.len() >= running && digests.len() == 1 && versions_ok {
                     return Ok(digests.into_iter().next().unwrap_or_default());
                 }
@@ -554,13 +663,19 @@ prepend_secs = {prepend}
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        bail!("nodes did not agree on one table digest within {limit:?}: {last}\n{}", self.log_tails(15))
+        bail!(
+            "nodes did not agree on one table digest within {limit:?}: {last}\n{}",
+            self.log_tails(15)
+        )
     }
 
     /// The table version at the leader now (a linearizable read).
     pub fn current_version(&self) -> anyhow::Result<u64> {
-        let v: serde_json::Value = serde_json::from_str(&self.lbctl_any(&["--json", "vip", "list"])?)?;
-        v["version"].as_u64().ok_or_else(|| anyhow!("no version in {v}"))
+        let v: serde_json::Value =
+            serde_json::from_str(&self.lbctl_any(&["--json", "vip", "list"])?)?;
+        v["version"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("no version in {v}"))
     }
 
     /// Waits until every running node has programmed the leader's current
@@ -575,7 +690,15 @@ prepend_secs = {prepend}
     pub fn partition(&self, i: usize) -> anyhow::Result<()> {
         for k in (1..=self.lbs.len()).filter(|k| *k != i) {
             for (from, to) in [(lb_addr(k), lb_addr(i)), (lb_addr(i), lb_addr(k))] {
-                self.router.ip(["rule", "add", "from", &from.to_string(), "to", &to.to_string(), "blackhole"])?;
+                self.router.ip([
+                    "rule",
+                    "add",
+                    "from",
+                    &from.to_string(),
+                    "to",
+                    &to.to_string(),
+                    "blackhole",
+                ])?;
             }
         }
         Ok(())
@@ -585,7 +708,15 @@ prepend_secs = {prepend}
     pub fn heal(&self, i: usize) -> anyhow::Result<()> {
         for k in (1..=self.lbs.len()).filter(|k| *k != i) {
             for (from, to) in [(lb_addr(k), lb_addr(i)), (lb_addr(i), lb_addr(k))] {
-                self.router.ip(["rule", "del", "from", &from.to_string(), "to", &to.to_string(), "blackhole"])?;
+                self.router.ip([
+                    "rule",
+                    "del",
+                    "from",
+                    &from.to_string(),
+                    "to",
+                    &to.to_string(),
+                    "blackhole",
+                ])?;
             }
         }
         Ok(())
@@ -594,12 +725,19 @@ prepend_secs = {prepend}
     /// The current Raft leader's node index.
     pub fn leader(&self) -> anyhow::Result<usize> {
         let s = self.status()?;
-        s["leader"].as_u64().map(|l| l as usize).ok_or_else(|| anyhow!("no leader: {s}"))
+        s["leader"]
+            .as_u64()
+            .map(|l| l as usize)
+            .ok_or_else(|| anyhow!("no leader: {s}"))
     }
 
     /// Waits until the router's next hops for the VIP satisfy `f`; returns
     /// the time it took.
-    pub fn wait_next_hops(&self, limit: Duration, f: impl Fn(&[String]) -> bool) -> anyhow::Result<Duration> {
+    pub fn wait_next_hops(
+        &self,
+        limit: Duration,
+        f: impl Fn(&[String]) -> bool,
+    ) -> anyhow::Result<Duration> {
         let start = Instant::now();
         loop {
             let hops = self.vip_next_hops()?;

@@ -49,7 +49,8 @@ impl Frr {
     pub fn start(ns: &Namespace, dir: &Path, bgpd_conf: &str) -> Result<Self, FrrError> {
         let io = |e| FrrError::Io(dir.to_owned(), e);
         fs::create_dir_all(dir).map_err(io)?;
-        fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).map_err(io)?;
+        fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+            .map_err(io)?;
         let zconf = dir.join("zebra.conf");
         let bconf = dir.join("bgpd.conf");
         fs::write(&zconf, "hostname sim-router\n").map_err(io)?;
@@ -77,8 +78,15 @@ impl Frr {
             return Err(FrrError::Timeout("zebra", dir.join("zebra.log")));
         }
         let bgpd = daemon("bgpd", &bconf)?;
-        let frr = Self { dir: dir.to_owned(), ns_name: ns.name().to_owned(), bgpd: Some(bgpd), _zebra: zebra };
-        if !wait_for(Duration::from_secs(10), || frr.vtysh("show bgp summary").is_some()) {
+        let frr = Self {
+            dir: dir.to_owned(),
+            ns_name: ns.name().to_owned(),
+            bgpd: Some(bgpd),
+            _zebra: zebra,
+        };
+        if !wait_for(Duration::from_secs(10), || {
+            frr.vtysh("show bgp summary").is_some()
+        }) {
             return Err(FrrError::Timeout("bgpd", dir.join("bgpd.log")));
         }
         Ok(frr)
@@ -93,7 +101,9 @@ impl Frr {
             .stdin(Stdio::null())
             .output()
             .ok()?;
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// Kills bgpd (zebra stays), as a router crash would.
@@ -104,7 +114,12 @@ impl Frr {
 
 /// bgpd configuration of the sim's router: passive eBGP to every LB node
 /// (AS `lb_asn`), ECMP over all of them, nothing sent back to them.
-pub fn router_config(router_asn: u32, router_id: &str, lb_asn: u32, neighbors: &[String]) -> String {
+pub fn router_config(
+    router_asn: u32,
+    router_id: &str,
+    lb_asn: u32,
+    neighbors: &[String],
+) -> String {
     let mut c = format!(
         "hostname sim-router\n\
          route-map DENY-ALL deny 10\n\

@@ -73,7 +73,10 @@ fn run_command(cmd: &mut Command) -> Result<Output> {
     let out = cmd
         .stdin(Stdio::null())
         .output()
-        .map_err(|source| NetnsError::Spawn { command: command.clone(), source })?;
+        .map_err(|source| NetnsError::Spawn {
+            command: command.clone(),
+            source,
+        })?;
     if !out.status.success() {
         return Err(NetnsError::Failed {
             command,
@@ -97,7 +100,9 @@ impl Namespace {
             return Err(NetnsError::BadName(name.to_owned()));
         }
         run("ip", ["netns", "add", name])?;
-        let ns = Self { name: name.to_owned() };
+        let ns = Self {
+            name: name.to_owned(),
+        };
         ns.ip(["link", "set", "lo", "up"])?;
         Ok(ns)
     }
@@ -163,8 +168,14 @@ impl Namespace {
         let child = wrapped
             .stdin(Stdio::null())
             .spawn()
-            .map_err(|source| NetnsError::Spawn { command: command.clone(), source })?;
-        Ok(ProcessGuard { child: Some(child), command })
+            .map_err(|source| NetnsError::Spawn {
+                command: command.clone(),
+                source,
+            })?;
+        Ok(ProcessGuard {
+            child: Some(child),
+            command,
+        })
     }
 }
 
@@ -172,7 +183,10 @@ impl Drop for Namespace {
     fn drop(&mut self) {
         // Kill anything still running inside, then delete the namespace (which
         // also deletes its veth ends).
-        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.name]).output() {
+        if let Ok(out) = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+        {
             for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                 if let Ok(pid) = pid.parse::<i32>() {
                     // SAFETY: plain kill(2) of a pid that lives in our namespace.
@@ -180,7 +194,10 @@ impl Drop for Namespace {
                 }
             }
         }
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).stderr(Stdio::null()).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
@@ -191,10 +208,23 @@ pub fn veth_pair(a: &Namespace, a_if: &str, b: &Namespace, b_if: &str) -> Result
             return Err(NetnsError::BadName(n.to_owned()));
         }
     }
-    run("ip", [
-        "link", "add", a_if, "netns", a.name(), "type", "veth", "peer", "name", b_if, "netns",
-        b.name(),
-    ])?;
+    run(
+        "ip",
+        [
+            "link",
+            "add",
+            a_if,
+            "netns",
+            a.name(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            b_if,
+            "netns",
+            b.name(),
+        ],
+    )?;
     Ok(())
 }
 
@@ -202,7 +232,12 @@ pub fn veth_pair(a: &Namespace, a_if: &str, b: &Namespace, b_if: &str) -> Result
 /// every veth that carries traffic through native XDP: an XDP frame has no
 /// "checksum still to be done" state, so a partial checksum would arrive broken.
 pub fn disable_offloads(ns: &Namespace, dev: &str) -> Result<()> {
-    ns.exec("ethtool", ["-K", dev, "tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro", "off"])?;
+    ns.exec(
+        "ethtool",
+        [
+            "-K", dev, "tx", "off", "rx", "off", "tso", "off", "gso", "off", "gro", "off",
+        ],
+    )?;
     Ok(())
 }
 
@@ -250,7 +285,8 @@ pub fn sim_cpu() -> Option<usize> {
         // SAFETY: cpu_set_t is plain data filled by the kernel.
         unsafe {
             let mut allowed: libc::cpu_set_t = std::mem::zeroed();
-            if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut allowed) != 0 {
+            if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut allowed) != 0
+            {
                 return None;
             }
             (0..libc::CPU_SETSIZE as usize).find(|c| libc::CPU_ISSET(*c, &allowed))
@@ -288,8 +324,14 @@ impl ProcessGuard {
         let child = cmd
             .stdin(Stdio::null())
             .spawn()
-            .map_err(|source| NetnsError::Spawn { command: command.clone(), source })?;
-        Ok(Self { child: Some(child), command })
+            .map_err(|source| NetnsError::Spawn {
+                command: command.clone(),
+                source,
+            })?;
+        Ok(Self {
+            child: Some(child),
+            command,
+        })
     }
 
     /// The process id (of the `ip netns exec` wrapper, which execs the program).
@@ -320,7 +362,9 @@ impl ProcessGuard {
 
     /// Sends SIGTERM and waits up to `grace` for exit, then SIGKILLs.
     pub fn stop(&mut self, grace: Duration) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let deadline = Instant::now() + grace;
@@ -346,7 +390,10 @@ static MOUNTS: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new
 
 /// Records a mount point for [`teardown_on_signals`].
 pub fn register_mount(path: &std::path::Path) {
-    MOUNTS.lock().unwrap_or_else(|e| e.into_inner()).push(path.to_owned());
+    MOUNTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(path.to_owned());
 }
 
 /// Removes every namespace (killing what runs inside) and mount this
@@ -357,7 +404,9 @@ pub fn teardown_own() {
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             let name = line.split_whitespace().next().unwrap_or("");
             if name.starts_with(&own) {
-                drop(Namespace { name: name.to_owned() });
+                drop(Namespace {
+                    name: name.to_owned(),
+                });
             }
         }
     }
@@ -393,16 +442,26 @@ pub fn teardown_on_signals() {
 /// Deletes namespaces left by earlier runs of this crate whose process is gone
 /// (a run killed by SIGKILL cannot clean up after itself).
 pub fn sweep_stale() {
-    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else { return };
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let name = line.split_whitespace().next().unwrap_or("");
-        let Some(rest) = name.strip_prefix(NAME_PREFIX) else { continue };
-        let Some((pid, _)) = rest.split_once('x') else { continue };
-        let Ok(pid) = pid.parse::<i32>() else { continue };
+        let Some(rest) = name.strip_prefix(NAME_PREFIX) else {
+            continue;
+        };
+        let Some((pid, _)) = rest.split_once('x') else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<i32>() else {
+            continue;
+        };
         // SAFETY: signal 0 only checks whether the pid exists.
         let alive = unsafe { libc::kill(pid, 0) } == 0;
         if !alive {
-            drop(Namespace { name: name.to_owned() });
+            drop(Namespace {
+                name: name.to_owned(),
+            });
         }
     }
 }
@@ -419,8 +478,10 @@ mod tests {
             let a = Namespace::create(&na).unwrap();
             let b = Namespace::create(&nb).unwrap();
             veth_pair(&a, "eth0", &b, "eth0").unwrap();
-            a.ip(["addr", "add", "192.0.2.1/24", "dev", "eth0"]).unwrap();
-            b.ip(["addr", "add", "192.0.2.2/24", "dev", "eth0"]).unwrap();
+            a.ip(["addr", "add", "192.0.2.1/24", "dev", "eth0"])
+                .unwrap();
+            b.ip(["addr", "add", "192.0.2.2/24", "dev", "eth0"])
+                .unwrap();
             a.ip(["link", "set", "eth0", "up"]).unwrap();
             b.ip(["link", "set", "eth0", "up"]).unwrap();
             a.exec("ping", ["-c", "1", "-W", "2", "192.0.2.2"]).unwrap();
@@ -433,14 +494,23 @@ mod tests {
         }
         let list = run("ip", ["netns", "list"]).unwrap();
         let list = String::from_utf8_lossy(&list.stdout);
-        assert!(!list.contains(&na) && !list.contains(&nb), "left behind: {list}");
+        assert!(
+            !list.contains(&na) && !list.contains(&nb),
+            "left behind: {list}"
+        );
     }
 
     #[test]
     fn failing_commands_report_their_stderr() {
         let ns = Namespace::create(&format!("{}e", unique_stem())).unwrap();
-        let e = ns.ip(["link", "set", "nosuchdev", "up"]).unwrap_err().to_string();
+        let e = ns
+            .ip(["link", "set", "nosuchdev", "up"])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("nosuchdev"), "{e}");
-        assert!(matches!(veth_pair(&ns, "x234567890123456", &ns, "y"), Err(NetnsError::BadName(_))));
+        assert!(matches!(
+            veth_pair(&ns, "x234567890123456", &ns, "y"),
+            Err(NetnsError::BadName(_))
+        ));
     }
 }

@@ -60,14 +60,22 @@ impl LongLived {
             crate::netns::pin_to_sim_cpu()?;
             Ok::<_, anyhow::Error>(exercise(vip, count, period, &stop2, &progress2))
         });
-        Self { stop, handle: Some(handle), progress }
+        Self {
+            stop,
+            handle: Some(handle),
+            progress,
+        }
     }
 
     /// Stops and returns each connection's outcome.
     pub fn finish(mut self) -> anyhow::Result<Vec<ConnectionOutcome>> {
         self.stop.store(true, Ordering::SeqCst);
-        let h = self.handle.take().ok_or_else(|| anyhow::anyhow!("already finished"))?;
-        h.join().map_err(|_| anyhow::anyhow!("traffic thread panicked"))??
+        let h = self
+            .handle
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("already finished"))?;
+        h.join()
+            .map_err(|_| anyhow::anyhow!("traffic thread panicked"))??
     }
 
     /// Round trips so far.
@@ -108,9 +116,17 @@ fn exercise(
                     Ok(r) => conns.push(Conn {
                         stream: s,
                         reader: BufReader::new(r),
-                        outcome: ConnectionOutcome { backend: None, round_trips: 0, broken: None },
+                        outcome: ConnectionOutcome {
+                            backend: None,
+                            round_trips: 0,
+                            broken: None,
+                        },
                     }),
-                    Err(e) => failed.push(ConnectionOutcome { backend: None, round_trips: 0, broken: Some(e.to_string()) }),
+                    Err(e) => failed.push(ConnectionOutcome {
+                        backend: None,
+                        round_trips: 0,
+                        broken: Some(e.to_string()),
+                    }),
                 }
             }
             Err(e) => failed.push(ConnectionOutcome {
@@ -128,11 +144,13 @@ fn exercise(
         for c in conns.iter_mut().filter(|c| c.outcome.broken.is_none()) {
             line.clear();
             let sent = writeln!(c.stream, "ping {}", c.outcome.round_trips);
-            let result = sent.map_err(|e| e.to_string()).and_then(|_| match c.reader.read_line(&mut line) {
-                Ok(0) => Err("connection closed".to_owned()),
-                Ok(_) => Ok(line.split_whitespace().next().unwrap_or("").to_owned()),
-                Err(e) => Err(e.to_string()),
-            });
+            let result =
+                sent.map_err(|e| e.to_string())
+                    .and_then(|_| match c.reader.read_line(&mut line) {
+                        Ok(0) => Err("connection closed".to_owned()),
+                        Ok(_) => Ok(line.split_whitespace().next().unwrap_or("").to_owned()),
+                        Err(e) => Err(e.to_string()),
+                    });
             match result {
                 Ok(name) => match &c.outcome.backend {
                     None => c.outcome.backend = Some(name),
@@ -156,7 +174,11 @@ fn exercise(
 
 /// Sends one UDP query on each of `flows` fresh sockets (distinct source
 /// ports) and counts answers per backend.
-pub fn udp_spread(ns: &str, vip: SocketAddr, flows: usize) -> anyhow::Result<BTreeMap<String, usize>> {
+pub fn udp_spread(
+    ns: &str,
+    vip: SocketAddr,
+    flows: usize,
+) -> anyhow::Result<BTreeMap<String, usize>> {
     let handle = spawn_in_namespace(ns, move || -> anyhow::Result<BTreeMap<String, usize>> {
         crate::netns::pin_to_sim_cpu()?;
         let mut seen = BTreeMap::new();
@@ -166,9 +188,11 @@ pub fn udp_spread(ns: &str, vip: SocketAddr, flows: usize) -> anyhow::Result<BTr
             s.send_to(format!("q{k}").as_bytes(), vip)?;
             let mut buf = [0u8; 256];
             let name = match s.recv_from(&mut buf) {
-                Ok((n, from)) if from == vip => {
-                    String::from_utf8_lossy(&buf[..n]).split_whitespace().next().unwrap_or("").to_owned()
-                }
+                Ok((n, from)) if from == vip => String::from_utf8_lossy(&buf[..n])
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_owned(),
                 Ok((_, from)) => format!("(answer from {from})"),
                 Err(_) => "(no answer)".to_owned(),
             };
@@ -176,12 +200,18 @@ pub fn udp_spread(ns: &str, vip: SocketAddr, flows: usize) -> anyhow::Result<BTr
         }
         Ok(seen)
     });
-    handle.join().map_err(|_| anyhow::anyhow!("udp thread panicked"))??
+    handle
+        .join()
+        .map_err(|_| anyhow::anyhow!("udp thread panicked"))??
 }
 
 /// Opens `count` short TCP connections (one round trip each) and counts the
 /// backends that answered.
-pub fn tcp_spread(ns: &str, vip: SocketAddr, count: usize) -> anyhow::Result<BTreeMap<String, usize>> {
+pub fn tcp_spread(
+    ns: &str,
+    vip: SocketAddr,
+    count: usize,
+) -> anyhow::Result<BTreeMap<String, usize>> {
     let handle = spawn_in_namespace(ns, move || -> anyhow::Result<BTreeMap<String, usize>> {
         crate::netns::pin_to_sim_cpu()?;
         let mut seen = BTreeMap::new();
@@ -199,5 +229,7 @@ pub fn tcp_spread(ns: &str, vip: SocketAddr, count: usize) -> anyhow::Result<BTr
         }
         Ok(seen)
     });
-    handle.join().map_err(|_| anyhow::anyhow!("tcp thread panicked"))??
+    handle
+        .join()
+        .map_err(|_| anyhow::anyhow!("tcp thread panicked"))??
 }

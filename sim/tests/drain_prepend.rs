@@ -14,9 +14,15 @@ use serde_json::Value;
 
 /// AS_PATH length of the router's path from `peer` to the VIP, if it has one.
 fn path_length_via(cluster: &Cluster, peer: &str) -> Option<u64> {
-    let text = cluster.frr.vtysh(&format!("show bgp ipv4 unicast {VIP}/32 json"))?;
+    let text = cluster
+        .frr
+        .vtysh(&format!("show bgp ipv4 unicast {VIP}/32 json"))?;
     let v: Value = serde_json::from_str(&text).ok()?;
-    v["paths"].as_array()?.iter().find(|p| p["peer"]["peerId"] == peer).and_then(|p| p["aspath"]["length"].as_u64())
+    v["paths"]
+        .as_array()?
+        .iter()
+        .find(|p| p["peer"]["peerId"] == peer)
+        .and_then(|p| p["aspath"]["length"].as_u64())
 }
 
 fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
@@ -32,35 +38,80 @@ fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) ->
 
 #[test]
 fn sigterm_prepends_then_withdraws_without_breaking_connections() {
-    let mut cluster =
-        Cluster::start(ClusterSpec { drain_secs: 2, drain_prepend_secs: 3, ..Default::default() }).expect("cluster up");
+    let mut cluster = Cluster::start(ClusterSpec {
+        drain_secs: 2,
+        drain_prepend_secs: 3,
+        ..Default::default()
+    })
+    .expect("cluster up");
     cluster.configure_vip(100).expect("configure VIP");
-    cluster.converge(Duration::from_secs(20)).expect("digests agree");
-    cluster.wait_for_ecmp(3, Duration::from_secs(30)).expect("ECMP over 3 nodes");
+    cluster
+        .converge(Duration::from_secs(20))
+        .expect("digests agree");
+    cluster
+        .wait_for_ecmp(3, Duration::from_secs(30))
+        .expect("ECMP over 3 nodes");
     let node = 2;
     let peer = lb_addr(node).to_string();
-    assert_eq!(path_length_via(&cluster, &peer), Some(1), "plain path before the drain");
-    let traffic = LongLived::start(cluster.client.name(), cluster.vip_tcp(), 24, Duration::from_millis(100));
+    assert_eq!(
+        path_length_via(&cluster, &peer),
+        Some(1),
+        "plain path before the drain"
+    );
+    let traffic = LongLived::start(
+        cluster.client.name(),
+        cluster.vip_tcp(),
+        24,
+        Duration::from_millis(100),
+    );
     std::thread::sleep(Duration::from_secs(2));
 
     let sent = Instant::now();
-    cluster.lbs[node - 1].process.as_ref().expect("node running").signal(libc::SIGTERM);
+    cluster.lbs[node - 1]
+        .process
+        .as_ref()
+        .expect("node running")
+        .signal(libc::SIGTERM);
     // Prepended by prepend_count (3) copies of the node's ASN.
     let length = wait_for(Duration::from_secs(3), "a prepended path", || {
         path_length_via(&cluster, &peer).filter(|&l| l > 1)
     });
     assert_eq!(length, 4, "AS_PATH of {LB_ASN} plus three prepends");
-    let hops = cluster.wait_next_hops(Duration::from_secs(3), |h| !h.contains(&peer)).map(|_| cluster.vip_next_hops());
-    let hops = hops.expect("router leaves the prepended node out of ECMP").expect("routes");
-    assert_eq!(hops.len(), 2, "the other two nodes carry the flows: {hops:?}");
-    assert!(path_length_via(&cluster, &peer).is_some(), "the prepended route must stay as a backup");
+    let hops = cluster
+        .wait_next_hops(Duration::from_secs(3), |h| !h.contains(&peer))
+        .map(|_| cluster.vip_next_hops());
+    let hops = hops
+        .expect("router leaves the prepended node out of ECMP")
+        .expect("routes");
+    assert_eq!(
+        hops.len(),
+        2,
+        "the other two nodes carry the flows: {hops:?}"
+    );
+    assert!(
+        path_length_via(&cluster, &peer).is_some(),
+        "the prepended route must stay as a backup"
+    );
 
     // Then the withdrawal, after prepend_secs.
-    wait_for(Duration::from_secs(10), "the withdrawal", || path_length_via(&cluster, &peer).is_none().then_some(()));
-    assert!(sent.elapsed() >= Duration::from_secs(3), "withdrawn before prepend_secs: {:?}", sent.elapsed());
-    assert!(cluster.stop_lb(node, Duration::from_secs(20)), "node did not exit after the drain");
+    wait_for(Duration::from_secs(10), "the withdrawal", || {
+        path_length_via(&cluster, &peer).is_none().then_some(())
+    });
+    assert!(
+        sent.elapsed() >= Duration::from_secs(3),
+        "withdrawn before prepend_secs: {:?}",
+        sent.elapsed()
+    );
+    assert!(
+        cluster.stop_lb(node, Duration::from_secs(20)),
+        "node did not exit after the drain"
+    );
 
     let outcomes = traffic.finish().expect("traffic");
     let reasons = broken_reasons(&outcomes, 5);
-    assert_eq!(broken(&outcomes), 0, "connections broke during the drain: {reasons:?}");
+    assert_eq!(
+        broken(&outcomes),
+        0,
+        "connections broke during the drain: {reasons:?}"
+    );
 }

@@ -44,7 +44,11 @@ fn topology() -> Topology {
     cmd.args(["serve-backend", "--name", "b1", "--decap-interface", "eth0"]);
     cmd.args(["--tcp", &format!("{VIP}:80"), "--udp", &format!("{VIP}:53")]);
     let service = backend.spawn(cmd).unwrap();
-    Topology { client, _backend: backend, _service: service }
+    Topology {
+        client,
+        _backend: backend,
+        _service: service,
+    }
 }
 
 /// Runs `f` inside `ns`'s network namespace on a fresh thread.
@@ -74,7 +78,9 @@ fn send_raw(sock: &OwnedFd, dst: Ipv4Addr, payload: &[u8]) {
     let addr = libc::sockaddr_in {
         sin_family: libc::AF_INET as u16,
         sin_port: 0,
-        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(dst.octets()) },
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(dst.octets()),
+        },
         sin_zero: [0; 8],
     };
     // SAFETY: valid buffer and sockaddr for the duration of the call.
@@ -88,15 +94,27 @@ fn send_raw(sock: &OwnedFd, dst: Ipv4Addr, payload: &[u8]) {
             std::mem::size_of::<libc::sockaddr_in>() as u32,
         )
     };
-    assert_eq!(n, payload.len() as isize, "sendto: {}", std::io::Error::last_os_error());
+    assert_eq!(
+        n,
+        payload.len() as isize,
+        "sendto: {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 /// An inner UDP packet from `sock`'s address to the VIP, and the answer.
 fn udp_round_trip(sock: &UdpSocket, send: impl Fn(&[u8])) -> Option<(String, SocketAddr)> {
     let local = sock.local_addr().unwrap();
-    let inner = FrameBuilder::new(CLIENT.into(), VIP.into(), L4::Udp { sport: local.port(), dport: 53 })
-        .payload(b"ping")
-        .ip_packet();
+    let inner = FrameBuilder::new(
+        CLIENT.into(),
+        VIP.into(),
+        L4::Udp {
+            sport: local.port(),
+            dport: 53,
+        },
+    )
+    .payload(b"ping")
+    .ip_packet();
     // The service may still be starting: retry for a bounded time.
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut buf = [0u8; 256];
@@ -114,7 +132,8 @@ fn gue_and_ipip_are_decapsulated_and_answered_from_the_vip() {
     let t = topology();
     let (gue, ipip) = in_namespace(&t.client, || {
         let sock = UdpSocket::bind((CLIENT, 0)).unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
         let carrier = UdpSocket::bind((CLIENT, 0)).unwrap();
         let gue = udp_round_trip(&sock, |inner| {
             carrier.send_to(inner, (BACKEND, GUE_PORT)).unwrap();
@@ -134,7 +153,10 @@ fn tcp_syn_over_ipip_gets_a_syn_ack_from_the_vip() {
     let got_syn_ack = in_namespace(&t.client, || {
         let ipip = raw_socket(libc::IPPROTO_IPIP);
         let tcp = raw_socket(libc::IPPROTO_TCP);
-        let tv = libc::timeval { tv_sec: 0, tv_usec: 300_000 };
+        let tv = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 300_000,
+        };
         // SAFETY: setsockopt with a valid timeval.
         unsafe {
             libc::setsockopt(
@@ -146,9 +168,17 @@ fn tcp_syn_over_ipip_gets_a_syn_ack_from_the_vip() {
             )
         };
         let sport = 45123u16;
-        let syn = FrameBuilder::new(CLIENT.into(), VIP.into(), L4::Tcp { sport, dport: 80, flags: tcp_flags::SYN })
-            .payload(b"")
-            .ip_packet();
+        let syn = FrameBuilder::new(
+            CLIENT.into(),
+            VIP.into(),
+            L4::Tcp {
+                sport,
+                dport: 80,
+                flags: tcp_flags::SYN,
+            },
+        )
+        .payload(b"")
+        .ip_packet();
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut buf = [0u8; 1500];
         while Instant::now() < deadline {
@@ -156,16 +186,22 @@ fn tcp_syn_over_ipip_gets_a_syn_ack_from_the_vip() {
             let until = Instant::now() + Duration::from_millis(300);
             while Instant::now() < until {
                 // SAFETY: recv into our buffer.
-                let n = unsafe { libc::recv(tcp.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+                let n =
+                    unsafe { libc::recv(tcp.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
                 if n < 40 {
                     break;
                 }
                 let p = &buf[..n as usize];
                 let ihl = usize::from(p[0] & 0x0f) * 4;
                 let (src, l4) = (&p[12..16], &p[ihl..]);
-                let (from_port, to_port, flags) =
-                    (u16::from_be_bytes([l4[0], l4[1]]), u16::from_be_bytes([l4[2], l4[3]]), l4[13]);
-                if src == VIP.octets() && from_port == 80 && to_port == sport
+                let (from_port, to_port, flags) = (
+                    u16::from_be_bytes([l4[0], l4[1]]),
+                    u16::from_be_bytes([l4[2], l4[3]]),
+                    l4[13],
+                );
+                if src == VIP.octets()
+                    && from_port == 80
+                    && to_port == sport
                     && flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN | tcp_flags::ACK
                 {
                     return true;

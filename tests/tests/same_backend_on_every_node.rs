@@ -20,8 +20,8 @@ use std::{
 };
 
 use edgelb_consensus::{
-    Backend, BackendState, ClusterSecret, ClusterSettings, Command, ConsensusConfig,
-    ConsensusNode, Encapsulation, NodeId, Protocol, VipFlags, VipKey,
+    Backend, BackendState, ClusterSecret, ClusterSettings, Command, ConsensusConfig, ConsensusNode,
+    Encapsulation, NodeId, Protocol, VipFlags, VipKey,
 };
 use edgelb_node::{
     daemon::dataplane::{DataPlane, LocalSettings},
@@ -42,51 +42,95 @@ const FLOWS: u16 = 300;
 const XDP_TX: u32 = 3;
 
 fn v4_vip() -> VipKey {
-    VipKey { address: "192.0.2.10".parse().unwrap(), port: 80, protocol: Protocol::Tcp }
+    VipKey {
+        address: "192.0.2.10".parse().unwrap(),
+        port: 80,
+        protocol: Protocol::Tcp,
+    }
 }
 
 fn v6_vip() -> VipKey {
-    VipKey { address: "2001:db8::10".parse().unwrap(), port: 53, protocol: Protocol::Udp }
+    VipKey {
+        address: "2001:db8::10".parse().unwrap(),
+        port: 53,
+        protocol: Protocol::Udp,
+    }
 }
 
 fn backend(address: &str, weight: u32) -> Backend {
-    Backend { address: address.parse().unwrap(), weight, state: BackendState::Active }
+    Backend {
+        address: address.parse().unwrap(),
+        weight,
+        state: BackendState::Active,
+    }
 }
 
 /// The replicated table: two VIPs (IPv4 TCP, IPv6 UDP), weighted backends,
 /// one of them draining.
 fn commands() -> Vec<Command> {
-    let mut c = vec![Command::SetSettings(ClusterSettings { hash_seed: 0x0123_4567_89ab_cdef, table_size: TABLE_SIZE })];
+    let mut c = vec![Command::SetSettings(ClusterSettings {
+        hash_seed: 0x0123_4567_89ab_cdef,
+        table_size: TABLE_SIZE,
+    })];
     for key in [v4_vip(), v6_vip()] {
-        c.push(Command::AddVip { key, flags: VipFlags::default(), encapsulation: Encapsulation::IpIp });
+        c.push(Command::AddVip {
+            key,
+            flags: VipFlags::default(),
+            encapsulation: Encapsulation::IpIp,
+        });
     }
-    for (addr, weight) in [("10.102.1.2", 100), ("10.102.2.2", 100), ("10.102.3.2", 200), ("10.102.4.2", 50), ("10.102.5.2", 100)] {
-        c.push(Command::AddBackend { vip: v4_vip(), backend: backend(addr, weight) });
+    for (addr, weight) in [
+        ("10.102.1.2", 100),
+        ("10.102.2.2", 100),
+        ("10.102.3.2", 200),
+        ("10.102.4.2", 50),
+        ("10.102.5.2", 100),
+    ] {
+        c.push(Command::AddBackend {
+            vip: v4_vip(),
+            backend: backend(addr, weight),
+        });
     }
     for (addr, weight) in [("fd00:102::1", 1), ("fd00:102::2", 2), ("fd00:102::3", 1)] {
-        c.push(Command::AddBackend { vip: v6_vip(), backend: backend(addr, weight) });
+        c.push(Command::AddBackend {
+            vip: v6_vip(),
+            backend: backend(addr, weight),
+        });
     }
-    c.push(Command::SetBackendState { vip: v4_vip(), address: "10.102.4.2".parse().unwrap(), state: BackendState::Draining });
+    c.push(Command::SetBackendState {
+        vip: v4_vip(),
+        address: "10.102.4.2".parse().unwrap(),
+        state: BackendState::Draining,
+    });
     c
 }
 
 fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("local addr")
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("local addr")
 }
 
 /// Starts three voters bootstrapping one cluster from the same member map.
 async fn start_cluster(dir: &Path) -> Vec<ConsensusNode> {
     let addrs: BTreeMap<NodeId, SocketAddr> = (1..=NODES).map(|id| (id, free_addr())).collect();
-    let members: BTreeMap<NodeId, String> = addrs.iter().map(|(id, a)| (*id, a.to_string())).collect();
+    let members: BTreeMap<NodeId, String> =
+        addrs.iter().map(|(id, a)| (*id, a.to_string())).collect();
     let mut nodes = Vec::new();
     for (id, addr) in &addrs {
-        let secret = ClusterSecret::new(b"edgelb-cross-crate-test-secret-01".to_vec()).expect("secret");
+        let secret =
+            ClusterSecret::new(b"edgelb-cross-crate-test-secret-01".to_vec()).expect("secret");
         let mut config = ConsensusConfig::new(*id, *addr, dir.join(format!("node{id}")), secret);
         config.timeouts.election_min = Duration::from_millis(400);
         config.timeouts.election_max = Duration::from_millis(800);
         config.timeouts.client = Duration::from_secs(10);
         config.initial_members = members.clone();
-        nodes.push(ConsensusNode::start(config).await.expect("start consensus node"));
+        nodes.push(
+            ConsensusNode::start(config)
+                .await
+                .expect("start consensus node"),
+        );
     }
     nodes
 }
@@ -115,14 +159,21 @@ async fn write_all(via: &ConsensusNode, commands: Vec<Command>) -> u64 {
 }
 
 /// Waits until every node has applied `version`, and returns each node's state.
-async fn applied_everywhere(nodes: &[ConsensusNode], version: u64) -> Vec<edgelb_consensus::ClusterState> {
+async fn applied_everywhere(
+    nodes: &[ConsensusNode],
+    version: u64,
+) -> Vec<edgelb_consensus::ClusterState> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let states: Vec<_> = nodes.iter().map(|n| (*n.state()).clone()).collect();
         if states.iter().all(|s| s.version >= version) {
             return states;
         }
-        assert!(Instant::now() < deadline, "not applied everywhere: {:?}", states.iter().map(|s| s.version).collect::<Vec<_>>());
+        assert!(
+            Instant::now() < deadline,
+            "not applied everywhere: {:?}",
+            states.iter().map(|s| s.version).collect::<Vec<_>>()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -130,7 +181,12 @@ async fn applied_everywhere(nodes: &[ConsensusNode], version: u64) -> Vec<edgelb
 fn data_plane() -> DataPlane {
     let forwarder = Forwarder::load_with(LoadOptions {
         pin_dir: None,
-        capacity: Capacity { vips: 8, backends: 64, table_size: TABLE_SIZE, flows: 4096 },
+        capacity: Capacity {
+            vips: 8,
+            backends: 64,
+            table_size: TABLE_SIZE,
+            flows: 4096,
+        },
     })
     .expect("load the XDP forwarder");
     DataPlane::new(
@@ -155,11 +211,57 @@ fn route_lab() -> Namespace {
         &["link", "set", "fwd0", "up"][..],
         &["link", "set", "gw0", "up"],
         &["addr", "add", "10.210.0.1/24", "dev", "fwd0"],
-        &["-6", "addr", "add", "fd00:210::1/64", "dev", "fwd0", "nodad"],
-        &["neigh", "add", "10.210.0.2", "lladdr", "02:00:00:00:00:bb", "dev", "fwd0", "nud", "permanent"],
-        &["-6", "neigh", "add", "fd00:210::2", "lladdr", "02:00:00:00:00:bb", "dev", "fwd0", "nud", "permanent"],
-        &["route", "add", "10.102.0.0/16", "via", "10.210.0.2", "dev", "fwd0"],
-        &["-6", "route", "add", "fd00:102::/64", "via", "fd00:210::2", "dev", "fwd0"],
+        &[
+            "-6",
+            "addr",
+            "add",
+            "fd00:210::1/64",
+            "dev",
+            "fwd0",
+            "nodad",
+        ],
+        &[
+            "neigh",
+            "add",
+            "10.210.0.2",
+            "lladdr",
+            "02:00:00:00:00:bb",
+            "dev",
+            "fwd0",
+            "nud",
+            "permanent",
+        ],
+        &[
+            "-6",
+            "neigh",
+            "add",
+            "fd00:210::2",
+            "lladdr",
+            "02:00:00:00:00:bb",
+            "dev",
+            "fwd0",
+            "nud",
+            "permanent",
+        ],
+        &[
+            "route",
+            "add",
+            "10.102.0.0/16",
+            "via",
+            "10.210.0.2",
+            "dev",
+            "fwd0",
+        ],
+        &[
+            "-6",
+            "route",
+            "add",
+            "fd00:102::/64",
+            "via",
+            "fd00:210::2",
+            "dev",
+            "fwd0",
+        ],
     ] {
         ns.ip(args).unwrap_or_else(|e| panic!("ip {args:?}: {e}"));
     }
@@ -177,8 +279,16 @@ struct Flow {
 fn flows() -> Vec<Flow> {
     (0..FLOWS)
         .flat_map(|i| {
-            let v4 = Flow { vip: v4_vip(), src: format!("198.51.100.{}", i % 250 + 1).parse().unwrap(), sport: 1024 + i * 7 };
-            let v6 = Flow { vip: v6_vip(), src: format!("2001:db8:ff::{:x}", i + 1).parse().unwrap(), sport: 2048 + i * 11 };
+            let v4 = Flow {
+                vip: v4_vip(),
+                src: format!("198.51.100.{}", i % 250 + 1).parse().unwrap(),
+                sport: 1024 + i * 7,
+            };
+            let v6 = Flow {
+                vip: v6_vip(),
+                src: format!("2001:db8:ff::{:x}", i + 1).parse().unwrap(),
+                sport: 2048 + i * 11,
+            };
             [v4, v6]
         })
         .collect()
@@ -186,8 +296,15 @@ fn flows() -> Vec<Flow> {
 
 fn frame(flow: &Flow) -> Vec<u8> {
     let l4 = match flow.vip.protocol {
-        Protocol::Tcp => L4::Tcp { sport: flow.sport, dport: flow.vip.port, flags: tcp_flags::SYN },
-        Protocol::Udp => L4::Udp { sport: flow.sport, dport: flow.vip.port },
+        Protocol::Tcp => L4::Tcp {
+            sport: flow.sport,
+            dport: flow.vip.port,
+            flags: tcp_flags::SYN,
+        },
+        Protocol::Udp => L4::Udp {
+            sport: flow.sport,
+            dport: flow.vip.port,
+        },
     };
     FrameBuilder::new(flow.src, flow.vip.address, l4).build()
 }
@@ -218,14 +335,35 @@ fn choices(ns: &Namespace, planes: Vec<DataPlane>) -> (Vec<DataPlane>, Vec<IpAdd
             let input = frame(&flow);
             let mut outputs = Vec::new();
             for (n, plane) in planes.iter_mut().enumerate() {
-                let out = plane.forwarder().test_run_on(&input, ifindex, 1).expect("BPF_PROG_TEST_RUN");
-                assert_eq!(out.verdict, XDP_TX, "node {} did not forward {flow:?}", n + 1);
-                let looked_up = plane.lookup(&flow.vip, flow.src, flow.sport).expect("lookup").backend;
-                assert_eq!(looked_up, Some(outer_dst(&out.frame)), "node {}: lookup disagrees with the program for {flow:?}", n + 1);
+                let out = plane
+                    .forwarder()
+                    .test_run_on(&input, ifindex, 1)
+                    .expect("BPF_PROG_TEST_RUN");
+                assert_eq!(
+                    out.verdict,
+                    XDP_TX,
+                    "node {} did not forward {flow:?}",
+                    n + 1
+                );
+                let looked_up = plane
+                    .lookup(&flow.vip, flow.src, flow.sport)
+                    .expect("lookup")
+                    .backend;
+                assert_eq!(
+                    looked_up,
+                    Some(outer_dst(&out.frame)),
+                    "node {}: lookup disagrees with the program for {flow:?}",
+                    n + 1
+                );
                 outputs.push(out.frame);
             }
             for (n, o) in outputs.iter().enumerate().skip(1) {
-                assert_eq!(o, &outputs[0], "node {} and node 1 sent {flow:?} differently", n + 1);
+                assert_eq!(
+                    o,
+                    &outputs[0],
+                    "node {} and node 1 sent {flow:?} differently",
+                    n + 1
+                );
             }
             chosen.push(outer_dst(&outputs[0]));
         }
@@ -238,7 +376,10 @@ fn choices(ns: &Namespace, planes: Vec<DataPlane>) -> (Vec<DataPlane>, Vec<IpAdd
 fn golden_text(digest: &str, chosen: &[IpAddr]) -> String {
     let mut s = format!("# Written by tests/tests/same_backend_on_every_node.rs (EDGELB_BLESS=1 rewrites it).\ndigest {digest}\n");
     for (flow, backend) in flows().iter().zip(chosen).take(24) {
-        s.push_str(&format!("{} {} {} -> {}\n", flow.vip, flow.src, flow.sport, backend));
+        s.push_str(&format!(
+            "{} {} {} -> {}\n",
+            flow.vip, flow.src, flow.sport, backend
+        ));
     }
     s
 }
@@ -255,31 +396,55 @@ fn every_node_sends_a_flow_to_the_same_backend() {
     let mut planes: Vec<DataPlane> = (0..NODES).map(|_| data_plane()).collect();
     let mut digests = BTreeSet::new();
     for (plane, state) in planes.iter_mut().zip(&states) {
-        digests.insert(digest_hex(plane.apply(state).expect("program the forwarder").digest));
+        digests.insert(digest_hex(
+            plane.apply(state).expect("program the forwarder").digest,
+        ));
     }
-    assert_eq!(digests.len(), 1, "nodes computed different tables: {digests:?}");
+    assert_eq!(
+        digests.len(),
+        1,
+        "nodes computed different tables: {digests:?}"
+    );
     let digest = digests.into_iter().next().unwrap();
 
     let (mut planes, chosen) = choices(&ns, planes);
     let drained: IpAddr = "10.102.4.2".parse().unwrap();
-    assert!(!chosen.contains(&drained), "a draining backend got a new flow");
+    assert!(
+        !chosen.contains(&drained),
+        "a draining backend got a new flow"
+    );
     let used: BTreeSet<IpAddr> = chosen.iter().copied().collect();
-    assert_eq!(used.len(), 4 + 3, "every active backend gets new flows: {used:?}");
+    assert_eq!(
+        used.len(),
+        4 + 3,
+        "every active backend gets new flows: {used:?}"
+    );
 
     let golden_path = Path::new(env!("CARGO_MANIFEST_DIR")).join(GOLDEN);
     let text = golden_text(&digest, &chosen);
     if std::env::var_os("EDGELB_BLESS").is_some() {
         std::fs::write(&golden_path, &text).expect("write golden file");
     }
-    let golden = std::fs::read_to_string(&golden_path).expect("golden file (EDGELB_BLESS=1 writes it)");
-    assert_eq!(text, golden, "tables or flow choices changed: a cross-node, cross-version change");
+    let golden =
+        std::fs::read_to_string(&golden_path).expect("golden file (EDGELB_BLESS=1 writes it)");
+    assert_eq!(
+        text, golden,
+        "tables or flow choices changed: a cross-node, cross-version change"
+    );
 
     // A change through Raft: add a backend and reweight another. Every node
     // reprograms only what changed and they still agree; Maglev moves only a
     // small share of flows.
     let change = vec![
-        Command::AddBackend { vip: v4_vip(), backend: backend("10.102.6.2", 100) },
-        Command::SetBackendWeight { vip: v4_vip(), address: "10.102.3.2".parse().unwrap(), weight: 100 },
+        Command::AddBackend {
+            vip: v4_vip(),
+            backend: backend("10.102.6.2", 100),
+        },
+        Command::SetBackendWeight {
+            vip: v4_vip(),
+            address: "10.102.3.2".parse().unwrap(),
+            weight: 100,
+        },
     ];
     let version = runtime.block_on(write_all(&nodes[0], change));
     let states = runtime.block_on(applied_everywhere(&nodes, version));
@@ -287,15 +452,36 @@ fn every_node_sends_a_flow_to_the_same_backend() {
     for (plane, state) in planes.iter_mut().zip(&states) {
         digests.insert(digest_hex(plane.apply(state).expect("reprogram").digest));
     }
-    assert_eq!(digests.len(), 1, "nodes disagree after the change: {digests:?}");
-    assert!(!digests.contains(&digest), "the digest did not change with the table");
+    assert_eq!(
+        digests.len(),
+        1,
+        "nodes disagree after the change: {digests:?}"
+    );
+    assert!(
+        !digests.contains(&digest),
+        "the digest did not change with the table"
+    );
     let (_planes, after) = choices(&ns, planes);
-    let v4_moved = chosen.iter().zip(&after).step_by(2).filter(|(a, b)| a != b).count();
-    let v6_moved = chosen.iter().zip(&after).skip(1).step_by(2).filter(|(a, b)| a != b).count();
+    let v4_moved = chosen
+        .iter()
+        .zip(&after)
+        .step_by(2)
+        .filter(|(a, b)| a != b)
+        .count();
+    let v6_moved = chosen
+        .iter()
+        .zip(&after)
+        .skip(1)
+        .step_by(2)
+        .filter(|(a, b)| a != b)
+        .count();
     assert_eq!(v6_moved, 0, "flows of an unchanged VIP moved");
     // New share of 10.102.6.2 is 100/500 = 20%, and 10.102.3.2 gives up a
     // third of its 40%: about a third of the flows may move, not more.
-    assert!(v4_moved > 0 && (v4_moved as f64) < 0.45 * f64::from(FLOWS), "{v4_moved} of {FLOWS} IPv4 flows moved");
+    assert!(
+        v4_moved > 0 && (v4_moved as f64) < 0.45 * f64::from(FLOWS),
+        "{v4_moved} of {FLOWS} IPv4 flows moved"
+    );
 
     runtime.block_on(async {
         for node in nodes {

@@ -45,12 +45,23 @@ impl AdminClient {
     pub async fn connect(addr: &str, token: &str, limit: Duration) -> Result<Self, ClientError> {
         let stream = match timeout(limit, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
-            Ok(Err(source)) => return Err(ClientError::Connect { addr: addr.to_owned(), source }),
+            Ok(Err(source)) => {
+                return Err(ClientError::Connect {
+                    addr: addr.to_owned(),
+                    source,
+                })
+            }
             Err(_) => return Err(ClientError::Timeout(addr.to_owned(), limit)),
         };
         let _ = stream.set_nodelay(true);
-        let mut client = Self { stream, addr: addr.to_owned(), limit };
-        let hello = Hello { token: token.to_owned() };
+        let mut client = Self {
+            stream,
+            addr: addr.to_owned(),
+            limit,
+        };
+        let hello = Hello {
+            token: token.to_owned(),
+        };
         match client.exchange(&hello).await? {
             Response::Error { message } => Err(ClientError::Refused(message)),
             _ => Ok(client),
@@ -62,7 +73,10 @@ impl AdminClient {
         self.exchange(request).await
     }
 
-    async fn exchange<T: serde::Serialize>(&mut self, message: &T) -> Result<Response, ClientError> {
+    async fn exchange<T: serde::Serialize>(
+        &mut self,
+        message: &T,
+    ) -> Result<Response, ClientError> {
         let addr = self.addr.clone();
         let fut = async {
             write_frame(&mut self.stream, message).await?;

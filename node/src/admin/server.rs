@@ -71,10 +71,17 @@ async fn connection<H: AdminHandler>(
     handler: &H,
 ) -> Result<(), FrameError> {
     let _ = stream.set_nodelay(true);
-    let hello: Hello = match timeout(HELLO_TIMEOUT, read_frame_within(&mut stream, MAX_HELLO_FRAME)).await {
+    let hello: Hello = match timeout(
+        HELLO_TIMEOUT,
+        read_frame_within(&mut stream, MAX_HELLO_FRAME),
+    )
+    .await
+    {
         Ok(Ok(hello)) => hello,
         Ok(Err(FrameError::Malformed(e))) => {
-            let refusal = Response::Error { message: format!("malformed hello: {e}") };
+            let refusal = Response::Error {
+                message: format!("malformed hello: {e}"),
+            };
             write_frame(&mut stream, &refusal).await?;
             return Ok(());
         }
@@ -82,7 +89,9 @@ async fn connection<H: AdminHandler>(
         Err(_) => return Ok(()),
     };
     if !constant_time_eq(hello.token.as_bytes(), token) {
-        let refusal = Response::Error { message: "authentication failed: wrong admin token".into() };
+        let refusal = Response::Error {
+            message: "authentication failed: wrong admin token".into(),
+        };
         write_frame(&mut stream, &refusal).await?;
         return Ok(());
     }
@@ -92,7 +101,9 @@ async fn connection<H: AdminHandler>(
             Err(_) => return Ok(()),
             Ok(Err(FrameError::Malformed(e))) => {
                 // A bad request gets an answer, and the connection stays usable.
-                let msg = Response::Error { message: format!("malformed request: {e}") };
+                let msg = Response::Error {
+                    message: format!("malformed request: {e}"),
+                };
                 write_frame(&mut stream, &msg).await?;
                 continue;
             }

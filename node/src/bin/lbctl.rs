@@ -11,14 +11,20 @@ use edgelb_node::{
         protocol::{Request, Response},
     },
     cli::{
-        args::{BackendCommand, Cli, Command, EncapArg, NodeCommand, SettingsCommand, VipCommand, VipOptions},
+        args::{
+            BackendCommand, Cli, Command, EncapArg, NodeCommand, SettingsCommand, VipCommand,
+            VipOptions,
+        },
         parse, render,
     },
 };
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("lbctl: {e}");
@@ -57,41 +63,82 @@ fn request_for(command: &Command) -> anyhow::Result<Request> {
         Command::Status => Request::Status,
         Command::Vip(VipCommand::Add { vip: v, options }) => {
             let (flags, encapsulation) = vip_options(options)?;
-            Request::VipAdd { key: vip(v)?, flags, encapsulation }
+            Request::VipAdd {
+                key: vip(v)?,
+                flags,
+                encapsulation,
+            }
         }
         Command::Vip(VipCommand::Update { vip: v, options }) => {
             let (flags, encapsulation) = vip_options(options)?;
-            Request::VipUpdate { key: vip(v)?, flags, encapsulation }
+            Request::VipUpdate {
+                key: vip(v)?,
+                flags,
+                encapsulation,
+            }
         }
         Command::Vip(VipCommand::Remove { vip: v }) => Request::VipRemove { key: vip(v)? },
-        Command::Vip(VipCommand::List) | Command::Backend(BackendCommand::List { .. }) => Request::VipList,
-        Command::Backend(BackendCommand::Add { vip: v, address, weight }) => Request::BackendAdd {
+        Command::Vip(VipCommand::List) | Command::Backend(BackendCommand::List { .. }) => {
+            Request::VipList
+        }
+        Command::Backend(BackendCommand::Add {
+            vip: v,
+            address,
+            weight,
+        }) => Request::BackendAdd {
             vip: vip(v)?,
-            backend: Backend { address: *address, weight: *weight, state: BackendState::Active },
+            backend: Backend {
+                address: *address,
+                weight: *weight,
+                state: BackendState::Active,
+            },
         },
-        Command::Backend(BackendCommand::Remove { vip: v, address }) => {
-            Request::BackendRemove { vip: vip(v)?, address: *address }
-        }
-        Command::Backend(BackendCommand::SetWeight { vip: v, address, weight }) => {
-            Request::BackendSetWeight { vip: vip(v)?, address: *address, weight: *weight }
-        }
-        Command::Backend(BackendCommand::Drain { vip: v, address }) => {
-            Request::BackendSetState { vip: vip(v)?, address: *address, state: BackendState::Draining }
-        }
-        Command::Backend(BackendCommand::Undrain { vip: v, address }) => {
-            Request::BackendSetState { vip: vip(v)?, address: *address, state: BackendState::Active }
-        }
-        Command::Backend(BackendCommand::Down { vip: v, address }) => {
-            Request::BackendSetState { vip: vip(v)?, address: *address, state: BackendState::Down }
-        }
+        Command::Backend(BackendCommand::Remove { vip: v, address }) => Request::BackendRemove {
+            vip: vip(v)?,
+            address: *address,
+        },
+        Command::Backend(BackendCommand::SetWeight {
+            vip: v,
+            address,
+            weight,
+        }) => Request::BackendSetWeight {
+            vip: vip(v)?,
+            address: *address,
+            weight: *weight,
+        },
+        Command::Backend(BackendCommand::Drain { vip: v, address }) => Request::BackendSetState {
+            vip: vip(v)?,
+            address: *address,
+            state: BackendState::Draining,
+        },
+        Command::Backend(BackendCommand::Undrain { vip: v, address }) => Request::BackendSetState {
+            vip: vip(v)?,
+            address: *address,
+            state: BackendState::Active,
+        },
+        Command::Backend(BackendCommand::Down { vip: v, address }) => Request::BackendSetState {
+            vip: vip(v)?,
+            address: *address,
+            state: BackendState::Down,
+        },
         Command::Node(NodeCommand::List) => Request::NodeList,
         Command::Node(NodeCommand::Add { id, addr, learner }) => {
             parse::socket_addr(addr).map_err(|e| anyhow!("bad node address {e}"))?;
-            Request::NodeAdd { id: *id, addr: addr.clone(), voter: !learner }
+            Request::NodeAdd {
+                id: *id,
+                addr: addr.clone(),
+                voter: !learner,
+            }
         }
         Command::Node(NodeCommand::Remove { id }) => Request::NodeRemove { id: *id },
-        Command::Settings(SettingsCommand::Set { hash_seed, table_size }) => Request::SettingsSet {
-            settings: ClusterSettings { hash_seed: *hash_seed, table_size: *table_size },
+        Command::Settings(SettingsCommand::Set {
+            hash_seed,
+            table_size,
+        }) => Request::SettingsSet {
+            settings: ClusterSettings {
+                hash_seed: *hash_seed,
+                table_size: *table_size,
+            },
         },
         Command::Stats { .. } => Request::Stats,
         Command::Lookup { vip: v, from } => {
@@ -147,8 +194,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         (Command::Backend(BackendCommand::List { vip: v }), Response::Vips { vips, .. }) => {
             let key = vip(v)?;
-            let found = vips.iter().find(|x| x.key == key).ok_or_else(|| anyhow!("unknown VIP {key}"))?;
-            if cli.json { serde_json::to_string_pretty(found)? } else { render::backends(found) }
+            let found = vips
+                .iter()
+                .find(|x| x.key == key)
+                .ok_or_else(|| anyhow!("unknown VIP {key}"))?;
+            if cli.json {
+                serde_json::to_string_pretty(found)?
+            } else {
+                render::backends(found)
+            }
         }
         (_, response) if cli.json => serde_json::to_string_pretty(&response)?,
         (_, Response::Written { version }) => format!("ok: applied at table version {version}"),

@@ -9,7 +9,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(name = "lbctl", version, about)]
 pub struct Cli {
     /// Admin address of any node.
-    #[arg(long, env = "LBCTL_NODE", default_value = "127.0.0.1:7100", global = true)]
+    #[arg(
+        long,
+        env = "LBCTL_NODE",
+        default_value = "127.0.0.1:7100",
+        global = true
+    )]
     pub node: String,
     /// File holding the admin token.
     #[arg(long, env = "LBCTL_TOKEN_FILE", global = true)]

@@ -17,17 +17,28 @@ pub fn vip_key(text: &str) -> Result<VipKey, String> {
     };
     let (address, port) = if let Ok(sa) = addr_port.parse::<SocketAddr>() {
         (sa.ip(), sa.port())
-    } else if let Ok(ip) = addr_port.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+    } else if let Ok(ip) = addr_port
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
         (ip, 0)
     } else {
-        return Err(format!("`{text}`: `{addr_port}` is not ADDR, ADDR:PORT or [V6]:PORT"));
+        return Err(format!(
+            "`{text}`: `{addr_port}` is not ADDR, ADDR:PORT or [V6]:PORT"
+        ));
     };
-    Ok(VipKey { address, port, protocol })
+    Ok(VipKey {
+        address,
+        port,
+        protocol,
+    })
 }
 
 /// Parses `ADDR:PORT` or `[V6]:PORT`.
 pub fn socket_addr(text: &str) -> Result<SocketAddr, String> {
-    text.parse().map_err(|_| format!("`{text}` is not ADDR:PORT or [V6]:PORT"))
+    text.parse()
+        .map_err(|_| format!("`{text}` is not ADDR:PORT or [V6]:PORT"))
 }
 
 #[cfg(test)]
@@ -37,12 +48,24 @@ mod tests {
     #[test]
     fn vip_notations() {
         let k = vip_key("198.18.0.10:80/tcp").unwrap();
-        assert_eq!((k.address.to_string(), k.port, k.protocol), ("198.18.0.10".into(), 80, Protocol::Tcp));
+        assert_eq!(
+            (k.address.to_string(), k.port, k.protocol),
+            ("198.18.0.10".into(), 80, Protocol::Tcp)
+        );
         let k = vip_key("[2001:db8::1]:53/UDP").unwrap();
-        assert_eq!((k.address.to_string(), k.port, k.protocol), ("2001:db8::1".into(), 53, Protocol::Udp));
+        assert_eq!(
+            (k.address.to_string(), k.port, k.protocol),
+            ("2001:db8::1".into(), 53, Protocol::Udp)
+        );
         assert_eq!(vip_key("198.18.0.10/udp").unwrap().port, 0);
         assert_eq!(vip_key("2001:db8::1/tcp").unwrap().port, 0);
-        for bad in ["198.18.0.10:80", "198.18.0.10:80/sctp", "hello/tcp", "1.2.3.4:99999/tcp", ""] {
+        for bad in [
+            "198.18.0.10:80",
+            "198.18.0.10:80/sctp",
+            "hello/tcp",
+            "1.2.3.4:99999/tcp",
+            "",
+        ] {
             assert!(vip_key(bad).is_err(), "{bad}");
         }
     }

@@ -59,16 +59,27 @@ pub fn vips(version: u64, vips: &[Vip]) -> String {
             if v.flags.hash_dst_port_only {
                 flags.push("dport-only");
             }
-            let active = v.backends.values().filter(|b| b.state == BackendState::Active).count();
+            let active = v
+                .backends
+                .values()
+                .filter(|b| b.state == BackendState::Active)
+                .count();
             vec![
                 v.key.to_string(),
                 encap(&v.encapsulation),
-                if flags.is_empty() { "-".into() } else { flags.join(",") },
+                if flags.is_empty() {
+                    "-".into()
+                } else {
+                    flags.join(",")
+                },
                 format!("{active}/{}", v.backends.len()),
             ]
         })
         .collect();
-    format!("table version {version}\n{}", table(&["VIP", "ENCAP", "HASH", "ACTIVE/BACKENDS"], &rows))
+    format!(
+        "table version {version}\n{}",
+        table(&["VIP", "ENCAP", "HASH", "ACTIVE/BACKENDS"], &rows)
+    )
 }
 
 /// `lbctl backend list`.
@@ -88,10 +99,19 @@ pub fn backends(vip: &Vip) -> String {
             } else {
                 "0.0%".into()
             };
-            vec![b.address.to_string(), b.weight.to_string(), state(b.state).into(), share]
+            vec![
+                b.address.to_string(),
+                b.weight.to_string(),
+                state(b.state).into(),
+                share,
+            ]
         })
         .collect();
-    format!("{}\n{}", vip.key, table(&["BACKEND", "WEIGHT", "STATE", "SHARE"], &rows))
+    format!(
+        "{}\n{}",
+        vip.key,
+        table(&["BACKEND", "WEIGHT", "STATE", "SHARE"], &rows)
+    )
 }
 
 /// `lbctl status`.
@@ -101,8 +121,17 @@ pub fn status(s: &ClusterStatus) -> String {
         .iter()
         .map(|(id, r)| match r {
             Ok(r) => {
-                let xdp = r.xdp.iter().map(|(i, m)| format!("{i}:{m}")).collect::<Vec<_>>().join(",");
-                let established = r.bgp_peers.iter().filter(|p| p.state == "Established").count();
+                let xdp = r
+                    .xdp
+                    .iter()
+                    .map(|(i, m)| format!("{i}:{m}"))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let established = r
+                    .bgp_peers
+                    .iter()
+                    .filter(|p| p.state == "Established")
+                    .count();
                 vec![
                     id.to_string(),
                     r.role.clone(),
@@ -112,21 +141,43 @@ pub fn status(s: &ClusterStatus) -> String {
                     r.table_digest.clone(),
                     if xdp.is_empty() { "-".into() } else { xdp },
                     format!("{established}/{}", r.bgp_peers.len()),
-                    if r.announcing { "yes".into() } else { "no".into() },
+                    if r.announcing {
+                        "yes".into()
+                    } else {
+                        "no".into()
+                    },
                 ]
             }
             Err(e) => vec![id.to_string(), format!("unreachable: {e}")],
         })
         .collect();
-    let digests: std::collections::BTreeSet<&str> =
-        s.nodes.iter().filter_map(|(_, r)| r.as_ref().ok()).map(|r| r.table_digest.as_str()).collect();
-    let agreement = if digests.len() == 1 { "all reachable nodes agree" } else { "NODES DISAGREE" };
+    let digests: std::collections::BTreeSet<&str> = s
+        .nodes
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok())
+        .map(|r| r.table_digest.as_str())
+        .collect();
+    let agreement = if digests.len() == 1 {
+        "all reachable nodes agree"
+    } else {
+        "NODES DISAGREE"
+    };
     format!(
         "leader {}  table version {}  digests: {agreement}\n{}",
         s.leader.map_or("none".into(), |l| l.to_string()),
         s.version,
         table(
-            &["NODE", "ROLE", "TERM", "APPLIED", "VERSION", "DIGEST", "XDP", "BGP-UP", "ANNOUNCING"],
+            &[
+                "NODE",
+                "ROLE",
+                "TERM",
+                "APPLIED",
+                "VERSION",
+                "DIGEST",
+                "XDP",
+                "BGP-UP",
+                "ANNOUNCING"
+            ],
             &rows
         )
     )
@@ -138,7 +189,12 @@ pub fn nodes(nodes: &[MemberInfo]) -> String {
         .iter()
         .map(|n| {
             let admin = n.admin.map_or_else(|| "-".to_owned(), |a| a.to_string());
-            vec![n.id.to_string(), n.addr.clone(), if n.voter { "voter" } else { "learner" }.into(), admin]
+            vec![
+                n.id.to_string(),
+                n.addr.clone(),
+                if n.voter { "voter" } else { "learner" }.into(),
+                admin,
+            ]
         })
         .collect();
     table(&["NODE", "ADDRESS", "ROLE", "ADMIN"], &rows)
@@ -151,7 +207,11 @@ pub fn stats(before: &StatsReport, after: &StatsReport, secs: f64) -> String {
         .vips
         .iter()
         .map(|(k, p, b)| {
-            let (p0, b0) = before.vips.iter().find(|(k0, _, _)| k0 == k).map_or((0, 0), |(_, p, b)| (*p, *b));
+            let (p0, b0) = before
+                .vips
+                .iter()
+                .find(|(k0, _, _)| k0 == k)
+                .map_or((0, 0), |(_, p, b)| (*p, *b));
             vec![k.to_string(), rate(p0, *p), rate(b0, *b), p.to_string()]
         })
         .collect();
@@ -159,11 +219,19 @@ pub fn stats(before: &StatsReport, after: &StatsReport, secs: f64) -> String {
         .backends
         .iter()
         .map(|(a, p, b)| {
-            let (p0, b0) = before.backends.iter().find(|(a0, _, _)| a0 == a).map_or((0, 0), |(_, p, b)| (*p, *b));
+            let (p0, b0) = before
+                .backends
+                .iter()
+                .find(|(a0, _, _)| a0 == a)
+                .map_or((0, 0), |(_, p, b)| (*p, *b));
             vec![a.to_string(), rate(p0, *p), rate(b0, *b), p.to_string()]
         })
         .collect();
-    let drop_rows: Vec<Vec<String>> = after.drops.iter().map(|(r, n)| vec![r.clone(), n.to_string()]).collect();
+    let drop_rows: Vec<Vec<String>> = after
+        .drops
+        .iter()
+        .map(|(r, n)| vec![r.clone(), n.to_string()])
+        .collect();
     format!(
         "{}\n{}\n{}",
         table(&["VIP", "PKT/S", "BYTES/S", "PACKETS"], &vip_rows),
@@ -179,6 +247,8 @@ pub fn lookup(r: &LookupResult) -> String {
         r.vip,
         r.hash,
         r.slot,
-        r.backend.map_or("none (no usable backend: dropped)".into(), |b| b.to_string())
+        r.backend
+            .map_or("none (no usable backend: dropped)".into(), |b| b
+                .to_string())
     )
 }

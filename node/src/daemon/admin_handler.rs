@@ -39,11 +39,15 @@ impl Handler {
         if candidate.apply(&command).is_ok() {
             let capacity = self.shared.dataplane.lock().await.capacity();
             if let Err(e) = check_capacity(&candidate, capacity) {
-                return Response::Error { message: format!("refused: {e}") };
+                return Response::Error {
+                    message: format!("refused: {e}"),
+                };
             }
         }
         match self.shared.consensus.write(command).await {
-            Ok(receipt) => Response::Written { version: receipt.version },
+            Ok(receipt) => Response::Written {
+                version: receipt.version,
+            },
             Err(e) => error(e),
         }
     }
@@ -87,22 +91,39 @@ impl Handler {
             // the configuration names for an initial member.
             let registered = self.shared.consensus.state().admin_addrs.get(&id).copied();
             let admin = registered.or_else(|| {
-                self.shared.config.cluster.initial_members.iter().find(|m| m.id == id).and_then(|m| m.admin)
+                self.shared
+                    .config
+                    .cluster
+                    .initial_members
+                    .iter()
+                    .find(|m| m.id == id)
+                    .and_then(|m| m.admin)
             });
             let report = match admin {
-                None => Err("admin address unknown (not registered yet, not in cluster.initial_members)".to_owned()),
+                None => Err(
+                    "admin address unknown (not registered yet, not in cluster.initial_members)"
+                        .to_owned(),
+                ),
                 Some(addr) => self.peer_report(&addr.to_string()).await,
             };
             nodes.push((id, report));
         }
-        Response::Status(ClusterStatus { leader: status.leader, version: self.shared.consensus.state().version, nodes })
+        Response::Status(ClusterStatus {
+            leader: status.leader,
+            version: self.shared.consensus.state().version,
+            nodes,
+        })
     }
 
     async fn peer_report(&self, addr: &str) -> Result<NodeReport, String> {
         let mut client = AdminClient::connect(addr, &self.shared.admin_token, PEER_STATUS_TIMEOUT)
             .await
             .map_err(|e| e.to_string())?;
-        match client.request(&Request::LocalStatus).await.map_err(|e| e.to_string())? {
+        match client
+            .request(&Request::LocalStatus)
+            .await
+            .map_err(|e| e.to_string())?
+        {
             Response::LocalStatus(r) => Ok(r),
             Response::Error { message } => Err(message),
             other => Err(format!("unexpected answer {other:?}")),
@@ -114,11 +135,19 @@ impl Handler {
         let dp = self.shared.dataplane.lock().await;
         let stats = match dp.stats() {
             Ok(s) => s,
-            Err(e) => return Response::Error { message: e.to_string() },
+            Err(e) => {
+                return Response::Error {
+                    message: e.to_string(),
+                }
+            }
         };
         let mut report = StatsReport::default();
         for key in state.vips.keys() {
-            let t = stats.vips.get(&super::dataplane::forwarder_vip(key)).copied().unwrap_or_default();
+            let t = stats
+                .vips
+                .get(&super::dataplane::forwarder_vip(key))
+                .copied()
+                .unwrap_or_default();
             report.vips.push((*key, t.packets, t.bytes));
         }
         let addresses = state.backend_addresses();
@@ -126,7 +155,11 @@ impl Handler {
             let t = stats.backends.get(&addr).copied().unwrap_or_default();
             report.backends.push((addr, t.packets, t.bytes));
         }
-        report.drops = stats.named().filter(|(n, _)| n.starts_with("drop")).map(|(n, v)| (n.to_owned(), v)).collect();
+        report.drops = stats
+            .named()
+            .filter(|(n, _)| n.starts_with("drop"))
+            .map(|(n, v)| (n.to_owned(), v))
+            .collect();
         Response::Stats(report)
     }
 }
@@ -142,7 +175,9 @@ fn role_name(r: Role) -> &'static str {
 }
 
 fn error(e: ConsensusError) -> Response {
-    Response::Error { message: e.to_string() }
+    Response::Error {
+        message: e.to_string(),
+    }
 }
 
 impl AdminHandler for Handler {
@@ -151,24 +186,64 @@ impl AdminHandler for Handler {
             match request {
                 Request::Status => self.cluster_status().await,
                 Request::LocalStatus => Response::LocalStatus(self.local_report()),
-                Request::VipAdd { key, flags, encapsulation } => {
-                    self.write(Command::AddVip { key, flags, encapsulation }).await
+                Request::VipAdd {
+                    key,
+                    flags,
+                    encapsulation,
+                } => {
+                    self.write(Command::AddVip {
+                        key,
+                        flags,
+                        encapsulation,
+                    })
+                    .await
                 }
-                Request::VipUpdate { key, flags, encapsulation } => {
-                    self.write(Command::UpdateVip { key, flags, encapsulation }).await
+                Request::VipUpdate {
+                    key,
+                    flags,
+                    encapsulation,
+                } => {
+                    self.write(Command::UpdateVip {
+                        key,
+                        flags,
+                        encapsulation,
+                    })
+                    .await
                 }
                 Request::VipRemove { key } => self.write(Command::RemoveVip { key }).await,
-                Request::BackendAdd { vip, backend } => self.write(Command::AddBackend { vip, backend }).await,
+                Request::BackendAdd { vip, backend } => {
+                    self.write(Command::AddBackend { vip, backend }).await
+                }
                 Request::BackendRemove { vip, address } => {
                     self.write(Command::RemoveBackend { vip, address }).await
                 }
-                Request::BackendSetWeight { vip, address, weight } => {
-                    self.write(Command::SetBackendWeight { vip, address, weight }).await
+                Request::BackendSetWeight {
+                    vip,
+                    address,
+                    weight,
+                } => {
+                    self.write(Command::SetBackendWeight {
+                        vip,
+                        address,
+                        weight,
+                    })
+                    .await
                 }
-                Request::BackendSetState { vip, address, state } => {
-                    self.write(Command::SetBackendState { vip, address, state }).await
+                Request::BackendSetState {
+                    vip,
+                    address,
+                    state,
+                } => {
+                    self.write(Command::SetBackendState {
+                        vip,
+                        address,
+                        state,
+                    })
+                    .await
                 }
-                Request::SettingsSet { settings } => self.write(Command::SetSettings(settings)).await,
+                Request::SettingsSet { settings } => {
+                    self.write(Command::SetSettings(settings)).await
+                }
                 Request::VipList => match self.shared.consensus.read_current().await {
                     Ok(state) => Response::Vips {
                         version: state.version,
@@ -202,22 +277,45 @@ impl AdminHandler for Handler {
                             return error(e);
                         }
                     }
-                    Response::Written { version: self.shared.consensus.state().version }
+                    Response::Written {
+                        version: self.shared.consensus.state().version,
+                    }
                 }
-                Request::NodeRemove { id } if !self.shared.consensus.status().nodes.contains_key(&id) => {
-                    Response::Error { message: format!("node {id} is not a member of the cluster") }
+                Request::NodeRemove { id }
+                    if !self.shared.consensus.status().nodes.contains_key(&id) =>
+                {
+                    Response::Error {
+                        message: format!("node {id} is not a member of the cluster"),
+                    }
                 }
                 Request::NodeRemove { id } => match self.shared.consensus.remove_node(id).await {
-                    Ok(_) => Response::Written { version: self.shared.consensus.state().version },
+                    Ok(_) => Response::Written {
+                        version: self.shared.consensus.state().version,
+                    },
                     Err(e) => error(e),
                 },
                 Request::Stats => self.stats().await,
-                Request::Lookup { src, sport, dst, dport, protocol } => {
+                Request::Lookup {
+                    src,
+                    sport,
+                    dst,
+                    dport,
+                    protocol,
+                } => {
                     let state = self.shared.consensus.state();
-                    let exact = edgelb_consensus::VipKey { address: dst, port: dport, protocol };
+                    let exact = edgelb_consensus::VipKey {
+                        address: dst,
+                        port: dport,
+                        protocol,
+                    };
                     let any = edgelb_consensus::VipKey { port: 0, ..exact };
-                    let Some(key) = [exact, any].into_iter().find(|k| state.vips.contains_key(k)) else {
-                        return Response::Error { message: format!("no VIP matches {exact}") };
+                    let Some(key) = [exact, any]
+                        .into_iter()
+                        .find(|k| state.vips.contains_key(k))
+                    else {
+                        return Response::Error {
+                            message: format!("no VIP matches {exact}"),
+                        };
                     };
                     let dp = self.shared.dataplane.lock().await;
                     match dp.lookup(&key, src, sport) {
@@ -227,7 +325,9 @@ impl AdminHandler for Handler {
                             slot: found.slot,
                             backend: found.backend,
                         }),
-                        Err(e) => Response::Error { message: e.to_string() },
+                        Err(e) => Response::Error {
+                            message: e.to_string(),
+                        },
                     }
                 }
             }

@@ -79,7 +79,9 @@ impl Readiness {
             Err(Withheld::Detached)
         } else if !self.in_cluster {
             Err(Withheld::NoCluster)
-        } else if self.programming_failed || (self.programmed_version == 0 && self.applied_version != 0) {
+        } else if self.programming_failed
+            || (self.programmed_version == 0 && self.applied_version != 0)
+        {
             // A failed or never-done programming is no transient.
             Err(Withheld::TablesBehind)
         } else if self.out_of_sync_for <= SYNC_GRACE {
@@ -111,7 +113,12 @@ pub struct SyncClock {
 impl SyncClock {
     /// The out-of-sync time of `ready` observed at `now`.
     pub fn observe(&mut self, ready: &Readiness, now: Instant) -> Duration {
-        let tables = stalled(&mut self.tables, ready.tables_behind(), ready.programmed_version, now);
+        let tables = stalled(
+            &mut self.tables,
+            ready.tables_behind(),
+            ready.programmed_version,
+            now,
+        );
         let log = stalled(&mut self.log, ready.log_behind(), ready.applied_index, now);
         tables.max(log)
     }
@@ -145,7 +152,10 @@ pub fn in_cluster(status: &NodeStatus, quorum_ack_bound: Duration) -> bool {
             let bound = u64::try_from(quorum_ack_bound.as_millis()).unwrap_or(u64::MAX);
             // No acknowledgement yet (a brand-new leader) counts as not yet
             // confirmed: the first heartbeat round settles it.
-            status.leader == Some(status.id) && status.millis_since_quorum_ack.is_some_and(|age| age <= bound)
+            status.leader == Some(status.id)
+                && status
+                    .millis_since_quorum_ack
+                    .is_some_and(|age| age <= bound)
         }
         Role::Follower | Role::Learner => status.leader.is_some(),
         Role::Candidate | Role::Shutdown => false,
@@ -154,7 +164,10 @@ pub fn in_cluster(status: &NodeStatus, quorum_ack_bound: Duration) -> bool {
 
 /// Routes for a set of VIP addresses: a host route per distinct address
 /// (several VIPs may share one address on different ports).
-pub fn vip_routes(addresses: impl IntoIterator<Item = IpAddr>, attributes: &RouteAttributes) -> DesiredRoutes {
+pub fn vip_routes(
+    addresses: impl IntoIterator<Item = IpAddr>,
+    attributes: &RouteAttributes,
+) -> DesiredRoutes {
     let unique: BTreeSet<IpAddr> = addresses.into_iter().collect();
     let mut routes = DesiredRoutes::new();
     for addr in unique {
@@ -189,28 +202,96 @@ mod tests {
     #[test]
     fn announces_only_when_everything_is_in_order() {
         assert_eq!(ready().decide(), Ok(()));
-        assert_eq!(Readiness { draining: true, ..ready() }.decide(), Err(Withheld::Draining));
-        assert_eq!(Readiness { attached: false, ..ready() }.decide(), Err(Withheld::Detached));
-        assert_eq!(Readiness { in_cluster: false, ..ready() }.decide(), Err(Withheld::NoCluster));
-        let long = SYNC_GRACE + Duration::from_millis(1);
-        assert_eq!(Readiness { apply_lag: 3, out_of_sync_for: long, ..ready() }.decide(), Err(Withheld::ApplyLag));
         assert_eq!(
-            Readiness { programmed_version: 6, out_of_sync_for: long, ..ready() }.decide(),
+            Readiness {
+                draining: true,
+                ..ready()
+            }
+            .decide(),
+            Err(Withheld::Draining)
+        );
+        assert_eq!(
+            Readiness {
+                attached: false,
+                ..ready()
+            }
+            .decide(),
+            Err(Withheld::Detached)
+        );
+        assert_eq!(
+            Readiness {
+                in_cluster: false,
+                ..ready()
+            }
+            .decide(),
+            Err(Withheld::NoCluster)
+        );
+        let long = SYNC_GRACE + Duration::from_millis(1);
+        assert_eq!(
+            Readiness {
+                apply_lag: 3,
+                out_of_sync_for: long,
+                ..ready()
+            }
+            .decide(),
+            Err(Withheld::ApplyLag)
+        );
+        assert_eq!(
+            Readiness {
+                programmed_version: 6,
+                out_of_sync_for: long,
+                ..ready()
+            }
+            .decide(),
             Err(Withheld::TablesBehind)
         );
-        assert_eq!(Readiness { programming_failed: true, ..ready() }.decide(), Err(Withheld::TablesBehind));
-        assert_eq!(Readiness { programmed_version: 0, ..ready() }.decide(), Err(Withheld::TablesBehind));
+        assert_eq!(
+            Readiness {
+                programming_failed: true,
+                ..ready()
+            }
+            .decide(),
+            Err(Withheld::TablesBehind)
+        );
+        assert_eq!(
+            Readiness {
+                programmed_version: 0,
+                ..ready()
+            }
+            .decide(),
+            Err(Withheld::TablesBehind)
+        );
     }
 
     #[test]
     fn a_new_table_being_programmed_does_not_flap_the_routes() {
-        let fresh = Readiness { programmed_version: 6, apply_lag: 1, out_of_sync_for: Duration::from_millis(30), ..ready() };
+        let fresh = Readiness {
+            programmed_version: 6,
+            apply_lag: 1,
+            out_of_sync_for: Duration::from_millis(30),
+            ..ready()
+        };
         assert!(fresh.log_behind() && fresh.tables_behind());
         assert_eq!(fresh.decide(), Ok(()));
-        assert_eq!(Readiness { out_of_sync_for: SYNC_GRACE, ..fresh.clone() }.decide(), Ok(()));
+        assert_eq!(
+            Readiness {
+                out_of_sync_for: SYNC_GRACE,
+                ..fresh.clone()
+            }
+            .decide(),
+            Ok(())
+        );
         assert!(!ready().log_behind() && !ready().tables_behind());
         // Nothing applied yet and nothing programmed: in sync, nothing to announce wrongly.
-        assert_eq!(Readiness { programmed_version: 0, applied_version: 0, ..ready() }.decide(), Ok(()));
+        assert_eq!(
+            Readiness {
+                programmed_version: 0,
+                applied_version: 0,
+                ..ready()
+            }
+            .decide(),
+            Ok(())
+        );
     }
 
     #[test]
@@ -220,21 +301,58 @@ mod tests {
         let mut clock = SyncClock::default();
         // A stream of writes: each sample trails, but by a newer version.
         for (i, ms) in (0..50u64).map(|i| (i, i * 100)) {
-            let r = Readiness { programmed_version: 100 + i, applied_version: 101 + i, ..ready() };
+            let r = Readiness {
+                programmed_version: 100 + i,
+                applied_version: 101 + i,
+                ..ready()
+            };
             assert_eq!(clock.observe(&r, at(ms)), Duration::ZERO, "sample {i}");
         }
         // Programming stops at version 149 (first seen at 4900 ms) while
         // writes go on: the time counts from there.
-        let stuck = Readiness { programmed_version: 149, applied_version: 151, ..ready() };
+        let stuck = Readiness {
+            programmed_version: 149,
+            applied_version: 151,
+            ..ready()
+        };
         assert_eq!(clock.observe(&stuck, at(5000)), Duration::from_millis(100));
         assert_eq!(clock.observe(&stuck, at(7500)), Duration::from_millis(2600));
-        assert_eq!(Readiness { out_of_sync_for: clock.observe(&stuck, at(7500)), ..stuck.clone() }.decide(), Err(Withheld::TablesBehind));
+        assert_eq!(
+            Readiness {
+                out_of_sync_for: clock.observe(&stuck, at(7500)),
+                ..stuck.clone()
+            }
+            .decide(),
+            Err(Withheld::TablesBehind)
+        );
         // An apply lag that does not shrink while the index stands still counts too.
         let mut clock = SyncClock::default();
-        let lag = Readiness { apply_lag: 4, applied_index: 30, ..ready() };
+        let lag = Readiness {
+            apply_lag: 4,
+            applied_index: 30,
+            ..ready()
+        };
         clock.observe(&lag, at(0));
-        assert_eq!(clock.observe(&Readiness { applied_index: 31, ..lag.clone() }, at(1500)), Duration::ZERO);
-        assert_eq!(clock.observe(&Readiness { applied_index: 31, ..lag.clone() }, at(4000)), Duration::from_millis(2500));
+        assert_eq!(
+            clock.observe(
+                &Readiness {
+                    applied_index: 31,
+                    ..lag.clone()
+                },
+                at(1500)
+            ),
+            Duration::ZERO
+        );
+        assert_eq!(
+            clock.observe(
+                &Readiness {
+                    applied_index: 31,
+                    ..lag.clone()
+                },
+                at(4000)
+            ),
+            Duration::from_millis(2500)
+        );
         // In sync resets both.
         assert_eq!(clock.observe(&ready(), at(4100)), Duration::ZERO);
     }
@@ -262,10 +380,22 @@ mod tests {
     fn a_leader_without_recent_quorum_acks_is_out_of_the_cluster() {
         let bound = Duration::from_millis(1000);
         assert!(in_cluster(&status(Role::Leader, Some(1), Some(80)), bound));
-        assert!(in_cluster(&status(Role::Leader, Some(1), Some(1000)), bound));
-        assert!(!in_cluster(&status(Role::Leader, Some(1), Some(1001)), bound), "partitioned leader");
-        assert!(!in_cluster(&status(Role::Leader, Some(1), None), bound), "never acknowledged");
-        assert!(!in_cluster(&status(Role::Leader, Some(2), Some(10)), bound), "stale leader id");
+        assert!(in_cluster(
+            &status(Role::Leader, Some(1), Some(1000)),
+            bound
+        ));
+        assert!(
+            !in_cluster(&status(Role::Leader, Some(1), Some(1001)), bound),
+            "partitioned leader"
+        );
+        assert!(
+            !in_cluster(&status(Role::Leader, Some(1), None), bound),
+            "never acknowledged"
+        );
+        assert!(
+            !in_cluster(&status(Role::Leader, Some(2), Some(10)), bound),
+            "stale leader id"
+        );
     }
 
     #[test]

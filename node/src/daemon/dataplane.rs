@@ -68,16 +68,28 @@ pub enum CapacityError {
 }
 
 /// Checks that `state` fits a forwarder of `capacity`.
-pub fn check_capacity(state: &ClusterState, capacity: xdp_fwd::Capacity) -> Result<(), CapacityError> {
+pub fn check_capacity(
+    state: &ClusterState,
+    capacity: xdp_fwd::Capacity,
+) -> Result<(), CapacityError> {
     if state.vips.len() > capacity.vips as usize {
-        return Err(CapacityError::Vips { count: state.vips.len(), max: capacity.vips });
+        return Err(CapacityError::Vips {
+            count: state.vips.len(),
+            max: capacity.vips,
+        });
     }
     let backends = state.backend_addresses();
     if backends.len() > capacity.backends as usize {
-        return Err(CapacityError::Backends { count: backends.len(), max: capacity.backends });
+        return Err(CapacityError::Backends {
+            count: backends.len(),
+            max: capacity.backends,
+        });
     }
     if state.settings.table_size > capacity.table_size {
-        return Err(CapacityError::TableSize { size: state.settings.table_size, max: capacity.table_size });
+        return Err(CapacityError::TableSize {
+            size: state.settings.table_size,
+            max: capacity.table_size,
+        });
     }
     Ok(())
 }
@@ -139,7 +151,13 @@ pub fn gue_port(state: &ClusterState) -> u16 {
 impl DataPlane {
     /// Wraps a loaded forwarder.
     pub fn new(forwarder: Forwarder, local: LocalSettings) -> Self {
-        Self { forwarder, local, programmed: TableSet::default(), options: BTreeMap::new(), settings: None }
+        Self {
+            forwarder,
+            local,
+            programmed: TableSet::default(),
+            options: BTreeMap::new(),
+            settings: None,
+        }
     }
 
     /// The forwarder, for attach/detach and counters.
@@ -175,8 +193,12 @@ impl DataPlane {
             self.settings = Some(settings);
         }
         // Removed VIPs first, so their capacity is free for new ones.
-        let gone: Vec<VipKey> =
-            self.options.keys().filter(|k| !state.vips.contains_key(k)).copied().collect();
+        let gone: Vec<VipKey> = self
+            .options
+            .keys()
+            .filter(|k| !state.vips.contains_key(k))
+            .copied()
+            .collect();
         for key in gone {
             self.forwarder.remove_vip(&forwarder_vip(&key))?;
             self.options.remove(&key);
@@ -191,7 +213,8 @@ impl DataPlane {
             }
             let table = &next.tables[key];
             if self.programmed.tables.get(key) != Some(table) {
-                self.forwarder.set_table(&fvip, &table.backends, &table.slots)?;
+                self.forwarder
+                    .set_table(&fvip, &table.backends, &table.slots)?;
                 self.programmed.tables.insert(*key, table.clone());
             }
         }
@@ -208,10 +231,18 @@ impl DataPlane {
         let seed = self.settings.as_ref().map_or(0, |s| s.hash_seed);
         let flow = xdp_fwd::flow_key(src, key.address, sport, key.port, fvip.proto.number());
         let hash = xdp_fwd::common::flow_hash(&flow, seed, flags);
-        let size = self.programmed.tables.get(key).map_or(0, |t| t.slots.len() as u32);
+        let size = self
+            .programmed
+            .tables
+            .get(key)
+            .map_or(0, |t| t.slots.len() as u32);
         let slot = xdp_fwd::common::maglev_slot(hash, size);
         let backend = self.forwarder.backend_for(&fvip, src, sport)?;
-        Ok(Lookup { hash, slot, backend })
+        Ok(Lookup {
+            hash,
+            slot,
+            backend,
+        })
     }
 
     /// Counters, summed over CPUs.
@@ -242,26 +273,49 @@ fn vip_flags(o: &VipOptions) -> u32 {
 
 #[cfg(test)]
 mod tests {
-    use edgelb_consensus::{Backend, BackendState, ClusterSettings, Command, Encapsulation, VipFlags};
+    use edgelb_consensus::{
+        Backend, BackendState, ClusterSettings, Command, Encapsulation, VipFlags,
+    };
 
     use super::*;
 
     fn capacity() -> xdp_fwd::Capacity {
-        xdp_fwd::Capacity { vips: 2, backends: 3, table_size: 65_537, flows: 1024 }
+        xdp_fwd::Capacity {
+            vips: 2,
+            backends: 3,
+            table_size: 65_537,
+            flows: 1024,
+        }
     }
 
     fn vip(n: u8) -> VipKey {
-        VipKey { address: IpAddr::from([192, 0, 2, n]), port: 80, protocol: Protocol::Tcp }
+        VipKey {
+            address: IpAddr::from([192, 0, 2, n]),
+            port: 80,
+            protocol: Protocol::Tcp,
+        }
     }
 
     fn state_with(vips: u8, backends: u8) -> ClusterState {
         let mut s = ClusterState::default();
         for v in 1..=vips {
-            let add = Command::AddVip { key: vip(v), flags: VipFlags::default(), encapsulation: Encapsulation::IpIp };
+            let add = Command::AddVip {
+                key: vip(v),
+                flags: VipFlags::default(),
+                encapsulation: Encapsulation::IpIp,
+            };
             s.apply(&add).unwrap();
             for b in 1..=backends {
-                let backend = Backend { address: IpAddr::from([10, 0, 0, b]), weight: 1, state: BackendState::Active };
-                s.apply(&Command::AddBackend { vip: vip(v), backend }).unwrap();
+                let backend = Backend {
+                    address: IpAddr::from([10, 0, 0, b]),
+                    weight: 1,
+                    state: BackendState::Active,
+                };
+                s.apply(&Command::AddBackend {
+                    vip: vip(v),
+                    backend,
+                })
+                .unwrap();
             }
         }
         s
@@ -270,14 +324,27 @@ mod tests {
     #[test]
     fn states_beyond_the_maps_are_named() {
         assert_eq!(check_capacity(&state_with(2, 3), capacity()), Ok(()));
-        assert_eq!(check_capacity(&state_with(3, 1), capacity()), Err(CapacityError::Vips { count: 3, max: 2 }));
+        assert_eq!(
+            check_capacity(&state_with(3, 1), capacity()),
+            Err(CapacityError::Vips { count: 3, max: 2 })
+        );
         // Backends are counted by distinct address over all VIPs.
-        assert_eq!(check_capacity(&state_with(1, 4), capacity()), Err(CapacityError::Backends { count: 4, max: 3 }));
+        assert_eq!(
+            check_capacity(&state_with(1, 4), capacity()),
+            Err(CapacityError::Backends { count: 4, max: 3 })
+        );
         let mut big = state_with(1, 1);
-        big.apply(&Command::SetSettings(ClusterSettings { hash_seed: 1, table_size: 131_071 })).unwrap();
+        big.apply(&Command::SetSettings(ClusterSettings {
+            hash_seed: 1,
+            table_size: 131_071,
+        }))
+        .unwrap();
         assert_eq!(
             check_capacity(&big, capacity()),
-            Err(CapacityError::TableSize { size: 131_071, max: 65_537 })
+            Err(CapacityError::TableSize {
+                size: 131_071,
+                max: 65_537
+            })
         );
     }
 }

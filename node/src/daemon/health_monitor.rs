@@ -26,13 +26,21 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let limit = Duration::from_millis(h.timeout_ms);
     let kind = match h.kind {
         HealthKind::Tcp => Probe::Tcp,
-        HealthKind::Http => Probe::Http { path: h.http_path.clone(), expect_status: h.http_expect_status },
+        HealthKind::Http => Probe::Http {
+            path: h.http_path.clone(),
+            expect_status: h.http_expect_status,
+        },
     };
     let me = shared.config.node.id;
     let mut trackers: BTreeMap<(VipKey, IpAddr), Hysteresis> = BTreeMap::new();
     loop {
         let state = shared.consensus.state();
-        trackers.retain(|(k, b), _| state.vips.get(k).is_some_and(|v| v.backends.contains_key(b)));
+        trackers.retain(|(k, b), _| {
+            state
+                .vips
+                .get(k)
+                .is_some_and(|v| v.backends.contains_key(b))
+        });
         let mut probes = Vec::new();
         for (key, vip) in &state.vips {
             let Some(port) = h.port.or((key.port != 0).then_some(key.port)) else {
@@ -40,12 +48,19 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             };
             for addr in vip.backends.keys() {
                 let (k, a, kind) = (*key, *addr, kind.clone());
-                probes.push(async move { ((k, a), probe(SocketAddr::new(a, port), &kind, limit).await.is_ok()) });
+                probes.push(async move {
+                    (
+                        (k, a),
+                        probe(SocketAddr::new(a, port), &kind, limit).await.is_ok(),
+                    )
+                });
             }
         }
         let results = futures_join_all(probes).await;
         for ((key, addr), healthy) in results {
-            let tracker = trackers.entry((key, addr)).or_insert_with(|| Hysteresis::new(h.rise, h.fall));
+            let tracker = trackers
+                .entry((key, addr))
+                .or_insert_with(|| Hysteresis::new(h.rise, h.fall));
             tracker.record(healthy);
             let verdict = match tracker.verdict() {
                 Verdict::Up => true,
@@ -53,12 +68,26 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                 Verdict::Unknown => continue,
             };
             // Report when the replicated record of our observation differs.
-            let recorded = state.health.get(&key).and_then(|b| b.get(&addr)).and_then(|o| o.get(&me)).copied();
+            let recorded = state
+                .health
+                .get(&key)
+                .and_then(|b| b.get(&addr))
+                .and_then(|o| o.get(&me))
+                .copied();
             if recorded != Some(verdict) && (recorded.is_some() || !verdict) {
-                let cmd = Command::ReportHealth { observer: me, vip: key, backend: addr, healthy: verdict };
+                let cmd = Command::ReportHealth {
+                    observer: me,
+                    vip: key,
+                    backend: addr,
+                    healthy: verdict,
+                };
                 match shared.consensus.write(cmd).await {
-                    Ok(_) => tracing::info!(vip = %key, backend = %addr, healthy = verdict, "health observation reported"),
-                    Err(e) => tracing::warn!(vip = %key, backend = %addr, error = %e, "reporting health failed"),
+                    Ok(_) => {
+                        tracing::info!(vip = %key, backend = %addr, healthy = verdict, "health observation reported")
+                    }
+                    Err(e) => {
+                        tracing::warn!(vip = %key, backend = %addr, error = %e, "reporting health failed")
+                    }
                 }
             }
             metrics::gauge!("edgelb_health_check_up", "vip" => key.to_string(), "backend" => addr.to_string())

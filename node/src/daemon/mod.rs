@@ -111,17 +111,24 @@ fn speaker_config(config: &Config, restarting: bool) -> anyhow::Result<SpeakerCo
         local_asn: config.bgp.local_asn,
         router_id: config.bgp.router_id,
         listen: None,
-        graceful_restart: (config.bgp.graceful_restart_secs > 0).then_some(edgelb_bgp::GracefulRestartConfig {
-            restart_time_secs: config.bgp.graceful_restart_secs,
-            restarting,
-        }),
+        graceful_restart: (config.bgp.graceful_restart_secs > 0).then_some(
+            edgelb_bgp::GracefulRestartConfig {
+                restart_time_secs: config.bgp.graceful_restart_secs,
+                restarting,
+            },
+        ),
         peers,
     })
 }
 
 fn route_attributes(config: &Config) -> RouteAttributes {
     RouteAttributes {
-        communities: config.bgp.communities.iter().filter_map(|c| parse_community(c)).collect(),
+        communities: config
+            .bgp
+            .communities
+            .iter()
+            .filter_map(|c| parse_community(c))
+            .collect(),
         med: config.bgp.med,
         as_path_prepend: config.bgp.as_path_prepend,
         ..RouteAttributes::default()
@@ -130,10 +137,19 @@ fn route_attributes(config: &Config) -> RouteAttributes {
 
 /// What a ready node announces: a host route per VIP address plus the
 /// configured aggregates, all with `attributes`.
-fn announced_routes(config: &Config, vips: &[std::net::IpAddr], attributes: &RouteAttributes) -> DesiredRoutes {
+fn announced_routes(
+    config: &Config,
+    vips: &[std::net::IpAddr],
+    attributes: &RouteAttributes,
+) -> DesiredRoutes {
     let mut routes = vip_routes(vips.iter().copied(), attributes);
     // Validated with the config; a prefix the speaker still refuses is logged.
-    for net in config.bgp.aggregates.iter().filter_map(|a| parse_aggregate(a).ok()) {
+    for net in config
+        .bgp
+        .aggregates
+        .iter()
+        .filter_map(|a| parse_aggregate(a).ok())
+    {
         if let Err(e) = routes.insert(net, attributes.clone()) {
             tracing::warn!(aggregate = %net, error = %e, "aggregate cannot be announced");
         }
@@ -142,10 +158,17 @@ fn announced_routes(config: &Config, vips: &[std::net::IpAddr], attributes: &Rou
 }
 
 /// Runs the daemon until `stop` yields; returns after the stop sequence.
-pub async fn run(config: Config, mut stop: watch::Receiver<Option<StopKind>>) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    mut stop: watch::Receiver<Option<StopKind>>,
+) -> anyhow::Result<()> {
     let secret = read_secret(&config.cluster.secret_file)?;
-    let token = String::from_utf8(read_secret(&config.admin.token_file)?)
-        .map_err(|_| anyhow!("{}: the admin token must be UTF-8", config.admin.token_file.display()))?;
+    let token = String::from_utf8(read_secret(&config.admin.token_file)?).map_err(|_| {
+        anyhow!(
+            "{}: the admin token must be UTF-8",
+            config.admin.token_file.display()
+        )
+    })?;
     let admin_listener = crate::admin::server::bind(config.admin.listen)
         .await
         .with_context(|| format!("admin.listen {}", config.admin.listen))?;
@@ -155,13 +178,23 @@ pub async fn run(config: Config, mut stop: watch::Receiver<Option<StopKind>>) ->
 
     // 1. The data plane: load (or adopt pinned maps), program nothing yet.
     let local = LocalSettings {
-        source_v4: config.encap_source_v4().map_err(|e| anyhow!("xdp.encap_source_v4: {e}"))?,
-        source_v6: config.encap_source_v6().map_err(|e| anyhow!("xdp.encap_source_v6: {e}"))?,
+        source_v4: config
+            .encap_source_v4()
+            .map_err(|e| anyhow!("xdp.encap_source_v4: {e}"))?,
+        source_v6: config
+            .encap_source_v6()
+            .map_err(|e| anyhow!("xdp.encap_source_v6: {e}"))?,
         udp_timeout: Duration::from_secs(u64::from(config.xdp.udp_flow_timeout_secs)),
     };
-    let capacity = xdp_fwd::Capacity { flows: config.xdp.conn_table_size, ..Default::default() };
-    let forwarder = Forwarder::load_with(LoadOptions { pin_dir: Some(config.xdp.pin_dir.clone()), capacity })
-        .context("loading the XDP forwarder")?;
+    let capacity = xdp_fwd::Capacity {
+        flows: config.xdp.conn_table_size,
+        ..Default::default()
+    };
+    let forwarder = Forwarder::load_with(LoadOptions {
+        pin_dir: Some(config.xdp.pin_dir.clone()),
+        capacity,
+    })
+    .context("loading the XDP forwarder")?;
     tracing::info!(adopted = forwarder.adopted(), pin_dir = %config.xdp.pin_dir.display(), "XDP forwarder loaded");
     let adopted = forwarder.adopted();
     let dataplane = DataPlane::new(forwarder, local);
@@ -180,12 +213,15 @@ pub async fn run(config: Config, mut stop: watch::Receiver<Option<StopKind>>) ->
         election_max: config.election_timeout_max(),
         ..Timeouts::default()
     };
-    let consensus = ConsensusNode::start(cc).await.context("starting consensus")?;
+    let consensus = ConsensusNode::start(cc)
+        .await
+        .context("starting consensus")?;
     let members = &config.cluster.initial_members;
     if let Some(first) = members.iter().map(|m| m.id).min() {
         let fresh = consensus.status().voters.is_empty();
         if fresh && first == config.node.id {
-            let map: BTreeMap<u64, String> = members.iter().map(|m| (m.id, m.addr.to_string())).collect();
+            let map: BTreeMap<u64, String> =
+                members.iter().map(|m| (m.id, m.addr.to_string())).collect();
             match consensus.initialize(map).await {
                 Ok(()) => tracing::info!("initialized a new cluster"),
                 Err(e) => tracing::info!(error = %e, "cluster already initialized"),
@@ -194,7 +230,9 @@ pub async fn run(config: Config, mut stop: watch::Receiver<Option<StopKind>>) ->
     }
 
     // 3. BGP.
-    let bgp = BgpSpeaker::start(speaker_config(&config, adopted)?).await.context("starting BGP")?;
+    let bgp = BgpSpeaker::start(speaker_config(&config, adopted)?)
+        .await
+        .context("starting BGP")?;
 
     let (programmed_tx, programmed_rx) = watch::channel(Programmed::default());
     let (announcing_tx, announcing_rx) = watch::channel(false);
@@ -227,10 +265,17 @@ pub async fn run(config: Config, mut stop: watch::Receiver<Option<StopKind>>) ->
             dp.forwarder()
                 .attach(iface, attach_mode(config.xdp.mode))
                 .with_context(|| format!("attaching XDP to {iface}"))?;
-            dp.forwarder().add_tx_port(iface).with_context(|| format!("TX port {iface}"))?;
+            dp.forwarder()
+                .add_tx_port(iface)
+                .with_context(|| format!("TX port {iface}"))?;
         }
         let mut a = shared.attached.lock().unwrap_or_else(|e| e.into_inner());
-        *a = config.xdp.interfaces.iter().map(|i| (i.clone(), mode_name(config.xdp.mode).to_owned())).collect();
+        *a = config
+            .xdp
+            .interfaces
+            .iter()
+            .map(|i| (i.clone(), mode_name(config.xdp.mode).to_owned()))
+            .collect();
     }
     tracing::info!(interfaces = ?config.xdp.interfaces, mode = mode_name(config.xdp.mode), "XDP attached");
 
@@ -238,7 +283,11 @@ pub async fn run(config: Config, mut stop: watch::Receiver<Option<StopKind>>) ->
     let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let prepending = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tasks = vec![
-        tokio::spawn(sync_dataplane(shared.clone(), programmed_tx, task_stop.clone())),
+        tokio::spawn(sync_dataplane(
+            shared.clone(),
+            programmed_tx,
+            task_stop.clone(),
+        )),
         tokio::spawn(announce_loop(
             shared.clone(),
             announcing_tx,
@@ -247,7 +296,8 @@ pub async fn run(config: Config, mut stop: watch::Receiver<Option<StopKind>>) ->
             // After a hot restart, give the node this long to become ready
             // before a withdrawal would end the routers' graceful restart.
             adopted.then(|| {
-                tokio::time::Instant::now() + Duration::from_secs(u64::from(config.bgp.graceful_restart_secs) / 2)
+                tokio::time::Instant::now()
+                    + Duration::from_secs(u64::from(config.bgp.graceful_restart_secs) / 2)
             }),
             task_stop.clone(),
         )),
@@ -261,9 +311,15 @@ pub async fn run(config: Config, mut stop: watch::Receiver<Option<StopKind>>) ->
     ];
 
     if config.health.enabled {
-        tasks.push(tokio::spawn(health_monitor::run(shared.clone(), task_stop.clone())));
+        tasks.push(tokio::spawn(health_monitor::run(
+            shared.clone(),
+            task_stop.clone(),
+        )));
     }
-    tasks.push(tokio::spawn(register_admin_addr(shared.clone(), task_stop.clone())));
+    tasks.push(tokio::spawn(register_admin_addr(
+        shared.clone(),
+        task_stop.clone(),
+    )));
 
     // 5. Wait for a stop request.
     let kind = loop {
@@ -284,7 +340,10 @@ pub async fn run(config: Config, mut stop: watch::Receiver<Option<StopKind>>) ->
                 // move flows away while our route still backs them up.
                 // (announce_loop re-announces with the longer path.)
                 prepending.store(true, std::sync::atomic::Ordering::SeqCst);
-                tracing::info!(secs = config.drain.prepend_secs, "AS_PATH prepended; draining before withdrawal");
+                tracing::info!(
+                    secs = config.drain.prepend_secs,
+                    "AS_PATH prepended; draining before withdrawal"
+                );
                 tokio::time::sleep(Duration::from_secs(config.drain.prepend_secs)).await;
             }
             draining.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -298,7 +357,8 @@ pub async fn run(config: Config, mut stop: watch::Receiver<Option<StopKind>>) ->
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
     }
-    let shared = Arc::try_unwrap(shared).map_err(|_| anyhow!("a task still holds the daemon state"))?;
+    let shared =
+        Arc::try_unwrap(shared).map_err(|_| anyhow!("a task still holds the daemon state"))?;
     match kind {
         StopKind::Shutdown => shared.bgp.shutdown().await,
         // No Cease: routers keep our routes across the restart (RFC 4724).
@@ -316,7 +376,11 @@ pub async fn run(config: Config, mut stop: watch::Receiver<Option<StopKind>>) ->
         }
         tracing::info!("XDP detached");
     }
-    shared.consensus.shutdown().await.context("stopping consensus")?;
+    shared
+        .consensus
+        .shutdown()
+        .await
+        .context("stopping consensus")?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -331,7 +395,11 @@ async fn register_admin_addr(shared: Arc<Shared>, mut stop: watch::Receiver<bool
         let status = shared.consensus.status();
         let recorded = shared.consensus.state().admin_addrs.get(&id).copied();
         if recorded != Some(addr) && status.nodes.contains_key(&id) && status.leader.is_some() {
-            match shared.consensus.write(edgelb_consensus::Command::SetAdminAddr { node: id, addr }).await {
+            match shared
+                .consensus
+                .write(edgelb_consensus::Command::SetAdminAddr { node: id, addr })
+                .await
+            {
                 Ok(_) => tracing::info!(%addr, "admin address registered"),
                 Err(e) => tracing::debug!(error = %e, "registering the admin address; will retry"),
             }
@@ -344,7 +412,11 @@ async fn register_admin_addr(shared: Arc<Shared>, mut stop: watch::Receiver<bool
 }
 
 /// Programs every applied state into the data plane, in order.
-async fn sync_dataplane(shared: Arc<Shared>, out: watch::Sender<Programmed>, mut stop: watch::Receiver<bool>) {
+async fn sync_dataplane(
+    shared: Arc<Shared>,
+    out: watch::Sender<Programmed>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut states = shared.consensus.subscribe();
     loop {
         let state = states.borrow_and_update().clone();
@@ -357,7 +429,11 @@ async fn sync_dataplane(shared: Arc<Shared>, out: watch::Sender<Programmed>, mut
         match result {
             Ok((version, digest)) => {
                 tracing::info!(version, digest = %digest_hex(digest), "data plane programmed");
-                out.send_replace(Programmed { version, digest, error: None });
+                out.send_replace(Programmed {
+                    version,
+                    digest,
+                    error: None,
+                });
             }
             Err(e) => {
                 tracing::error!(version = state.version, error = %e, "programming the data plane failed; retrying");
@@ -382,8 +458,15 @@ pub fn readiness(shared: &Shared, draining: bool) -> Readiness {
     let applied_version = shared.consensus.state().version;
     let programmed = shared.programmed.borrow().clone();
     let in_cluster = announce::in_cluster(&status, shared.config.quorum_ack_bound());
-    let apply_lag = status.committed_index.unwrap_or(0).saturating_sub(status.applied_index.unwrap_or(0));
-    let attached = !shared.attached.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
+    let apply_lag = status
+        .committed_index
+        .unwrap_or(0)
+        .saturating_sub(status.applied_index.unwrap_or(0));
+    let attached = !shared
+        .attached
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .is_empty();
     Readiness {
         attached,
         programmed_version: programmed.version,
@@ -408,7 +491,9 @@ async fn announce_loop(
 ) {
     let normal = route_attributes(&shared.config);
     let mut longer = normal.clone();
-    longer.as_path_prepend = longer.as_path_prepend.saturating_add(shared.config.drain.prepend_count);
+    longer.as_path_prepend = longer
+        .as_path_prepend
+        .saturating_add(shared.config.drain.prepend_count);
     // The decision: the VIP addresses and whether their paths are prepended.
     let mut last: Option<Result<(Vec<std::net::IpAddr>, bool), announce::Withheld>> = None;
     let mut sync_clock = announce::SyncClock::default();
@@ -424,7 +509,8 @@ async fn announce_loop(
         });
         // A restarted node that is not ready yet stays silent rather than
         // withdrawing: the routers hold its previous routes meanwhile.
-        let holding = restart_grace.is_some_and(|t| decision.is_err() && tokio::time::Instant::now() < t);
+        let holding =
+            restart_grace.is_some_and(|t| decision.is_err() && tokio::time::Instant::now() < t);
         if !holding && restart_grace.take().is_some() {
             tracing::info!(ready = decision.is_ok(), "restart grace over");
         }
@@ -433,7 +519,9 @@ async fn announce_loop(
                 Ok((addrs, prepended)) => {
                     tracing::info!(vips = addrs.len(), prepended, "announcing VIPs");
                     let attributes = if *prepended { &longer } else { &normal };
-                    shared.bgp.set_desired(announced_routes(&shared.config, addrs, attributes));
+                    shared
+                        .bgp
+                        .set_desired(announced_routes(&shared.config, addrs, attributes));
                 }
                 Err(why) => {
                     tracing::warn!(reason = ?why, "withdrawing VIPs");

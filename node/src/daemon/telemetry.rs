@@ -12,7 +12,9 @@ use crate::config::{LogFormat, LogSection};
 pub fn init_logging(log: &LogSection) {
     let filter = tracing_subscriber::EnvFilter::try_new(log.level.as_deref().unwrap_or("info"))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match log.format {
         LogFormat::Plain => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -51,7 +53,10 @@ pub async fn metrics_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) 
         gauge!("edgelb_table_version").set(programmed.version as f64);
         // A digest does not fit a float exactly: export it as a label.
         let digest = crate::tables::digest_hex(programmed.digest);
-        if let Some(old) = last_digest.replace(digest.clone()).filter(|old| *old != digest) {
+        if let Some(old) = last_digest
+            .replace(digest.clone())
+            .filter(|old| *old != digest)
+        {
             // Only the current digest reads 1, so `count by (digest)` over
             // the nodes shows whether they agree.
             gauge!("edgelb_table_digest_info", "digest" => old).set(0.0);
@@ -61,27 +66,49 @@ pub async fn metrics_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) 
         for peer in shared.bgp.peers() {
             let addr = peer.address.to_string();
             let up = matches!(peer.state, edgelb_bgp::PeerState::Established);
-            gauge!("edgelb_bgp_session_established", "peer" => addr.clone()).set(f64::from(u8::from(up)));
-            gauge!("edgelb_bgp_prefixes_announced", "peer" => addr).set(peer.prefixes_announced as f64);
+            gauge!("edgelb_bgp_session_established", "peer" => addr.clone())
+                .set(f64::from(u8::from(up)));
+            gauge!("edgelb_bgp_prefixes_announced", "peer" => addr)
+                .set(peer.prefixes_announced as f64);
         }
         let state = shared.consensus.state();
         let stats = shared.dataplane.lock().await.stats();
         if let Ok(stats) = stats {
             for key in state.vips.keys() {
-                let t = stats.vips.get(&super::dataplane::forwarder_vip(key)).copied().unwrap_or_default();
-                bump("edgelb_vip_packets_total".into(), vec![("vip", key.to_string())], t.packets);
-                bump("edgelb_vip_bytes_total".into(), vec![("vip", key.to_string())], t.bytes);
+                let t = stats
+                    .vips
+                    .get(&super::dataplane::forwarder_vip(key))
+                    .copied()
+                    .unwrap_or_default();
+                bump(
+                    "edgelb_vip_packets_total".into(),
+                    vec![("vip", key.to_string())],
+                    t.packets,
+                );
+                bump(
+                    "edgelb_vip_bytes_total".into(),
+                    vec![("vip", key.to_string())],
+                    t.bytes,
+                );
             }
             // The data plane counts per backend address, over all its VIPs.
             let addresses = state.backend_addresses();
             for addr in addresses {
                 let t = stats.backends.get(&addr).copied().unwrap_or_default();
                 let labels = vec![("backend", addr.to_string())];
-                bump("edgelb_backend_packets_total".into(), labels.clone(), t.packets);
+                bump(
+                    "edgelb_backend_packets_total".into(),
+                    labels.clone(),
+                    t.packets,
+                );
                 bump("edgelb_backend_bytes_total".into(), labels, t.bytes);
             }
             for (name, value) in stats.named() {
-                bump("edgelb_xdp_events_total".into(), vec![("event", name.to_owned())], value);
+                bump(
+                    "edgelb_xdp_events_total".into(),
+                    vec![("event", name.to_owned())],
+                    value,
+                );
             }
         }
         tokio::select! {

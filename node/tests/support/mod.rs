@@ -59,9 +59,18 @@ pub fn ok_json(cluster: &Cluster, i: usize, args: &[&str]) -> serde_json::Value 
 /// message containing `needle` on stderr.
 pub fn fails(cluster: &Cluster, i: usize, args: &[&str], needle: &str) -> Run {
     let r = lbctl(cluster, i, args);
-    assert!(matches!(r.code, Some(c) if c != 0), "lbctl {args:?} should fail: {r:?}");
-    assert!(r.stdout.trim().is_empty(), "lbctl {args:?} printed a result: {r:?}");
-    assert!(r.stderr.contains(needle), "lbctl {args:?}: stderr lacks `{needle}`: {r:?}");
+    assert!(
+        matches!(r.code, Some(c) if c != 0),
+        "lbctl {args:?} should fail: {r:?}"
+    );
+    assert!(
+        r.stdout.trim().is_empty(),
+        "lbctl {args:?} printed a result: {r:?}"
+    );
+    assert!(
+        r.stderr.contains(needle),
+        "lbctl {args:?}: stderr lacks `{needle}`: {r:?}"
+    );
     r
 }
 
@@ -71,10 +80,17 @@ pub fn scrape(cluster: &Cluster, i: usize) -> anyhow::Result<String> {
     in_namespace(cluster.client.name(), move || -> anyhow::Result<String> {
         let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
         s.set_read_timeout(Some(Duration::from_secs(3)))?;
-        write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )?;
         let mut body = String::new();
         s.read_to_string(&mut body)?;
-        anyhow::ensure!(body.starts_with("HTTP/1.1 200"), "scrape of {addr}: {}", body.lines().next().unwrap_or(""));
+        anyhow::ensure!(
+            body.starts_with("HTTP/1.1 200"),
+            "scrape of {addr}: {}",
+            body.lines().next().unwrap_or("")
+        );
         Ok(body)
     })?
 }
@@ -93,7 +109,10 @@ pub fn samples(text: &str, family: &str, want: &[(&str, &str)]) -> Vec<(String, 
             if name != family {
                 return None;
             }
-            if !want.iter().all(|(k, v)| labels.contains(&format!("{k}=\"{v}\""))) {
+            if !want
+                .iter()
+                .all(|(k, v)| labels.contains(&format!("{k}=\"{v}\"")))
+            {
                 return None;
             }
             Some((labels.to_owned(), value.parse().ok()?))
@@ -148,7 +167,9 @@ pub fn dashboard_metrics(d: &serde_json::Value) -> std::collections::BTreeSet<St
         let mut rest = expr.as_str();
         while let Some(at) = rest.find("edgelb_") {
             let tail = &rest[at..];
-            let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(tail.len());
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
             names.insert(tail[..end].to_owned());
             rest = &tail[end..];
         }
@@ -164,7 +185,8 @@ pub fn tcp_round_trips(cluster: &Cluster, n: usize) -> usize {
     in_namespace(cluster.client.name(), move || {
         (0..n)
             .filter(|k| {
-                let Ok(mut s) = std::net::TcpStream::connect_timeout(&vip, Duration::from_secs(2)) else {
+                let Ok(mut s) = std::net::TcpStream::connect_timeout(&vip, Duration::from_secs(2))
+                else {
                     return false;
                 };
                 let _ = s.set_read_timeout(Some(Duration::from_secs(2)));

@@ -120,38 +120,76 @@ fn demo(seconds: u64) -> anyhow::Result<()> {
         cluster.lbctl_any(&["backend", "set-weight", &vip, "10.102.4.2", "200"])?;
     }
     let digest = cluster.converge(Duration::from_secs(20))?;
-    println!("all {} nodes programmed the same table: digest {digest}", cluster.lbs.len());
+    println!(
+        "all {} nodes programmed the same table: digest {digest}",
+        cluster.lbs.len()
+    );
     let hops = cluster.wait_for_ecmp(3, Duration::from_secs(30))?;
     println!("router ECMP next hops for {VIP}: {}", hops.join(", "));
-    println!("\n$ lbctl backend list {VIP}:80/tcp\n{}", cluster.lbctl_any(&["backend", "list", &format!("{VIP}:80/tcp")])?);
+    println!(
+        "\n$ lbctl backend list {VIP}:80/tcp\n{}",
+        cluster.lbctl_any(&["backend", "list", &format!("{VIP}:80/tcp")])?
+    );
 
-    let long = traffic::LongLived::start(cluster.client.name(), cluster.vip_tcp(), 30, Duration::from_millis(50));
+    let long = traffic::LongLived::start(
+        cluster.client.name(),
+        cluster.vip_tcp(),
+        30,
+        Duration::from_millis(50),
+    );
     let seconds = seconds.clamp(1, 600);
     println!("\nlive: each second 40 new TCP connections and 40 UDP flows; 30 long-lived TCP connections talking throughout");
-    println!("{:>4}  {:<30}  {:<30}  {:<28}  long-lived round trips", "t", "new TCP per backend", "UDP flows per backend", "packets per LB node");
+    println!(
+        "{:>4}  {:<30}  {:<30}  {:<28}  long-lived round trips",
+        "t", "new TCP per backend", "UDP flows per backend", "packets per LB node"
+    );
     let mut before = scenario::balance::node_packets(&cluster)?;
     for s in 0..seconds {
         let tcp = traffic::tcp_spread(cluster.client.name(), cluster.vip_tcp(), 40)?;
         let udp = traffic::udp_spread(cluster.client.name(), (VIP, VIP_UDP_PORT).into(), 40)?;
         let now = scenario::balance::node_packets(&cluster)?;
-        let per_node: Vec<String> =
-            now.iter().zip(&before).enumerate().map(|(i, (a, b))| format!("lb{}={}", i + 1, a.saturating_sub(*b))).collect();
+        let per_node: Vec<String> = now
+            .iter()
+            .zip(&before)
+            .enumerate()
+            .map(|(i, (a, b))| format!("lb{}={}", i + 1, a.saturating_sub(*b)))
+            .collect();
         before = now;
-        println!("{:>3}s  {:<30}  {:<30}  {:<28}  {}", s + 1, counts(&tcp), counts(&udp), per_node.join(" "), long.round_trips());
+        println!(
+            "{:>3}s  {:<30}  {:<30}  {:<28}  {}",
+            s + 1,
+            counts(&tcp),
+            counts(&udp),
+            per_node.join(" "),
+            long.round_trips()
+        );
     }
     let outcomes = long.finish()?;
-    println!("\nlong-lived connections: {} open, {} broken", outcomes.len(), scenario::broken(&outcomes));
+    println!(
+        "\nlong-lived connections: {} open, {} broken",
+        outcomes.len(),
+        scenario::broken(&outcomes)
+    );
     let digest = cluster.converge(Duration::from_secs(20))?;
-    println!("table digests: all {} nodes agree on {digest}", cluster.lbs.len());
+    println!(
+        "table digests: all {} nodes agree on {digest}",
+        cluster.lbs.len()
+    );
     println!("\n$ lbctl status\n{}", cluster.lbctl_any(&["status"])?);
-    println!("\n$ lbctl stats (node 1)\n{}", String::from_utf8_lossy(&cluster.lbctl(1, &["stats", "--interval", "0.5"])?.stdout));
+    println!(
+        "\n$ lbctl stats (node 1)\n{}",
+        String::from_utf8_lossy(&cluster.lbctl(1, &["stats", "--interval", "0.5"])?.stdout)
+    );
     println!("tearing down ...");
     Ok(())
 }
 
 /// `b1=12 b2=9 ...` from per-backend counts.
 fn counts(map: &std::collections::BTreeMap<String, usize>) -> String {
-    map.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+    map.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn main() -> anyhow::Result<()> {
@@ -173,9 +211,15 @@ fn main() -> anyhow::Result<()> {
         Command::Bench { which, json } => {
             let report = match which {
                 BenchName::Convergence { rounds } => edgelb_sim::bench::convergence::run(rounds)?,
-                BenchName::Pps { rounds, seconds, flows } => {
-                    edgelb_sim::bench::pps::run(edgelb_sim::bench::pps::Options { rounds, seconds, flows })?
-                }
+                BenchName::Pps {
+                    rounds,
+                    seconds,
+                    flows,
+                } => edgelb_sim::bench::pps::run(edgelb_sim::bench::pps::Options {
+                    rounds,
+                    seconds,
+                    flows,
+                })?,
             };
             if json {
                 println!("{}", serde_json::to_string_pretty(&report.json())?);
@@ -187,19 +231,35 @@ fn main() -> anyhow::Result<()> {
         Command::Up { seconds } => {
             let cluster = Cluster::start(ClusterSpec::default())?;
             cluster.configure_vip(100)?;
-            println!("namespaces: client {} router {}", cluster.client.name(), cluster.router.name());
+            println!(
+                "namespaces: client {} router {}",
+                cluster.client.name(),
+                cluster.router.name()
+            );
             for n in &cluster.lbs {
                 println!("lb{} {}", n.index, n.ns.name());
             }
             for b in &cluster.backends {
                 println!("backend{} {}", b.index, b.ns.name());
             }
-            println!("dir {} (admin token: {})", cluster.dir().display(), cluster.token_file.display());
+            println!(
+                "dir {} (admin token: {})",
+                cluster.dir().display(),
+                cluster.token_file.display()
+            );
             std::thread::sleep(Duration::from_secs(seconds.min(3600)));
             Ok(())
         }
-        Command::ServeBackend { name, tcp, udp, decap_interface } => {
-            anyhow::ensure!(tcp.len() == udp.len(), "give as many --tcp as --udp addresses");
+        Command::ServeBackend {
+            name,
+            tcp,
+            udp,
+            decap_interface,
+        } => {
+            anyhow::ensure!(
+                tcp.len() == udp.len(),
+                "give as many --tcp as --udp addresses"
+            );
             anyhow::ensure!(!tcp.is_empty(), "give at least one --tcp and --udp address");
             // Started by the sim, so already on the sim's CPU; stated for
             // when it is run by hand.
@@ -213,7 +273,10 @@ fn main() -> anyhow::Result<()> {
                 .zip(&udp)
                 .map(|(t, u)| edgelb_sim::backend::Service::start(&name, *t, *u))
                 .collect::<std::io::Result<Vec<_>>>()?;
-            eprintln!("edgelb-sim backend {name}: serving {} address pairs", services.len());
+            eprintln!(
+                "edgelb-sim backend {name}: serving {} address pairs",
+                services.len()
+            );
             loop {
                 std::thread::park();
             }

@@ -12,12 +12,27 @@ use crate::{
 };
 
 /// Runs the balance scenario: `weights[j]` is backend j+1's weight.
-pub fn run(lb_nodes: usize, weights: &[u32], tcp_connections: usize, udp_flows: usize) -> anyhow::Result<Report> {
-    let cluster = Cluster::start(ClusterSpec { lb_nodes, backends: weights.len(), ..Default::default() })?;
+pub fn run(
+    lb_nodes: usize,
+    weights: &[u32],
+    tcp_connections: usize,
+    udp_flows: usize,
+) -> anyhow::Result<Report> {
+    let cluster = Cluster::start(ClusterSpec {
+        lb_nodes,
+        backends: weights.len(),
+        ..Default::default()
+    })?;
     cluster.configure_vip(1)?;
     for (j, w) in weights.iter().enumerate() {
         for vip in [format!("{VIP}:80/tcp"), format!("{VIP}:{VIP_UDP_PORT}/udp")] {
-            cluster.lbctl_any(&["backend", "set-weight", &vip, &crate::cluster::backend_addr(j + 1).to_string(), &w.to_string()])?;
+            cluster.lbctl_any(&[
+                "backend",
+                "set-weight",
+                &vip,
+                &crate::cluster::backend_addr(j + 1).to_string(),
+                &w.to_string(),
+            ])?;
         }
     }
     let digest = cluster.converge(std::time::Duration::from_secs(20))?;
@@ -39,10 +54,15 @@ pub fn run(lb_nodes: usize, weights: &[u32], tcp_connections: usize, udp_flows: 
             format!("backend {name}"),
             w.to_string(),
             format!("{:.1}%", 100.0 * expected),
-            format!("{t} ({:.1}%)", 100.0 * t as f64 / tcp_connections.max(1) as f64),
+            format!(
+                "{t} ({:.1}%)",
+                100.0 * t as f64 / tcp_connections.max(1) as f64
+            ),
             format!("{u} ({:.1}%)", 100.0 * u as f64 / udp_flows.max(1) as f64),
         ]);
-        backends.push(json!({"name": name, "weight": w, "expected_share": expected, "tcp": t, "udp": u}));
+        backends.push(
+            json!({"name": name, "weight": w, "expected_share": expected, "tcp": t, "udp": u}),
+        );
     }
     let mut nodes = Vec::new();
     let total: u64 = after.iter().zip(&before).map(|(a, b)| a - b).sum();
@@ -57,7 +77,12 @@ pub fn run(lb_nodes: usize, weights: &[u32], tcp_connections: usize, udp_flows: 
         ]);
         nodes.push(json!({"node": i + 1, "packets": p}));
     }
-    let failures: usize = tcp.iter().chain(udp.iter()).filter(|(k, _)| k.starts_with('(')).map(|(_, v)| v).sum();
+    let failures: usize = tcp
+        .iter()
+        .chain(udp.iter())
+        .filter(|(k, _)| k.starts_with('('))
+        .map(|(_, v)| v)
+        .sum();
     Ok(Report {
         name: "balance",
         header: vec!["WHO", "WEIGHT", "EXPECTED", "TCP CONNECTIONS", "UDP FLOWS"],
@@ -72,9 +97,16 @@ pub fn node_packets(cluster: &Cluster) -> anyhow::Result<Vec<u64>> {
     let mut out = Vec::new();
     for n in &cluster.lbs {
         let o = cluster.lbctl(n.index, &["--json", "stats", "--interval", "0.1"])?;
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout)
-            .map_err(|e| anyhow::anyhow!("node {} stats: {e}: {}", n.index, String::from_utf8_lossy(&o.stderr)))?;
-        let p: u64 = v["after"]["vips"].as_array().map_or(0, |a| a.iter().filter_map(|x| x[1].as_u64()).sum());
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).map_err(|e| {
+            anyhow::anyhow!(
+                "node {} stats: {e}: {}",
+                n.index,
+                String::from_utf8_lossy(&o.stderr)
+            )
+        })?;
+        let p: u64 = v["after"]["vips"]
+            .as_array()
+            .map_or(0, |a| a.iter().filter_map(|x| x[1].as_u64()).sum());
         out.push(p);
     }
     Ok(out)
@@ -89,7 +121,10 @@ pub fn shares(report: &Report) -> BTreeMap<String, (f64, u64)> {
                 .map(|b| {
                     (
                         b["name"].as_str().unwrap_or("").to_owned(),
-                        (b["expected_share"].as_f64().unwrap_or(0.0), b["tcp"].as_u64().unwrap_or(0)),
+                        (
+                            b["expected_share"].as_f64().unwrap_or(0.0),
+                            b["tcp"].as_u64().unwrap_or(0),
+                        ),
                     )
                 })
                 .collect()

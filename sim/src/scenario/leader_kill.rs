@@ -46,7 +46,15 @@ pub fn run(writes: usize) -> anyhow::Result<Report> {
     let fo = failover.map_or("never".into(), |d| format!("{:.2} s", d.as_secs_f64()));
     Ok(Report {
         name: "raft leader killed under write load",
-        header: vec!["WRITES OK", "FAILED", "OK AFTER KILL", "KILLED", "NEW LEADER", "FIRST WRITE AFTER KILL", "DIGEST"],
+        header: vec![
+            "WRITES OK",
+            "FAILED",
+            "OK AFTER KILL",
+            "KILLED",
+            "NEW LEADER",
+            "FIRST WRITE AFTER KILL",
+            "DIGEST",
+        ],
         rows: vec![vec![
             ok.to_string(),
             failed.to_string(),

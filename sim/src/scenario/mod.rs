@@ -2,8 +2,8 @@
 //! under traffic, and returns a [`Report`]: a short table for people and
 //! JSON for scripts and tests.
 
-pub mod balance;
 pub mod backend_changes;
+pub mod balance;
 pub mod leader_kill;
 pub mod node_drain;
 pub mod node_failure;
@@ -36,9 +36,18 @@ impl Report {
             }
         }
         let fmt = |cells: Vec<&str>| {
-            cells.iter().enumerate().map(|(i, c)| format!("{:<w$}", c, w = widths[i])).collect::<Vec<_>>().join("  ")
+            cells
+                .iter()
+                .enumerate()
+                .map(|(i, c)| format!("{:<w$}", c, w = widths[i]))
+                .collect::<Vec<_>>()
+                .join("  ")
         };
-        let mut out = format!("== {} ==\n{}\n", self.name, fmt(self.header.clone()).trim_end());
+        let mut out = format!(
+            "== {} ==\n{}\n",
+            self.name,
+            fmt(self.header.clone()).trim_end()
+        );
         for r in &self.rows {
             out.push_str(fmt(r.iter().map(String::as_str).collect()).trim_end());
             out.push('\n');
@@ -59,5 +68,9 @@ pub fn broken(outcomes: &[crate::traffic::ConnectionOutcome]) -> usize {
 
 /// Why the first `n` broken connections broke (for reports and test messages).
 pub fn broken_reasons(outcomes: &[crate::traffic::ConnectionOutcome], n: usize) -> Vec<String> {
-    outcomes.iter().filter_map(|o| o.broken.clone()).take(n).collect()
+    outcomes
+        .iter()
+        .filter_map(|o| o.broken.clone())
+        .take(n)
+        .collect()
 }

@@ -14,11 +14,19 @@ use crate::{
 
 /// Runs the scenario with `connections` long-lived connections.
 pub fn run(connections: usize) -> anyhow::Result<Report> {
-    let mut cluster = Cluster::start(ClusterSpec { drain_secs: 3, ..Default::default() })?;
+    let mut cluster = Cluster::start(ClusterSpec {
+        drain_secs: 3,
+        ..Default::default()
+    })?;
     cluster.configure_vip(100)?;
     cluster.converge(Duration::from_secs(20))?;
     cluster.wait_for_ecmp(3, Duration::from_secs(30))?;
-    let traffic = LongLived::start(cluster.client.name(), cluster.vip_tcp(), connections, Duration::from_millis(100));
+    let traffic = LongLived::start(
+        cluster.client.name(),
+        cluster.vip_tcp(),
+        connections,
+        Duration::from_millis(100),
+    );
     std::thread::sleep(Duration::from_secs(2));
     let victim = 2;
     let gone = lb_addr(victim).to_string();
@@ -37,12 +45,21 @@ pub fn run(connections: usize) -> anyhow::Result<Report> {
     let reasons = broken_reasons(&outcomes, 5);
     Ok(Report {
         name: "lb node drain (SIGTERM)",
-        header: vec!["CONNECTIONS", "BROKEN", "ROUTES WITHDRAWN AFTER", "NODE EXITED AFTER"],
+        header: vec![
+            "CONNECTIONS",
+            "BROKEN",
+            "ROUTES WITHDRAWN AFTER",
+            "NODE EXITED AFTER",
+        ],
         rows: vec![vec![
             outcomes.len().to_string(),
             b.to_string(),
             format!("{:.2} s", withdrawn.as_secs_f64()),
-            if exited { format!("{exit_secs:.2} s") } else { "did not exit".into() },
+            if exited {
+                format!("{exit_secs:.2} s")
+            } else {
+                "did not exit".into()
+            },
         ]],
         data: json!({"connections": outcomes.len(), "broken": b, "withdrawn_secs": withdrawn.as_secs_f64(),
                      "exited": exited, "exit_secs": exit_secs, "broken_reasons": reasons}),

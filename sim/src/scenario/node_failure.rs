@@ -25,7 +25,12 @@ pub fn run(connections: usize) -> anyhow::Result<Report> {
     cluster.configure_vip(100)?;
     cluster.converge(Duration::from_secs(20))?;
     cluster.wait_for_ecmp(3, Duration::from_secs(30))?;
-    let traffic = LongLived::start(cluster.client.name(), cluster.vip_tcp(), connections, Duration::from_millis(100));
+    let traffic = LongLived::start(
+        cluster.client.name(),
+        cluster.vip_tcp(),
+        connections,
+        Duration::from_millis(100),
+    );
     std::thread::sleep(Duration::from_secs(2));
     let victim = 2;
     let dead = lb_addr(victim).to_string();
@@ -41,7 +46,12 @@ pub fn run(connections: usize) -> anyhow::Result<Report> {
     let reasons = broken_reasons(&outcomes, 5);
     Ok(Report {
         name: "lb node failure (kill -9 and carrier loss)",
-        header: vec!["CONNECTIONS", "BROKEN", "ROUTER CONVERGED AFTER", "ROUND TRIPS AFTER KILL"],
+        header: vec![
+            "CONNECTIONS",
+            "BROKEN",
+            "ROUTER CONVERGED AFTER",
+            "ROUND TRIPS AFTER KILL",
+        ],
         rows: vec![vec![
             outcomes.len().to_string(),
             b.to_string(),

@@ -24,10 +24,21 @@ pub fn run() -> anyhow::Result<Report> {
     // The majority keeps working.
     let vip = format!("{VIP}:80/tcp");
     let majority_node = (1..=3).find(|i| *i != victim).unwrap_or(1);
-    let out = cluster.lbctl(majority_node, &["--json", "backend", "set-weight", &vip, &backend_addr(1).to_string(), "250"])?;
+    let out = cluster.lbctl(
+        majority_node,
+        &[
+            "--json",
+            "backend",
+            "set-weight",
+            &vip,
+            &backend_addr(1).to_string(),
+            "250",
+        ],
+    )?;
     let majority_wrote = out.status.success();
-    let written: Option<u64> =
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).ok().and_then(|v| v["version"].as_u64());
+    let written: Option<u64> = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .ok()
+        .and_then(|v| v["version"].as_u64());
     // The cut-off node's own view: it must not have the majority's write.
     let victim_version = victim_table_version(&cluster, victim)?;
     let behind = matches!((written, victim_version), (Some(w), Some(v)) if v < w);
@@ -36,12 +47,23 @@ pub fn run() -> anyhow::Result<Report> {
     let digest = cluster.converge(Duration::from_secs(30))?;
     Ok(Report {
         name: "partition of one lb node from the raft majority",
-        header: vec!["NODE", "WITHDRAWN AFTER", "MAJORITY WROTE", "NODE BEHIND", "RE-ANNOUNCED AFTER HEAL", "DIGEST (ALL AGREE)"],
+        header: vec![
+            "NODE",
+            "WITHDRAWN AFTER",
+            "MAJORITY WROTE",
+            "NODE BEHIND",
+            "RE-ANNOUNCED AFTER HEAL",
+            "DIGEST (ALL AGREE)",
+        ],
         rows: vec![vec![
             format!("node {victim}"),
             format!("{:.2} s", withdrawn.as_secs_f64()),
             majority_wrote.to_string(),
-            format!("{} < {}", victim_version.map_or("?".into(), |v| v.to_string()), written.map_or("?".into(), |v| v.to_string())),
+            format!(
+                "{} < {}",
+                victim_version.map_or("?".into(), |v| v.to_string()),
+                written.map_or("?".into(), |v| v.to_string())
+            ),
             format!("{:.2} s", reannounced.as_secs_f64()),
             digest.clone(),
         ]],
@@ -55,8 +77,12 @@ pub fn run() -> anyhow::Result<Report> {
 /// The table version node `i` has programmed, as it reports itself.
 fn victim_table_version(cluster: &Cluster, i: usize) -> anyhow::Result<Option<u64>> {
     let out = cluster.lbctl(i, &["--json", "status"])?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| anyhow::anyhow!("status from node {i}: {e}: {}", String::from_utf8_lossy(&out.stderr)))?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+        anyhow::anyhow!(
+            "status from node {i}: {e}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
     Ok(v["nodes"].as_array().and_then(|nodes| {
         nodes
             .iter()

@@ -64,8 +64,13 @@ fn outer_header(ctx: &XdpContext) -> Option<(usize, u16, u32)> {
         ETH_P_IP => {
             let ip = ptr_at(ctx, ETH_HLEN, 20)?;
             // SAFETY: 20 bytes checked above.
-            let (ver_ihl, frag, proto) =
-                unsafe { (*ip, u16::from_be_bytes([*ip.add(6), *ip.add(7)]), *ip.add(9)) };
+            let (ver_ihl, frag, proto) = unsafe {
+                (
+                    *ip,
+                    u16::from_be_bytes([*ip.add(6), *ip.add(7)]),
+                    *ip.add(9),
+                )
+            };
             let ihl = ((ver_ihl & 0x0f) as usize) * 4;
             if ver_ihl >> 4 != 4 || ihl < 20 {
                 return None;
@@ -94,7 +99,8 @@ fn outer_header(ctx: &XdpContext) -> Option<(usize, u16, u32)> {
             let gue_port = DECAP_CONFIG.get(0).copied().unwrap_or(0);
             let udp = ptr_at(ctx, ETH_HLEN + l3_len, 9)?;
             // SAFETY: 8 bytes of UDP header and the first inner byte checked above.
-            let (dport, first) = unsafe { (u16::from_be_bytes([*udp.add(2), *udp.add(3)]), *udp.add(8)) };
+            let (dport, first) =
+                unsafe { (u16::from_be_bytes([*udp.add(2), *udp.add(3)]), *udp.add(8)) };
             if gue_port == 0 || u32::from(dport) != gue_port {
                 return None;
             }
@@ -114,7 +120,9 @@ fn outer_header(ctx: &XdpContext) -> Option<(usize, u16, u32)> {
 /// Moves the Ethernet header forward over the outer headers and drops them.
 #[inline(always)]
 fn strip(ctx: &XdpContext, outer_len: usize, inner_ethertype: u16, stat: u32) -> u32 {
-    let Some(eth) = ptr_at(ctx, 0, ETH_HLEN) else { return xdp_action::XDP_PASS };
+    let Some(eth) = ptr_at(ctx, 0, ETH_HLEN) else {
+        return xdp_action::XDP_PASS;
+    };
     let mut macs = [0u8; 12];
     // SAFETY: 14 bytes checked by ptr_at.
     unsafe { core::ptr::copy_nonoverlapping(eth, macs.as_mut_ptr(), 12) };
@@ -122,7 +130,9 @@ fn strip(ctx: &XdpContext, outer_len: usize, inner_ethertype: u16, stat: u32) ->
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, outer_len as i32) } != 0 {
         return xdp_action::XDP_PASS;
     }
-    let Some(eth) = ptr_at(ctx, 0, ETH_HLEN) else { return xdp_action::XDP_DROP };
+    let Some(eth) = ptr_at(ctx, 0, ETH_HLEN) else {
+        return xdp_action::XDP_DROP;
+    };
     // SAFETY: 14 bytes checked by ptr_at after the head moved.
     unsafe {
         core::ptr::copy_nonoverlapping(macs.as_ptr(), eth, 12);

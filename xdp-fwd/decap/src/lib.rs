@@ -54,7 +54,9 @@ impl Decapper {
     pub fn load(gue_port: u16) -> Result<Self, Error> {
         let mut ebpf = Ebpf::load(PROGRAM_OBJECT)?;
         program(&mut ebpf)?.load()?;
-        let map = ebpf.map_mut("DECAP_CONFIG").ok_or(Error::Missing("DECAP_CONFIG map"))?;
+        let map = ebpf
+            .map_mut("DECAP_CONFIG")
+            .ok_or(Error::Missing("DECAP_CONFIG map"))?;
         let mut config: Array<_, u32> = Array::try_from(map)?;
         config.set(0, u32::from(gue_port), 0)?;
         Ok(Self { ebpf })
@@ -67,10 +69,17 @@ impl Decapper {
 
     /// Counters summed over CPUs.
     pub fn stats(&self) -> Result<DecapStats, Error> {
-        let map = self.ebpf.map("DECAP_STATS").ok_or(Error::Missing("DECAP_STATS map"))?;
+        let map = self
+            .ebpf
+            .map("DECAP_STATS")
+            .ok_or(Error::Missing("DECAP_STATS map"))?;
         let stats: PerCpuArray<_, u64> = PerCpuArray::try_from(map)?;
         let sum = |i: u32| -> Result<u64, Error> { Ok(stats.get(&i, 0)?.iter().sum()) };
-        Ok(DecapStats { ipip: sum(0)?, gue: sum(1)?, fragments: sum(2)? })
+        Ok(DecapStats {
+            ipip: sum(0)?,
+            gue: sum(1)?,
+            fragments: sum(2)?,
+        })
     }
 
     /// Runs the program once on `frame` (BPF_PROG_TEST_RUN): verdict and output.
@@ -87,6 +96,8 @@ impl Decapper {
 }
 
 fn program(ebpf: &mut Ebpf) -> Result<&mut Xdp, Error> {
-    let prog = ebpf.program_mut(PROGRAM_NAME).ok_or(Error::Missing("xdp_decap program"))?;
+    let prog = ebpf
+        .program_mut(PROGRAM_NAME)
+        .ok_or(Error::Missing("xdp_decap program"))?;
     prog.try_into().map_err(Error::Program)
 }

@@ -9,18 +9,26 @@ const GUE_PORT: u16 = 6080;
 const MACS: [u8; 12] = [2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
 
 fn inner_v4() -> FrameBuilder {
-    FrameBuilder::new("192.0.2.10".parse().unwrap(), "198.18.0.10".parse().unwrap(), L4::Tcp {
-        sport: 40000,
-        dport: 80,
-        flags: 0x02,
-    })
+    FrameBuilder::new(
+        "192.0.2.10".parse().unwrap(),
+        "198.18.0.10".parse().unwrap(),
+        L4::Tcp {
+            sport: 40000,
+            dport: 80,
+            flags: 0x02,
+        },
+    )
 }
 
 fn inner_v6() -> FrameBuilder {
-    FrameBuilder::new("2001:db8::10".parse().unwrap(), "2001:db8:f::10".parse().unwrap(), L4::Udp {
-        sport: 40000,
-        dport: 53,
-    })
+    FrameBuilder::new(
+        "2001:db8::10".parse().unwrap(),
+        "2001:db8:f::10".parse().unwrap(),
+        L4::Udp {
+            sport: 40000,
+            dport: 53,
+        },
+    )
 }
 
 fn outer_v4(proto: u8, payload: &[u8], frag: u16) -> Vec<u8> {
@@ -44,8 +52,18 @@ fn outer_v6(next: u8, payload: &[u8]) -> Vec<u8> {
     h[4..6].copy_from_slice(&(payload.len() as u16).to_be_bytes());
     h[6] = next;
     h[7] = 64;
-    h[8..24].copy_from_slice(&"2001:db8:1::1".parse::<std::net::Ipv6Addr>().unwrap().octets());
-    h[24..40].copy_from_slice(&"2001:db8:2::2".parse::<std::net::Ipv6Addr>().unwrap().octets());
+    h[8..24].copy_from_slice(
+        &"2001:db8:1::1"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    h[24..40].copy_from_slice(
+        &"2001:db8:2::2"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
     h.extend_from_slice(payload);
     h
 }
@@ -72,12 +90,36 @@ fn strips_every_supported_encapsulation() {
     let v4 = inner_v4();
     let v6 = inner_v6();
     let cases = [
-        ("ipip", frame(0x0800, &outer_v4(4, &v4.ip_packet(), 0)), v4.build()),
-        ("6in4", frame(0x0800, &outer_v4(41, &v6.ip_packet(), 0)), v6.build()),
-        ("4in6", frame(0x86dd, &outer_v6(4, &v4.ip_packet())), v4.build()),
-        ("ip6ip6", frame(0x86dd, &outer_v6(41, &v6.ip_packet())), v6.build()),
-        ("gue4", frame(0x0800, &outer_v4(17, &udp(GUE_PORT, &v4.ip_packet()), 0)), v4.build()),
-        ("gue6", frame(0x86dd, &outer_v6(17, &udp(GUE_PORT, &v6.ip_packet()))), v6.build()),
+        (
+            "ipip",
+            frame(0x0800, &outer_v4(4, &v4.ip_packet(), 0)),
+            v4.build(),
+        ),
+        (
+            "6in4",
+            frame(0x0800, &outer_v4(41, &v6.ip_packet(), 0)),
+            v6.build(),
+        ),
+        (
+            "4in6",
+            frame(0x86dd, &outer_v6(4, &v4.ip_packet())),
+            v4.build(),
+        ),
+        (
+            "ip6ip6",
+            frame(0x86dd, &outer_v6(41, &v6.ip_packet())),
+            v6.build(),
+        ),
+        (
+            "gue4",
+            frame(0x0800, &outer_v4(17, &udp(GUE_PORT, &v4.ip_packet()), 0)),
+            v4.build(),
+        ),
+        (
+            "gue6",
+            frame(0x86dd, &outer_v6(17, &udp(GUE_PORT, &v6.ip_packet()))),
+            v6.build(),
+        ),
     ];
     for (name, input, expected) in cases {
         let (verdict, out) = d.test_run(&input).unwrap();
@@ -96,8 +138,20 @@ fn leaves_everything_else_untouched() {
     let cases = [
         ("plain tcp", v4.build()),
         ("plain udp v6", inner_v6().build()),
-        ("udp to another port", frame(0x0800, &outer_v4(17, &udp(GUE_PORT + 1, &v4.ip_packet()), 0))),
-        ("gue with a non-IP payload", frame(0x0800, &outer_v4(17, &udp(GUE_PORT, b"\x00\x01\x02garbage"), 0))),
+        (
+            "udp to another port",
+            frame(
+                0x0800,
+                &outer_v4(17, &udp(GUE_PORT + 1, &v4.ip_packet()), 0),
+            ),
+        ),
+        (
+            "gue with a non-IP payload",
+            frame(
+                0x0800,
+                &outer_v4(17, &udp(GUE_PORT, b"\x00\x01\x02garbage"), 0),
+            ),
+        ),
         ("fragmented ipip", fragment),
         ("arp", frame(0x0806, &[0u8; 28])),
         ("runt ipv4", frame(0x0800, &[0x45, 0, 0])),
@@ -114,7 +168,10 @@ fn leaves_everything_else_untouched() {
 #[test]
 fn gue_port_zero_disables_gue() {
     let mut d = Decapper::load(0).unwrap();
-    let input = frame(0x0800, &outer_v4(17, &udp(GUE_PORT, &inner_v4().ip_packet()), 0));
+    let input = frame(
+        0x0800,
+        &outer_v4(17, &udp(GUE_PORT, &inner_v4().ip_packet()), 0),
+    );
     let (verdict, out) = d.test_run(&input).unwrap();
     assert_eq!((verdict, out), (PASS, input));
 }

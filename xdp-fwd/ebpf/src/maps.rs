@@ -6,8 +6,8 @@ use aya_ebpf::{
     maps::{Array, DevMapHash, HashMap, PerCpuArray},
 };
 use xdp_fwd_common::{
-    capacity, stats::stat, AddrKey, Backend, ConnSet, NextHop, Settings, Traffic, VipEpoch,
-    VipKey, VipMeta, VIP_FILTER_BITS,
+    capacity, stats::stat, AddrKey, Backend, ConnSet, NextHop, Settings, Traffic, VipEpoch, VipKey,
+    VipMeta, VIP_FILTER_BITS,
 };
 
 /// Cluster and node settings, one element.

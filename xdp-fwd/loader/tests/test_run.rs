@@ -632,7 +632,8 @@ fn cached_flows_follow_vip_changes_and_removal() {
     assert_forwarded(&lab, &mut fwd, &ack, &V4_BACKENDS, 0, Expect::IpIp);
     let exact = Vip::new(ip("203.0.113.20"), 443, Protocol::Tcp);
     fwd.set_vip(exact, gue).unwrap();
-    fwd.set_table(&exact, &[ip("10.200.0.66")], &[0; M]).unwrap();
+    fwd.set_table(&exact, &[ip("10.200.0.66")], &[0; M])
+        .unwrap();
     let out = lab
         .ns
         .run(|| fwd.test_run_on(&ack.build(), lab.fwd0, 1))
@@ -673,7 +674,11 @@ fn full_set_evicts_the_least_recently_used_flow() {
         first.insert(sport, run(&mut fwd, sport, tcp_flags::SYN));
         next_tick();
     }
-    assert_eq!(fwd.counter(stat::LRU_EVICTED).unwrap(), 0, "four ways, four flows");
+    assert_eq!(
+        fwd.counter(stat::LRU_EVICTED).unwrap(),
+        0,
+        "four ways, four flows"
+    );
     // 1001 is used again, so 1002 is now the least recently used.
     run(&mut fwd, 1001, tcp_flags::ACK);
     next_tick();
@@ -686,13 +691,25 @@ fn full_set_evicts_the_least_recently_used_flow() {
     pool.push(other);
     fwd.set_table(&vip, &pool, &[3; M]).unwrap();
     for sport in [1001, 1003, 1004, 1005] {
-        assert_eq!(run(&mut fwd, sport, tcp_flags::ACK), first[&sport], "{sport} is cached");
+        assert_eq!(
+            run(&mut fwd, sport, tcp_flags::ACK),
+            first[&sport],
+            "{sport} is cached"
+        );
     }
-    assert_eq!(run(&mut fwd, 1002, tcp_flags::ACK), other, "1002 was evicted");
+    assert_eq!(
+        run(&mut fwd, 1002, tcp_flags::ACK),
+        other,
+        "1002 was evicted"
+    );
     let s = fwd.stats().unwrap();
     // Hits: 1001 once before, four after the table change.
     assert_eq!((s.get(stat::LRU_HIT), s.get(stat::LRU_MISS)), (5, 6));
-    assert_eq!(s.get(stat::LRU_EVICTED), 2, "1002 came back in place of another");
+    assert_eq!(
+        s.get(stat::LRU_EVICTED),
+        2,
+        "1002 came back in place of another"
+    );
 }
 
 #[test]

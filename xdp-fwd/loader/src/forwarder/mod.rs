@@ -22,8 +22,8 @@ use aya::{
     Ebpf, EbpfLoader,
 };
 use xdp_fwd_common::{
-    addr_words, capacity, conn::MAX_CONN_SETS, conn_sets, map_name, port_raw, stats::stat,
-    AddrKey, FlowKey, Settings, Traffic, VipEpoch, VipKey, VipMeta, CONN_WAYS,
+    addr_words, capacity, conn::MAX_CONN_SETS, conn_sets, map_name, port_raw, stats::stat, AddrKey,
+    FlowKey, Settings, Traffic, VipEpoch, VipKey, VipMeta, CONN_WAYS,
 };
 
 use crate::{
