@@ -7,6 +7,13 @@ cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 
+# One style and no lint warnings, or the run fails before any test: both are
+# quick (clippy checks, it does not build release code).
+cargo fmt --all --check
+# (pipefail: clippy's status is the pipeline's; grep only filters.)
+cargo clippy --locked --release --all-targets -- -D warnings 2>&1 \
+  | { grep --line-buffered -Ev '^warning: xdp-(fwd|decap)@' || true; }
+
 log=$(mktemp /tmp/edgelb-test.XXXXXX)
 trap 'rm -f "$log"' EXIT
 # `cargo test` at the root covers the workspace's default members: every crate
