@@ -1,9 +1,6 @@
 //! Attaching to interfaces (driver or generic mode, pinned links for hot
 //! restart), the device map of egress interfaces, and the pass-all program.
-use std::{
-    ffi::CString,
-    path::{Path, PathBuf},
-};
+use std::{ffi::CString, path::PathBuf};
 
 use aya::{
     maps::DevMapHash,
@@ -16,7 +13,7 @@ use aya::{
 };
 use xdp_fwd_common::map_name;
 
-use super::{load_program, xdp_program, Forwarder};
+use super::{load_program, pins, xdp_program, Forwarder};
 use crate::{Error, Result, PASS_PROGRAM_NAME, PROGRAM_NAME, PROGRAM_OBJECT};
 
 /// XDP attach mode.
@@ -58,7 +55,7 @@ impl Forwarder {
             .options
             .pin_dir
             .as_ref()
-            .map(|d| d.join(format!("link_{interface}")));
+            .map(|d| pins::link_pin(d, interface));
         let prog = xdp_program(&mut self.ebpf, PROGRAM_NAME)?;
         let attachment = match pin {
             Some(path) if path.exists() => {
@@ -100,7 +97,7 @@ impl Forwarder {
             .options
             .pin_dir
             .as_ref()
-            .map(|d| d.join(format!("link_{interface}")));
+            .map(|d| pins::link_pin(d, interface));
         let (link, pin) = match self.attachments.remove(interface) {
             Some(a) => (a.link, a.pin),
             None => (None, None),
@@ -126,21 +123,6 @@ impl Forwarder {
         let ifindex = if_index(interface)?;
         let mut ports = DevMapHash::try_from(self.map_mut(map_name::TX_PORTS)?)?;
         ports.insert(ifindex, ifindex, None, 0)?;
-        Ok(())
-    }
-
-    /// Removes every pinned map and link of `pin_dir` (a full stop, as
-    /// opposed to a restart). Programs attached through those links detach.
-    pub fn remove_pins(pin_dir: &Path) -> Result<()> {
-        let Ok(entries) = std::fs::read_dir(pin_dir) else {
-            return Ok(());
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            std::fs::remove_file(&path)
-                .map_err(|e| Error::Io(format!("removing {}", path.display()), e))?;
-        }
-        let _ = std::fs::remove_dir(pin_dir);
         Ok(())
     }
 }

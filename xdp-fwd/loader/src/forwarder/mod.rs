@@ -1,8 +1,8 @@
 //! The [`Forwarder`]: load or adopt, program settings and VIPs, read
-//! counters. Attaching, tables and hot-restart recovery are in submodules.
+//! counters. Attaching, tables and hot restart (pins) are in submodules.
 
 mod attach;
-mod recover;
+mod pins;
 mod table;
 mod vip_filter;
 
@@ -17,7 +17,7 @@ use std::{
 
 use attach::Attachment;
 use aya::{
-    maps::{Array, HashMap as BpfHashMap, MapInfo, PerCpuArray, PerCpuValues},
+    maps::{Array, HashMap as BpfHashMap, PerCpuArray, PerCpuValues},
     programs::{ProgramError, Xdp},
     Ebpf, EbpfLoader,
 };
@@ -33,23 +33,6 @@ use crate::{
     test_run::{self, TestRunOutput},
     Error, Result, PASS_PROGRAM_NAME, PROGRAM_NAME, PROGRAM_OBJECT,
 };
-
-/// Maps pinned for hot restart: all state and counters survive; only the
-/// next-hop cache (refilled within 100 ms) starts empty.
-const PINNED_MAPS: [&str; 12] = [
-    map_name::SETTINGS,
-    map_name::VIPS,
-    map_name::VIP_EPOCHS,
-    map_name::VIP_ADDRS,
-    map_name::RING,
-    map_name::BACKENDS,
-    map_name::CONN_CACHE,
-    map_name::STATS,
-    map_name::VIP_STATS,
-    map_name::BACKEND_STATS,
-    map_name::TX_PORTS,
-    map_name::VIP_FILTER,
-];
 
 /// Map capacities (node-local, fixed at load time).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,12 +132,8 @@ impl Forwarder {
             ))
         })?;
 
-        let pin_paths: Vec<(&'static str, PathBuf)> = match &options.pin_dir {
-            Some(dir) => {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| Error::Io(format!("creating {}", dir.display()), e))?;
-                PINNED_MAPS.iter().map(|n| (*n, dir.join(n))).collect()
-            }
+        let pin_paths = match &options.pin_dir {
+            Some(dir) => pins::map_pins(dir)?,
             None => Vec::new(),
         };
         let adopted = pin_paths.iter().any(|(_, p)| p.exists());
@@ -169,7 +148,7 @@ impl Forwarder {
             (map_name::CONN_CACHE, conn_cache_sets),
         ];
         if adopted {
-            check_pinned_maps(&pin_paths, &sizes)?;
+            pins::check_pinned_maps(&pin_paths, &sizes)?;
         }
 
         let mut loader = EbpfLoader::new();
@@ -484,73 +463,6 @@ fn sum_traffic(per_cpu: &[Traffic]) -> Traffic {
         packets: a.packets + t.packets,
         bytes: a.bytes + t.bytes,
     })
-}
-
-/// Checks, before adopting pinned maps, that each is the map this program
-/// uses: the same type, key and value sizes and flags as in the object (a
-/// pin left by another build of the program may differ, and the kernel
-/// would accept it and the program misread it), and the entry count:
-/// `sizes` for the maps sized by the node's capacities, else the object's
-/// (e.g. the number of global counters).
-fn check_pinned_maps(
-    pins: &[(&'static str, PathBuf)],
-    sizes: &[(&'static str, u32)],
-) -> Result<()> {
-    let object = aya_obj::Object::parse(PROGRAM_OBJECT)
-        .map_err(|e| Error::Invalid(format!("parsing the eBPF object: {e}")))?;
-    for (name, path) in pins {
-        if !path.exists() {
-            continue;
-        }
-        let Some(want) = object.maps.get(*name) else {
-            return Err(Error::Missing(name));
-        };
-        let have = MapInfo::from_pin(path)?;
-        // An unknown type reads as u32::MAX: never equal.
-        let have_type = have.map_type().map_or(u32::MAX, |t| t as u32);
-        // The kernel adds BPF_F_RDONLY_PROG to device maps itself.
-        const KERNEL_SET: u32 = 1 << 7;
-        let have_shape = (
-            have_type,
-            have.key_size(),
-            have.value_size(),
-            have.map_flags() & !KERNEL_SET,
-        );
-        let want_shape = (
-            want.map_type(),
-            want.key_size(),
-            want.value_size(),
-            want.map_flags() & !KERNEL_SET,
-        );
-        if have_shape != want_shape {
-            let (t, k, v, f) = have_shape;
-            let (wt, wk, wv, wf) = want_shape;
-            return Err(Error::Invalid(format!(
-                "pinned map {name} (type {t}, key {k} B, value {v} B, flags {f:#x}) is not \
-                 the map this program uses (type {wt}, key {wk} B, value {wv} B, flags \
-                 {wf:#x}): pinned by another build; remove the pins to start afresh"
-            )));
-        }
-        match sizes.iter().find(|(n, _)| n == name) {
-            Some((_, entries)) if have.max_entries() != *entries => {
-                return Err(Error::Invalid(format!(
-                    "pinned map {name} has {} entries, this process expects {entries}: \
-                     restart with the same capacities, or remove the pins",
-                    have.max_entries()
-                )));
-            }
-            None if have.max_entries() != want.max_entries() => {
-                return Err(Error::Invalid(format!(
-                    "pinned map {name} has {} entries, this program's has {}: pinned by \
-                     another build; remove the pins to start afresh",
-                    have.max_entries(),
-                    want.max_entries()
-                )));
-            }
-            _ => {}
-        }
-    }
-    Ok(())
 }
 
 /// Loads (verifies) program `name`. The verifier gives up with EAGAIN when a
