@@ -7,7 +7,7 @@
 use std::{collections::BTreeMap, net::IpAddr};
 
 use edgelb_consensus::{ClusterState, Encapsulation, Protocol, VipKey};
-use xdp_fwd::{Encap, Forwarder, ForwarderSettings, HashFields, Vip, VipOptions};
+use xdp_fwd::{Encap, Forwarder, ForwarderSettings, HashFields, VipOptions};
 
 use crate::tables::{self, TableSet};
 
@@ -104,12 +104,12 @@ pub struct DataPlane {
 }
 
 /// The forwarder's view of a replicated VIP key.
-pub fn forwarder_vip(key: &VipKey) -> Vip {
+pub fn forwarder_vip(key: &VipKey) -> xdp_fwd::VipKey {
     let proto = match key.protocol {
         Protocol::Tcp => xdp_fwd::Protocol::Tcp,
         Protocol::Udp => xdp_fwd::Protocol::Udp,
     };
-    Vip::new(key.address, key.port, proto)
+    xdp_fwd::VipKey::new(key.address, key.port, proto)
 }
 
 fn vip_options(vip: &edgelb_consensus::Vip) -> VipOptions {
@@ -229,7 +229,8 @@ impl DataPlane {
         let fvip = forwarder_vip(key);
         let flags = self.options.get(key).map(vip_flags).unwrap_or(0);
         let seed = self.settings.as_ref().map_or(0, |s| s.hash_seed);
-        let flow = xdp_fwd::flow_key(src, key.address, sport, key.port, fvip.proto.number());
+        let proto = xdp_fwd::protocol_number(fvip.protocol);
+        let flow = xdp_fwd::flow_key(src, key.address, sport, key.port, proto);
         let hash = xdp_fwd::common::flow_hash(&flow, seed, flags);
         let size = self
             .programmed

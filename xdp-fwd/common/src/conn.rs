@@ -29,7 +29,7 @@ pub struct ConnEntry {
     pub key: FlowKey,
     /// Backend id chosen for the flow.
     pub backend: u32,
-    /// [`crate::Backend::generation`] when chosen; a mismatch means the id
+    /// [`crate::BackendEntry::generation`] when chosen; a mismatch means the id
     /// was given to another backend since. 0 = empty way (generations start
     /// at 1).
     pub generation: u32,

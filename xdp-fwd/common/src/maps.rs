@@ -7,13 +7,13 @@
 pub mod map_name {
     /// [`crate::Settings`] at index 0.
     pub const SETTINGS: &str = "SETTINGS";
-    /// [`crate::VipKey`] -> [`crate::VipMeta`].
+    /// [`crate::VipMapKey`] -> [`crate::VipMeta`].
     pub const VIPS: &str = "VIPS";
     /// [`crate::AddrKey`] -> number of VIPs on that address (ICMP echo, fragments).
     pub const VIP_ADDRS: &str = "VIP_ADDRS";
     /// Maglev slots of every VIP, two halves each (see [`crate::VipMeta`]).
     pub const RING: &str = "RING";
-    /// Backend id -> [`crate::Backend`].
+    /// Backend id -> [`crate::BackendEntry`].
     pub const BACKENDS: &str = "BACKENDS";
     /// Per-CPU set-associative connection cache: set index -> [`crate::ConnSet`].
     pub const CONN_CACHE: &str = "CONN_CACHE";
@@ -77,7 +77,7 @@ pub const NO_BACKEND: u32 = u32::MAX;
 /// Key of the VIP map: (address, port, protocol). Port 0 means "all ports".
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct VipKey {
+pub struct VipMapKey {
     /// Address words (see the crate docs); IPv4 uses `addr[0]` only.
     pub addr: [u32; 4],
     /// Destination port in network byte order (see [`crate::port_raw`]); 0 = any.
@@ -163,7 +163,7 @@ pub struct VipEpoch {
 /// Value of the BACKENDS map.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Backend {
+pub struct BackendEntry {
     /// Address words of the backend (the outer destination).
     pub addr: [u32; 4],
     /// Bumped whenever the id is given to another address, so connection
@@ -211,7 +211,7 @@ pub struct NextHop {
     pub ifindex: u32,
     /// Path MTU towards the backend (largest outer IP packet).
     pub mtu: u32,
-    /// [`Backend::generation`] the entry was filled for.
+    /// [`BackendEntry::generation`] the entry was filled for.
     pub generation: u32,
     /// `bpf_jiffies64` when filled.
     pub filled_jiffies: u64,
@@ -280,11 +280,11 @@ pub struct Traffic {
 mod pod {
     // SAFETY: all are #[repr(C)] plain old data with explicit padding; any
     // bit pattern is a valid value.
-    unsafe impl aya::Pod for super::VipKey {}
+    unsafe impl aya::Pod for super::VipMapKey {}
     unsafe impl aya::Pod for super::VipMeta {}
     unsafe impl aya::Pod for super::VipEpoch {}
     unsafe impl aya::Pod for super::AddrKey {}
-    unsafe impl aya::Pod for super::Backend {}
+    unsafe impl aya::Pod for super::BackendEntry {}
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for crate::ConnSet {}
     unsafe impl aya::Pod for super::Settings {}
@@ -299,11 +299,11 @@ mod tests {
     /// The layouts are an ABI between two compilers: pin them.
     #[test]
     fn layouts_have_no_hidden_padding() {
-        assert_eq!(size_of::<VipKey>(), 20);
+        assert_eq!(size_of::<VipMapKey>(), 20);
         assert_eq!(size_of::<AddrKey>(), 20);
         assert_eq!(size_of::<VipMeta>(), 16);
         assert_eq!(size_of::<VipEpoch>(), 8);
-        assert_eq!(size_of::<Backend>(), 24);
+        assert_eq!(size_of::<BackendEntry>(), 24);
         assert_eq!(size_of::<FlowKey>(), 40);
         assert_eq!(size_of::<Settings>(), 56);
         assert_eq!(size_of::<Traffic>(), 16);

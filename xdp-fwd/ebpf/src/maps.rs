@@ -6,8 +6,8 @@ use aya_ebpf::{
     maps::{Array, DevMapHash, HashMap, PerCpuArray},
 };
 use xdp_fwd_common::{
-    capacity, stats::stat, AddrKey, Backend, ConnSet, NextHop, Settings, Traffic, VipEpoch, VipKey,
-    VipMeta, VIP_FILTER_BITS,
+    capacity, stats::stat, AddrKey, BackendEntry, ConnSet, NextHop, Settings, Traffic, VipEpoch,
+    VipMapKey, VipMeta, VIP_FILTER_BITS,
 };
 
 /// Cluster and node settings, one element.
@@ -16,7 +16,7 @@ pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 
 /// VIPs by (address, port, protocol).
 #[map]
-pub static VIPS: HashMap<VipKey, VipMeta> = HashMap::with_max_entries(capacity::VIPS, 0);
+pub static VIPS: HashMap<VipMapKey, VipMeta> = HashMap::with_max_entries(capacity::VIPS, 0);
 
 /// Per VIP index: epoch and encapsulation, for connection-cache hits.
 #[map]
@@ -37,7 +37,7 @@ pub static RING: Array<u32> = Array::with_max_entries(capacity::VIPS * 2 * capac
 
 /// Backends by id.
 #[map]
-pub static BACKENDS: Array<Backend> = Array::with_max_entries(capacity::BACKENDS, 0);
+pub static BACKENDS: Array<BackendEntry> = Array::with_max_entries(capacity::BACKENDS, 0);
 
 /// Set-associative connection cache (see `conn`): one slice of sets per
 /// CPU, CPU-major. A plain array indexed by CPU rather than a per-CPU

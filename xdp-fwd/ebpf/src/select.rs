@@ -2,8 +2,8 @@
 //! flow hash and the Maglev table.
 use aya_ebpf::helpers::generated::bpf_jiffies64;
 use xdp_fwd_common::{
-    flow_hash, maglev_slot, proto, stats::stat, vip_filter_bit, AddrKey, Backend, ConnEntry,
-    FlowKey, Settings, VipKey, VipMeta, NO_BACKEND,
+    flow_hash, maglev_slot, proto, stats::stat, vip_filter_bit, AddrKey, BackendEntry, ConnEntry,
+    FlowKey, Settings, VipMapKey, VipMeta, NO_BACKEND,
 };
 
 use crate::{
@@ -28,7 +28,7 @@ pub fn vip_lookup(addr: [u32; 4], port: u16, protocol: u8, fam: u8) -> Option<Vi
     if !maybe_vip_address(&addr, fam) {
         return None;
     }
-    let key = VipKey {
+    let key = VipMapKey {
         addr,
         port,
         proto: protocol,
@@ -38,7 +38,7 @@ pub fn vip_lookup(addr: [u32; 4], port: u16, protocol: u8, fam: u8) -> Option<Vi
     if let Some(meta) = unsafe { VIPS.get(key) } {
         return Some(*meta);
     }
-    let any_port = VipKey { port: 0, ..key };
+    let any_port = VipMapKey { port: 0, ..key };
     unsafe { VIPS.get(any_port) }.copied()
 }
 
@@ -62,7 +62,7 @@ pub struct Chosen {
     /// Backend id (index of BACKENDS and BACKEND_STATS).
     pub id: u32,
     /// The backend.
-    pub backend: Backend,
+    pub backend: BackendEntry,
     /// Flow hash (encapsulation entropy).
     pub hash: u32,
 }
@@ -78,7 +78,7 @@ pub struct VipRef {
 
 /// The clock an entry is aged with, read once per packet.
 #[derive(Clone, Copy)]
-struct Clocks {
+struct AgeClock {
     /// Low 32 bits of jiffies: LRU order within a set and UDP expiry (a
     /// tick is plenty for timeouts of seconds, and reading jiffies is an
     /// inlined load where a clock helper would be a call).
@@ -87,10 +87,10 @@ struct Clocks {
     is_udp: bool,
 }
 
-impl Clocks {
+impl AgeClock {
     #[inline(always)]
     fn now(is_udp: bool) -> Self {
-        Clocks {
+        AgeClock {
             // SAFETY: helper without arguments; the verifier inlines it to a load.
             jiffies: unsafe { bpf_jiffies64() } as u32,
             is_udp,
@@ -112,12 +112,12 @@ pub fn cached_flow(flow: &FlowKey, settings: &Settings) -> Option<(Chosen, VipRe
     if vip.epoch != vip_epoch || vip_epoch == 0 {
         return None;
     }
-    let clocks = Clocks::now(flow.proto == proto::UDP);
+    let clock = AgeClock::now(flow.proto == proto::UDP);
     let chosen = cached_backend(entry)?;
-    if expired(entry, settings, clocks) {
+    if expired(entry, settings, clock) {
         return None;
     }
-    touch(entry, clocks);
+    touch(entry, clock);
     count(stat::LRU_HIT);
     Some((
         chosen,
@@ -139,7 +139,7 @@ pub fn select_backend(
     settings: &Settings,
     new_flow: bool,
 ) -> Result<Chosen, u32> {
-    let clocks = Clocks::now(flow.proto == proto::UDP);
+    let clock = AgeClock::now(flow.proto == proto::UDP);
     let vip_epoch = VIP_EPOCHS.get(vip.index).map_or(0, |e| e.epoch);
     let set = conn::set_of(flow, settings);
     // A SYN looks for its tuple's way only after the Maglev lookup, so the
@@ -151,8 +151,8 @@ pub fn select_backend(
     };
     if let Some(entry) = way {
         if let Some(chosen) = cached_backend(entry) {
-            if !expired(entry, settings, clocks) {
-                touch(entry, clocks);
+            if !expired(entry, settings, clock) {
+                touch(entry, clock);
                 // SAFETY: this CPU's slice of the map; only this CPU uses it.
                 unsafe {
                     (*entry).vip_index = vip.index;
@@ -173,7 +173,7 @@ pub fn select_backend(
         // expired entry), else an empty or the least recently used way.
         let way = if new_flow { conn::find(set, flow) } else { way };
         let slot = way.unwrap_or_else(|| {
-            let v = conn::victim(set, clocks.jiffies);
+            let v = conn::victim(set, clock.jiffies);
             // SAFETY: as above.
             if unsafe { (*v).generation } != 0 {
                 count(stat::LRU_EVICTED);
@@ -187,7 +187,7 @@ pub fn select_backend(
                 backend: id,
                 generation: backend.generation,
                 hash,
-                touched: clocks.jiffies,
+                touched: clock.jiffies,
                 vip_index: vip.index,
                 vip_epoch,
             }
@@ -211,21 +211,21 @@ fn cached_backend(entry: *mut ConnEntry) -> Option<Chosen> {
 
 /// Whether a UDP entry has been idle longer than the UDP timeout.
 #[inline(always)]
-fn expired(entry: *mut ConnEntry, settings: &Settings, clocks: Clocks) -> bool {
-    if !clocks.is_udp {
+fn expired(entry: *mut ConnEntry, settings: &Settings, clock: AgeClock) -> bool {
+    if !clock.is_udp {
         return false;
     }
     // SAFETY: as above.
     let touched = unsafe { (*entry).touched };
-    u64::from(clocks.jiffies.wrapping_sub(touched)) > settings.udp_timeout_jiffies
+    u64::from(clock.jiffies.wrapping_sub(touched)) > settings.udp_timeout_jiffies
 }
 
 /// Marks a used entry: LRU order and, for UDP, the expiry clock.
 #[inline(always)]
-fn touch(entry: *mut ConnEntry, clocks: Clocks) {
+fn touch(entry: *mut ConnEntry, clock: AgeClock) {
     // SAFETY: this CPU's slice of the map; only this CPU uses it.
     unsafe {
-        (*entry).touched = clocks.jiffies;
+        (*entry).touched = clock.jiffies;
     }
 }
 
@@ -246,7 +246,7 @@ fn table_lookup(vip: &VipMeta, settings: &Settings, hash: u32) -> Option<u32> {
 }
 
 #[inline(always)]
-fn live_backend(id: u32) -> Option<Backend> {
+fn live_backend(id: u32) -> Option<BackendEntry> {
     let b = *BACKENDS.get(id)?;
     if b.family == 0 {
         return None;

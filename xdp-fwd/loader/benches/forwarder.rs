@@ -35,7 +35,7 @@ use std::{net::IpAddr, time::Duration};
 use common::*;
 use packet_builder::{tcp_flags, FrameBuilder, L4};
 use xdp_fwd::{
-    verdict, Capacity, Forwarder, ForwarderSettings, LoadOptions, Protocol, Vip, VipOptions,
+    verdict, Capacity, Forwarder, ForwarderSettings, LoadOptions, Protocol, VipKey, VipOptions,
 };
 
 fn ip(s: &str) -> IpAddr {
@@ -295,9 +295,9 @@ fn main() {
         let mut fwd = Forwarder::load_with(LoadOptions { pin_dir: None, capacity }).unwrap();
         fwd.set_settings(&ForwarderSettings { hash_seed: 1, udp_timeout: Duration::from_secs(3600), ..Default::default() }).unwrap();
         for (vip, backends) in [
-            (Vip::new(ip("203.0.113.7"), 80, Protocol::Tcp), &b4),
-            (Vip::new(ip("203.0.113.7"), 53, Protocol::Udp), &b4),
-            (Vip::new(ip("2001:db8:ffff::7"), 80, Protocol::Tcp), &b6),
+            (VipKey::new(ip("203.0.113.7"), 80, Protocol::Tcp), &b4),
+            (VipKey::new(ip("203.0.113.7"), 53, Protocol::Udp), &b4),
+            (VipKey::new(ip("2001:db8:ffff::7"), 80, Protocol::Tcp), &b6),
         ] {
             fwd.set_vip(vip, VipOptions::default()).unwrap();
             fwd.set_table(&vip, backends, &table).unwrap();
@@ -378,9 +378,9 @@ fn warm_figures(
     let (live4, live6) = (ip("10.200.8.0"), ip("fd00:200::86dd"));
     let one_backend = vec![0u32; table_size as usize];
     for (vip, backend) in [
-        (Vip::new(vip4, 80, Protocol::Tcp), live4),
-        (Vip::new(vip4, 53, Protocol::Udp), live4),
-        (Vip::new(vip6, 80, Protocol::Tcp), live6),
+        (VipKey::new(vip4, 80, Protocol::Tcp), live4),
+        (VipKey::new(vip4, 53, Protocol::Udp), live4),
+        (VipKey::new(vip6, 80, Protocol::Tcp), live6),
     ] {
         fwd.set_vip(vip, VipOptions::default()).unwrap();
         fwd.set_table(&vip, &[backend], &one_backend).unwrap();

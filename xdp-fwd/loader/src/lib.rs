@@ -12,18 +12,19 @@
 
 #![warn(missing_docs)]
 
+mod config;
 mod forwarder;
 mod kernel_hz;
-mod model;
 mod registry;
 mod stats;
 mod test_run;
 
 pub use aya::programs::XdpMode;
+pub use config::{protocol_number, Encap, ForwarderSettings, HashFields, VipOptions};
 pub use forwarder::{flow_key, AttachMode, Capacity, Forwarder, LoadOptions, PassProgram};
-pub use model::{Encap, ForwarderSettings, HashFields, Protocol, Vip, VipOptions};
 pub use stats::Stats;
 pub use test_run::TestRunOutput;
+pub use vip_key::{Protocol, VipKey};
 pub use xdp_fwd_common as common;
 pub use xdp_fwd_common::NO_BACKEND;
 
@@ -68,7 +69,7 @@ pub enum Error {
     Capacity(&'static str),
     /// The VIP is not configured.
     #[error("unknown VIP {0}")]
-    UnknownVip(Vip),
+    UnknownVip(VipKey),
     /// The interface does not exist.
     #[error("unknown interface {0}")]
     UnknownInterface(String),

@@ -6,7 +6,7 @@ use xdp_fwd_common::{
     Traffic,
 };
 
-use crate::Vip;
+use crate::VipKey;
 
 /// A snapshot of the forwarder's counters, summed over CPUs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -14,7 +14,7 @@ pub struct Stats {
     /// Global counters indexed by [`xdp_fwd_common::stats::stat`].
     pub counters: [u64; stat::COUNT as usize],
     /// Traffic per configured VIP.
-    pub vips: BTreeMap<Vip, Traffic>,
+    pub vips: BTreeMap<VipKey, Traffic>,
     /// Traffic per backend in use.
     pub backends: BTreeMap<IpAddr, Traffic>,
 }

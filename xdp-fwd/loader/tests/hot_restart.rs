@@ -13,7 +13,7 @@ use common::*;
 use packet_builder::{tcp_flags, FrameBuilder, L4};
 use xdp_fwd::{
     common::stats::stat, verdict, AttachMode, Capacity, Encap, Forwarder, ForwarderSettings,
-    HashFields, LoadOptions, Protocol, Vip, VipOptions,
+    HashFields, LoadOptions, Protocol, VipKey, VipOptions,
 };
 
 const M: usize = 13;
@@ -69,7 +69,7 @@ fn a_new_process_takes_over_pinned_maps_and_link() {
         hash_seed: 99,
         ..Default::default()
     };
-    let vip = Vip::new(ip("203.0.113.7"), 80, Protocol::Tcp);
+    let vip = VipKey::new(ip("203.0.113.7"), 80, Protocol::Tcp);
     let vip_options = VipOptions {
         hash: HashFields::NoSourcePort,
         encap: Encap::IpIp,
@@ -219,7 +219,7 @@ fn pins_of_other_capacities_or_another_build_are_refused() {
         pin_dir: Some(fs.path()),
         capacity,
     };
-    let vip = Vip::new(ip("203.0.113.7"), 80, Protocol::Tcp);
+    let vip = VipKey::new(ip("203.0.113.7"), 80, Protocol::Tcp);
     {
         let mut first = Forwarder::load_with(options(capacity)).unwrap();
         first.set_vip(vip, VipOptions::default()).unwrap();

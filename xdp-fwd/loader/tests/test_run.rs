@@ -11,8 +11,8 @@ use common::*;
 use packet_builder::{tcp_flags, Fragment, FrameBuilder, L4};
 use xdp_fwd::{
     common::{addr_words, stats::stat, vip_filter_bit, vip_flags},
-    verdict, Capacity, Encap, Forwarder, ForwarderSettings, HashFields, LoadOptions, Protocol, Vip,
-    VipOptions, NO_BACKEND,
+    verdict, Capacity, Encap, Forwarder, ForwarderSettings, HashFields, LoadOptions, Protocol,
+    VipKey, VipOptions, NO_BACKEND,
 };
 
 const CAP: Capacity = Capacity {
@@ -63,7 +63,7 @@ fn udp(src: &str, dst: &str, sport: u16, dport: u16) -> FrameBuilder {
 }
 
 /// Adds `vip` with `options` and a round-robin table over `backends`.
-fn serve(fwd: &mut Forwarder, vip: Vip, options: VipOptions, backends: &[&str]) {
+fn serve(fwd: &mut Forwarder, vip: VipKey, options: VipOptions, backends: &[&str]) {
     let b: Vec<IpAddr> = backends.iter().map(|s| ip(s)).collect();
     fwd.set_vip(vip, options).unwrap();
     fwd.set_table(&vip, &b, &round_robin_table(M, b.len()))
@@ -74,7 +74,7 @@ fn serve(fwd: &mut Forwarder, vip: Vip, options: VipOptions, backends: &[&str]) 
 fn table_updates_write_only_changed_slots_of_the_inactive_half() {
     let lab = RouteLab::new("diff");
     let mut fwd = forwarder();
-    let vip = Vip::new(ip("203.0.113.7"), 80, Protocol::Tcp);
+    let vip = VipKey::new(ip("203.0.113.7"), 80, Protocol::Tcp);
     fwd.set_vip(vip, VipOptions::default()).unwrap();
     let b: Vec<IpAddr> = V4_BACKENDS.iter().map(|s| ip(s)).collect();
     let t1 = round_robin_table(M, 3);
@@ -162,7 +162,7 @@ const V6_BACKENDS: [&str; 3] = ["fd00:200::1", "fd00:200::2", "fd00:200::3"];
 fn ipv4_vip_ipip_byte_exact() {
     let lab = RouteLab::new("ipip");
     let mut fwd = forwarder();
-    let vip = Vip::new(ip("203.0.113.7"), 80, Protocol::Tcp);
+    let vip = VipKey::new(ip("203.0.113.7"), 80, Protocol::Tcp);
     serve(&mut fwd, vip, VipOptions::default(), &V4_BACKENDS);
     let mut per_backend = std::collections::BTreeMap::<IpAddr, (u64, u64)>::new();
     for (n, sport) in [40000u16, 40001, 40002, 51515].into_iter().enumerate() {
@@ -193,7 +193,7 @@ fn ipv4_vip_ipip_byte_exact() {
 fn ipv6_vip_ip6ip6_byte_exact() {
     let lab = RouteLab::new("ip6ip6");
     let mut fwd = forwarder();
-    let vip = Vip::new(ip("2001:db8:ffff::7"), 443, Protocol::Udp);
+    let vip = VipKey::new(ip("2001:db8:ffff::7"), 443, Protocol::Udp);
     serve(&mut fwd, vip, VipOptions::default(), &V6_BACKENDS);
     for sport in [1000, 2000, 3000] {
         let f = udp("2001:db8::10", "2001:db8:ffff::7", sport, 443).tos(0xb8);
@@ -205,12 +205,12 @@ fn ipv6_vip_ip6ip6_byte_exact() {
 fn mixed_families_ipv4_in_ipv6_and_ipv6_in_ipv4() {
     let lab = RouteLab::new("mixed");
     let mut fwd = forwarder();
-    let vip4 = Vip::new(ip("203.0.113.8"), 80, Protocol::Tcp);
+    let vip4 = VipKey::new(ip("203.0.113.8"), 80, Protocol::Tcp);
     serve(&mut fwd, vip4, VipOptions::default(), &V6_BACKENDS);
     let f = tcp("192.0.2.10", "203.0.113.8", 40000, 80, tcp_flags::SYN);
     assert_forwarded(&lab, &mut fwd, &f, &V6_BACKENDS, 0, Expect::IpIp);
 
-    let vip6 = Vip::new(ip("2001:db8:ffff::8"), 80, Protocol::Tcp);
+    let vip6 = VipKey::new(ip("2001:db8:ffff::8"), 80, Protocol::Tcp);
     serve(&mut fwd, vip6, VipOptions::default(), &V4_BACKENDS);
     let f = tcp(
         "2001:db8::10",
@@ -238,18 +238,18 @@ fn gue_per_vip_and_global_with_valid_outer_checksums() {
         ("2001:db8:ffff::10", "2001:db8::10", &V4_BACKENDS),
     ];
     for (vip_addr, client, backends) in cases {
-        let vip = Vip::new(ip(vip_addr), 53, Protocol::Udp);
+        let vip = VipKey::new(ip(vip_addr), 53, Protocol::Udp);
         serve(&mut fwd, vip, gue, backends);
         let f = udp(client, vip_addr, 5353, 53).payload(b"a GUE payload of odd length");
         assert_forwarded(&lab, &mut fwd, &f, backends, 0, Expect::Gue(6080));
-        let vip = Vip::new(ip(vip_addr), 80, Protocol::Tcp);
+        let vip = VipKey::new(ip(vip_addr), 80, Protocol::Tcp);
         serve(&mut fwd, vip, gue, backends);
         let f = tcp(client, vip_addr, 40000, 80, tcp_flags::ACK).tos(0x48);
         assert_forwarded(&lab, &mut fwd, &f, backends, 0, Expect::Gue(6080));
     }
     // An IPv4 UDP datagram without checksum: the outer checksum cannot be
     // derived from the headers, so it is 0 (allowed for UDP over IPv4).
-    let vip = Vip::new(ip("203.0.113.12"), 53, Protocol::Udp);
+    let vip = VipKey::new(ip("203.0.113.12"), 53, Protocol::Udp);
     serve(&mut fwd, vip, gue, &V4_BACKENDS);
     let f = udp("192.0.2.10", "203.0.113.12", 5353, 53);
     let mut frame = f.build();
@@ -276,7 +276,7 @@ fn gue_per_vip_and_global_with_valid_outer_checksums() {
         ..settings()
     };
     fwd.set_settings(&global).unwrap();
-    let vip = Vip::new(ip("203.0.113.11"), 80, Protocol::Tcp);
+    let vip = VipKey::new(ip("203.0.113.11"), 80, Protocol::Tcp);
     serve(&mut fwd, vip, VipOptions::default(), &V4_BACKENDS);
     let f = tcp("192.0.2.10", "203.0.113.11", 40000, 80, tcp_flags::SYN);
     let (hash, backend) = expected_choice(&f, &V4_BACKENDS, 0);
@@ -301,11 +301,11 @@ fn gue_per_vip_and_global_with_valid_outer_checksums() {
 fn vlan_tag_is_parsed_and_kept() {
     let lab = RouteLab::new("vlan");
     let mut fwd = forwarder();
-    let vip = Vip::new(ip("203.0.113.7"), 80, Protocol::Tcp);
+    let vip = VipKey::new(ip("203.0.113.7"), 80, Protocol::Tcp);
     serve(&mut fwd, vip, VipOptions::default(), &V4_BACKENDS);
     let f = tcp("192.0.2.10", "203.0.113.7", 40000, 80, tcp_flags::SYN).vlan(42);
     assert_forwarded(&lab, &mut fwd, &f, &V4_BACKENDS, 0, Expect::IpIp);
-    let vip6 = Vip::new(ip("2001:db8:ffff::7"), 80, Protocol::Tcp);
+    let vip6 = VipKey::new(ip("2001:db8:ffff::7"), 80, Protocol::Tcp);
     serve(
         &mut fwd,
         vip6,
@@ -330,7 +330,7 @@ fn vlan_tag_is_parsed_and_kept() {
 fn ipv4_options_are_forwarded_and_counted() {
     let lab = RouteLab::new("opts");
     let mut fwd = forwarder();
-    let vip = Vip::new(ip("203.0.113.7"), 80, Protocol::Tcp);
+    let vip = VipKey::new(ip("203.0.113.7"), 80, Protocol::Tcp);
     serve(&mut fwd, vip, VipOptions::default(), &V4_BACKENDS);
     // Router alert (4 bytes), then 8 bytes of NOPs / end of list: IHL 8.
     let f = tcp("192.0.2.10", "203.0.113.7", 40000, 80, tcp_flags::SYN)
@@ -349,13 +349,13 @@ fn ipv4_options_are_forwarded_and_counted() {
 fn port_zero_vip_and_exact_port_precedence() {
     let lab = RouteLab::new("port0");
     let mut fwd = forwarder();
-    let any = Vip::new(ip("203.0.113.20"), 0, Protocol::Tcp);
+    let any = VipKey::new(ip("203.0.113.20"), 0, Protocol::Tcp);
     serve(&mut fwd, any, VipOptions::default(), &V4_BACKENDS);
     for port in [1u16, 22, 443, 65535] {
         let f = tcp("192.0.2.10", "203.0.113.20", 40000, port, tcp_flags::SYN);
         assert_forwarded(&lab, &mut fwd, &f, &V4_BACKENDS, 0, Expect::IpIp);
     }
-    let exact = Vip::new(ip("203.0.113.20"), 443, Protocol::Tcp);
+    let exact = VipKey::new(ip("203.0.113.20"), 443, Protocol::Tcp);
     serve(&mut fwd, exact, VipOptions::default(), &["10.200.9.9"]);
     let f = tcp("192.0.2.10", "203.0.113.20", 40001, 443, tcp_flags::SYN);
     assert_forwarded(&lab, &mut fwd, &f, &["10.200.9.9"], 0, Expect::IpIp);
@@ -367,7 +367,7 @@ fn port_zero_vip_and_exact_port_precedence() {
 #[test]
 fn vip_without_usable_backend_drops_and_counts() {
     let mut fwd = forwarder();
-    let vip = Vip::new(ip("203.0.113.7"), 53, Protocol::Udp);
+    let vip = VipKey::new(ip("203.0.113.7"), 53, Protocol::Udp);
     fwd.set_vip(vip, VipOptions::default()).unwrap();
     let frame = udp("192.0.2.10", "203.0.113.7", 40000, 53).build();
     // No table yet.
@@ -394,13 +394,13 @@ fn non_vip_traffic_passes_untouched() {
     let mut fwd = forwarder();
     serve(
         &mut fwd,
-        Vip::new(ip("203.0.113.7"), 80, Protocol::Tcp),
+        VipKey::new(ip("203.0.113.7"), 80, Protocol::Tcp),
         VipOptions::default(),
         &V4_BACKENDS,
     );
     serve(
         &mut fwd,
-        Vip::new(ip("2001:db8:ffff::7"), 80, Protocol::Tcp),
+        VipKey::new(ip("2001:db8:ffff::7"), 80, Protocol::Tcp),
         VipOptions::default(),
         &V6_BACKENDS,
     );
@@ -469,7 +469,7 @@ fn non_vip_traffic_passes_untouched() {
 fn vip_filter_never_hides_a_vip_nor_claims_its_twin() {
     let lab = RouteLab::new("filter");
     let mut fwd = forwarder();
-    let vip = Vip::new(ip("203.0.113.7"), 80, Protocol::Tcp);
+    let vip = VipKey::new(ip("203.0.113.7"), 80, Protocol::Tcp);
     serve(&mut fwd, vip, VipOptions::default(), &V4_BACKENDS);
     let bit = |a: IpAddr| {
         let (words, fam) = addr_words(a);
@@ -477,7 +477,7 @@ fn vip_filter_never_hides_a_vip_nor_claims_its_twin() {
     };
     let twin = (1..1u32 << 24)
         .map(|i| IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i)))
-        .find(|a| bit(*a) == bit(vip.addr))
+        .find(|a| bit(*a) == bit(vip.address))
         .expect("some 10/8 address shares the VIP's filter bit");
     let twin = twin.to_string();
     let to_twin = tcp("192.0.2.10", &twin, 40000, 80, tcp_flags::SYN).build();
@@ -510,7 +510,7 @@ fn vip_filter_never_hides_a_vip_nor_claims_its_twin() {
 fn established_flow_keeps_its_backend_after_a_table_change() {
     let lab = RouteLab::new("lru");
     let mut fwd = forwarder();
-    let vip = Vip::new(ip("203.0.113.7"), 80, Protocol::Tcp);
+    let vip = VipKey::new(ip("203.0.113.7"), 80, Protocol::Tcp);
     serve(&mut fwd, vip, VipOptions::default(), &V4_BACKENDS);
     let syn = tcp("192.0.2.10", "203.0.113.7", 40000, 80, tcp_flags::SYN);
     let first = assert_forwarded(&lab, &mut fwd, &syn, &V4_BACKENDS, 0, Expect::IpIp);
@@ -551,7 +551,7 @@ fn established_flow_keeps_its_backend_after_a_table_change() {
 fn connection_table_is_per_cpu() {
     let lab = RouteLab::new("percpu");
     let mut fwd = forwarder();
-    let vip = Vip::new(ip("203.0.113.7"), 80, Protocol::Tcp);
+    let vip = VipKey::new(ip("203.0.113.7"), 80, Protocol::Tcp);
     serve(&mut fwd, vip, VipOptions::default(), &V4_BACKENDS);
     let syn = tcp("192.0.2.10", "203.0.113.7", 40000, 80, tcp_flags::SYN);
     let first = assert_forwarded(&lab, &mut fwd, &syn, &V4_BACKENDS, 0, Expect::IpIp);
@@ -583,8 +583,8 @@ fn connection_table_is_per_cpu() {
 fn cached_flows_follow_vip_changes_and_removal() {
     let lab = RouteLab::new("vipchg");
     let mut fwd = forwarder();
-    let vip = Vip::new(ip("203.0.113.7"), 80, Protocol::Tcp);
-    let sibling = Vip::new(ip("203.0.113.8"), 80, Protocol::Tcp);
+    let vip = VipKey::new(ip("203.0.113.7"), 80, Protocol::Tcp);
+    let sibling = VipKey::new(ip("203.0.113.8"), 80, Protocol::Tcp);
     serve(&mut fwd, vip, VipOptions::default(), &V4_BACKENDS);
     serve(&mut fwd, sibling, VipOptions::default(), &V4_BACKENDS);
     let syn = tcp("192.0.2.10", "203.0.113.7", 40000, 80, tcp_flags::SYN);
@@ -617,7 +617,7 @@ fn cached_flows_follow_vip_changes_and_removal() {
     assert_eq!(out.verdict, verdict::PASS);
     assert_eq!(out.frame, ack.build());
     // Its index goes to a new VIP: the old flow's entry does not match it.
-    let newcomer = Vip::new(ip("203.0.113.9"), 80, Protocol::Tcp);
+    let newcomer = VipKey::new(ip("203.0.113.9"), 80, Protocol::Tcp);
     serve(&mut fwd, newcomer, VipOptions::default(), &["10.200.0.55"]);
     assert_eq!(run(&mut fwd).verdict, verdict::PASS);
     assert_eq!(fwd.stats().unwrap().vips[&newcomer].packets, 0);
@@ -625,12 +625,12 @@ fn cached_flows_follow_vip_changes_and_removal() {
     // A flow cached under an all-ports VIP moves to an exact-port VIP of
     // its address added later (precedence, counters, encapsulation), and
     // keeps its backend.
-    let all_ports = Vip::new(ip("203.0.113.20"), 0, Protocol::Tcp);
+    let all_ports = VipKey::new(ip("203.0.113.20"), 0, Protocol::Tcp);
     serve(&mut fwd, all_ports, VipOptions::default(), &V4_BACKENDS);
     let ack = tcp("192.0.2.10", "203.0.113.20", 40000, 443, tcp_flags::ACK);
     let b = assert_forwarded(&lab, &mut fwd, &ack, &V4_BACKENDS, 0, Expect::IpIp);
     assert_forwarded(&lab, &mut fwd, &ack, &V4_BACKENDS, 0, Expect::IpIp);
-    let exact = Vip::new(ip("203.0.113.20"), 443, Protocol::Tcp);
+    let exact = VipKey::new(ip("203.0.113.20"), 443, Protocol::Tcp);
     fwd.set_vip(exact, gue).unwrap();
     fwd.set_table(&exact, &[ip("10.200.0.66")], &[0; M])
         .unwrap();
@@ -655,7 +655,7 @@ fn full_set_evicts_the_least_recently_used_flow() {
     })
     .unwrap();
     fwd.set_settings(&settings()).unwrap();
-    let vip = Vip::new(ip("203.0.113.7"), 80, Protocol::Tcp);
+    let vip = VipKey::new(ip("203.0.113.7"), 80, Protocol::Tcp);
     serve(&mut fwd, vip, VipOptions::default(), &V4_BACKENDS);
     let run = |fwd: &mut Forwarder, sport: u16, flags: u8| {
         let f = tcp("192.0.2.10", "203.0.113.7", sport, 80, flags);
@@ -716,7 +716,7 @@ fn full_set_evicts_the_least_recently_used_flow() {
 fn udp_flows_stick_until_they_expire() {
     let lab = RouteLab::new("udp");
     let mut fwd = forwarder();
-    let vip = Vip::new(ip("203.0.113.7"), 53, Protocol::Udp);
+    let vip = VipKey::new(ip("203.0.113.7"), 53, Protocol::Udp);
     serve(&mut fwd, vip, VipOptions::default(), &V4_BACKENDS);
     let q = udp("192.0.2.10", "203.0.113.7", 5353, 53);
     let first = assert_forwarded(&lab, &mut fwd, &q, &V4_BACKENDS, 0, Expect::IpIp);
@@ -752,7 +752,7 @@ fn hash_field_flags() {
     let mut fwd = forwarder();
     let many: Vec<String> = (1..=7).map(|i| format!("10.200.1.{i}")).collect();
     let many: Vec<&str> = many.iter().map(|s| s.as_str()).collect();
-    let no_sport = Vip::new(ip("203.0.113.30"), 80, Protocol::Tcp);
+    let no_sport = VipKey::new(ip("203.0.113.30"), 80, Protocol::Tcp);
     serve(
         &mut fwd,
         no_sport,
@@ -762,7 +762,7 @@ fn hash_field_flags() {
         },
         &many,
     );
-    let dport_only = Vip::new(ip("203.0.113.31"), 80, Protocol::Tcp);
+    let dport_only = VipKey::new(ip("203.0.113.31"), 80, Protocol::Tcp);
     serve(
         &mut fwd,
         dport_only,
@@ -810,13 +810,13 @@ fn icmp_echo_to_a_vip_is_answered() {
     let mut fwd = forwarder();
     serve(
         &mut fwd,
-        Vip::new(ip("203.0.113.7"), 80, Protocol::Tcp),
+        VipKey::new(ip("203.0.113.7"), 80, Protocol::Tcp),
         VipOptions::default(),
         &V4_BACKENDS,
     );
     serve(
         &mut fwd,
-        Vip::new(ip("2001:db8:ffff::7"), 80, Protocol::Tcp),
+        VipKey::new(ip("2001:db8:ffff::7"), 80, Protocol::Tcp),
         VipOptions::default(),
         &V6_BACKENDS,
     );
@@ -873,9 +873,9 @@ fn icmp_echo_to_a_vip_is_answered() {
 fn icmp_too_big_goes_to_the_backend_of_the_quoted_flow() {
     let lab = RouteLab::new("ptb");
     let mut fwd = forwarder();
-    let v4 = Vip::new(ip("203.0.113.7"), 443, Protocol::Tcp);
+    let v4 = VipKey::new(ip("203.0.113.7"), 443, Protocol::Tcp);
     serve(&mut fwd, v4, VipOptions::default(), &V4_BACKENDS);
-    let v6 = Vip::new(ip("2001:db8:ffff::7"), 443, Protocol::Tcp);
+    let v6 = VipKey::new(ip("2001:db8:ffff::7"), 443, Protocol::Tcp);
     serve(
         &mut fwd,
         v6,
@@ -955,13 +955,13 @@ fn fragments_to_a_vip_are_dropped_and_counted() {
     let mut fwd = forwarder();
     serve(
         &mut fwd,
-        Vip::new(ip("203.0.113.7"), 53, Protocol::Udp),
+        VipKey::new(ip("203.0.113.7"), 53, Protocol::Udp),
         VipOptions::default(),
         &V4_BACKENDS,
     );
     serve(
         &mut fwd,
-        Vip::new(ip("2001:db8:ffff::7"), 53, Protocol::Udp),
+        VipKey::new(ip("2001:db8:ffff::7"), 53, Protocol::Udp),
         VipOptions::default(),
         &V6_BACKENDS,
     );
@@ -999,13 +999,13 @@ fn truncated_and_garbage_frames_pass_without_harm() {
     let mut fwd = forwarder();
     serve(
         &mut fwd,
-        Vip::new(ip("203.0.113.7"), 0, Protocol::Tcp),
+        VipKey::new(ip("203.0.113.7"), 0, Protocol::Tcp),
         VipOptions::default(),
         &V4_BACKENDS,
     );
     serve(
         &mut fwd,
-        Vip::new(ip("2001:db8:ffff::7"), 0, Protocol::Udp),
+        VipKey::new(ip("2001:db8:ffff::7"), 0, Protocol::Udp),
         VipOptions::default(),
         &V6_BACKENDS,
     );
@@ -1073,7 +1073,7 @@ fn truncated_and_garbage_frames_pass_without_harm() {
 fn route_outcomes_redirect_no_neighbour_and_unreachable() {
     let lab = RouteLab::new("routes");
     let mut fwd = forwarder();
-    let vip = Vip::new(ip("203.0.113.7"), 80, Protocol::Tcp);
+    let vip = VipKey::new(ip("203.0.113.7"), 80, Protocol::Tcp);
     let syn = tcp("192.0.2.10", "203.0.113.7", 40000, 80, tcp_flags::SYN);
     let run = |fwd: &mut Forwarder| {
         lab.ns
@@ -1128,8 +1128,8 @@ fn route_outcomes_redirect_no_neighbour_and_unreachable() {
 fn programming_errors_are_rejected_without_changing_state() {
     let lab = RouteLab::new("errors");
     let mut fwd = forwarder();
-    let vip = Vip::new(ip("203.0.113.7"), 80, Protocol::Tcp);
-    let unknown = Vip::new(ip("203.0.113.8"), 80, Protocol::Tcp);
+    let vip = VipKey::new(ip("203.0.113.7"), 80, Protocol::Tcp);
+    let unknown = VipKey::new(ip("203.0.113.8"), 80, Protocol::Tcp);
     assert!(fwd
         .set_table(&unknown, &[ip("10.200.0.1")], &[0; M])
         .is_err());
@@ -1157,7 +1157,7 @@ fn programming_errors_are_rejected_without_changing_state() {
     let f = tcp("192.0.2.10", "203.0.113.7", 40000, 80, tcp_flags::SYN);
     assert_forwarded(&lab, &mut fwd, &f, &V4_BACKENDS, 0, Expect::IpIp);
     for i in 0..CAP.vips {
-        let v = Vip::new(ip("198.18.0.1"), i as u16 + 1, Protocol::Udp);
+        let v = VipKey::new(ip("198.18.0.1"), i as u16 + 1, Protocol::Udp);
         let r = fwd.set_vip(v, VipOptions::default());
         assert_eq!(r.is_ok(), i + 1 < CAP.vips, "VIP {i}");
     }
@@ -1172,7 +1172,7 @@ fn path_mtu_and_cached_route_refresh() {
     let lab = RouteLab::new("mtu");
     lab.ns.ip(&["link", "set", "fwd0", "mtu", "120"]);
     let mut fwd = forwarder();
-    let vip = Vip::new(ip("203.0.113.7"), 80, Protocol::Tcp);
+    let vip = VipKey::new(ip("203.0.113.7"), 80, Protocol::Tcp);
     serve(&mut fwd, vip, VipOptions::default(), &["10.200.0.1"]);
     let run = |fwd: &mut Forwarder, f: &FrameBuilder| {
         lab.ns

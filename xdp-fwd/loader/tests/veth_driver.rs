@@ -14,7 +14,7 @@ use common::*;
 use packet_builder::{tcp_flags, FrameBuilder, L4};
 use xdp_fwd::{
     common::stats::stat, AttachMode, Capacity, Encap, Forwarder, ForwarderSettings, LoadOptions,
-    PassProgram, Protocol, Vip, VipOptions,
+    PassProgram, Protocol, VipKey, VipOptions,
 };
 
 const LB_MAC: [u8; 6] = [0x02, 0x10, 0, 0, 0, 1];
@@ -173,9 +173,9 @@ fn driver_mode_on_a_veth_pair_encapsulates_real_packets() {
     };
     let v4_backends = [ip("10.200.0.1"), ip("10.200.0.2"), ip("10.200.0.3")];
     let v6_backends = [ip("fd00:200::1"), ip("fd00:200::2")];
-    let udp_vip = Vip::new(ip("203.0.113.7"), 53, Protocol::Udp);
-    let tcp_vip = Vip::new(ip("203.0.113.7"), 443, Protocol::Tcp);
-    let v6_vip = Vip::new(ip("2001:db8:ffff::7"), 80, Protocol::Tcp);
+    let udp_vip = VipKey::new(ip("203.0.113.7"), 53, Protocol::Udp);
+    let tcp_vip = VipKey::new(ip("203.0.113.7"), 443, Protocol::Tcp);
+    let v6_vip = VipKey::new(ip("2001:db8:ffff::7"), 80, Protocol::Tcp);
 
     let mut fwd = lb.run(|| {
         let mut fwd = Forwarder::load_with(LoadOptions {

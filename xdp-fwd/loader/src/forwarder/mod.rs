@@ -23,15 +23,15 @@ use aya::{
 };
 use xdp_fwd_common::{
     addr_words, capacity, conn::MAX_CONN_SETS, conn_sets, map_name, port_raw, stats::stat, AddrKey,
-    FlowKey, Settings, Traffic, VipEpoch, VipKey, VipMeta, CONN_WAYS,
+    FlowKey, Settings, Traffic, VipEpoch, VipMapKey, VipMeta, CONN_WAYS,
 };
 
 use crate::{
-    model::{ForwarderSettings, Vip, VipOptions},
+    config::{vip_map_key, ForwarderSettings, VipOptions},
     registry::BackendRegistry,
     stats::Stats,
     test_run::{self, TestRunOutput},
-    Error, Result, PASS_PROGRAM_NAME, PROGRAM_NAME, PROGRAM_OBJECT,
+    Error, Result, VipKey, PASS_PROGRAM_NAME, PROGRAM_NAME, PROGRAM_OBJECT,
 };
 
 /// Map capacities (node-local, fixed at load time).
@@ -86,7 +86,7 @@ struct VipState {
 pub struct Forwarder {
     ebpf: Ebpf,
     options: LoadOptions,
-    vips: HashMap<Vip, VipState>,
+    vips: HashMap<VipKey, VipState>,
     free_vip_indices: BTreeSet<u32>,
     backends: BackendRegistry,
     attachments: HashMap<String, Attachment>,
@@ -214,7 +214,7 @@ impl Forwarder {
     /// Adds a VIP, or updates the options of an existing one (its table is
     /// kept). A new VIP has no table: its packets drop until
     /// [`Forwarder::set_table`].
-    pub fn set_vip(&mut self, vip: Vip, options: VipOptions) -> Result<()> {
+    pub fn set_vip(&mut self, vip: VipKey, options: VipOptions) -> Result<()> {
         let flags = options.flags();
         let encap = options.encap.code();
         let meta = if let Some(state) = self.vips.get(&vip) {
@@ -240,7 +240,7 @@ impl Forwarder {
             }
         };
         // The program must find the VIP once it is written.
-        self.filter_add(vip.addr)?;
+        self.filter_add(vip.address)?;
         self.write_vip(&vip, meta)?;
         // Cached flows of the index stop skipping the VIP lookup: they see
         // the new options (or, for a reused index, do not see another VIP's).
@@ -262,28 +262,28 @@ impl Forwarder {
         let siblings: Vec<(u32, u8)> = self
             .vips
             .iter()
-            .filter(|(v, _)| v.addr == vip.addr && v.proto == vip.proto && **v != vip)
+            .filter(|(v, _)| v.address == vip.address && v.protocol == vip.protocol && **v != vip)
             .map(|(_, s)| (s.meta.index, s.meta.encap))
             .collect();
         for (index, encap) in siblings {
             self.new_vip_epoch(index, encap)?;
         }
-        self.sync_addr_refs(vip.addr)
+        self.sync_addr_refs(vip.address)
     }
 
     /// Removes a VIP and releases its backends; absent VIPs are fine.
-    pub fn remove_vip(&mut self, vip: &Vip) -> Result<()> {
+    pub fn remove_vip(&mut self, vip: &VipKey) -> Result<()> {
         let Some(state) = self.vips.remove(vip) else {
             return Ok(());
         };
-        let mut vips: BpfHashMap<_, VipKey, VipMeta> =
+        let mut vips: BpfHashMap<_, VipMapKey, VipMeta> =
             BpfHashMap::try_from(self.map_mut(map_name::VIPS)?)?;
-        match vips.remove(&vip.key()) {
+        match vips.remove(&vip_map_key(vip)) {
             Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
             Err(e) => return Err(e.into()),
         }
         self.clear_vip_epoch(state.meta.index)?;
-        self.sync_addr_refs(vip.addr)?;
+        self.sync_addr_refs(vip.address)?;
         self.filter_sync()?;
         self.release_backends(&state.backends)?;
         self.free_vip_indices.insert(state.meta.index);
@@ -291,7 +291,7 @@ impl Forwarder {
     }
 
     /// The VIPs configured, with their options.
-    pub fn vips(&self) -> Vec<(Vip, VipOptions)> {
+    pub fn vips(&self) -> Vec<(VipKey, VipOptions)> {
         let mut v: Vec<_> = self
             .vips
             .iter()
@@ -380,10 +380,10 @@ impl Forwarder {
         self.ebpf.map_mut(name).ok_or(Error::Missing(name))
     }
 
-    fn write_vip(&mut self, vip: &Vip, meta: VipMeta) -> Result<()> {
-        let mut vips: BpfHashMap<_, VipKey, VipMeta> =
+    fn write_vip(&mut self, vip: &VipKey, meta: VipMeta) -> Result<()> {
+        let mut vips: BpfHashMap<_, VipMapKey, VipMeta> =
             BpfHashMap::try_from(self.map_mut(map_name::VIPS)?)?;
-        vips.insert(vip.key(), meta, 0)?;
+        vips.insert(vip_map_key(vip), meta, 0)?;
         Ok(())
     }
 
@@ -410,7 +410,7 @@ impl Forwarder {
     /// Writes the number of VIPs on `addr` into VIP_ADDRS (removing the
     /// entry at zero).
     fn sync_addr_refs(&mut self, addr: IpAddr) -> Result<()> {
-        let count = self.vips.keys().filter(|v| v.addr == addr).count() as u32;
+        let count = self.vips.keys().filter(|v| v.address == addr).count() as u32;
         let (words, family) = addr_words(addr);
         let key = AddrKey {
             addr: words,

@@ -10,10 +10,10 @@ use std::{
 };
 
 use aya::maps::{Array, HashMap as BpfHashMap, MapInfo};
-use xdp_fwd_common::{map_name, words_addr, Backend, VipEpoch, VipKey, VipMeta};
+use xdp_fwd_common::{map_name, words_addr, BackendEntry, VipEpoch, VipMapKey, VipMeta};
 
 use super::{Forwarder, VipState};
-use crate::{Error, Result, Vip, PROGRAM_OBJECT};
+use crate::{config::vip_from_map_key, Error, Result, PROGRAM_OBJECT};
 
 /// Maps pinned for hot restart: all state and counters survive; only the
 /// next-hop cache (refilled within 100 ms) starts empty.
@@ -128,8 +128,8 @@ impl Forwarder {
                 self.conn_sets
             )));
         }
-        let backends: Vec<Backend> = {
-            let map: Array<_, Backend> = Array::try_from(self.map(map_name::BACKENDS)?)?;
+        let backends: Vec<BackendEntry> = {
+            let map: Array<_, BackendEntry> = Array::try_from(self.map(map_name::BACKENDS)?)?;
             map.iter().collect::<std::result::Result<_, _>>()?
         };
         for (id, b) in backends.iter().enumerate() {
@@ -140,14 +140,14 @@ impl Forwarder {
                     .restore(words_addr(b.addr, b.family), id as u32, b.generation);
             }
         }
-        let entries: Vec<(VipKey, VipMeta)> = {
-            let map: BpfHashMap<_, VipKey, VipMeta> =
+        let entries: Vec<(VipMapKey, VipMeta)> = {
+            let map: BpfHashMap<_, VipMapKey, VipMeta> =
                 BpfHashMap::try_from(self.map(map_name::VIPS)?)?;
             map.iter().collect::<std::result::Result<_, _>>()?
         };
         let by_id: HashMap<u32, IpAddr> = self.backends.iter().map(|(a, i)| (i, a)).collect();
         for (key, meta) in entries {
-            let Some(vip) = Vip::from_key(&key) else {
+            let Some(vip) = vip_from_map_key(&key) else {
                 continue;
             };
             let stride = settings.ring_stride;

@@ -7,10 +7,12 @@ use std::{
 };
 
 use aya::maps::Array;
-use xdp_fwd_common::{addr_words, flow_hash, maglev_slot, map_name, Backend, VipMeta, NO_BACKEND};
+use xdp_fwd_common::{
+    addr_words, flow_hash, maglev_slot, map_name, BackendEntry, VipMeta, NO_BACKEND,
+};
 
 use super::{flow_key, Forwarder};
-use crate::{Error, Result, Vip};
+use crate::{protocol_number, Error, Result, VipKey};
 
 /// A RING half that stopped being live is rewritten only after this long, so
 /// a packet that read the old half index just before the flip has finished
@@ -26,7 +28,7 @@ impl Forwarder {
     /// written into the VIP's inactive RING half (only slots that differ
     /// from what that half holds), then one map update makes it live.
     /// Returns the number of slots written.
-    pub fn set_table(&mut self, vip: &Vip, backends: &[IpAddr], slots: &[u32]) -> Result<usize> {
+    pub fn set_table(&mut self, vip: &VipKey, backends: &[IpAddr], slots: &[u32]) -> Result<usize> {
         let max = self.options.capacity.table_size as usize;
         if slots.len() > max {
             return Err(Error::Invalid(format!(
@@ -121,10 +123,16 @@ impl Forwarder {
     /// The backend `vip`'s live table gives a flow, as the program computes
     /// it for a new flow (`lbctl lookup`). Established flows may differ:
     /// they keep their connection-table entry.
-    pub fn backend_for(&self, vip: &Vip, src: IpAddr, sport: u16) -> Result<Option<IpAddr>> {
+    pub fn backend_for(&self, vip: &VipKey, src: IpAddr, sport: u16) -> Result<Option<IpAddr>> {
         let state = self.vips.get(vip).ok_or(Error::UnknownVip(*vip))?;
         let settings = self.settings()?;
-        let key = flow_key(src, vip.addr, sport, vip.port, vip.proto.number());
+        let key = flow_key(
+            src,
+            vip.address,
+            sport,
+            vip.port,
+            protocol_number(vip.protocol),
+        );
         let hash = flow_hash(&key, settings.hash_seed, state.meta.flags);
         let active = state.meta.active_half as usize & 1;
         let Some(table) = &state.halves[active] else {
@@ -149,13 +157,13 @@ impl Forwarder {
             };
             if acquired.fresh {
                 let (words, family) = addr_words(*addr);
-                let entry = Backend {
+                let entry = BackendEntry {
                     addr: words,
                     generation: acquired.generation,
                     family,
                     _pad: [0; 3],
                 };
-                let mut map: Array<_, Backend> =
+                let mut map: Array<_, BackendEntry> =
                     Array::try_from(self.map_mut(map_name::BACKENDS)?)?;
                 map.set(acquired.id, entry, 0)?;
                 self.zero_traffic(map_name::BACKEND_STATS, acquired.id)?;
@@ -176,11 +184,11 @@ impl Forwarder {
 
     /// Marks a backend id unused (keeping its generation).
     pub(super) fn clear_backend(&mut self, id: u32) -> Result<()> {
-        let mut map: Array<_, Backend> = Array::try_from(self.map_mut(map_name::BACKENDS)?)?;
+        let mut map: Array<_, BackendEntry> = Array::try_from(self.map_mut(map_name::BACKENDS)?)?;
         let old = map.get(&id, 0)?;
         map.set(
             id,
-            Backend {
+            BackendEntry {
                 addr: [0; 4],
                 family: 0,
                 ..old

@@ -44,7 +44,7 @@ impl Forwarder {
     /// Rewrites the words that differ from what the configured VIPs need
     /// (call after removing a VIP, and after adopting pinned maps).
     pub(super) fn filter_sync(&mut self) -> Result<()> {
-        let wanted = words_for(self.vips.keys().map(|v| v.addr));
+        let wanted = words_for(self.vips.keys().map(|v| v.address));
         self.write_filter(wanted)
     }
 

@@ -4,89 +4,49 @@ use std::{
     time::Duration,
 };
 
-use xdp_fwd_common::{addr_words, encap, port_raw, vip_flags, Settings, VipKey};
+use vip_key::{Protocol, VipKey};
+use xdp_fwd_common::{addr_words, encap, port_raw, proto, vip_flags, Settings, VipMapKey};
 
 use crate::{Error, Result};
 
-/// L4 protocol of a VIP.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Protocol {
-    /// TCP (IP protocol 6).
-    Tcp,
-    /// UDP (IP protocol 17).
-    Udp,
-}
-
-impl Protocol {
-    /// The IP protocol number.
-    pub fn number(self) -> u8 {
-        match self {
-            Protocol::Tcp => 6,
-            Protocol::Udp => 17,
-        }
-    }
-
-    /// The protocol of an IP protocol number, if it is one a VIP can have.
-    pub fn from_number(n: u8) -> Option<Self> {
-        match n {
-            6 => Some(Protocol::Tcp),
-            17 => Some(Protocol::Udp),
-            _ => None,
-        }
+/// The IP protocol number of a VIP's protocol (the map key's and the flow
+/// key's `proto`).
+pub fn protocol_number(protocol: Protocol) -> u8 {
+    match protocol {
+        Protocol::Tcp => proto::TCP,
+        Protocol::Udp => proto::UDP,
     }
 }
 
-/// A virtual service: address, port (0 = all ports) and protocol.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Vip {
-    /// The VIP address (IPv4 or IPv6).
-    pub addr: IpAddr,
-    /// Destination port; 0 matches every port.
-    pub port: u16,
-    /// Protocol.
-    pub proto: Protocol,
-}
-
-impl Vip {
-    /// A VIP.
-    pub fn new(addr: IpAddr, port: u16, proto: Protocol) -> Self {
-        Self { addr, port, proto }
-    }
-
-    /// The VIPS map key.
-    pub fn key(&self) -> VipKey {
-        let (addr, family) = addr_words(self.addr);
-        VipKey {
-            addr,
-            port: port_raw(self.port),
-            proto: self.proto.number(),
-            family,
-        }
-    }
-
-    /// The VIP a VIPS key describes, if the key is well formed.
-    pub(crate) fn from_key(key: &VipKey) -> Option<Self> {
-        let proto = Protocol::from_number(key.proto)?;
-        let addr = xdp_fwd_common::words_addr(key.addr, key.family);
-        Some(Self {
-            addr,
-            port: port_raw(key.port),
-            proto,
-        })
+/// The protocol of an IP protocol number, if it is one a VIP can have.
+fn protocol_from_number(n: u8) -> Option<Protocol> {
+    match n {
+        proto::TCP => Some(Protocol::Tcp),
+        proto::UDP => Some(Protocol::Udp),
+        _ => None,
     }
 }
 
-impl std::fmt::Display for Vip {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let proto = match self.proto {
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-        };
-        match self.addr {
-            IpAddr::V4(a) => write!(f, "{a}:{}/{proto}", self.port),
-            IpAddr::V6(a) => write!(f, "[{a}]:{}/{proto}", self.port),
-        }
+/// The VIPS map key of a VIP.
+pub(crate) fn vip_map_key(vip: &VipKey) -> VipMapKey {
+    let (addr, family) = addr_words(vip.address);
+    VipMapKey {
+        addr,
+        port: port_raw(vip.port),
+        proto: protocol_number(vip.protocol),
+        family,
     }
+}
+
+/// The VIP a VIPS map key describes, if the key is well formed.
+pub(crate) fn vip_from_map_key(key: &VipMapKey) -> Option<VipKey> {
+    let protocol = protocol_from_number(key.proto)?;
+    let address = xdp_fwd_common::words_addr(key.addr, key.family);
+    Some(VipKey {
+        address,
+        port: port_raw(key.port),
+        protocol,
+    })
 }
 
 /// Encapsulation towards backends.
@@ -251,10 +211,10 @@ mod tests {
     #[test]
     fn vip_key_round_trips() {
         for v in [
-            Vip::new("203.0.113.7".parse().unwrap(), 80, Protocol::Tcp),
-            Vip::new("2001:db8::7".parse().unwrap(), 0, Protocol::Udp),
+            VipKey::new("203.0.113.7".parse().unwrap(), 80, Protocol::Tcp),
+            VipKey::new("2001:db8::7".parse().unwrap(), 0, Protocol::Udp),
         ] {
-            assert_eq!(Vip::from_key(&v.key()), Some(v));
+            assert_eq!(vip_from_map_key(&vip_map_key(&v)), Some(v));
         }
     }
 
