@@ -1,7 +1,7 @@
 //! Layout and indexing of the connection cache (the CONN_CACHE map).
 //!
-//! The connection table is a per-CPU, set-associative cache, like a CPU's
-//! hardware caches: a `BPF_MAP_TYPE_ARRAY` of [`ConnSet`]s, each holding
+//! The connection table is a set-associative cache, like a CPU's hardware
+//! caches: a `BPF_MAP_TYPE_ARRAY` of [`ConnSet`]s, each holding
 //! [`CONN_WAYS`] entries, one slice of `set_mask + 1` sets per possible
 //! CPU. On CPU `c` a flow lives in the set
 //! `c * (set_mask + 1) + (conn_index(flow, seed) & set_mask)`; a hit is a

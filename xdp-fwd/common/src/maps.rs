@@ -15,7 +15,8 @@ pub mod map_name {
     pub const RING: &str = "RING";
     /// Backend id -> [`crate::BackendEntry`].
     pub const BACKENDS: &str = "BACKENDS";
-    /// Per-CPU set-associative connection cache: set index -> [`crate::ConnSet`].
+    /// Set-associative connection cache, one slice of sets per CPU: set
+    /// index -> [`crate::ConnSet`] (a plain array, see [`crate::conn`]).
     pub const CONN_CACHE: &str = "CONN_CACHE";
     /// Per-CPU global counters indexed by [`crate::stats::stat`].
     pub const STATS: &str = "STATS";

@@ -1,6 +1,6 @@
-//! Step 3a: the per-CPU, set-associative connection cache (layout and
-//! policy in `xdp_fwd_common::conn`). Lookup and insert are plain loads and
-//! stores into this CPU's slice of CONN_CACHE: no map helper.
+//! Steps 2-3: the set-associative connection cache, one slice of sets per
+//! CPU (layout and policy in `xdp_fwd_common::conn`). Lookup and insert are
+//! plain loads and stores into this CPU's slice of CONN_CACHE: no map helper.
 use aya_ebpf::helpers::generated::bpf_get_smp_processor_id;
 use xdp_fwd_common::{conn_index, ConnEntry, ConnSet, FlowKey, Settings, CONN_WAYS};
 

@@ -1,4 +1,5 @@
-//! Step 8: ICMP addressed to a VIP.
+//! ICMP addressed to a VIP (a side path, not one of the numbered steps in
+//! `main.rs`).
 //!
 //! - Echo request to a VIP address: answered in place (XDP_TX).
 //! - ICMP fragmentation-needed / ICMPv6 packet-too-big about a VIP flow: the

@@ -558,7 +558,7 @@ fn connection_table_is_per_cpu() {
     let other = ip("10.200.0.99");
     fwd.set_table(&vip, &[first, other], &[1; M]).unwrap();
     let ack = tcp("192.0.2.10", "203.0.113.7", 40000, 80, tcp_flags::ACK).build();
-    // CPU 1 has no entry for the flow (it sees the zeroed per-CPU value of
+    // CPU 1 has no entry for the flow (its own slice of sets does not hold
     // the entry CPU 0 inserted): the current table decides.
     let out = lab
         .ns
