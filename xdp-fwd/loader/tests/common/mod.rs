@@ -3,6 +3,8 @@
 //! the program from packet-builder headers.
 #![allow(dead_code)]
 
+pub mod fixture;
+
 use std::{
     net::IpAddr,
     process::Command,
