@@ -34,6 +34,7 @@ use std::{net::IpAddr, time::Duration};
 
 use common::*;
 use packet_builder::{tcp_flags, FrameBuilder, L4};
+use testbed::stats;
 use xdp_fwd::{
     verdict, Capacity, Forwarder, ForwarderSettings, LoadOptions, Protocol, VipKey, VipOptions,
 };
@@ -129,18 +130,17 @@ fn live_frames_ns(prog: std::os::fd::BorrowedFd, frame: &[u8], ifindex: u32, rep
     u32::from_ne_bytes(attr[36..40].try_into().unwrap()) // duration
 }
 
-fn median(v: &mut [u64]) -> u64 {
-    v.sort_unstable();
-    v[v.len() / 2]
+/// Median of the samples in ns (the upper one of an even count).
+fn median(v: &[u64]) -> u64 {
+    stats::upper_median(v).expect("samples")
 }
 
 /// Mean of the middle half of the samples: as robust to outliers as the
 /// median, but finer than the kernel's duration steps (often 10 ns here), so
 /// small differences between builds show.
-fn interquartile_mean(v: &mut [u64]) -> f64 {
-    v.sort_unstable();
-    let mid = &v[v.len() / 4..v.len() - v.len() / 4];
-    mid.iter().sum::<u64>() as f64 / mid.len().max(1) as f64
+fn interquartile_mean(v: &[u64]) -> f64 {
+    let ns: Vec<f64> = v.iter().map(|&x| x as f64).collect();
+    stats::interquartile_mean(&ns)
 }
 
 fn main() {
@@ -321,8 +321,8 @@ fn main() {
                 s.push(fwd.test_run_on(frame, fwd0, 1).unwrap().duration.as_nanos() as u64);
             }
         }
-        let floor_med = median(&mut floor);
-        let floor_iqm = interquartile_mean(&mut floor);
+        let floor_med = median(&floor);
+        let floor_iqm = interquartile_mean(&floor);
         let floor_loop = fwd.test_run_pass(floor_frame, loop_repeat).unwrap().duration.as_nanos() as u64;
 
         let (xlated, jited) = fwd.program_size().unwrap();
@@ -459,7 +459,7 @@ fn warm_figures(
             );
         }
     }
-    let floor_live = median(&mut floor_live);
+    let floor_live = median(&floor_live);
     println!();
     println!("Warm figures, live-frame mode (repeat={repeat}, batches of 64, median of {rounds} runs; every frame checked to have reached the backend):");
     println!();

@@ -30,7 +30,8 @@ struct BpfFs {
 impl BpfFs {
     fn mount() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        sh(&["mount", "-t", "bpf", "bpf", dir.path().to_str().unwrap()]);
+        testbed::command::run("mount", ["-t", "bpf", "bpf", dir.path().to_str().unwrap()])
+            .expect("mount a BPF filesystem");
         Self { dir }
     }
 

@@ -106,60 +106,67 @@ impl Drop for PacketSocket {
     }
 }
 
-#[test]
-fn driver_mode_on_a_veth_pair_encapsulates_real_packets() {
-    let lb = NetNs::new("vlb");
-    let cl = NetNs::new("vcl");
-    lb.ip(&[
+/// The load balancer's namespace and the client's, joined by the veth pair
+/// lb0 - cl0, with routes to the backends through the client.
+fn lb_and_client() -> testbed::Result<(Namespace, Namespace)> {
+    let lb = Namespace::unique("vlb")?;
+    let cl = Namespace::unique("vcl")?;
+    lb.ip([
         "link",
         "add",
         "lb0",
         "address",
-        &mac_str(LB_MAC),
+        mac_str(LB_MAC).as_str(),
         "type",
         "veth",
         "peer",
         "name",
         "cl0",
         "netns",
-        &cl.name,
-    ]);
-    cl.ip(&["link", "set", "cl0", "address", &mac_str(CL_MAC)]);
-    lb.ip(&["addr", "add", "10.0.0.1/24", "dev", "lb0"]);
-    lb.ip(&["addr", "add", "fd10::1/64", "dev", "lb0", "nodad"]);
-    cl.ip(&["addr", "add", "10.0.0.2/24", "dev", "cl0"]);
-    cl.ip(&["addr", "add", "fd10::2/64", "dev", "cl0", "nodad"]);
-    lb.ip(&["link", "set", "lb0", "up"]);
-    cl.ip(&["link", "set", "cl0", "up"]);
-    lb.ip(&[
+        cl.name(),
+    ])?;
+    cl.ip(["link", "set", "cl0", "address", mac_str(CL_MAC).as_str()])?;
+    lb.ip(["addr", "add", "10.0.0.1/24", "dev", "lb0"])?;
+    lb.ip(["addr", "add", "fd10::1/64", "dev", "lb0", "nodad"])?;
+    cl.ip(["addr", "add", "10.0.0.2/24", "dev", "cl0"])?;
+    cl.ip(["addr", "add", "fd10::2/64", "dev", "cl0", "nodad"])?;
+    lb.ip(["link", "set", "lb0", "up"])?;
+    cl.ip(["link", "set", "cl0", "up"])?;
+    lb.ip([
         "neigh",
         "add",
         "10.0.0.2",
         "lladdr",
-        &mac_str(CL_MAC),
+        mac_str(CL_MAC).as_str(),
         "dev",
         "lb0",
         "nud",
         "permanent",
-    ]);
-    lb.ip(&[
+    ])?;
+    lb.ip([
         "-6",
         "neigh",
         "add",
         "fd10::2",
         "lladdr",
-        &mac_str(CL_MAC),
+        mac_str(CL_MAC).as_str(),
         "dev",
         "lb0",
         "nud",
         "permanent",
-    ]);
-    lb.ip(&["route", "add", "10.200.0.0/16", "via", "10.0.0.2"]);
-    lb.ip(&["-6", "route", "add", "fd00:200::/64", "via", "fd10::2"]);
-    lb.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-    lb.exec(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+    ])?;
+    lb.ip(["route", "add", "10.200.0.0/16", "via", "10.0.0.2"])?;
+    lb.ip(["-6", "route", "add", "fd00:200::/64", "via", "fd10::2"])?;
+    lb.sysctl("net.ipv4.ip_forward", "1")?;
+    lb.sysctl("net.ipv6.conf.all.forwarding", "1")?;
     // Frames the kernel would build must carry real checksums on the wire.
-    cl.exec(&["ethtool", "-K", "cl0", "tx", "off"]);
+    cl.exec("ethtool", ["-K", "cl0", "tx", "off"])?;
+    Ok((lb, cl))
+}
+
+#[test]
+fn driver_mode_on_a_veth_pair_encapsulates_real_packets() {
+    let (lb, cl) = lb_and_client().expect("veth pair set-up");
 
     let settings = ForwarderSettings {
         hash_seed: 77,

@@ -8,7 +8,8 @@ use packet_builder::{FrameBuilder, L4};
 use xdp_fwd::{verdict, Capacity, Forwarder, ForwarderSettings, LoadOptions, VipKey, VipOptions};
 
 use super::{
-    expected_encap, hash_of, round_robin_table, rr_backend, Expect, RouteLab, FWD0_MAC, GW0_MAC,
+    expected_encap, hash_of, round_robin_table, rr_backend, Expect, InNamespace, RouteLab,
+    FWD0_MAC, GW0_MAC,
 };
 
 /// Small map capacities: the fixtures need few VIPs, backends and flows.

@@ -5,19 +5,13 @@
 
 pub mod fixture;
 
-use std::{
-    net::IpAddr,
-    process::Command,
-    sync::atomic::{AtomicU32, Ordering},
-};
+use std::net::IpAddr;
 
 use packet_builder::{
     headers::{self, Ipv4Header, Ipv6Header},
     FrameBuilder,
 };
 use xdp_fwd::{common::flow_hash, flow_key, ForwarderSettings};
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Commands of the bpf(2) system call that fixtures issue themselves, for
 /// what aya has no call for (foreign map pins, bare programs, live-frame
@@ -49,75 +43,42 @@ pub unsafe fn bpf_syscall(cmd: i64, attr: &mut [u8; 128], what: &str) -> i64 {
     rc
 }
 
-/// Runs a command, panicking with its output if it fails.
-pub fn sh(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .expect("spawn");
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+pub use testbed::Namespace;
 
-/// A network namespace named uniquely for this process and test; deleted on drop.
-pub struct NetNs {
-    pub name: String,
-}
-
-impl NetNs {
-    pub fn new(tag: &str) -> Self {
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let name = format!("xdpt-{tag}-{}-{n}", std::process::id());
-        sh(&["ip", "netns", "add", &name]);
-        Self { name }
-    }
-
-    /// `ip -n NAME args...`
-    pub fn ip(&self, args: &[&str]) {
-        let mut all = vec!["ip", "-n", self.name.as_str()];
-        all.extend_from_slice(args);
-        sh(&all);
-    }
-
-    /// Runs a command inside the namespace.
-    pub fn exec(&self, args: &[&str]) {
-        let mut all = vec!["ip", "netns", "exec", self.name.as_str()];
-        all.extend_from_slice(args);
-        sh(&all);
-    }
-
+/// What the fixtures do in a [`Namespace`] beyond the test bed: run code
+/// on a thread inside it, pinned to a CPU.
+pub trait InNamespace {
     /// Runs `f` on a thread that has entered the namespace, pinned to CPU 0:
-    /// the connection table is per CPU, so a flow's packets must all be
-    /// processed on one CPU (as RSS does for real traffic).
-    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+    /// each CPU has its own slice of the connection cache, so a flow's
+    /// packets must all be processed on one CPU (as RSS does for real
+    /// traffic).
+    fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
         self.run_on_cpu(0, f)
     }
 
-    /// As [`NetNs::run`], pinned to `cpu`.
-    pub fn run_on_cpu<T: Send>(&self, cpu: usize, f: impl FnOnce() -> T + Send) -> T {
-        let path = format!("/run/netns/{}", self.name);
+    /// As [`InNamespace::run`], pinned to `cpu`.
+    fn run_on_cpu<T: Send>(&self, cpu: usize, f: impl FnOnce() -> T + Send) -> T;
+
+    /// ifindex of `dev` in the namespace.
+    fn ifindex(&self, dev: &str) -> u32 {
+        let dev = std::ffi::CString::new(dev).unwrap();
+        // SAFETY: a valid NUL-terminated name.
+        self.run(|| unsafe { libc::if_nametoindex(dev.as_ptr()) })
+    }
+}
+
+impl InNamespace for Namespace {
+    fn run_on_cpu<T: Send>(&self, cpu: usize, f: impl FnOnce() -> T + Send) -> T {
         std::thread::scope(|s| {
             s.spawn(|| {
-                let file = std::fs::File::open(&path).expect("open netns");
-                use std::os::fd::AsRawFd;
-                // SAFETY: a valid namespace fd; only this thread moves.
-                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+                self.enter_current_thread()
+                    .unwrap_or_else(|e| panic!("setns {}: {e}", self.name()));
                 pin_to_cpu(cpu);
                 f()
             })
             .join()
             .expect("namespace thread panicked")
         })
-    }
-
-    /// ifindex of `dev` in the namespace.
-    pub fn ifindex(&self, dev: &str) -> u32 {
-        let dev = std::ffi::CString::new(dev).unwrap();
-        self.run(|| unsafe { libc::if_nametoindex(dev.as_ptr()) })
     }
 }
 
@@ -137,14 +98,6 @@ pub fn pin_to_cpu(cpu: usize) {
     }
 }
 
-impl Drop for NetNs {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-    }
-}
-
 pub const FWD0_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xaa];
 pub const GW0_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0xbb];
 pub const FWD1_MAC: [u8; 6] = [0x02, 0, 0, 0, 1, 0xaa];
@@ -156,83 +109,82 @@ pub const GW1_MAC: [u8; 6] = [0x02, 0, 0, 0, 1, 0xbb];
 ///   no neighbour entry (XDP_PASS), 10.203.0.0/16 blackholed (drop);
 /// - `fwd1`: 10.201.0.0/16 via its gateway (XDP_REDIRECT).
 pub struct RouteLab {
-    pub ns: NetNs,
+    pub ns: Namespace,
     pub fwd0: u32,
 }
 
 impl RouteLab {
+    /// Sets the namespace up; panics if it cannot (no fixture can run then).
     pub fn new(tag: &str) -> Self {
-        let ns = NetNs::new(tag);
-        let mac = |m: [u8; 6]| {
-            m.iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<Vec<_>>()
-                .join(":")
-        };
+        Self::build(tag).expect("route lab set-up")
+    }
+
+    fn build(tag: &str) -> testbed::Result<Self> {
+        let ns = Namespace::unique(tag)?;
         // veth pairs (the kernel here has no dummy driver); the peers only
         // exist to bring the links up.
         for (dev, peer, m) in [("fwd0", "fwd0p", FWD0_MAC), ("fwd1", "fwd1p", FWD1_MAC)] {
-            ns.ip(&[
+            ns.ip([
                 "link",
                 "add",
                 dev,
                 "address",
-                &mac(m),
+                mac_str(m).as_str(),
                 "type",
                 "veth",
                 "peer",
                 "name",
                 peer,
-            ]);
-            ns.ip(&["link", "set", dev, "up"]);
-            ns.ip(&["link", "set", peer, "up"]);
+            ])?;
+            ns.ip(["link", "set", dev, "up"])?;
+            ns.ip(["link", "set", peer, "up"])?;
         }
-        ns.ip(&["addr", "add", "10.99.0.1/24", "dev", "fwd0"]);
-        ns.ip(&["addr", "add", "fd99::1/64", "dev", "fwd0", "nodad"]);
-        ns.ip(&["addr", "add", "10.98.0.1/24", "dev", "fwd1"]);
-        ns.ip(&[
+        ns.ip(["addr", "add", "10.99.0.1/24", "dev", "fwd0"])?;
+        ns.ip(["addr", "add", "fd99::1/64", "dev", "fwd0", "nodad"])?;
+        ns.ip(["addr", "add", "10.98.0.1/24", "dev", "fwd1"])?;
+        ns.ip([
             "neigh",
             "add",
             "10.99.0.2",
             "lladdr",
-            &mac(GW0_MAC),
+            mac_str(GW0_MAC).as_str(),
             "dev",
             "fwd0",
             "nud",
             "permanent",
-        ]);
-        ns.ip(&[
+        ])?;
+        ns.ip([
             "-6",
             "neigh",
             "add",
             "fd99::2",
             "lladdr",
-            &mac(GW0_MAC),
+            mac_str(GW0_MAC).as_str(),
             "dev",
             "fwd0",
             "nud",
             "permanent",
-        ]);
-        ns.ip(&[
+        ])?;
+        ns.ip([
             "neigh",
             "add",
             "10.98.0.2",
             "lladdr",
-            &mac(GW1_MAC),
+            mac_str(GW1_MAC).as_str(),
             "dev",
             "fwd1",
             "nud",
             "permanent",
-        ]);
-        ns.ip(&["route", "add", "10.200.0.0/16", "via", "10.99.0.2"]);
-        ns.ip(&["-6", "route", "add", "fd00:200::/64", "via", "fd99::2"]);
-        ns.ip(&["route", "add", "10.201.0.0/16", "via", "10.98.0.2"]);
-        ns.ip(&["route", "add", "10.202.0.0/16", "via", "10.99.0.3"]);
-        ns.ip(&["route", "add", "blackhole", "10.203.0.0/16"]);
-        ns.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-        ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+        ])?;
+        ns.ip(["route", "add", "10.200.0.0/16", "via", "10.99.0.2"])?;
+        ns.ip(["-6", "route", "add", "fd00:200::/64", "via", "fd99::2"])?;
+        ns.ip(["route", "add", "10.201.0.0/16", "via", "10.98.0.2"])?;
+        ns.ip(["route", "add", "10.202.0.0/16", "via", "10.99.0.3"])?;
+        ns.ip(["route", "add", "blackhole", "10.203.0.0/16"])?;
+        ns.sysctl("net.ipv4.ip_forward", "1")?;
+        ns.sysctl("net.ipv6.conf.all.forwarding", "1")?;
         let fwd0 = ns.ifindex("fwd0");
-        Self { ns, fwd0 }
+        Ok(Self { ns, fwd0 })
     }
 }
 
@@ -387,17 +339,17 @@ pub fn rr_backend(hash: u32, size: usize, n: usize) -> usize {
 }
 
 /// Output of a command run in a namespace.
-pub fn ns_output(ns: &NetNs, args: &[&str]) -> String {
-    let out = Command::new("ip")
-        .args(["netns", "exec", &ns.name])
-        .args(args)
+pub fn ns_output(ns: &Namespace, args: &[&str]) -> String {
+    let out = ns
+        .command(args[0])
+        .args(&args[1..])
         .output()
         .expect("spawn");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The id of the XDP program attached to `dev`, if any (from `ip -j link`).
-pub fn xdp_prog_id(ns: &NetNs, dev: &str) -> Option<u64> {
+pub fn xdp_prog_id(ns: &Namespace, dev: &str) -> Option<u64> {
     let json = ns_output(ns, &["ip", "-j", "-d", "link", "show", "dev", dev]);
     let v: serde_json::Value = serde_json::from_str(&json).ok()?;
     let xdp = v.get(0)?.get("xdp")?;
@@ -414,6 +366,7 @@ pub fn xdp_prog_id(ns: &NetNs, dev: &str) -> Option<u64> {
         })
 }
 
+/// A MAC address as `ip` writes it.
 pub fn mac_str(m: [u8; 6]) -> String {
     m.iter()
         .map(|b| format!("{b:02x}"))

@@ -65,7 +65,7 @@ fn route_outcomes_redirect_no_neighbour_and_unreachable() {
 #[test]
 fn path_mtu_and_cached_route_refresh() {
     let lab = RouteLab::new("mtu");
-    lab.ns.ip(&["link", "set", "fwd0", "mtu", "120"]);
+    lab.ns.ip(["link", "set", "fwd0", "mtu", "120"]).unwrap();
     let mut fwd = forwarder();
     let vip = VipKey::new(ip("203.0.113.7"), 80, Protocol::Tcp);
     serve(&mut fwd, vip, VipOptions::default(), &["10.200.0.1"]);
@@ -84,7 +84,8 @@ fn path_mtu_and_cached_route_refresh() {
 
     // Route changes reach the program once the cached lookup expires.
     lab.ns
-        .ip(&["route", "replace", "blackhole", "10.200.0.0/16"]);
+        .ip(["route", "replace", "blackhole", "10.200.0.0/16"])
+        .unwrap();
     // The cache lives 25 jiffies: 100 ms at HZ=250, 250 ms at HZ=100.
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(run(&mut fwd, &small), verdict::DROP);
