@@ -1,6 +1,6 @@
 //! The `lbnode` daemon: wiring only. It starts consensus, the data plane,
 //! BGP, health checks, metrics and the admin API in order ([`run`]), and
-//! takes them down in one place ([`stop`]).
+//! takes them down in one place (`stop`).
 //!
 //! Data flows one way: Raft log -> applied state -> Maglev tables -> BPF maps
 //! ([`dataplane::sync_loop`]). The BGP announcement follows from the node's
