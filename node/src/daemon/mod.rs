@@ -43,7 +43,8 @@ pub enum StopKind {
     Restart,
 }
 
-/// Runs the daemon until `stop` yields; returns after the stop sequence.
+/// Runs the daemon until `stop_requests` yields a [`StopKind`]; returns
+/// after the stop sequence.
 pub async fn run(
     config: Config,
     mut stop_requests: watch::Receiver<Option<StopKind>>,
