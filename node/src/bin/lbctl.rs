@@ -12,8 +12,8 @@ use edgelb_node::{
     },
     cli::{
         args::{
-            BackendCommand, Cli, Command, EncapArg, NodeCommand, SettingsCommand, VipCommand,
-            VipOptions,
+            BackendCommand, Cli, CliCommand, EncapArg, NodeCommand, SettingsCommand, VipArgs,
+            VipCommand,
         },
         parse, render,
     },
@@ -40,7 +40,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn vip_options(o: &VipOptions) -> anyhow::Result<(VipFlags, Encapsulation)> {
+fn vip_settings(o: &VipArgs) -> anyhow::Result<(VipFlags, Encapsulation)> {
     let encapsulation = match o.encap {
         EncapArg::Ipip => Encapsulation::IpIp,
         EncapArg::Gue if o.gue_port == 0 => bail!("--gue-port must not be 0"),
@@ -58,30 +58,30 @@ fn vip(text: &str) -> anyhow::Result<edgelb_consensus::VipKey> {
 }
 
 /// Turns the command line into the request(s) to send.
-fn request_for(command: &Command) -> anyhow::Result<Request> {
+fn request_for(command: &CliCommand) -> anyhow::Result<Request> {
     Ok(match command {
-        Command::Status => Request::Status,
-        Command::Vip(VipCommand::Add { vip: v, options }) => {
-            let (flags, encapsulation) = vip_options(options)?;
+        CliCommand::Status => Request::Status,
+        CliCommand::Vip(VipCommand::Add { vip: v, args }) => {
+            let (flags, encapsulation) = vip_settings(args)?;
             Request::VipAdd {
                 key: vip(v)?,
                 flags,
                 encapsulation,
             }
         }
-        Command::Vip(VipCommand::Update { vip: v, options }) => {
-            let (flags, encapsulation) = vip_options(options)?;
+        CliCommand::Vip(VipCommand::Update { vip: v, args }) => {
+            let (flags, encapsulation) = vip_settings(args)?;
             Request::VipUpdate {
                 key: vip(v)?,
                 flags,
                 encapsulation,
             }
         }
-        Command::Vip(VipCommand::Remove { vip: v }) => Request::VipRemove { key: vip(v)? },
-        Command::Vip(VipCommand::List) | Command::Backend(BackendCommand::List { .. }) => {
+        CliCommand::Vip(VipCommand::Remove { vip: v }) => Request::VipRemove { key: vip(v)? },
+        CliCommand::Vip(VipCommand::List) | CliCommand::Backend(BackendCommand::List { .. }) => {
             Request::VipList
         }
-        Command::Backend(BackendCommand::Add {
+        CliCommand::Backend(BackendCommand::Add {
             vip: v,
             address,
             weight,
@@ -93,11 +93,11 @@ fn request_for(command: &Command) -> anyhow::Result<Request> {
                 state: BackendState::Active,
             },
         },
-        Command::Backend(BackendCommand::Remove { vip: v, address }) => Request::BackendRemove {
+        CliCommand::Backend(BackendCommand::Remove { vip: v, address }) => Request::BackendRemove {
             vip: vip(v)?,
             address: *address,
         },
-        Command::Backend(BackendCommand::SetWeight {
+        CliCommand::Backend(BackendCommand::SetWeight {
             vip: v,
             address,
             weight,
@@ -106,23 +106,27 @@ fn request_for(command: &Command) -> anyhow::Result<Request> {
             address: *address,
             weight: *weight,
         },
-        Command::Backend(BackendCommand::Drain { vip: v, address }) => Request::BackendSetState {
-            vip: vip(v)?,
-            address: *address,
-            state: BackendState::Draining,
-        },
-        Command::Backend(BackendCommand::Undrain { vip: v, address }) => Request::BackendSetState {
-            vip: vip(v)?,
-            address: *address,
-            state: BackendState::Active,
-        },
-        Command::Backend(BackendCommand::Down { vip: v, address }) => Request::BackendSetState {
+        CliCommand::Backend(BackendCommand::Drain { vip: v, address }) => {
+            Request::BackendSetState {
+                vip: vip(v)?,
+                address: *address,
+                state: BackendState::Draining,
+            }
+        }
+        CliCommand::Backend(BackendCommand::Undrain { vip: v, address }) => {
+            Request::BackendSetState {
+                vip: vip(v)?,
+                address: *address,
+                state: BackendState::Active,
+            }
+        }
+        CliCommand::Backend(BackendCommand::Down { vip: v, address }) => Request::BackendSetState {
             vip: vip(v)?,
             address: *address,
             state: BackendState::Down,
         },
-        Command::Node(NodeCommand::List) => Request::NodeList,
-        Command::Node(NodeCommand::Add { id, addr, learner }) => {
+        CliCommand::Node(NodeCommand::List) => Request::NodeList,
+        CliCommand::Node(NodeCommand::Add { id, addr, learner }) => {
             parse::socket_addr(addr).map_err(|e| anyhow!("bad node address {e}"))?;
             Request::NodeAdd {
                 id: *id,
@@ -130,8 +134,8 @@ fn request_for(command: &Command) -> anyhow::Result<Request> {
                 voter: !learner,
             }
         }
-        Command::Node(NodeCommand::Remove { id }) => Request::NodeRemove { id: *id },
-        Command::Settings(SettingsCommand::Set {
+        CliCommand::Node(NodeCommand::Remove { id }) => Request::NodeRemove { id: *id },
+        CliCommand::Settings(SettingsCommand::Set {
             hash_seed,
             table_size,
         }) => Request::SettingsSet {
@@ -140,8 +144,8 @@ fn request_for(command: &Command) -> anyhow::Result<Request> {
                 table_size: *table_size,
             },
         },
-        Command::Stats { .. } => Request::Stats,
-        Command::Lookup { vip: v, from } => {
+        CliCommand::Stats { .. } => Request::Stats,
+        CliCommand::Lookup { vip: v, from } => {
             let key = vip(v)?;
             let from = parse::socket_addr(from).map_err(|e| anyhow!("bad --from {e}"))?;
             if from.is_ipv4() != key.address.is_ipv4() {
@@ -161,7 +165,7 @@ fn request_for(command: &Command) -> anyhow::Result<Request> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     // Validate everything local before touching the network.
     let request = request_for(&cli.command)?;
-    if let Command::Stats { interval } = cli.command {
+    if let CliCommand::Stats { interval } = cli.command {
         if !(0.1..=3600.0).contains(&interval) {
             bail!("--interval must be within 0.1..=3600 seconds");
         }
@@ -179,7 +183,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         bail!("{message}");
     }
     let out = match (&cli.command, response) {
-        (Command::Stats { interval }, Response::Stats(before)) => {
+        (CliCommand::Stats { interval }, Response::Stats(before)) => {
             tokio::time::sleep(Duration::from_secs_f64(*interval)).await;
             let Response::Stats(after) = client.request(&Request::Stats).await? else {
                 bail!("unexpected answer to the second stats sample");
@@ -192,7 +196,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 render::stats(&before, &after, *interval)
             }
         }
-        (Command::Backend(BackendCommand::List { vip: v }), Response::Vips { vips, .. }) => {
+        (CliCommand::Backend(BackendCommand::List { vip: v }), Response::Vips { vips, .. }) => {
             let key = vip(v)?;
             let found = vips
                 .iter()

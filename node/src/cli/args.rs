@@ -27,12 +27,13 @@ pub struct Cli {
     pub timeout_ms: u64,
     /// What to do.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: CliCommand,
 }
 
+// Named apart from `edgelb_consensus::Command`, which some of these become.
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub enum CliCommand {
     /// Leader, every node's applied version and table digest, BGP and XDP.
     Status,
     /// Manage VIPs.
@@ -71,14 +72,14 @@ pub enum VipCommand {
         /// ADDR:PORT/tcp|udp, or ADDR/tcp|udp for all ports.
         vip: String,
         #[command(flatten)]
-        options: VipOptions,
+        args: VipArgs,
     },
     /// Change a VIP's hashing and encapsulation options.
     Update {
         /// The VIP.
         vip: String,
         #[command(flatten)]
-        options: VipOptions,
+        args: VipArgs,
     },
     /// Remove a VIP and all its backends.
     Remove {
@@ -89,9 +90,11 @@ pub enum VipCommand {
     List,
 }
 
+// The `vip add` / `vip update` flags; `xdp_fwd::VipOptions` is the
+// forwarder's own (binary) form of the same settings.
 /// Options of a VIP.
 #[derive(Debug, Args)]
-pub struct VipOptions {
+pub struct VipArgs {
     /// Encapsulation towards the backends.
     #[arg(long, value_enum, default_value_t = EncapArg::Ipip)]
     pub encap: EncapArg,

@@ -37,7 +37,7 @@ impl Handler {
         // node's applied state; the leader still validates the command.)
         let mut candidate = (*self.shared.consensus.state()).clone();
         if candidate.apply(&command).is_ok() {
-            let capacity = self.shared.dataplane.lock().await.capacity();
+            let capacity = self.shared.dataplane.capacity().await;
             if let Err(e) = check_capacity(&candidate, capacity) {
                 return Response::Error {
                     message: format!("refused: {e}"),
@@ -132,8 +132,7 @@ impl Handler {
 
     async fn stats(&self) -> Response {
         let state = self.shared.consensus.state();
-        let dp = self.shared.dataplane.lock().await;
-        let stats = match dp.stats() {
+        let stats = match self.shared.dataplane.stats().await {
             Ok(s) => s,
             Err(e) => {
                 return Response::Error {
@@ -317,8 +316,7 @@ impl AdminHandler for Handler {
                             message: format!("no VIP matches {exact}"),
                         };
                     };
-                    let dp = self.shared.dataplane.lock().await;
-                    match dp.lookup(&key, src, sport) {
+                    match self.shared.dataplane.lookup(&key, src, sport).await {
                         Ok(found) => Response::Lookup(LookupResult {
                             vip: key,
                             hash: found.hash,

@@ -1,31 +1,37 @@
-//! The `lbnode` daemon: ties consensus, the data plane, BGP, health checks,
-//! metrics and the admin API together.
+//! The `lbnode` daemon: wiring only. It starts consensus, the data plane,
+//! BGP, health checks, metrics and the admin API in order ([`run`]), and
+//! takes them down in one place (`stop`).
 //!
-//! Data flows one way: Raft log -> applied state -> Maglev tables -> BPF maps.
-//! The BGP announcement follows from the node's readiness (see [`announce`]).
+//! Data flows one way: Raft log -> applied state -> Maglev tables -> BPF maps
+//! ([`dataplane::sync_loop`]). The BGP announcement follows from the node's
+//! readiness ([`announce::announce_loop`]).
 
 pub mod admin_handler;
+pub mod admin_registration;
 pub mod announce;
 pub mod dataplane;
 pub mod health_monitor;
+mod shared;
 pub mod telemetry;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use anyhow::{anyhow, Context};
-use edgelb_bgp::{BgpSpeaker, DesiredRoutes, PeerConfig, RouteAttributes, SpeakerConfig};
+use edgelb_bgp::{BgpSpeaker, DesiredRoutes};
 use edgelb_consensus::{ClusterSecret, ConsensusConfig, ConsensusNode, Timeouts};
-use tokio::sync::{watch, Mutex};
+use tokio::{
+    net::TcpListener,
+    sync::{watch, Mutex},
+    task::JoinHandle,
+};
 use xdp_fwd::{AttachMode, Forwarder, LoadOptions};
 
-use crate::{
-    config::{parse_aggregate, parse_community, read_secret, Config, XdpAttachMode},
-    daemon::{
-        announce::{vip_routes, Readiness},
-        dataplane::{DataPlane, LocalSettings},
-    },
-    tables::digest_hex,
+pub use self::shared::Shared;
+use self::{
+    announce::DrainProgress,
+    dataplane::{DataPlane, DataPlaneReader, LocalSettings, Programmed},
 };
+use crate::config::{read_secret, Config, XdpAttachMode};
 
 /// How the daemon was asked to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,146 +43,89 @@ pub enum StopKind {
     Restart,
 }
 
-/// What the data plane has programmed, published for the other tasks.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Programmed {
-    /// Table version programmed.
-    pub version: u64,
-    /// Digest of the programmed tables.
-    pub digest: u64,
-    /// Last programming error, if the latest state could not be programmed.
-    pub error: Option<String>,
-}
-
-/// Everything the tasks share.
-pub struct Shared {
-    /// The configuration.
-    pub config: Config,
-    /// This node's Raft member.
-    pub consensus: ConsensusNode,
-    /// The data plane (map writes happen under this lock only).
-    pub dataplane: Mutex<DataPlane>,
-    /// Published programmed version/digest.
-    pub programmed: watch::Receiver<Programmed>,
-    /// The BGP speaker.
-    pub bgp: BgpSpeaker,
-    /// Whether routes are currently announced.
-    pub announcing: watch::Receiver<bool>,
-    /// Interfaces and their attach mode.
-    pub attached: std::sync::Mutex<Vec<(String, String)>>,
-    /// Admin token (other nodes' admin APIs share it).
-    pub admin_token: String,
-}
-
-fn attach_mode(m: XdpAttachMode) -> AttachMode {
-    match m {
-        XdpAttachMode::Driver => AttachMode::Driver,
-        XdpAttachMode::Generic => AttachMode::Generic,
-    }
-}
-
-fn mode_name(m: XdpAttachMode) -> &'static str {
-    match m {
-        XdpAttachMode::Driver => "driver",
-        XdpAttachMode::Generic => "generic",
-    }
-}
-
-/// The speaker's configuration. `restarting`: this process adopted a running
-/// data plane (hot restart), so routers are asked to keep our routes until
-/// we send End-of-RIB (RFC 4724 Restart State).
-fn speaker_config(config: &Config, restarting: bool) -> anyhow::Result<SpeakerConfig> {
-    let peers = config
-        .bgp
-        .peers
-        .iter()
-        .map(|p| {
-            let mut peer = PeerConfig::new(p.address, p.remote_asn);
-            peer.port = p.port;
-            peer.hold_time_secs = p.hold_time_secs;
-            peer.next_hop_v4 = match p.next_hop_v4 {
-                Some(std::net::IpAddr::V4(a)) => Some(a),
-                _ => None,
-            };
-            peer.next_hop_v6 = match p.next_hop_v6 {
-                Some(std::net::IpAddr::V6(a)) => Some(a),
-                _ => None,
-            };
-            peer.connect_retry_min = Duration::from_millis(200);
-            peer.connect_retry_max = Duration::from_secs(5);
-            peer
-        })
-        .collect();
-    Ok(SpeakerConfig {
-        local_asn: config.bgp.local_asn,
-        router_id: config.bgp.router_id,
-        listen: None,
-        graceful_restart: (config.bgp.graceful_restart_secs > 0).then_some(
-            edgelb_bgp::GracefulRestartConfig {
-                restart_time_secs: config.bgp.graceful_restart_secs,
-                restarting,
-            },
-        ),
-        peers,
-    })
-}
-
-fn route_attributes(config: &Config) -> RouteAttributes {
-    RouteAttributes {
-        communities: config
-            .bgp
-            .communities
-            .iter()
-            .filter_map(|c| parse_community(c))
-            .collect(),
-        med: config.bgp.med,
-        as_path_prepend: config.bgp.as_path_prepend,
-        ..RouteAttributes::default()
-    }
-}
-
-/// What a ready node announces: a host route per VIP address plus the
-/// configured aggregates, all with `attributes`.
-fn announced_routes(
-    config: &Config,
-    vips: &[std::net::IpAddr],
-    attributes: &RouteAttributes,
-) -> DesiredRoutes {
-    let mut routes = vip_routes(vips.iter().copied(), attributes);
-    // Validated with the config; a prefix the speaker still refuses is logged.
-    for net in config
-        .bgp
-        .aggregates
-        .iter()
-        .filter_map(|a| parse_aggregate(a).ok())
-    {
-        if let Err(e) = routes.insert(net, attributes.clone()) {
-            tracing::warn!(aggregate = %net, error = %e, "aggregate cannot be announced");
-        }
-    }
-    routes
-}
-
-/// Runs the daemon until `stop` yields; returns after the stop sequence.
+/// Runs the daemon until `stop_requests` yields a [`StopKind`]; returns
+/// after the stop sequence.
 pub async fn run(
     config: Config,
-    mut stop: watch::Receiver<Option<StopKind>>,
+    mut stop_requests: watch::Receiver<Option<StopKind>>,
 ) -> anyhow::Result<()> {
-    let secret = read_secret(&config.cluster.secret_file)?;
-    let token = String::from_utf8(read_secret(&config.admin.token_file)?).map_err(|_| {
+    let secrets = read_secrets(&config)?;
+    let admin_listener = open_endpoints(&config).await?;
+    let (dataplane, adopted) = load_dataplane(&config)?;
+    let consensus = start_consensus(&config, secrets.cluster).await?;
+    bootstrap_cluster(&config, &consensus).await;
+    let bgp = start_bgp(&config, adopted).await?;
+
+    let dataplane = Arc::new(Mutex::new(dataplane));
+    let (programmed_tx, programmed_rx) = watch::channel(Programmed::default());
+    let (announcing_tx, announcing_rx) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        consensus,
+        dataplane: DataPlaneReader::new(&dataplane),
+        programmed: programmed_rx,
+        bgp,
+        announcing: announcing_rx,
+        attached: std::sync::Mutex::new(Vec::new()),
+        admin_token: secrets.admin_token.clone(),
+    });
+
+    warn_if_forwarding_off(&config);
+    attach_xdp(&shared, &dataplane).await?;
+    let running = spawn_tasks(
+        shared,
+        dataplane,
+        admin_listener,
+        secrets.admin_token,
+        programmed_tx,
+        announcing_tx,
+        adopted,
+    );
+
+    let kind = wait_for_stop(&mut stop_requests).await;
+    stop(kind, running).await
+}
+
+/// The secrets the daemon needs, read from their files.
+struct Secrets {
+    /// Authenticates every Raft message.
+    cluster: Vec<u8>,
+    /// What `lbctl` and other nodes present to the admin API.
+    admin_token: String,
+}
+
+/// Start step 1: read the secrets first, so a missing or short file fails
+/// before anything is bound, loaded or attached.
+fn read_secrets(config: &Config) -> anyhow::Result<Secrets> {
+    let cluster = read_secret(&config.cluster.secret_file)?;
+    let admin_token = String::from_utf8(read_secret(&config.admin.token_file)?).map_err(|_| {
         anyhow!(
             "{}: the admin token must be UTF-8",
             config.admin.token_file.display()
         )
     })?;
+    Ok(Secrets {
+        cluster,
+        admin_token,
+    })
+}
+
+/// Start step 2: bind the admin API and the metrics endpoint, so an address
+/// already in use fails before the data plane is touched.
+async fn open_endpoints(config: &Config) -> anyhow::Result<TcpListener> {
     let admin_listener = crate::admin::server::bind(config.admin.listen)
         .await
         .with_context(|| format!("admin.listen {}", config.admin.listen))?;
     if let Some(addr) = config.metrics.listen {
         telemetry::install_prometheus(addr)?;
     }
+    Ok(admin_listener)
+}
 
-    // 1. The data plane: load (or adopt pinned maps), program nothing yet.
+/// Start step 3: load the forwarder (or adopt the maps a previous process
+/// pinned, in a hot restart) and program nothing yet: the tables come from
+/// the applied state once consensus runs. Returns whether maps were adopted.
+fn load_dataplane(config: &Config) -> anyhow::Result<(DataPlane, bool)> {
     let local = LocalSettings {
         source_v4: config
             .encap_source_v4()
@@ -197,9 +146,12 @@ pub async fn run(
     .context("loading the XDP forwarder")?;
     tracing::info!(adopted = forwarder.adopted(), pin_dir = %config.xdp.pin_dir.display(), "XDP forwarder loaded");
     let adopted = forwarder.adopted();
-    let dataplane = DataPlane::new(forwarder, local);
+    Ok((DataPlane::new(forwarder, local), adopted))
+}
 
-    // 2. Consensus.
+/// Start step 4: join (or restart as) this node's Raft member; its applied
+/// state is what the data plane will be programmed from.
+async fn start_consensus(config: &Config, secret: Vec<u8>) -> anyhow::Result<ConsensusNode> {
     let mut cc = ConsensusConfig::new(
         config.node.id,
         config.cluster.listen,
@@ -213,42 +165,40 @@ pub async fn run(
         election_max: config.election_timeout_max(),
         ..Timeouts::default()
     };
-    let consensus = ConsensusNode::start(cc)
-        .await
-        .context("starting consensus")?;
+    ConsensusNode::start(cc).await.context("starting consensus")
+}
+
+/// Start step 5: on a brand-new cluster, the initial member with the lowest
+/// id initializes it (exactly one node must, and every node can tell which).
+async fn bootstrap_cluster(config: &Config, consensus: &ConsensusNode) {
     let members = &config.cluster.initial_members;
-    if let Some(first) = members.iter().map(|m| m.id).min() {
-        let fresh = consensus.status().voters.is_empty();
-        if fresh && first == config.node.id {
-            let map: BTreeMap<u64, String> =
-                members.iter().map(|m| (m.id, m.addr.to_string())).collect();
-            match consensus.initialize(map).await {
-                Ok(()) => tracing::info!("initialized a new cluster"),
-                Err(e) => tracing::info!(error = %e, "cluster already initialized"),
-            }
+    let Some(first) = members.iter().map(|m| m.id).min() else {
+        return;
+    };
+    let fresh = consensus.status().voters.is_empty();
+    if fresh && first == config.node.id {
+        let map: BTreeMap<u64, String> =
+            members.iter().map(|m| (m.id, m.addr.to_string())).collect();
+        match consensus.initialize(map).await {
+            Ok(()) => tracing::info!("initialized a new cluster"),
+            Err(e) => tracing::info!(error = %e, "cluster already initialized"),
         }
     }
+}
 
-    // 3. BGP.
-    let bgp = BgpSpeaker::start(speaker_config(&config, adopted)?)
+/// Start step 6: open the BGP sessions, announcing nothing until the
+/// announce loop decides. After a hot restart (`adopted`) the routers are
+/// asked to hold our previous routes meanwhile.
+async fn start_bgp(config: &Config, adopted: bool) -> anyhow::Result<BgpSpeaker> {
+    BgpSpeaker::start(announce::speaker_config(config, adopted))
         .await
-        .context("starting BGP")?;
+        .context("starting BGP")
+}
 
-    let (programmed_tx, programmed_rx) = watch::channel(Programmed::default());
-    let (announcing_tx, announcing_rx) = watch::channel(false);
-    let shared = Arc::new(Shared {
-        config: config.clone(),
-        consensus,
-        dataplane: Mutex::new(dataplane),
-        programmed: programmed_rx,
-        bgp,
-        announcing: announcing_rx,
-        attached: std::sync::Mutex::new(Vec::new()),
-        admin_token: token.clone(),
-    });
-
-    // The forwarder routes encapsulated packets with bpf_fib_lookup, which
-    // fails (counted as drop_fib) where forwarding is off.
+/// Start step 7: warn where the kernel will drop what the forwarder sends.
+/// The forwarder routes encapsulated packets with bpf_fib_lookup, which
+/// fails (counted as drop_fib) where forwarding is off.
+fn warn_if_forwarding_off(config: &Config) {
     for iface in &config.xdp.interfaces {
         for family in ["ipv4", "ipv6"] {
             let path = format!("/proc/sys/net/{family}/conf/{iface}/forwarding");
@@ -257,117 +207,172 @@ pub async fn run(
             }
         }
     }
+}
 
-    // 4. Attach XDP (after the maps have a program to serve).
-    {
-        let mut dp = shared.dataplane.lock().await;
-        for iface in &config.xdp.interfaces {
-            dp.forwarder()
-                .attach(iface, attach_mode(config.xdp.mode))
-                .with_context(|| format!("attaching XDP to {iface}"))?;
-            dp.forwarder()
-                .add_tx_port(iface)
-                .with_context(|| format!("TX port {iface}"))?;
-        }
-        let mut a = shared.attached.lock().unwrap_or_else(|e| e.into_inner());
-        *a = config
-            .xdp
-            .interfaces
-            .iter()
-            .map(|i| (i.clone(), mode_name(config.xdp.mode).to_owned()))
-            .collect();
+/// Start step 8: attach XDP to every configured interface, after the maps
+/// have a program to serve, and record the attachments for `lbctl status`
+/// and the readiness check.
+async fn attach_xdp(shared: &Shared, dataplane: &Mutex<DataPlane>) -> anyhow::Result<()> {
+    let xdp = &shared.config.xdp;
+    let mut dp = dataplane.lock().await;
+    for iface in &xdp.interfaces {
+        dp.attach(iface, attach_mode(xdp.mode))
+            .with_context(|| format!("attaching XDP to {iface}"))?;
     }
-    tracing::info!(interfaces = ?config.xdp.interfaces, mode = mode_name(config.xdp.mode), "XDP attached");
+    let mut attached = shared.attached.lock().unwrap_or_else(|e| e.into_inner());
+    *attached = xdp
+        .interfaces
+        .iter()
+        .map(|i| (i.clone(), mode_name(xdp.mode).to_owned()))
+        .collect();
+    drop(attached);
+    tracing::info!(interfaces = ?xdp.interfaces, mode = mode_name(xdp.mode), "XDP attached");
+    Ok(())
+}
 
+/// The running daemon: what [`stop`] takes down.
+struct Running {
+    shared: Arc<Shared>,
+    /// The writable data plane (the sync loop holds the other handle).
+    dataplane: Arc<Mutex<DataPlane>>,
+    drain: Arc<DrainProgress>,
+    /// Tells every task to return.
+    task_stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Start step 9: spawn the long-running tasks. The sync loop is the only
+/// one given the writable data plane.
+fn spawn_tasks(
+    shared: Arc<Shared>,
+    dataplane: Arc<Mutex<DataPlane>>,
+    admin_listener: TcpListener,
+    admin_token: String,
+    programmed: watch::Sender<Programmed>,
+    announcing: watch::Sender<bool>,
+    adopted: bool,
+) -> Running {
     let (task_stop_tx, task_stop) = watch::channel(false);
-    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let prepending = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let drain = Arc::new(DrainProgress::default());
     let mut tasks = vec![
-        tokio::spawn(sync_dataplane(
-            shared.clone(),
-            programmed_tx,
+        tokio::spawn(dataplane::sync_loop(
+            dataplane.clone(),
+            shared.consensus.subscribe(),
+            programmed,
             task_stop.clone(),
         )),
-        tokio::spawn(announce_loop(
+        tokio::spawn(announce::announce_loop(
             shared.clone(),
-            announcing_tx,
-            draining.clone(),
-            prepending.clone(),
-            // After a hot restart, give the node this long to become ready
-            // before a withdrawal would end the routers' graceful restart.
-            adopted.then(|| {
-                tokio::time::Instant::now()
-                    + Duration::from_secs(u64::from(config.bgp.graceful_restart_secs) / 2)
-            }),
+            announcing,
+            drain.clone(),
+            announce::restart_grace_deadline(&shared.config, adopted),
             task_stop.clone(),
         )),
         tokio::spawn(telemetry::metrics_loop(shared.clone(), task_stop.clone())),
         tokio::spawn(crate::admin::server::serve(
             admin_listener,
-            Arc::new(token.into_bytes()),
+            Arc::new(admin_token.into_bytes()),
             Arc::new(admin_handler::Handler::new(shared.clone())),
             task_stop.clone(),
         )),
     ];
-
-    if config.health.enabled {
+    if shared.config.health.enabled {
         tasks.push(tokio::spawn(health_monitor::run(
             shared.clone(),
             task_stop.clone(),
         )));
     }
-    tasks.push(tokio::spawn(register_admin_addr(
+    tasks.push(tokio::spawn(admin_registration::register_admin_addr(
         shared.clone(),
-        task_stop.clone(),
+        task_stop,
     )));
-
-    // 5. Wait for a stop request.
-    let kind = loop {
-        if let Some(kind) = *stop.borrow_and_update() {
-            break kind;
-        }
-        if stop.changed().await.is_err() {
-            break StopKind::Shutdown;
-        }
-    };
-    tracing::info!(?kind, "stopping");
-    match kind {
-        StopKind::Shutdown => {
-            // Withdraw, keep forwarding while routers move flows away, then
-            // close the sessions (Cease) and detach.
-            if config.drain.prepend_secs > 0 && *shared.announcing.borrow() {
-                // First make this node's paths longer than its peers': routers
-                // move flows away while our route still backs them up.
-                // (announce_loop re-announces with the longer path.)
-                prepending.store(true, std::sync::atomic::Ordering::SeqCst);
-                tracing::info!(
-                    secs = config.drain.prepend_secs,
-                    "AS_PATH prepended; draining before withdrawal"
-                );
-                tokio::time::sleep(Duration::from_secs(config.drain.prepend_secs)).await;
-            }
-            draining.store(true, std::sync::atomic::Ordering::SeqCst);
-            shared.bgp.set_desired(DesiredRoutes::new());
-            tracing::info!(period = ?config.drain_period(), "routes withdrawn; draining");
-            tokio::time::sleep(config.drain_period()).await;
-        }
-        StopKind::Restart => {}
+    Running {
+        shared,
+        dataplane,
+        drain,
+        task_stop: task_stop_tx,
+        tasks,
     }
-    let _ = task_stop_tx.send(true);
+}
+
+/// Waits for a stop request. A request channel that closes without one
+/// (the signal task is gone) counts as a shutdown.
+async fn wait_for_stop(requests: &mut watch::Receiver<Option<StopKind>>) -> StopKind {
+    loop {
+        if let Some(kind) = *requests.borrow_and_update() {
+            return kind;
+        }
+        if requests.changed().await.is_err() {
+            return StopKind::Shutdown;
+        }
+    }
+}
+
+/// Takes the daemon down, whatever the kind of stop: every difference
+/// between a shutdown and a restart is decided here.
+async fn stop(kind: StopKind, running: Running) -> anyhow::Result<()> {
+    let Running {
+        shared,
+        dataplane,
+        drain,
+        task_stop,
+        tasks,
+    } = running;
+    tracing::info!(?kind, "stopping");
+
+    // 1. Drain (shutdown only): withdraw, keep forwarding while routers
+    //    move flows away. A restart keeps the routes: routers hold them.
+    if kind == StopKind::Shutdown {
+        let config = &shared.config;
+        if config.drain.prepend_secs > 0 && *shared.announcing.borrow() {
+            // First make this node's paths longer than its peers': routers
+            // move flows away while our route still backs them up.
+            // (The announce loop re-announces with the longer path.)
+            drain.start_prepending();
+            tracing::info!(
+                secs = config.drain.prepend_secs,
+                "AS_PATH prepended; draining before withdrawal"
+            );
+            tokio::time::sleep(Duration::from_secs(config.drain.prepend_secs)).await;
+        }
+        drain.start_draining();
+        shared.bgp.set_desired(DesiredRoutes::new());
+        tracing::info!(period = ?config.drain_period(), "routes withdrawn; draining");
+        tokio::time::sleep(config.drain_period()).await;
+    }
+
+    // 2. Stop the tasks, each given a bounded time to return.
+    let _ = task_stop.send(true);
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
     }
-    let shared =
-        Arc::try_unwrap(shared).map_err(|_| anyhow!("a task still holds the daemon state"))?;
+    // A task that did not return in time still holds the state: stopping
+    // the parts under it would pull them from a running task.
+    let still_held = || anyhow!("a task still holds the daemon state");
+    let Shared {
+        config,
+        consensus,
+        bgp,
+        dataplane: reader,
+        ..
+    } = Arc::try_unwrap(shared).map_err(|_| still_held())?;
+    drop(reader);
+    let mut dataplane = Arc::try_unwrap(dataplane)
+        .map_err(|_| still_held())?
+        .into_inner();
+
+    // 3. BGP: a shutdown closes the sessions (Cease); a restart sends no
+    //    Cease, so routers keep our routes across it (RFC 4724).
     match kind {
-        StopKind::Shutdown => shared.bgp.shutdown().await,
-        // No Cease: routers keep our routes across the restart (RFC 4724).
-        StopKind::Restart => shared.bgp.abandon(),
+        StopKind::Shutdown => bgp.shutdown().await,
+        StopKind::Restart => bgp.abandon(),
     }
+
+    // 4. XDP: a shutdown detaches and removes the pins; a restart leaves
+    //    the program attached and its maps pinned for the next process.
     if kind == StopKind::Shutdown {
-        let mut dp = shared.dataplane.into_inner();
         for iface in &config.xdp.interfaces {
-            if let Err(e) = dp.forwarder().detach(iface) {
+            if let Err(e) = dataplane.detach(iface) {
                 tracing::warn!(%iface, error = %e, "detach failed");
             }
         }
@@ -376,164 +381,23 @@ pub async fn run(
         }
         tracing::info!("XDP detached");
     }
-    shared
-        .consensus
-        .shutdown()
-        .await
-        .context("stopping consensus")?;
+
+    // 5. Consensus last: the log and vote are flushed on the way out.
+    consensus.shutdown().await.context("stopping consensus")?;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Records this node's admin address in the replicated state (once it is a
-/// member and whenever the record differs), so `lbctl status` on any node
-/// reaches nodes added at runtime.
-async fn register_admin_addr(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let addr = shared.config.admin_advertise_addr();
-    let id = shared.config.node.id;
-    loop {
-        let status = shared.consensus.status();
-        let recorded = shared.consensus.state().admin_addrs.get(&id).copied();
-        if recorded != Some(addr) && status.nodes.contains_key(&id) && status.leader.is_some() {
-            match shared
-                .consensus
-                .write(edgelb_consensus::Command::SetAdminAddr { node: id, addr })
-                .await
-            {
-                Ok(_) => tracing::info!(%addr, "admin address registered"),
-                Err(e) => tracing::debug!(error = %e, "registering the admin address; will retry"),
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-            _ = stop.changed() => if *stop.borrow() { return },
-        }
+fn attach_mode(m: XdpAttachMode) -> AttachMode {
+    match m {
+        XdpAttachMode::Driver => AttachMode::Driver,
+        XdpAttachMode::Generic => AttachMode::Generic,
     }
 }
 
-/// Programs every applied state into the data plane, in order.
-async fn sync_dataplane(
-    shared: Arc<Shared>,
-    out: watch::Sender<Programmed>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut states = shared.consensus.subscribe();
-    loop {
-        let state = states.borrow_and_update().clone();
-        let result = {
-            let mut dp = shared.dataplane.lock().await;
-            // Map writes may wait out the ring's reuse grace: keep them off
-            // the async workers' hot path.
-            tokio::task::block_in_place(|| dp.apply(&state).map(|t| (t.version, t.digest)))
-        };
-        match result {
-            Ok((version, digest)) => {
-                tracing::info!(version, digest = %digest_hex(digest), "data plane programmed");
-                out.send_replace(Programmed {
-                    version,
-                    digest,
-                    error: None,
-                });
-            }
-            Err(e) => {
-                tracing::error!(version = state.version, error = %e, "programming the data plane failed; retrying");
-                out.send_modify(|p| p.error = Some(e.to_string()));
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    _ = stop.changed() => return,
-                }
-            }
-        }
-        tokio::select! {
-            r = states.changed() => if r.is_err() { return },
-            _ = stop.changed() => if *stop.borrow() { return },
-        }
-    }
-}
-
-/// The node's readiness right now, with `out_of_sync_for` zero: only the
-/// announce loop knows since when the node has been out of sync.
-pub fn readiness(shared: &Shared, draining: bool) -> Readiness {
-    let status = shared.consensus.status();
-    let applied_version = shared.consensus.state().version;
-    let programmed = shared.programmed.borrow().clone();
-    let in_cluster = announce::in_cluster(&status, shared.config.quorum_ack_bound());
-    let apply_lag = status
-        .committed_index
-        .unwrap_or(0)
-        .saturating_sub(status.applied_index.unwrap_or(0));
-    let attached = !shared
-        .attached
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .is_empty();
-    Readiness {
-        attached,
-        programmed_version: programmed.version,
-        applied_version,
-        in_cluster,
-        apply_lag,
-        applied_index: status.applied_index.unwrap_or(0),
-        draining,
-        out_of_sync_for: Duration::ZERO,
-        programming_failed: programmed.error.is_some(),
-    }
-}
-
-/// Converges the BGP announcement to the node's readiness and VIPs.
-async fn announce_loop(
-    shared: Arc<Shared>,
-    out: watch::Sender<bool>,
-    draining: Arc<std::sync::atomic::AtomicBool>,
-    prepending: Arc<std::sync::atomic::AtomicBool>,
-    mut restart_grace: Option<tokio::time::Instant>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let normal = route_attributes(&shared.config);
-    let mut longer = normal.clone();
-    longer.as_path_prepend = longer
-        .as_path_prepend
-        .saturating_add(shared.config.drain.prepend_count);
-    // The decision: the VIP addresses and whether their paths are prepended.
-    let mut last: Option<Result<(Vec<std::net::IpAddr>, bool), announce::Withheld>> = None;
-    let mut sync_clock = announce::SyncClock::default();
-    loop {
-        let draining_now = draining.load(std::sync::atomic::Ordering::SeqCst);
-        let mut ready = readiness(&shared, draining_now);
-        ready.out_of_sync_for = sync_clock.observe(&ready, std::time::Instant::now());
-        let decision = ready.decide().map(|()| {
-            let state = shared.consensus.state();
-            let mut addrs: Vec<_> = state.vips.keys().map(|k| k.address).collect();
-            addrs.dedup();
-            (addrs, prepending.load(std::sync::atomic::Ordering::SeqCst))
-        });
-        // A restarted node that is not ready yet stays silent rather than
-        // withdrawing: the routers hold its previous routes meanwhile.
-        let holding =
-            restart_grace.is_some_and(|t| decision.is_err() && tokio::time::Instant::now() < t);
-        if !holding && restart_grace.take().is_some() {
-            tracing::info!(ready = decision.is_ok(), "restart grace over");
-        }
-        if !holding && last.as_ref() != Some(&decision) {
-            match &decision {
-                Ok((addrs, prepended)) => {
-                    tracing::info!(vips = addrs.len(), prepended, "announcing VIPs");
-                    let attributes = if *prepended { &longer } else { &normal };
-                    shared
-                        .bgp
-                        .set_desired(announced_routes(&shared.config, addrs, attributes));
-                }
-                Err(why) => {
-                    tracing::warn!(reason = ?why, "withdrawing VIPs");
-                    shared.bgp.set_desired(DesiredRoutes::new());
-                }
-            }
-            out.send_replace(decision.is_ok());
-            last = Some(decision);
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-            _ = stop.changed() => if *stop.borrow() { return },
-        }
+fn mode_name(m: XdpAttachMode) -> &'static str {
+    match m {
+        XdpAttachMode::Driver => "driver",
+        XdpAttachMode::Generic => "generic",
     }
 }

@@ -72,7 +72,7 @@ pub async fn metrics_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) 
                 .set(peer.prefixes_announced as f64);
         }
         let state = shared.consensus.state();
-        let stats = shared.dataplane.lock().await.stats();
+        let stats = shared.dataplane.stats().await;
         if let Ok(stats) = stats {
             for key in state.vips.keys() {
                 let t = stats

@@ -1,17 +1,13 @@
-//! When this node announces its VIPs, and which routes.
+//! Whether this node should announce its VIPs right now.
 //!
 //! A node announces only while it can forward correctly: its forwarder is
 //! attached and programmed with the cluster's current table, and it is in
 //! touch with a Raft leader. Otherwise routers must send its share of flows
-//! to other nodes, so it withdraws.
+//! to other nodes, so it withdraws. Pure functions of a [`Readiness`]
+//! sample, so every rule is unit-tested here without a daemon.
 
-use std::{
-    collections::BTreeSet,
-    net::IpAddr,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use edgelb_bgp::{DesiredRoutes, IpNet, RouteAttributes};
 use edgelb_consensus::{NodeStatus, Role};
 
 /// How long a node may trail the applied state without progress (see
@@ -160,25 +156,6 @@ pub fn in_cluster(status: &NodeStatus, quorum_ack_bound: Duration) -> bool {
         Role::Follower | Role::Learner => status.leader.is_some(),
         Role::Candidate | Role::Shutdown => false,
     }
-}
-
-/// Routes for a set of VIP addresses: a host route per distinct address
-/// (several VIPs may share one address on different ports).
-pub fn vip_routes(
-    addresses: impl IntoIterator<Item = IpAddr>,
-    attributes: &RouteAttributes,
-) -> DesiredRoutes {
-    let unique: BTreeSet<IpAddr> = addresses.into_iter().collect();
-    let mut routes = DesiredRoutes::new();
-    for addr in unique {
-        let prefix = IpNet::from(addr);
-        // A host route never has host bits set; a bad address is skipped
-        // rather than taking every other route down with it.
-        if let Err(e) = routes.insert(prefix, attributes.clone()) {
-            tracing::warn!(%addr, error = %e, "VIP cannot be announced");
-        }
-    }
-    routes
 }
 
 #[cfg(test)]
@@ -406,14 +383,5 @@ mod tests {
         assert!(!in_cluster(&status(Role::Follower, None, None), bound));
         assert!(!in_cluster(&status(Role::Candidate, Some(2), None), bound));
         assert!(!in_cluster(&status(Role::Shutdown, Some(2), None), bound));
-    }
-
-    #[test]
-    fn one_host_route_per_address() {
-        let a: IpAddr = "198.18.0.10".parse().unwrap();
-        let b: IpAddr = "2001:db8::10".parse().unwrap();
-        let routes = vip_routes([a, a, b], &RouteAttributes::default());
-        let prefixes: Vec<String> = routes.iter().map(|(p, _)| p.to_string()).collect();
-        assert_eq!(prefixes, ["198.18.0.10/32", "2001:db8::10/128"]);
     }
 }

@@ -3,12 +3,25 @@
 //! The only writer of the forwarder's maps. Each applied state becomes a
 //! [`TableSet`]; only VIPs whose options or table changed are rewritten, and
 //! each VIP's table flips atomically (the forwarder's double-buffered ring).
+//!
+//! [`DataPlane`] never hands out its [`Forwarder`]: the maps change through
+//! [`DataPlane::apply`] only, which the daemon calls from [`sync_loop`]
+//! alone; the other tasks hold a [`DataPlaneReader`].
+
+mod capacity;
+mod sync;
 
 use std::{collections::BTreeMap, net::IpAddr};
 
 use edgelb_consensus::{ClusterState, Encapsulation, Protocol, VipKey};
-use xdp_fwd::{Encap, Forwarder, ForwarderSettings, HashFields, VipOptions};
+use xdp_fwd::{
+    AttachMode, Encap, Forwarder, ForwarderSettings, HashFields, TestRunOutput, VipOptions,
+};
 
+pub use self::{
+    capacity::{check_capacity, CapacityError},
+    sync::{sync_loop, DataPlaneReader, Programmed},
+};
 use crate::tables::{self, TableSet};
 
 /// Node-local data-plane settings (from the config file).
@@ -34,64 +47,6 @@ pub enum DataPlaneError {
     /// The state needs more than the forwarder's maps hold.
     #[error("{0}")]
     Capacity(#[from] CapacityError),
-}
-
-/// A replicated state this node's forwarder cannot hold. Every node has the
-/// same capacities in a uniform deployment, so such a state would take the
-/// whole cluster's announcements down: the admin API refuses the write.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CapacityError {
-    /// More VIPs than the VIP map holds.
-    #[error("{count} VIPs: this node's data plane holds at most {max}")]
-    Vips {
-        /// VIPs the state has.
-        count: usize,
-        /// The forwarder's VIP capacity.
-        max: u32,
-    },
-    /// More distinct backend addresses than the backend map holds.
-    #[error("{count} distinct backend addresses: this node's data plane holds at most {max}")]
-    Backends {
-        /// Distinct backend addresses over all VIPs.
-        count: usize,
-        /// The forwarder's backend capacity.
-        max: u32,
-    },
-    /// A Maglev table larger than the table maps hold.
-    #[error("table size {size}: this node's data plane holds tables of at most {max} slots")]
-    TableSize {
-        /// The cluster's table size.
-        size: u32,
-        /// The forwarder's largest table.
-        max: u32,
-    },
-}
-
-/// Checks that `state` fits a forwarder of `capacity`.
-pub fn check_capacity(
-    state: &ClusterState,
-    capacity: xdp_fwd::Capacity,
-) -> Result<(), CapacityError> {
-    if state.vips.len() > capacity.vips as usize {
-        return Err(CapacityError::Vips {
-            count: state.vips.len(),
-            max: capacity.vips,
-        });
-    }
-    let backends = state.backend_addresses();
-    if backends.len() > capacity.backends as usize {
-        return Err(CapacityError::Backends {
-            count: backends.len(),
-            max: capacity.backends,
-        });
-    }
-    if state.settings.table_size > capacity.table_size {
-        return Err(CapacityError::TableSize {
-            size: state.settings.table_size,
-            max: capacity.table_size,
-        });
-    }
-    Ok(())
 }
 
 /// The forwarder and what has been programmed into it.
@@ -160,9 +115,28 @@ impl DataPlane {
         }
     }
 
-    /// The forwarder, for attach/detach and counters.
-    pub fn forwarder(&mut self) -> &mut Forwarder {
-        &mut self.forwarder
+    /// Attaches the forwarder to `interface` (which also lets it redirect
+    /// there). Programs no table: the maps keep what they hold.
+    pub fn attach(&mut self, interface: &str, mode: AttachMode) -> Result<(), xdp_fwd::Error> {
+        self.forwarder.attach(interface, mode)
+    }
+
+    /// Detaches the forwarder from `interface` (and removes its pinned link).
+    pub fn detach(&mut self, interface: &str) -> Result<(), xdp_fwd::Error> {
+        self.forwarder.detach(interface)
+    }
+
+    /// Runs the forwarding program once on `frame` arriving on interface
+    /// `ingress_ifindex` of the calling thread's namespace, `repeat` times
+    /// (BPF_PROG_TEST_RUN): for tests that check what the programmed maps
+    /// do to a packet.
+    pub fn test_run_on(
+        &mut self,
+        frame: &[u8],
+        ingress_ifindex: u32,
+        repeat: u32,
+    ) -> Result<TestRunOutput, xdp_fwd::Error> {
+        self.forwarder.test_run_on(frame, ingress_ifindex, repeat)
     }
 
     /// The forwarder's map capacities.
@@ -269,83 +243,5 @@ fn vip_flags(o: &VipOptions) -> u32 {
         HashFields::FiveTuple => 0,
         HashFields::NoSourcePort => vip_flags::HASH_NO_SRC_PORT,
         HashFields::DestinationPortOnly => vip_flags::HASH_DST_PORT_ONLY,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use edgelb_consensus::{
-        Backend, BackendState, ClusterSettings, Command, Encapsulation, VipFlags,
-    };
-
-    use super::*;
-
-    fn capacity() -> xdp_fwd::Capacity {
-        xdp_fwd::Capacity {
-            vips: 2,
-            backends: 3,
-            table_size: 65_537,
-            flows: 1024,
-        }
-    }
-
-    fn vip(n: u8) -> VipKey {
-        VipKey {
-            address: IpAddr::from([192, 0, 2, n]),
-            port: 80,
-            protocol: Protocol::Tcp,
-        }
-    }
-
-    fn state_with(vips: u8, backends: u8) -> ClusterState {
-        let mut s = ClusterState::default();
-        for v in 1..=vips {
-            let add = Command::AddVip {
-                key: vip(v),
-                flags: VipFlags::default(),
-                encapsulation: Encapsulation::IpIp,
-            };
-            s.apply(&add).unwrap();
-            for b in 1..=backends {
-                let backend = Backend {
-                    address: IpAddr::from([10, 0, 0, b]),
-                    weight: 1,
-                    state: BackendState::Active,
-                };
-                s.apply(&Command::AddBackend {
-                    vip: vip(v),
-                    backend,
-                })
-                .unwrap();
-            }
-        }
-        s
-    }
-
-    #[test]
-    fn states_beyond_the_maps_are_named() {
-        assert_eq!(check_capacity(&state_with(2, 3), capacity()), Ok(()));
-        assert_eq!(
-            check_capacity(&state_with(3, 1), capacity()),
-            Err(CapacityError::Vips { count: 3, max: 2 })
-        );
-        // Backends are counted by distinct address over all VIPs.
-        assert_eq!(
-            check_capacity(&state_with(1, 4), capacity()),
-            Err(CapacityError::Backends { count: 4, max: 3 })
-        );
-        let mut big = state_with(1, 1);
-        big.apply(&Command::SetSettings(ClusterSettings {
-            hash_seed: 1,
-            table_size: 131_071,
-        }))
-        .unwrap();
-        assert_eq!(
-            check_capacity(&big, capacity()),
-            Err(CapacityError::TableSize {
-                size: 131_071,
-                max: 65_537
-            })
-        );
     }
 }
