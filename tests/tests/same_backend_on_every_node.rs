@@ -27,11 +27,12 @@ use edgelb_node::{
     daemon::dataplane::{DataPlane, LocalSettings},
     tables::digest_hex,
 };
-use edgelb_sim::{
-    cluster::in_namespace,
-    netns::{unique_stem, veth_pair, Namespace},
-};
+use edgelb_sim::cluster::in_namespace;
 use packet_builder::{tcp_flags, FrameBuilder, L4};
+use testbed::{
+    namespace::{unique_stem, veth_pair},
+    Namespace,
+};
 use xdp_fwd::{Capacity, Forwarder, LoadOptions};
 
 const GOLDEN: &str = "golden/same_backend_on_every_node.txt";
