@@ -20,16 +20,12 @@ use std::time::{Duration, Instant};
 
 use edgelb_bgp::{BgpSpeaker, DesiredRoutes, IpNet, PeerConfig, RouteAttributes, SpeakerConfig};
 use support::fake_peer::{listen, FakePeer};
+use support::lab::Lab;
 use support::lb::{self, Lb};
-use support::netns::{wait_until, Lab};
-use support::routers::Frr;
+use testbed::stats::upper_median;
+use testbed::wait::assert_eventually;
 
 const ROUNDS: usize = 21;
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
@@ -61,7 +57,7 @@ impl RouteMonitor {
                 "-oL",
                 "ip",
                 "-n",
-                &lab.router.name,
+                lab.router.name(),
                 "-4",
                 "monitor",
                 "route",
@@ -117,12 +113,12 @@ fn frr_config(lab: &Lab) -> String {
 
 fn withdraw_and_announce_to_frr_kernel() -> (Duration, Duration) {
     let lab = Lab::new(1);
-    let _frr = Frr::start(&lab, &frr_config(&lab));
+    let _frr = lab.frr(&frr_config(&lab));
     let lb1 = Lb::start(&lab, 1, lb::config(1, 9, None));
     let vip = lb::routes(&[("192.0.2.10/32", RouteAttributes::default())]);
     lb1.set(vip.clone());
     lb1.wait_established();
-    wait_until(Duration::from_secs(20), "route installed", || {
+    assert_eventually(Duration::from_secs(20), "route installed", || {
         !lab.kernel_route("192.0.2.10").is_empty()
     });
     let monitor = RouteMonitor::start(&lab);
@@ -144,25 +140,30 @@ fn withdraw_and_announce_to_frr_kernel() -> (Duration, Duration) {
         std::thread::sleep(Duration::from_millis(50));
     }
     lb1.shutdown();
-    (median(withdraws), median(announces))
+    (
+        upper_median(&withdraws).expect("rounds"),
+        upper_median(&announces).expect("rounds"),
+    )
 }
 
 fn converge_1000_to_frr_kernel() -> Duration {
     let lab = Lab::new(1);
-    let _frr = Frr::start(&lab, &frr_config(&lab));
+    let _frr = lab.frr(&frr_config(&lab));
     let mut runs = Vec::new();
     for _ in 0..5 {
-        wait_until(Duration::from_secs(30), "table empty", || {
+        assert_eventually(Duration::from_secs(30), "table empty", || {
             lab.router
-                .ip(&["-4", "route", "show", "proto", "bgp"])
+                .ip_stdout(["-4", "route", "show", "proto", "bgp"])
+                .expect("ip route")
                 .is_empty()
         });
         let t0 = Instant::now();
         let lb1 = Lb::start(&lab, 1, lb::config(1, 9, None));
         lb1.set(prefixes(1000));
-        wait_until(Duration::from_secs(60), "1000 routes in kernel", || {
+        assert_eventually(Duration::from_secs(60), "1000 routes in kernel", || {
             lab.router
-                .ip(&["-4", "route", "show", "proto", "bgp"])
+                .ip_stdout(["-4", "route", "show", "proto", "bgp"])
+                .expect("ip route")
                 .lines()
                 .count()
                 == 1000
@@ -170,7 +171,7 @@ fn converge_1000_to_frr_kernel() -> Duration {
         runs.push(t0.elapsed());
         lb1.shutdown();
     }
-    median(runs)
+    upper_median(&runs).expect("rounds")
 }
 
 fn converge_1000_to_loopback_peer() -> Duration {
@@ -205,7 +206,7 @@ fn converge_1000_to_loopback_peer() -> Duration {
             assert_eq!(got.len(), 1000);
             speaker.shutdown().await;
         }
-        median(runs)
+        upper_median(&runs).expect("rounds")
     })
 }
 
@@ -249,7 +250,7 @@ fn withdraw_to_loopback_peer() -> Duration {
             peer.recv_non_keepalive().await.expect("update");
         }
         speaker.shutdown().await;
-        median(runs)
+        upper_median(&runs).expect("rounds")
     })
 }
 

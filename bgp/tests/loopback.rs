@@ -15,6 +15,7 @@ use netgauze_bgp_pkt::route_refresh::BgpRouteRefreshMessage;
 use netgauze_bgp_pkt::BgpMessage;
 use netgauze_iana::address_family::AddressType;
 use support::fake_peer::{listen, update_prefixes, FakePeer, WAIT};
+use testbed::wait::{wait_for_async, DEFAULT_POLL};
 
 const LOCAL_ASN: u32 = 4_200_000_010;
 const PEER_ASN: u32 = 65000;
@@ -50,23 +51,24 @@ fn routes(prefixes: &[&str]) -> DesiredRoutes {
     d
 }
 
-async fn wait_for(
+/// Polls the peer's snapshot every 20 ms until `f` accepts it; panics with
+/// the last snapshot after [`WAIT`].
+async fn wait_for_peer(
     speaker: &BgpSpeaker,
     addr: Ipv4Addr,
     what: &str,
     f: impl Fn(&edgelb_bgp::PeerSnapshot) -> bool,
 ) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    let mut last = None;
+    let waited = wait_for_async(what, WAIT, DEFAULT_POLL, || {
         let snap = speaker.peer(IpAddr::V4(addr)).expect("peer exists");
-        if f(&snap) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}: {snap:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let done = f(&snap);
+        last = Some(snap);
+        async move { done.then_some(()) }
+    })
+    .await;
+    if let Err(timeout) = waited {
+        panic!("{timeout}: {:?}", last.expect("polled at least once"));
     }
 }
 
@@ -85,7 +87,7 @@ async fn announces_withdraws_refreshes_and_shuts_down() {
         p.initial_table(2).await,
         vec!["192.0.2.10/32", "2001:db8::10/128"]
     );
-    wait_for(&speaker, ip, "2 prefixes", |s| {
+    wait_for_peer(&speaker, ip, "2 prefixes", |s| {
         s.state == PeerState::Established && s.prefixes_announced == 2
     })
     .await;
@@ -104,7 +106,7 @@ async fn announces_withdraws_refreshes_and_shuts_down() {
     let (mut ann, _) = update_prefixes(&p.recv_non_keepalive().await.unwrap());
     ann.sort();
     assert_eq!(ann, vec!["192.0.2.10/32", "192.0.2.11/32"]);
-    wait_for(&speaker, ip, "refresh counted", |s| {
+    wait_for_peer(&speaker, ip, "refresh counted", |s| {
         s.route_refreshes_in == 1
     })
     .await;
@@ -150,7 +152,7 @@ async fn hold_timer_expiry_sends_notification_and_reconnects() {
         "expired too early: {:?}",
         started.elapsed()
     );
-    wait_for(&speaker, ip, "hold timer error recorded", |s| {
+    wait_for_peer(&speaker, ip, "hold timer error recorded", |s| {
         s.last_error.as_deref().is_some_and(|e| e.contains("4/0"))
     })
     .await;
@@ -159,7 +161,7 @@ async fn hold_timer_expiry_sends_notification_and_reconnects() {
     again
         .establish(PEER_ASN, 30, Ipv4Addr::new(10, 255, 0, 2))
         .await;
-    wait_for(&speaker, ip, "re-established", |s| {
+    wait_for_peer(&speaker, ip, "re-established", |s| {
         s.state == PeerState::Established && s.established_count == 2
     })
     .await;
@@ -244,7 +246,7 @@ async fn bad_input_ends_only_that_session() {
     }
     // The good session is alive: it answers a KEEPALIVE-driven exchange.
     good.send(BgpMessage::KeepAlive).await;
-    wait_for(&speaker, good_ip, "good peer still counted", |s| {
+    wait_for_peer(&speaker, good_ip, "good peer still counted", |s| {
         s.messages_in > in_before
     })
     .await;
@@ -329,7 +331,7 @@ async fn passive_peer_is_accepted_and_strangers_are_refused() {
     assert_eq!(p.initial_table(2).await, vec!["198.51.100.0/24"]);
     // The peer drops the TCP connection: the speaker waits for it again.
     drop(p);
-    wait_for(&speaker, peer_ip, "back to Active", |s| {
+    wait_for_peer(&speaker, peer_ip, "back to Active", |s| {
         s.state == PeerState::Active
     })
     .await;
@@ -497,7 +499,7 @@ async fn collision_keeps_the_connection_of_the_higher_identifier() {
         }
         winner.send(BgpMessage::KeepAlive).await;
         assert_eq!(winner.initial_table(2).await, vec!["192.0.2.10/32"]);
-        wait_for(&speaker, peer_ip, "one established session", |s| {
+        wait_for_peer(&speaker, peer_ip, "one established session", |s| {
             s.state == PeerState::Established
                 && s.established_count == 1
                 && s.prefixes_announced == 1

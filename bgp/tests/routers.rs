@@ -9,9 +9,9 @@ mod support;
 use std::time::Duration;
 
 use edgelb_bgp::{GracefulRestartConfig, PeerState, RouteAttributes, SpeakerConfig};
+use support::lab::Lab;
 use support::lb::{self, routes, Lb};
-use support::netns::{wait_until, Lab};
-use support::routers::{Bird, Frr, GoBgp};
+use testbed::wait::assert_eventually;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -31,7 +31,7 @@ fn vip() -> RouteAttributes {
 #[test]
 fn gobgp_sees_announce_withdraw_refresh_and_shutdown() {
     let lab = Lab::new(1);
-    let gobgp = GoBgp::start(&lab, &deploy_example("gobgp/gobgpd.toml"));
+    let gobgp = lab.gobgp(&deploy_example("gobgp/gobgpd.toml"));
     let lb1 = Lb::start(&lab, 1, lb::config(1, 9, None));
     let tagged = RouteAttributes {
         communities: vec![(65010 << 16) | 100],
@@ -44,12 +44,12 @@ fn gobgp_sees_announce_withdraw_refresh_and_shutdown() {
         ("2001:db8::10/128", vip()),
     ]));
     lb1.wait_established();
-    let rib4 = || gobgp.cli(&["global", "rib", "-a", "ipv4"]);
-    let rib6 = || gobgp.cli(&["global", "rib", "-a", "ipv6"]);
-    wait_until(WAIT, "IPv4 paths in GoBGP", || {
+    let rib4 = || gobgp.cli(&["global", "rib", "-a", "ipv4"]).unwrap();
+    let rib6 = || gobgp.cli(&["global", "rib", "-a", "ipv6"]).unwrap();
+    assert_eventually(WAIT, "IPv4 paths in GoBGP", || {
         rib4().contains("192.0.2.10/32") && rib4().contains("192.0.2.0/24")
     });
-    wait_until(WAIT, "IPv6 path in GoBGP", || {
+    assert_eventually(WAIT, "IPv6 path in GoBGP", || {
         rib6().contains("2001:db8::10/128")
     });
     let line = rib4()
@@ -76,11 +76,11 @@ fn gobgp_sees_announce_withdraw_refresh_and_shutdown() {
         ])
         .drained(2),
     );
-    wait_until(WAIT, "prepended path", || {
+    assert_eventually(WAIT, "prepended path", || {
         rib4().contains("65010 65010 65010")
     });
     lb1.set(routes(&[("192.0.2.0/24", vip())]));
-    wait_until(WAIT, "VIP withdrawn", || {
+    assert_eventually(WAIT, "VIP withdrawn", || {
         !rib4().contains("192.0.2.10/32") && !rib6().contains("2001:db8::10/128")
     });
     assert!(rib4().contains("192.0.2.0/24"), "aggregate stays");
@@ -88,7 +88,7 @@ fn gobgp_sees_announce_withdraw_refresh_and_shutdown() {
         ("192.0.2.10/32", tagged),
         ("192.0.2.0/24", vip()),
     ]));
-    wait_until(WAIT, "VIP re-announced", || {
+    assert_eventually(WAIT, "VIP re-announced", || {
         rib4().contains("192.0.2.10/32")
     });
 
@@ -97,10 +97,10 @@ fn gobgp_sees_announce_withdraw_refresh_and_shutdown() {
     assert_eq!(lb1.peer().established_count, 1, "no flap");
 
     lb1.shutdown();
-    wait_until(WAIT, "routes gone after shutdown", || {
+    assert_eventually(WAIT, "routes gone after shutdown", || {
         !rib4().contains("192.0.2.10/32") && !rib4().contains("192.0.2.0/24")
     });
-    let neighbor = gobgp.cli(&["neighbor", "10.0.1.2"]);
+    let neighbor = gobgp.cli(&["neighbor", "10.0.1.2"]).unwrap();
     assert!(!neighbor.contains("BGP state = established"), "{neighbor}");
 }
 
@@ -133,7 +133,7 @@ fn frr_installs_ecmp_and_follows_changes() {
         lab.path("bgpd.log"),
         deploy_example("frr/frr.conf")
     );
-    let frr = Frr::start(&lab, &config);
+    let frr = lab.frr(&config);
     let lb1 = Lb::start(&lab, 1, lb::config(1, 9, None));
     // A different ASN on the second node: ECMP needs the example's multipath-relax.
     let lb2 = Lb::start(
@@ -156,13 +156,13 @@ fn frr_installs_ecmp_and_follows_changes() {
     lb1.wait_established();
     lb2.wait_established();
     let hops = |p: &str| lab.kernel_next_hops(p);
-    wait_until(WAIT, "IPv4 ECMP in kernel", || {
+    assert_eventually(WAIT, "IPv4 ECMP in kernel", || {
         hops("192.0.2.10") == ["10.0.1.2", "10.0.2.2"]
     });
-    wait_until(WAIT, "IPv6 ECMP in kernel", || {
+    assert_eventually(WAIT, "IPv6 ECMP in kernel", || {
         hops("2001:db8::10") == ["fd00:0:1::2", "fd00:0:2::2"]
     });
-    wait_until(WAIT, "single-node VIP", || {
+    assert_eventually(WAIT, "single-node VIP", || {
         hops("192.0.2.11") == ["10.0.1.2"]
     });
     assert!(
@@ -176,7 +176,7 @@ fn frr_installs_ecmp_and_follows_changes() {
     );
 
     lb1.set(routes(&[("192.0.2.11/32", vip())]));
-    wait_until(WAIT, "lb1 withdrew", || {
+    assert_eventually(WAIT, "lb1 withdrew", || {
         hops("192.0.2.10") == ["10.0.2.2"] && hops("2001:db8::10") == ["fd00:0:2::2"]
     });
     lb1.set(routes(&[
@@ -184,12 +184,13 @@ fn frr_installs_ecmp_and_follows_changes() {
         ("192.0.2.11/32", vip()),
         ("2001:db8::10/128", vip()),
     ]));
-    wait_until(WAIT, "lb1 re-announced", || {
+    assert_eventually(WAIT, "lb1 re-announced", || {
         hops("192.0.2.10") == ["10.0.1.2", "10.0.2.2"]
     });
 
-    frr.vtysh("clear bgp ipv4 unicast 10.0.1.2 soft in");
-    wait_until(WAIT, "ROUTE-REFRESH answered", || {
+    frr.vtysh("clear bgp ipv4 unicast 10.0.1.2 soft in")
+        .unwrap();
+    assert_eventually(WAIT, "ROUTE-REFRESH answered", || {
         lb1.peer().route_refreshes_in >= 1
     });
     assert_eq!(hops("192.0.2.10"), ["10.0.1.2", "10.0.2.2"]);
@@ -200,17 +201,17 @@ fn frr_installs_ecmp_and_follows_changes() {
     );
 
     lb2.kill();
-    wait_until(WAIT, "killed node's paths gone", || {
+    assert_eventually(WAIT, "killed node's paths gone", || {
         hops("192.0.2.10") == ["10.0.1.2"] && hops("2001:db8::10") == ["fd00:0:1::2"]
     });
 
     lb1.shutdown();
-    wait_until(WAIT, "all routes gone after shutdown", || {
+    assert_eventually(WAIT, "all routes gone after shutdown", || {
         lab.kernel_route("192.0.2.10").is_empty()
             && lab.kernel_route("192.0.2.11").is_empty()
             && lab.kernel_route("2001:db8::10").is_empty()
     });
-    let summary = frr.vtysh("show bgp neighbors 10.0.1.2");
+    let summary = frr.vtysh("show bgp neighbors 10.0.1.2").unwrap();
     assert!(
         summary.contains("Notification received (Cease/Administrative Shutdown)"),
         "{summary}"
@@ -223,44 +224,52 @@ fn frr_installs_ecmp_and_follows_changes() {
 #[test]
 fn frr_hold_timer_expiry_both_ways() {
     let lab = Lab::new(1);
-    let frr = Frr::start(&lab, &frr_config(&lab, 1, " neighbor LB timers 1 3\n"));
+    let frr = lab.frr(&frr_config(&lab, 1, " neighbor LB timers 1 3\n"));
     let lb1 = Lb::start(&lab, 1, lb::config(1, 3, None));
     lb1.set(routes(&[("192.0.2.10/32", vip())]));
     lb1.wait_established();
-    wait_until(WAIT, "route installed", || {
+    assert_eventually(WAIT, "route installed", || {
         lab.kernel_next_hops("192.0.2.10") == ["10.0.1.2"]
     });
 
     // Our packets to the router vanish: the router's hold timer expires.
-    lab.lbs[0].ip(&["route", "add", "blackhole", "10.0.1.1/32"]);
-    wait_until(WAIT, "router dropped the route", || {
+    lab.lbs[0]
+        .ip(["route", "add", "blackhole", "10.0.1.1/32"])
+        .expect("ip");
+    assert_eventually(WAIT, "router dropped the route", || {
         lab.kernel_route("192.0.2.10").is_empty()
     });
-    let neighbor = frr.vtysh("show bgp neighbors 10.0.1.2");
+    let neighbor = frr.vtysh("show bgp neighbors 10.0.1.2").unwrap();
     assert!(
         neighbor.to_lowercase().contains("hold timer expired"),
         "{neighbor}"
     );
-    lab.lbs[0].ip(&["route", "del", "blackhole", "10.0.1.1/32"]);
-    wait_until(WAIT, "re-established", || {
+    lab.lbs[0]
+        .ip(["route", "del", "blackhole", "10.0.1.1/32"])
+        .expect("ip");
+    assert_eventually(WAIT, "re-established", || {
         lb1.peer().established_count == 2 && lb1.peer().state == PeerState::Established
     });
-    wait_until(WAIT, "route back", || {
+    assert_eventually(WAIT, "route back", || {
         lab.kernel_next_hops("192.0.2.10") == ["10.0.1.2"]
     });
 
     // The router's packets to us vanish: our hold timer expires.
-    lab.router.ip(&["route", "add", "blackhole", "10.0.1.2/32"]);
-    wait_until(WAIT, "our hold timer fired", || {
+    lab.router
+        .ip(["route", "add", "blackhole", "10.0.1.2/32"])
+        .expect("ip");
+    assert_eventually(WAIT, "our hold timer fired", || {
         lb1.peer()
             .last_error
             .is_some_and(|e| e.contains("sent NOTIFICATION 4/0"))
     });
-    lab.router.ip(&["route", "del", "blackhole", "10.0.1.2/32"]);
-    wait_until(WAIT, "re-established again", || {
+    lab.router
+        .ip(["route", "del", "blackhole", "10.0.1.2/32"])
+        .expect("ip");
+    assert_eventually(WAIT, "re-established again", || {
         lb1.peer().established_count == 3 && lb1.peer().state == PeerState::Established
     });
-    wait_until(WAIT, "route back again", || {
+    assert_eventually(WAIT, "route back again", || {
         lab.kernel_next_hops("192.0.2.10") == ["10.0.1.2"]
     });
     lb1.shutdown();
@@ -272,7 +281,7 @@ fn frr_hold_timer_expiry_both_ways() {
 #[test]
 fn frr_graceful_restart_keeps_routes_across_a_daemon_restart() {
     let lab = Lab::new(1);
-    let frr = Frr::start(&lab, &frr_config(&lab, 1, ""));
+    let frr = lab.frr(&frr_config(&lab, 1, ""));
     let gr = |restarting| {
         Some(GracefulRestartConfig {
             restart_time_secs: 6,
@@ -282,10 +291,10 @@ fn frr_graceful_restart_keeps_routes_across_a_daemon_restart() {
     let lb1 = Lb::start(&lab, 1, lb::config(1, 9, gr(false)));
     lb1.set(routes(&[("192.0.2.10/32", vip())]));
     lb1.wait_established();
-    wait_until(WAIT, "route installed", || {
+    assert_eventually(WAIT, "route installed", || {
         lab.kernel_next_hops("192.0.2.10") == ["10.0.1.2"]
     });
-    let neighbor = frr.vtysh("show bgp neighbors 10.0.1.2");
+    let neighbor = frr.vtysh("show bgp neighbors 10.0.1.2").unwrap();
     assert!(neighbor.contains("Graceful Restart"), "{neighbor}");
 
     lb1.kill();
@@ -297,21 +306,23 @@ fn frr_graceful_restart_keeps_routes_across_a_daemon_restart() {
     );
     assert!(frr
         .vtysh("show bgp ipv4 unicast 192.0.2.10/32")
+        .unwrap()
         .to_lowercase()
         .contains("stale"));
 
     let lb1 = Lb::start(&lab, 1, lb::config(1, 9, gr(true)));
     lb1.set(routes(&[("192.0.2.10/32", vip())]));
     lb1.wait_established();
-    wait_until(WAIT, "path current again after End-of-RIB", || {
+    assert_eventually(WAIT, "path current again after End-of-RIB", || {
         !frr.vtysh("show bgp ipv4 unicast 192.0.2.10/32")
+            .unwrap()
             .to_lowercase()
             .contains("stale")
     });
     assert_eq!(lab.kernel_next_hops("192.0.2.10"), ["10.0.1.2"]);
 
     lb1.kill();
-    wait_until(WAIT, "stale route flushed after restart time", || {
+    assert_eventually(WAIT, "stale route flushed after restart time", || {
         lab.kernel_route("192.0.2.10").is_empty()
     });
 }
@@ -326,7 +337,7 @@ fn bird_installs_ecmp_and_follows_changes() {
         lab.path("bird.log"),
         deploy_example("bird/bird.conf")
     );
-    let bird = Bird::start(&lab, &config);
+    let bird = lab.bird(&config);
     let lb1 = Lb::start(&lab, 1, lb::config(1, 9, None));
     let lb2 = Lb::start(&lab, 2, lb::config(2, 9, None));
     let both = routes(&[("192.0.2.10/32", vip()), ("2001:db8::10/128", vip())]);
@@ -339,10 +350,10 @@ fn bird_installs_ecmp_and_follows_changes() {
     lb1.wait_established();
     lb2.wait_established();
     let hops = |p: &str| lab.kernel_next_hops(p);
-    wait_until(WAIT, "IPv4 ECMP in kernel", || {
+    assert_eventually(WAIT, "IPv4 ECMP in kernel", || {
         hops("192.0.2.10") == ["10.0.1.2", "10.0.2.2"]
     });
-    wait_until(WAIT, "IPv6 ECMP in kernel", || {
+    assert_eventually(WAIT, "IPv6 ECMP in kernel", || {
         hops("2001:db8::10") == ["fd00:0:1::2", "fd00:0:2::2"]
     });
     assert!(
@@ -356,28 +367,28 @@ fn bird_installs_ecmp_and_follows_changes() {
     );
 
     lb2.set(routes(&[("2001:db8::10/128", vip())]));
-    wait_until(WAIT, "lb2 withdrew", || hops("192.0.2.10") == ["10.0.1.2"]);
+    assert_eventually(WAIT, "lb2 withdrew", || hops("192.0.2.10") == ["10.0.1.2"]);
     lb2.set(both);
-    wait_until(WAIT, "lb2 re-announced", || {
+    assert_eventually(WAIT, "lb2 re-announced", || {
         hops("192.0.2.10") == ["10.0.1.2", "10.0.2.2"]
     });
 
-    bird.birdc("reload in lb2");
-    wait_until(WAIT, "ROUTE-REFRESH answered", || {
+    bird.birdc("reload in lb2").unwrap();
+    assert_eventually(WAIT, "ROUTE-REFRESH answered", || {
         lb2.peer().route_refreshes_in >= 1
     });
     assert_eq!(hops("192.0.2.10"), ["10.0.1.2", "10.0.2.2"]);
     assert_eq!(lb2.peer().established_count, 1);
 
     lb2.shutdown();
-    wait_until(WAIT, "lb2's paths gone", || {
+    assert_eventually(WAIT, "lb2's paths gone", || {
         hops("192.0.2.10") == ["10.0.1.2"] && hops("2001:db8::10") == ["fd00:0:1::2"]
     });
     lb1.kill();
-    wait_until(WAIT, "killed node's routes gone", || {
+    assert_eventually(WAIT, "killed node's routes gone", || {
         lab.kernel_route("192.0.2.10").is_empty() && lab.kernel_route("2001:db8::10").is_empty()
     });
-    let proto = bird.birdc("show protocols all lb2");
+    let proto = bird.birdc("show protocols all lb2").unwrap();
     assert!(
         proto.contains("Received: Administrative shutdown"),
         "{proto}"
@@ -389,11 +400,11 @@ fn bird_installs_ecmp_and_follows_changes() {
 #[test]
 fn one_node_two_peers_ebgp_and_ibgp() {
     let lab = Lab::new(1);
-    lab.router.ip(&["addr", "add", "10.0.1.3/24", "dev", "r1"]);
-    let frr = Frr::start(&lab, &frr_config(&lab, 1, ""));
-    let gobgp = GoBgp::start(
-        &lab,
-        "[global.config]\n  as = 65010\n  router-id = \"10.0.1.3\"\n  port = 1790\n  local-address-list = [\"10.0.1.3\"]\n\
+    lab.router
+        .ip(["addr", "add", "10.0.1.3/24", "dev", "r1"])
+        .expect("ip");
+    let frr = lab.frr(&frr_config(&lab, 1, ""));
+    let gobgp = lab.gobgp("[global.config]\n  as = 65010\n  router-id = \"10.0.1.3\"\n  port = 1790\n  local-address-list = [\"10.0.1.3\"]\n\
          [[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"10.0.1.2\"\n    peer-as = 65010\n\
          \x20 [neighbors.transport.config]\n    passive-mode = true\n",
     );
@@ -412,11 +423,11 @@ fn one_node_two_peers_ebgp_and_ibgp() {
         },
     )]));
     lb1.wait_established();
-    let rib = || gobgp.cli(&["global", "rib", "-a", "ipv4"]);
-    wait_until(WAIT, "eBGP route in FRR kernel", || {
+    let rib = || gobgp.cli(&["global", "rib", "-a", "ipv4"]).unwrap();
+    assert_eventually(WAIT, "eBGP route in FRR kernel", || {
         lab.kernel_next_hops("192.0.2.10") == ["10.0.1.2"]
     });
-    wait_until(WAIT, "iBGP path in GoBGP", || {
+    assert_eventually(WAIT, "iBGP path in GoBGP", || {
         rib().contains("192.0.2.10/32")
     });
     let line = rib()
@@ -428,14 +439,14 @@ fn one_node_two_peers_ebgp_and_ibgp() {
         line.contains("LocalPref: 200") && !line.contains("65010 "),
         "iBGP: LOCAL_PREF, empty AS path: {line}"
     );
-    let frr_path = frr.vtysh("show bgp ipv4 unicast 192.0.2.10/32");
+    let frr_path = frr.vtysh("show bgp ipv4 unicast 192.0.2.10/32").unwrap();
     assert!(
         frr_path.contains("65010"),
         "eBGP: our AS in the path: {frr_path}"
     );
 
     lb1.set(routes(&[]));
-    wait_until(WAIT, "withdrawn from both", || {
+    assert_eventually(WAIT, "withdrawn from both", || {
         lab.kernel_route("192.0.2.10").is_empty() && !rib().contains("192.0.2.10/32")
     });
     lb1.shutdown();
@@ -454,7 +465,7 @@ fn frr_over_an_ipv6_session_carries_both_families() {
          \x20address-family ipv6 unicast\n  neighbor {n} activate\n  neighbor {n} route-map DENY-ALL out\n exit-address-family\n",
         lab.path("bgpd.log")
     );
-    let _frr = Frr::start(&lab, &config);
+    let _frr = lab.frr(&config);
     let mut speaker = lb::config(1, 9, None);
     speaker.peers[0].address = "fd00:0:1::1".parse().unwrap();
     speaker.peers[0].next_hop_v6 = None;
@@ -465,14 +476,14 @@ fn frr_over_an_ipv6_session_carries_both_families() {
         ("2001:db8::10/128", vip()),
     ]));
     lb1.wait_established();
-    wait_until(WAIT, "IPv6 VIP via session address", || {
+    assert_eventually(WAIT, "IPv6 VIP via session address", || {
         lab.kernel_next_hops("2001:db8::10") == ["fd00:0:1::2"]
     });
-    wait_until(WAIT, "IPv4 VIP via configured next hop", || {
+    assert_eventually(WAIT, "IPv4 VIP via configured next hop", || {
         lab.kernel_next_hops("192.0.2.10") == ["10.0.1.2"]
     });
     lb1.shutdown();
-    wait_until(WAIT, "gone after shutdown", || {
+    assert_eventually(WAIT, "gone after shutdown", || {
         lab.kernel_route("2001:db8::10").is_empty() && lab.kernel_route("192.0.2.10").is_empty()
     });
 }
@@ -484,9 +495,7 @@ fn gobgp_accepts_a_large_table() {
     use edgelb_bgp::{DesiredRoutes, IpNet};
     let lab = Lab::new(1);
     // No import filter here: the VIPs span 198.18.0.0/15 (benchmarking space).
-    let gobgp = GoBgp::start(
-        &lab,
-        "[global.config]\n  as = 65000\n  router-id = \"10.0.0.254\"\n\
+    let gobgp = lab.gobgp("[global.config]\n  as = 65000\n  router-id = \"10.0.0.254\"\n\
          [[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"10.0.1.2\"\n    peer-as = 65010\n\
          \x20 [neighbors.transport.config]\n    passive-mode = true\n\
          \x20 [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"ipv4-unicast\"\n\
@@ -506,14 +515,16 @@ fn gobgp_accepts_a_large_table() {
     lb1.set(d);
     lb1.wait_established();
     let count = |family: &str| -> usize {
-        let out = gobgp.cli(&["global", "rib", "summary", "-a", family]);
+        let out = gobgp
+            .cli(&["global", "rib", "summary", "-a", family])
+            .unwrap();
         out.split("Destination: ")
             .nth(1)
             .and_then(|s| s.split(',').next())
             .and_then(|n| n.trim().parse().ok())
             .unwrap_or(0)
     };
-    wait_until(WAIT, "whole table in GoBGP", || {
+    assert_eventually(WAIT, "whole table in GoBGP", || {
         count("ipv4") == 5000 && count("ipv6") == 2000
     });
     let peer = lb1.peer();
@@ -521,7 +532,7 @@ fn gobgp_accepts_a_large_table() {
     // 5000 x 5 bytes and 2000 x 17 bytes need at least 7 + 9 messages.
     assert!(peer.updates_out >= 16, "split into many UPDATEs: {peer:?}");
     lb1.set(DesiredRoutes::new());
-    wait_until(WAIT, "whole table withdrawn", || {
+    assert_eventually(WAIT, "whole table withdrawn", || {
         count("ipv4") == 0 && count("ipv6") == 0
     });
     lb1.shutdown();
@@ -551,29 +562,29 @@ fn frr_follows_the_speaker_process_killed_and_terminated() {
         lab.path("bgpd.log"),
         deploy_example("frr/frr.conf")
     );
-    let frr = Frr::start(&lab, &config);
+    let frr = lab.frr(&config);
     let daemon = SpeakerProcess::start(&lab, 1, &speaker_file(&["192.0.2.10/32"]));
-    wait_until(WAIT, "route from the process", || {
+    assert_eventually(WAIT, "route from the process", || {
         lab.kernel_next_hops("192.0.2.10") == ["10.0.1.2"]
     });
     daemon.reload(&speaker_file(&["192.0.2.10/32", "192.0.2.11/32"]));
-    wait_until(WAIT, "reloaded route", || {
+    assert_eventually(WAIT, "reloaded route", || {
         lab.kernel_next_hops("192.0.2.11") == ["10.0.1.2"]
     });
     daemon.kill();
-    wait_until(WAIT, "routes gone after kill -9", || {
+    assert_eventually(WAIT, "routes gone after kill -9", || {
         lab.kernel_route("192.0.2.10").is_empty() && lab.kernel_route("192.0.2.11").is_empty()
     });
 
     let daemon = SpeakerProcess::start(&lab, 1, &speaker_file(&["192.0.2.10/32"]));
-    wait_until(WAIT, "route back after restart", || {
+    assert_eventually(WAIT, "route back after restart", || {
         lab.kernel_next_hops("192.0.2.10") == ["10.0.1.2"]
     });
     assert!(daemon.terminate().success(), "clean exit on SIGTERM");
-    wait_until(WAIT, "route gone after SIGTERM", || {
+    assert_eventually(WAIT, "route gone after SIGTERM", || {
         lab.kernel_route("192.0.2.10").is_empty()
     });
-    let neighbor = frr.vtysh("show bgp neighbors 10.0.1.2");
+    let neighbor = frr.vtysh("show bgp neighbors 10.0.1.2").unwrap();
     assert!(
         neighbor.contains("Notification received (Cease/Administrative Shutdown)"),
         "{neighbor}"
@@ -596,10 +607,10 @@ fn frr_connecting_both_ways_settles_on_one_session() {
     // Speaker first: its connects fail until FRR is up, then FRR connects
     // to it while its next attempt connects to FRR.
     let lb1 = Lb::start(&lab, 1, speaker);
-    let _frr = Frr::start(&lab, &config);
+    let _frr = lab.frr(&config);
     lb1.set(routes(&[("192.0.2.10/32", vip())]));
     lb1.wait_established();
-    wait_until(WAIT, "route installed", || {
+    assert_eventually(WAIT, "route installed", || {
         lab.kernel_next_hops("192.0.2.10") == ["10.0.1.2"]
     });
     let count = lb1.peer().established_count;
@@ -613,7 +624,7 @@ fn frr_connecting_both_ways_settles_on_one_session() {
     // established session never went down, checked just above.
     assert_eq!(lab.kernel_next_hops("192.0.2.10"), ["10.0.1.2"]);
     lb1.shutdown();
-    wait_until(WAIT, "gone after shutdown", || {
+    assert_eventually(WAIT, "gone after shutdown", || {
         lab.kernel_route("192.0.2.10").is_empty()
     });
 }

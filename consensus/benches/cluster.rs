@@ -14,6 +14,7 @@ use edgelb_consensus::{
     Backend, BackendState, ClusterSecret, Command, ConsensusConfig, ConsensusNode, Encapsulation,
     NodeId, Protocol, Role, VipFlags, VipKey,
 };
+use testbed::stats::nearest_rank;
 
 const HEARTBEAT: Duration = Duration::from_millis(50);
 const ELECTION_MIN: Duration = Duration::from_millis(150);
@@ -100,11 +101,6 @@ impl Bench {
             .unwrap();
         self.nodes.insert(id, Arc::new(node));
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
 }
 
 fn ms(d: Duration) -> String {
@@ -199,8 +195,8 @@ async fn main() {
     failovers.sort();
     kills.sort();
 
-    let med_leader = percentile(&at_leader, 0.5);
-    let med_fwd = percentile(&fwd, 0.5);
+    let med_leader = nearest_rank(&at_leader, 0.5).expect("samples");
+    let med_fwd = nearest_rank(&fwd, 0.5).expect("samples");
     println!("## edgelb-consensus: 3-node cluster on loopback\n");
     println!(
         "Timeouts: heartbeat {} , election {}..{}. Each write is fsynced (redb) on every node before it counts.\n",
@@ -215,7 +211,7 @@ async fn main() {
     );
     println!(
         "| commit latency at leader, p99 | {} |",
-        ms(percentile(&at_leader, 0.99))
+        ms(nearest_rank(&at_leader, 0.99).expect("samples"))
     );
     println!(
         "| commit latency via follower (forwarded), median | {} |",
@@ -223,13 +219,13 @@ async fn main() {
     );
     println!(
         "| commit latency via follower (forwarded), p99 | {} |",
-        ms(percentile(&fwd, 0.99))
+        ms(nearest_rank(&fwd, 0.99).expect("samples"))
     );
     println!("| sequential writes/s (1 writer at leader) | {seq_rate:.0} |");
     println!("| concurrent writes/s ({writers} writers, half via follower) | {conc_rate:.0} |");
     println!(
         "| leader failover, kill to first commit, median of {rounds} | {} |",
-        ms(percentile(&failovers, 0.5))
+        ms(nearest_rank(&failovers, 0.5).expect("samples"))
     );
     println!(
         "| leader failover, min / max | {} / {} |",
@@ -242,7 +238,7 @@ async fn main() {
     );
     println!(
         "Of the failover time, stopping the old leader (closing its sockets) took a median of {}.",
-        ms(percentile(&kills, 0.5))
+        ms(nearest_rank(&kills, 0.5).expect("samples"))
     );
     println!(
         "Failover samples: {:?}",

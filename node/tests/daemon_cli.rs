@@ -14,7 +14,8 @@ use std::{net::UdpSocket, time::Duration};
 use edgelb_sim::cluster::{
     backend_addr, in_namespace, lb_addr, Cluster, ClusterSpec, CLIENT_ADDR, VIP, VIP_UDP_PORT,
 };
-use support::{fails, families, ok, ok_json, samples, scrape, wait_for};
+use support::{fails, families, ok, ok_json, samples, scrape, POLL};
+use testbed::wait::wait_for;
 
 const TCP_VIP: &str = "192.0.2.10:80/tcp";
 const UDP_VIP: &str = "192.0.2.10:53/udp";
@@ -54,9 +55,10 @@ fn lbctl_round_trips_against_a_real_cluster() {
 
     // --- status, before any VIP (once the freshly started cluster has
     // elected its first leader).
-    let elected = wait_for(Duration::from_secs(20), || {
+    let elected = wait_for("elected", Duration::from_secs(20), POLL, || {
         ok_json(&cluster, 2, &["status"])["leader"].as_u64()
-    });
+    })
+    .ok();
     assert!(
         elected.is_some(),
         "no leader elected\n{}",
@@ -419,7 +421,7 @@ fn lbctl_round_trips_against_a_real_cluster() {
     let mut exported = std::collections::BTreeSet::new();
     for i in 1..=3 {
         // Counters are exported once a second: wait for the latest round.
-        let text = wait_for(Duration::from_secs(10), || {
+        let text = wait_for("text", Duration::from_secs(10), POLL, || {
             let t = scrape(&cluster, i).ok()?;
             let v = samples(&t, "edgelb_table_version", &[]);
             let healthy = samples(&t, "edgelb_health_check_up", &[])
@@ -435,6 +437,7 @@ fn lbctl_round_trips_against_a_real_cluster() {
                 && announced == Some(1.0))
             .then_some(t)
         })
+        .ok()
         .unwrap_or_else(|| {
             panic!("node {i}: metrics never showed version {version} and 8 healthy backends")
         });
@@ -516,7 +519,7 @@ fn lbctl_round_trips_against_a_real_cluster() {
 
     // The 6 queries (one packet each) show in the per-VIP counters, summed
     // over the nodes ECMP spread them to (exported once a second).
-    let forwarded_packets = wait_for(Duration::from_secs(10), || {
+    let forwarded_packets = wait_for("forwarded packets", Duration::from_secs(10), POLL, || {
         let mut sum = 0.0;
         for i in 1..=3 {
             let t = scrape(&cluster, i).ok()?;
@@ -526,7 +529,8 @@ fn lbctl_round_trips_against_a_real_cluster() {
                 .sum::<f64>();
         }
         (sum >= 6.0).then_some(sum)
-    });
+    })
+    .ok();
     assert!(
         forwarded_packets.is_some(),
         "VIP packet counters never reached 6 across the nodes"
@@ -539,14 +543,15 @@ fn lbctl_round_trips_against_a_real_cluster() {
     assert_eq!(nj["nodes"].as_array().map(Vec::len), Some(3), "{nj}");
     // Every daemon registered its admin address through Raft (what `status`
     // uses to reach nodes that joined after the cluster began).
-    let registered = wait_for(Duration::from_secs(20), || {
+    let registered = wait_for("registered", Duration::from_secs(20), POLL, || {
         let nj = ok_json(&cluster, 2, &["node", "list"]);
         let all = nj["nodes"].as_array()?.iter().all(|m| {
             let id = m["id"].as_u64().unwrap_or(0) as usize;
             m["admin"] == format!("{}:{}", lb_addr(id), edgelb_sim::cluster::ADMIN_PORT)
         });
         all.then_some(nj)
-    });
+    })
+    .ok();
     assert!(registered.is_some(), "admin addresses not registered: {nj}");
     fails(
         &cluster,
@@ -566,11 +571,12 @@ fn lbctl_round_trips_against_a_real_cluster() {
     std::fs::remove_dir_all(cluster.dir().join("lb3-data")).expect("wipe node 3's Raft data");
     cluster.restart_lb(3).expect("node 3 starts");
     let raft3 = format!("{}:7000", lb_addr(3));
-    let added = wait_for(Duration::from_secs(30), || {
+    let added = wait_for("added", Duration::from_secs(30), POLL, || {
         let r = support::lbctl(&cluster, 1, &["--json", "node", "add", "3", &raft3]);
         (r.code == Some(0))
             .then(|| serde_json::from_str::<serde_json::Value>(&r.stdout).expect("JSON"))
     })
+    .ok()
     .unwrap_or_else(|| panic!("node add 3 never succeeded\n{}", cluster.log_tails(20)));
     assert_eq!(added["kind"], "written", "{added}");
     let nj = ok_json(&cluster, 1, &["node", "list"]);

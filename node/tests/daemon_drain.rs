@@ -13,7 +13,8 @@ use std::{
 };
 
 use edgelb_sim::cluster::{find_binary, lb_addr, Cluster, ClusterSpec, CLIENT_ADDR, VIP};
-use support::{ok_json, wait_for};
+use support::{ok_json, POLL};
+use testbed::wait::wait_for;
 
 /// Kills the child if the test fails before it exits on its own.
 struct OwnedDaemon(Child);
@@ -181,9 +182,10 @@ fn sigterm_withdraws_then_drains_then_ceases_and_detaches() {
     );
 
     // 3. Exit 0 after the drain period.
-    let status = wait_for(Duration::from_secs(DRAIN_SECS + 15), || {
+    let status = wait_for("status", Duration::from_secs(DRAIN_SECS + 15), POLL, || {
         daemon.0.try_wait().ok().flatten()
     })
+    .ok()
     .unwrap_or_else(|| panic!("lbnode did not exit\n{}", cluster.log_tails(20)));
     let ran = sent.elapsed();
     assert_eq!(
@@ -198,8 +200,11 @@ fn sigterm_withdraws_then_drains_then_ceases_and_detaches() {
     );
 
     // 4. The session ended with Cease (not a hold-timer expiry).
-    let text = wait_for(Duration::from_secs(5), || {
-        let t = cluster.frr.vtysh(&format!("show bgp neighbor {hop}"))?;
+    let text = wait_for("text", Duration::from_secs(5), POLL, || {
+        let t = cluster
+            .frr
+            .vtysh(&format!("show bgp neighbor {hop}"))
+            .ok()?;
         (!t.contains("BGP state = Established")).then_some(t)
     })
     .expect("session down at the router");

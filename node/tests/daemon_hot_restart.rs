@@ -16,7 +16,8 @@ use std::{
 };
 
 use edgelb_sim::cluster::{lb_addr, Cluster, ClusterSpec, CLIENT_ADDR, VIP};
-use support::wait_for;
+use support::POLL;
+use testbed::wait::wait_for;
 
 /// The log without terminal colour sequences (`ESC [ ... m`).
 fn strip_ansi(text: &str) -> String {
@@ -123,13 +124,14 @@ fn sigusr2_restart_keeps_forwarding_and_the_route() {
         .expect("node 3 runs");
     // SAFETY: kill(2) on the sim's child process.
     unsafe { libc::kill(pid as i32, libc::SIGUSR2) };
-    let exited = wait_for(Duration::from_secs(15), || {
+    let exited = wait_for("exited", Duration::from_secs(15), POLL, || {
         cluster.lbs[2]
             .process
             .as_mut()
             .is_some_and(|p| p.has_exited())
             .then_some(())
-    });
+    })
+    .ok();
     assert!(
         exited.is_some(),
         "lbnode exits on SIGUSR2\n{}",
@@ -138,12 +140,14 @@ fn sigusr2_restart_keeps_forwarding_and_the_route() {
 
     // The session ended without a NOTIFICATION: the router holds the route
     // as stale (graceful restart) instead of withdrawing it.
-    let stale = wait_for(Duration::from_secs(5), || {
+    let stale = wait_for("stale", Duration::from_secs(5), POLL, || {
         let route = cluster
             .frr
-            .vtysh(&format!("show bgp ipv4 unicast {VIP}/32"))?;
+            .vtysh(&format!("show bgp ipv4 unicast {VIP}/32"))
+            .ok()?;
         route.contains("(stale)").then_some(route)
-    });
+    })
+    .ok();
     assert!(
         stale.is_some(),
         "router keeps node 3's route as stale\n{}",
@@ -186,11 +190,12 @@ fn sigusr2_restart_keeps_forwarding_and_the_route() {
     cluster.lbs[2].process = None;
     cluster.restart_lb(3).expect("restart node 3");
     let log = cluster.dir().join("lb3.log");
-    let adopted = wait_for(Duration::from_secs(20), || {
+    let adopted = wait_for("adopted", Duration::from_secs(20), POLL, || {
         strip_ansi(&std::fs::read_to_string(&log).ok()?)
             .contains("adopted=true")
             .then_some(())
-    });
+    })
+    .ok();
     assert!(
         adopted.is_some(),
         "the new process adopts the pinned maps\n{}",
@@ -199,23 +204,26 @@ fn sigusr2_restart_keeps_forwarding_and_the_route() {
     cluster
         .converge(Duration::from_secs(20))
         .expect("node 3 back in sync");
-    let announced = wait_for(Duration::from_secs(20), || {
+    let announced = wait_for("announced", Duration::from_secs(20), POLL, || {
         let v = support::ok_json(&cluster, 3, &["status"]);
         let me = v["nodes"].as_array()?.iter().find(|n| n[0] == 3)?.clone();
         (me[1]["Ok"]["announcing"] == true).then_some(())
-    });
+    })
+    .ok();
     assert!(
         announced.is_some(),
         "node 3 announces again\n{}",
         cluster.log_tails(20)
     );
     // Its End-of-RIB, sent once it had its table, makes the path current again.
-    let fresh = wait_for(Duration::from_secs(20), || {
+    let fresh = wait_for("fresh", Duration::from_secs(20), POLL, || {
         let route = cluster
             .frr
-            .vtysh(&format!("show bgp ipv4 unicast {VIP}/32"))?;
+            .vtysh(&format!("show bgp ipv4 unicast {VIP}/32"))
+            .ok()?;
         (!route.contains("(stale)")).then_some(())
-    });
+    })
+    .ok();
     assert!(
         fresh.is_some(),
         "route still stale after the restart\n{}",

@@ -10,7 +10,8 @@ mod support;
 use std::time::Duration;
 
 use edgelb_sim::cluster::{lb_addr, Cluster, ClusterSpec};
-use support::{lbctl, wait_for};
+use support::{lbctl, POLL};
+use testbed::wait::wait_for;
 
 #[test]
 fn partitioned_leader_withdraws_and_returns_after_healing() {
@@ -43,7 +44,7 @@ fn partitioned_leader_withdraws_and_returns_after_healing() {
     eprintln!("partitioned leader withdrawn after {took:?}");
 
     // It is still the leader in its own eyes, but says it is not announcing.
-    let local = wait_for(Duration::from_secs(5), || {
+    let local = wait_for("local", Duration::from_secs(5), POLL, || {
         let r = lbctl(
             &cluster,
             old,
@@ -61,7 +62,7 @@ fn partitioned_leader_withdraws_and_returns_after_healing() {
     assert_eq!(local["announcing"], false, "{local}");
 
     // The majority side has a new leader and serves.
-    let new = wait_for(Duration::from_secs(10), || {
+    let new = wait_for("new", Duration::from_secs(10), POLL, || {
         let other = (1..=3).find(|i| *i != old)?;
         let r = lbctl(&cluster, other, &["--json", "status"]);
         let v: serde_json::Value = serde_json::from_str(&r.stdout).ok()?;

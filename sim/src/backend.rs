@@ -17,7 +17,7 @@ use std::{
     time::Duration,
 };
 
-use crate::netns::{Namespace, Result};
+use testbed::{Namespace, Result};
 
 /// UDP port of GUE (generic UDP encapsulation, variant 1) on backends.
 pub const GUE_PORT: u16 = 6080;

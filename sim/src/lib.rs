@@ -8,7 +8,8 @@
 pub mod backend;
 pub mod bench;
 pub mod cluster;
-pub mod frr;
-pub mod netns;
+pub mod pinning;
+pub mod router;
 pub mod scenario;
+pub mod teardown;
 pub mod traffic;

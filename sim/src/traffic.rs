@@ -57,7 +57,7 @@ impl LongLived {
         let progress = Arc::new(Mutex::new(0u64));
         let (stop2, progress2) = (stop.clone(), progress.clone());
         let handle = spawn_in_namespace(ns, move || {
-            crate::netns::pin_to_sim_cpu()?;
+            crate::pinning::pin_to_sim_cpu()?;
             Ok::<_, anyhow::Error>(exercise(vip, count, period, &stop2, &progress2))
         });
         Self {
@@ -180,7 +180,7 @@ pub fn udp_spread(
     flows: usize,
 ) -> anyhow::Result<BTreeMap<String, usize>> {
     let handle = spawn_in_namespace(ns, move || -> anyhow::Result<BTreeMap<String, usize>> {
-        crate::netns::pin_to_sim_cpu()?;
+        crate::pinning::pin_to_sim_cpu()?;
         let mut seen = BTreeMap::new();
         for k in 0..flows {
             let s = UdpSocket::bind("0.0.0.0:0")?;
@@ -213,7 +213,7 @@ pub fn tcp_spread(
     count: usize,
 ) -> anyhow::Result<BTreeMap<String, usize>> {
     let handle = spawn_in_namespace(ns, move || -> anyhow::Result<BTreeMap<String, usize>> {
-        crate::netns::pin_to_sim_cpu()?;
+        crate::pinning::pin_to_sim_cpu()?;
         let mut seen = BTreeMap::new();
         for k in 0..count {
             let name = (|| -> std::io::Result<String> {

@@ -11,12 +11,14 @@ use edgelb_sim::{
     traffic::LongLived,
 };
 use serde_json::Value;
+use testbed::wait::wait_for;
 
 /// AS_PATH length of the router's path from `peer` to the VIP, if it has one.
 fn path_length_via(cluster: &Cluster, peer: &str) -> Option<u64> {
     let text = cluster
         .frr
-        .vtysh(&format!("show bgp ipv4 unicast {VIP}/32 json"))?;
+        .vtysh(&format!("show bgp ipv4 unicast {VIP}/32 json"))
+        .ok()?;
     let v: Value = serde_json::from_str(&text).ok()?;
     v["paths"]
         .as_array()?
@@ -25,16 +27,8 @@ fn path_length_via(cluster: &Cluster, peer: &str) -> Option<u64> {
         .and_then(|p| p["aspath"]["length"].as_u64())
 }
 
-fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+/// How often the waits below poll.
+const POLL: Duration = Duration::from_millis(50);
 
 #[test]
 fn sigterm_prepends_then_withdraws_without_breaking_connections() {
@@ -73,9 +67,10 @@ fn sigterm_prepends_then_withdraws_without_breaking_connections() {
         .expect("node running")
         .signal(libc::SIGTERM);
     // Prepended by prepend_count (3) copies of the node's ASN.
-    let length = wait_for(Duration::from_secs(3), "a prepended path", || {
+    let length = wait_for("a prepended path", Duration::from_secs(3), POLL, || {
         path_length_via(&cluster, &peer).filter(|&l| l > 1)
-    });
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(length, 4, "AS_PATH of {LB_ASN} plus three prepends");
     let hops = cluster
         .wait_next_hops(Duration::from_secs(3), |h| !h.contains(&peer))
@@ -94,9 +89,10 @@ fn sigterm_prepends_then_withdraws_without_breaking_connections() {
     );
 
     // Then the withdrawal, after prepend_secs.
-    wait_for(Duration::from_secs(10), "the withdrawal", || {
+    wait_for("the withdrawal", Duration::from_secs(10), POLL, || {
         path_length_via(&cluster, &peer).is_none().then_some(())
-    });
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
     assert!(
         sent.elapsed() >= Duration::from_secs(3),
         "withdrawn before prepend_secs: {:?}",

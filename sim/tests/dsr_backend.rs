@@ -9,15 +9,18 @@
 use std::{
     net::{Ipv4Addr, SocketAddr, UdpSocket},
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
-    process::Command,
     time::{Duration, Instant},
 };
 
 use edgelb_sim::{
     backend::{prepare_backend, GUE_PORT},
-    netns::{disable_offloads, unique_stem, veth_pair, Namespace, ProcessGuard},
+    pinning::pin_child_to_sim_cpu,
 };
 use packet_builder::{frame::tcp_flags, FrameBuilder, L4};
+use testbed::{
+    namespace::{disable_offloads, unique_stem, veth_pair},
+    Namespace, ProcessGuard,
+};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 2);
@@ -40,10 +43,11 @@ fn topology() -> Topology {
         ns.ip(["link", "set", "eth0", "up"]).unwrap();
     }
     prepare_backend(&backend, &[VIP.into()]).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgelb-sim"));
+    let mut cmd = backend.command(env!("CARGO_BIN_EXE_edgelb-sim"));
     cmd.args(["serve-backend", "--name", "b1", "--decap-interface", "eth0"]);
     cmd.args(["--tcp", &format!("{VIP}:80"), "--udp", &format!("{VIP}:53")]);
-    let service = backend.spawn(cmd).unwrap();
+    pin_child_to_sim_cpu(&mut cmd);
+    let service = ProcessGuard::spawn(cmd).unwrap();
     Topology {
         client,
         _backend: backend,

@@ -27,11 +27,13 @@ use edgelb_node::{
     daemon::dataplane::{DataPlane, LocalSettings},
     tables::digest_hex,
 };
-use edgelb_sim::{
-    cluster::in_namespace,
-    netns::{unique_stem, veth_pair, Namespace},
-};
+use edgelb_sim::cluster::in_namespace;
 use packet_builder::{tcp_flags, FrameBuilder, L4};
+use testbed::{
+    namespace::{unique_stem, veth_pair},
+    wait::wait_for_async,
+    Namespace,
+};
 use xdp_fwd::{Capacity, Forwarder, LoadOptions};
 
 const GOLDEN: &str = "golden/same_backend_on_every_node.txt";
@@ -163,19 +165,20 @@ async fn applied_everywhere(
     nodes: &[ConsensusNode],
     version: u64,
 ) -> Vec<edgelb_consensus::ClusterState> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let states: Vec<_> = nodes.iter().map(|n| (*n.state()).clone()).collect();
-        if states.iter().all(|s| s.version >= version) {
-            return states;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not applied everywhere: {:?}",
-            states.iter().map(|s| s.version).collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut versions = Vec::new();
+    let applied = wait_for_async(
+        "every node to apply the version",
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || {
+            let states: Vec<_> = nodes.iter().map(|n| (*n.state()).clone()).collect();
+            versions = states.iter().map(|s| s.version).collect::<Vec<_>>();
+            let done = states.iter().all(|s| s.version >= version);
+            std::future::ready(done.then_some(states))
+        },
+    )
+    .await;
+    applied.unwrap_or_else(|_| panic!("not applied everywhere: {versions:?}"))
 }
 
 fn data_plane() -> DataPlane {

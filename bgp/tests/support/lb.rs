@@ -8,7 +8,10 @@ use edgelb_bgp::{
     RouteAttributes, SpeakerConfig,
 };
 
-use super::netns::{wait_until, Lab, NsRuntime};
+use testbed::runtime::NamespaceRuntime;
+use testbed::wait::assert_eventually;
+
+use super::lab::Lab;
 
 pub const LB_ASN: u32 = 65010;
 pub const ROUTER_ASN: u32 = 65000;
@@ -42,13 +45,13 @@ pub fn routes(entries: &[(&str, RouteAttributes)]) -> DesiredRoutes {
 
 /// One speaker in its namespace.
 pub struct Lb {
-    rt: NsRuntime,
+    rt: NamespaceRuntime,
     speaker: Option<BgpSpeaker>,
 }
 
 impl Lb {
     pub fn start(lab: &Lab, i: u8, config: SpeakerConfig) -> Lb {
-        let rt = NsRuntime::new(&lab.lbs[usize::from(i) - 1]);
+        let rt = NamespaceRuntime::new(&lab.lbs[usize::from(i) - 1]).expect("runtime in namespace");
         let speaker = rt.run(BgpSpeaker::start(config)).expect("speaker starts");
         Lb {
             rt,
@@ -69,7 +72,7 @@ impl Lb {
     }
 
     pub fn wait_established(&self) {
-        wait_until(Duration::from_secs(20), "session Established", || {
+        assert_eventually(Duration::from_secs(20), "session Established", || {
             self.peer().state == PeerState::Established
         });
     }

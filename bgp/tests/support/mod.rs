@@ -2,6 +2,5 @@
 #![allow(dead_code)]
 
 pub mod fake_peer;
+pub mod lab;
 pub mod lb;
-pub mod netns;
-pub mod routers;

@@ -16,9 +16,10 @@ use edgelb_consensus::{
     Backend, BackendState, ClusterSecret, ClusterState, Command, ConsensusConfig, ConsensusNode,
     Encapsulation, NodeId, Protocol, Role, VipFlags, VipKey,
 };
+use testbed::wait::wait_for_async;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::time::{sleep, timeout, Instant};
+use tokio::time::timeout;
 
 /// Table version once the bootstrap membership is applied (recording the
 /// voter set is itself a change to the replicated state).
@@ -85,25 +86,23 @@ impl Links {
             }
         }
         self.generation.send_modify(|g| *g += 1);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let open = {
+        let closed = wait_for_async(
+            "proxied connections to close",
+            Duration::from_secs(5),
+            Duration::from_millis(1),
+            || {
                 let blocked = self.blocked.lock().unwrap();
-                self.live
+                let open = self
+                    .live
                     .lock()
                     .unwrap()
                     .values()
-                    .any(|pair| blocked.contains(pair))
-            };
-            if !open {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "proxied connections did not close"
-            );
-            sleep(Duration::from_millis(1)).await;
-        }
+                    .any(|pair| blocked.contains(pair));
+                std::future::ready((!open).then_some(()))
+            },
+        )
+        .await;
+        assert!(closed.is_ok(), "proxied connections did not close");
     }
 
     /// Restores every link.
@@ -320,25 +319,28 @@ impl Cluster {
     /// Waits until one live node is leader and every live node in `among`
     /// (default: all live nodes) agrees on it.
     pub async fn leader_among(&self, among: &[NodeId], limit: Duration) -> NodeId {
-        let deadline = Instant::now() + limit;
-        loop {
-            let views: Vec<Option<NodeId>> = among
+        let mut views: Vec<Option<NodeId>> = Vec::new();
+        let agreed = wait_for_async("an agreed leader", limit, Duration::from_millis(20), || {
+            views = among
                 .iter()
                 .map(|id| self.node(*id).status().leader)
                 .collect();
-            if let Some(Some(l)) = views.first() {
-                if views.iter().all(|v| *v == Some(*l))
-                    && among.contains(l)
-                    && self.node(*l).status().role == Role::Leader
+            let leader = match views.first() {
+                Some(Some(l))
+                    if views.iter().all(|v| *v == Some(*l))
+                        && among.contains(l)
+                        && self.node(*l).status().role == Role::Leader =>
                 {
-                    return *l;
+                    Some(*l)
                 }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no agreed leader within {limit:?}: {views:?}"
-            );
-            sleep(Duration::from_millis(20)).await;
+                _ => None,
+            };
+            std::future::ready(leader)
+        })
+        .await;
+        match agreed {
+            Ok(l) => l,
+            Err(_) => panic!("no agreed leader within {limit:?}: {views:?}"),
         }
     }
 

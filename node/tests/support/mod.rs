@@ -7,7 +7,7 @@ use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpStream},
     process::Output,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use edgelb_sim::cluster::{in_namespace, lb_addr, Cluster, METRICS_PORT};
@@ -129,19 +129,8 @@ pub fn families(text: &str) -> std::collections::BTreeSet<String> {
         .collect()
 }
 
-/// Polls `f` every 100 ms until it returns `Some` or `limit` passes.
-pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+/// How often the daemon tests poll (testbed::wait::wait_for).
+pub const POLL: Duration = Duration::from_millis(100);
 
 /// The shipped Grafana dashboard, parsed.
 pub fn dashboard() -> serde_json::Value {

@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail};
 use serde_json::json;
 
-use super::{median, percentile};
 use crate::{
     cluster::{backend_addr, Cluster, ClusterSpec, VIP},
     scenario::Report,
 };
+use testbed::stats::{median, percentile};
 
 /// One round's figures, in seconds.
 #[derive(Debug, Clone, Copy)]

@@ -31,10 +31,16 @@ use std::{net::SocketAddr, time::Duration};
 use anyhow::{anyhow, bail};
 use serde_json::json;
 
-use super::{cpu::CpuTimes, median, udp_flood};
+use super::{cpu::CpuTimes, udp_flood};
+use testbed::{
+    namespace::{disable_offloads, unique_stem, veth_pair},
+    stats::median,
+    Namespace,
+};
+
 use crate::{
     cluster::{backend_addr, in_namespace, Cluster, ClusterSpec, VIP},
-    netns::{disable_offloads, unique_stem, veth_pair, Namespace},
+    pinning,
     scenario::Report,
 };
 
@@ -159,7 +165,7 @@ fn runtime_ns(pids: &[i32]) -> anyhow::Result<u64> {
 
 /// A CPU other than the sim's, for the node under test.
 fn forwarding_cpu() -> anyhow::Result<usize> {
-    let sim = crate::netns::sim_cpu();
+    let sim = pinning::sim_cpu();
     // SAFETY: plain-data cpu set filled by the kernel.
     unsafe {
         let mut allowed: libc::cpu_set_t = std::mem::zeroed();
@@ -275,7 +281,7 @@ fn measure(
     let target = SocketAddr::from((VIP, BENCH_PORT));
     let (flows, duration) = (opts.flows, Duration::from_secs_f64(opts.seconds));
     let sent = in_namespace(cluster.client.name(), move || {
-        crate::netns::pin_to_sim_cpu()?;
+        pinning::pin_to_sim_cpu()?;
         udp_flood::flood(target, flows, duration)
     })??;
     let cpu_after = CpuTimes::now(Some(cpu))?;
@@ -332,7 +338,7 @@ pub fn run(opts: Options) -> anyhow::Result<Report> {
     cluster.wait_for_ecmp(1, Duration::from_secs(30))?;
     let (forwarder, _pass) = plain_forwarder(&cluster)?;
     let cpu = forwarding_cpu()?;
-    let sender_cpu = crate::netns::sim_cpu();
+    let sender_cpu = pinning::sim_cpu();
     let xdp_threads = threaded_napi_on(&cluster.lbs[0].ns, "eth0", cpu)?;
     let kernel_threads = threaded_napi_on(&forwarder, "eth0", cpu)?;
     for dev in ["l1", "f0"] {

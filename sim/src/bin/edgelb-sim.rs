@@ -195,7 +195,7 @@ fn counts(map: &std::collections::BTreeMap<String, usize>) -> String {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if !matches!(cli.command, Command::ServeBackend { .. }) {
-        edgelb_sim::netns::teardown_on_signals();
+        edgelb_sim::teardown::teardown_on_signals();
     }
     match cli.command {
         Command::Demo { seconds } => demo(seconds),
@@ -263,7 +263,7 @@ fn main() -> anyhow::Result<()> {
             anyhow::ensure!(!tcp.is_empty(), "give at least one --tcp and --udp address");
             // Started by the sim, so already on the sim's CPU; stated for
             // when it is run by hand.
-            edgelb_sim::netns::pin_to_sim_cpu()?;
+            edgelb_sim::pinning::pin_to_sim_cpu()?;
             let _decap = match &decap_interface {
                 Some(dev) => Some(edgelb_sim::backend::attach_decap(dev)?),
                 None => None,

@@ -1,0 +1,119 @@
+//! The router's view of the cluster: the VIP's ECMP next hops, and Raft
+//! partitions made with policy rules in the router.
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use anyhow::bail;
+use testbed::{routes, wait::wait_for};
+
+use super::{lb_addr, Cluster, VIP, VIP_TCP_PORT};
+
+impl Cluster {
+    /// Waits until the router has an ECMP route to the VIP through exactly
+    /// `nodes` next hops; returns them.
+    pub fn wait_for_ecmp(&self, nodes: usize, limit: Duration) -> anyhow::Result<Vec<String>> {
+        let mut hops = Vec::new();
+        let mut failed = None;
+        let found = wait_for("ECMP to the VIP", limit, Duration::from_millis(50), || {
+            match self.vip_next_hops() {
+                Ok(h) => hops = h,
+                Err(e) => {
+                    failed = Some(e);
+                    return Some(());
+                }
+            }
+            (hops.len() == nodes).then_some(())
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if found.is_err() {
+            bail!(
+                "router has next hops {hops:?} for {VIP}, wanted {nodes}\n{}",
+                self.log_tails(15)
+            )
+        }
+        Ok(hops)
+    }
+
+    /// The router's kernel next hops for the VIP.
+    pub fn vip_next_hops(&self) -> anyhow::Result<Vec<String>> {
+        let mut hops = routes::kernel_next_hops(&self.router, &format!("{VIP}/32"))?;
+        hops.dedup();
+        Ok(hops)
+    }
+
+    /// Waits until the router's next hops for the VIP satisfy `f`; returns
+    /// the time it took.
+    pub fn wait_next_hops(
+        &self,
+        limit: Duration,
+        f: impl Fn(&[String]) -> bool,
+    ) -> anyhow::Result<Duration> {
+        let start = Instant::now();
+        let mut hops = Vec::new();
+        let mut failed = None;
+        let changed = wait_for("next hops", limit, Duration::from_millis(20), || {
+            match self.vip_next_hops() {
+                Ok(h) => hops = h,
+                Err(e) => {
+                    failed = Some(e);
+                    return Some(());
+                }
+            }
+            f(&hops).then_some(())
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if changed.is_err() {
+            bail!("router next hops {hops:?} did not change as expected within {limit:?}");
+        }
+        Ok(start.elapsed())
+    }
+
+    /// Cuts LB node `i` off from the other nodes' Raft traffic (policy
+    /// rules in the router; its BGP session and client traffic keep going).
+    pub fn partition(&self, i: usize) -> anyhow::Result<()> {
+        for k in (1..=self.lbs.len()).filter(|k| *k != i) {
+            for (from, to) in [(lb_addr(k), lb_addr(i)), (lb_addr(i), lb_addr(k))] {
+                self.router.ip([
+                    "rule",
+                    "add",
+                    "from",
+                    &from.to_string(),
+                    "to",
+                    &to.to_string(),
+                    "blackhole",
+                ])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Undoes [`Cluster::partition`].
+    pub fn heal(&self, i: usize) -> anyhow::Result<()> {
+        for k in (1..=self.lbs.len()).filter(|k| *k != i) {
+            for (from, to) in [(lb_addr(k), lb_addr(i)), (lb_addr(i), lb_addr(k))] {
+                self.router.ip([
+                    "rule",
+                    "del",
+                    "from",
+                    &from.to_string(),
+                    "to",
+                    &to.to_string(),
+                    "blackhole",
+                ])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The socket address of the VIP's TCP service.
+    pub fn vip_tcp(&self) -> SocketAddr {
+        SocketAddr::from((VIP, VIP_TCP_PORT))
+    }
+}
