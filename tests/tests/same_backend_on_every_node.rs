@@ -339,7 +339,6 @@ fn choices(ns: &Namespace, planes: Vec<DataPlane>) -> (Vec<DataPlane>, Vec<IpAdd
             let mut outputs = Vec::new();
             for (n, plane) in planes.iter_mut().enumerate() {
                 let out = plane
-                    .forwarder()
                     .test_run_on(&input, ifindex, 1)
                     .expect("BPF_PROG_TEST_RUN");
                 assert_eq!(
