@@ -7,12 +7,13 @@
 //! - [`model`] and [`command`]: the table and its transitions, plain serde
 //!   types with no Raft dependency, for the Maglev and node code.
 //! - [`storage`]: durable log, vote and state machine (redb, fsync per commit).
-//! - [`wire`]: length-prefixed bincode frames over TCP, authenticated with
-//!   a cluster secret (HMAC-SHA256 handshake and per-frame tags).
-//! - [`network`] / `server`: Raft RPCs and forwarded client requests.
+//! - [`transport`]: everything between members. [`wire`]: length-prefixed
+//!   bincode frames over TCP, authenticated with a cluster secret
+//!   (HMAC-SHA256 handshake and per-frame tags); [`network`] / `server`:
+//!   Raft RPCs and forwarded client requests.
 //! - [`ConsensusNode`]: start a member, write from any node (forwarded to
-//!   the leader), read through the leader's read index, change membership,
-//!   subscribe to applied state, query status.
+//!   the leader by `client_router`), read through the leader's read index,
+//!   change membership, subscribe to applied state, query status.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -48,17 +49,20 @@
 
 #![warn(missing_docs)]
 
+mod client_router;
 pub mod command;
 pub mod config;
 pub mod encoding;
 pub mod error;
 pub mod model;
-pub mod network;
 mod node;
 pub mod raft_types;
-mod server;
 pub mod storage;
-pub mod wire;
+pub mod transport;
+
+// The transport's modules keep their original paths (`edgelb_consensus::wire`,
+// `edgelb_consensus::network`), which tests and tools use.
+pub use transport::{network, wire};
 
 pub use command::{Command, CommandError};
 pub use config::{ConsensusConfig, Timeouts};
@@ -69,5 +73,5 @@ pub use model::{
 };
 pub use node::{ConsensusNode, NodeStatus, Role};
 pub use raft_types::NodeId;
-pub use wire::channel::ClusterSecret;
-pub use wire::message::{MembershipChange, WriteReceipt};
+pub use transport::wire::channel::ClusterSecret;
+pub use transport::wire::message::{MembershipChange, WriteReceipt};

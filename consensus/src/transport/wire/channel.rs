@@ -23,7 +23,7 @@ use tokio::net::{TcpStream, ToSocketAddrs};
 
 use crate::encoding::{decode, encode, EncodingError};
 use crate::raft_types::NodeId;
-use crate::wire::frame::{read_frame, write_frame, FrameError};
+use crate::transport::wire::frame::{read_frame, write_frame, FrameError};
 
 type HmacSha256 = Hmac<Sha256>;
 
