@@ -13,10 +13,10 @@ use openraft::ChangeMembers;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::cluster_state::ClusterState;
 use crate::command::Command;
 use crate::config::ConsensusConfig;
 use crate::error::ConsensusError;
-use crate::model::ClusterState;
 use crate::raft_types::{ApplyOutcome, Node, NodeId, Raft};
 use crate::storage::CommittedIndex;
 use crate::transport::network::{CallError, PeerClient, TransportSettings};

@@ -4,8 +4,8 @@
 //! backends, cluster settings, table version) through Raft
 //! ([openraft] 0.9), so every node computes the same Maglev tables.
 //!
-//! - [`model`] and [`command`]: the table and its transitions, plain serde
-//!   types with no Raft dependency, for the Maglev and node code.
+//! - [`cluster_state`] and [`command`]: the table and its transitions,
+//!   plain serde types with no Raft dependency, for the Maglev and node code.
 //! - [`storage`]: durable log, vote and state machine (redb, fsync per commit).
 //! - [`transport`]: everything between members. [`wire`]: length-prefixed
 //!   bincode frames over TCP, authenticated with a cluster secret
@@ -50,11 +50,11 @@
 #![warn(missing_docs)]
 
 mod client_router;
+pub mod cluster_state;
 pub mod command;
 pub mod config;
 pub mod encoding;
 pub mod error;
-pub mod model;
 mod node;
 pub mod raft_types;
 pub mod storage;
@@ -64,13 +64,13 @@ pub mod transport;
 // `edgelb_consensus::network`), which tests and tools use.
 pub use transport::{network, wire};
 
-pub use command::{Command, CommandError};
-pub use config::{ConsensusConfig, Timeouts};
-pub use error::ConsensusError;
-pub use model::{
+pub use cluster_state::{
     Backend, BackendState, ClusterSettings, ClusterState, Encapsulation, Protocol, Vip, VipFlags,
     VipKey,
 };
+pub use command::{Command, CommandError};
+pub use config::{ConsensusConfig, Timeouts};
+pub use error::ConsensusError;
 pub use node::{ConsensusNode, NodeStatus, Role};
 pub use raft_types::NodeId;
 pub use transport::wire::channel::ClusterSecret;

@@ -16,11 +16,11 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::client_router::NodeShared;
+use crate::cluster_state::ClusterState;
 use crate::command::Command;
 use crate::config::ConsensusConfig;
 use crate::encoding::MAX_DECODE_BYTES;
 use crate::error::ConsensusError;
-use crate::model::ClusterState;
 use crate::raft_types::{Node, NodeId, Raft};
 use crate::storage::{self, ReleaseProbe};
 use crate::transport::network::{NetworkFactory, TransportSettings};

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use super::{Command, CommandError};
-use crate::model::{Backend, ClusterState, Vip, VipKey};
+use crate::cluster_state::{Backend, ClusterState, Vip, VipKey};
 
 impl ClusterState {
     /// Applies `command`: on success the version is bumped by one (unless

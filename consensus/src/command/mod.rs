@@ -18,7 +18,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{
+use crate::cluster_state::{
     Backend, BackendState, ClusterSettings, Encapsulation, NodeId, VipFlags, VipKey,
     MAX_BACKENDS_PER_VIP, MAX_TABLE_SIZE, MAX_WEIGHT, MIN_TABLE_SIZE, MIN_WEIGHT,
 };

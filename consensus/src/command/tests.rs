@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use super::*;
-use crate::model::{ClusterState, NodeId, Protocol};
+use crate::cluster_state::{ClusterState, NodeId, Protocol};
 
 fn key() -> VipKey {
     VipKey {

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use super::{Command, CommandError};
-use crate::model::{
+use crate::cluster_state::{
     Backend, ClusterState, Encapsulation, Vip, VipKey, MAX_BACKENDS_PER_VIP, MAX_TABLE_SIZE,
     MAX_WEIGHT, MIN_TABLE_SIZE, MIN_WEIGHT,
 };
