@@ -1,8 +1,9 @@
 //! Commands that change the backend table, their validation and their effect.
 //!
-//! [`ClusterState::apply`] is the one deterministic transition function: it
-//! either applies a command completely and bumps the version, or rejects it
-//! with a [`CommandError`] and changes nothing. The leader runs the same
+//! [`ClusterState::apply`](crate::ClusterState::apply) is the one
+//! deterministic transition function: it either applies a command completely
+//! and bumps the version, or rejects it with a [`CommandError`] and changes
+//! nothing. The leader runs the same
 //! validation before proposing, so bad commands are normally refused before
 //! they reach the log; a command that becomes invalid while in flight (two
 //! racing adds of the same VIP) is rejected at apply time, identically on
