@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::raft_types::NodeId;
-use crate::wire::channel::ClusterSecret;
+use crate::transport::wire::channel::ClusterSecret;
 
 /// Raft and transport timing.
 #[derive(Debug, Clone)]

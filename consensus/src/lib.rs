@@ -4,15 +4,16 @@
 //! backends, cluster settings, table version) through Raft
 //! ([openraft] 0.9), so every node computes the same Maglev tables.
 //!
-//! - [`model`] and [`command`]: the table and its transitions, plain serde
-//!   types with no Raft dependency, for the Maglev and node code.
+//! - [`cluster_state`] and [`command`]: the table and its transitions,
+//!   plain serde types with no Raft dependency, for the Maglev and node code.
 //! - [`storage`]: durable log, vote and state machine (redb, fsync per commit).
-//! - [`wire`]: length-prefixed bincode frames over TCP, authenticated with
-//!   a cluster secret (HMAC-SHA256 handshake and per-frame tags).
-//! - [`network`] / `server`: Raft RPCs and forwarded client requests.
+//! - [`transport`]: everything between members. [`wire`]: length-prefixed
+//!   bincode frames over TCP, authenticated with a cluster secret
+//!   (HMAC-SHA256 handshake and per-frame tags); [`network`] / `server`:
+//!   Raft RPCs and forwarded client requests.
 //! - [`ConsensusNode`]: start a member, write from any node (forwarded to
-//!   the leader), read through the leader's read index, change membership,
-//!   subscribe to applied state, query status.
+//!   the leader by `client_router`), read through the leader's read index,
+//!   change membership, subscribe to applied state, query status.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -48,26 +49,29 @@
 
 #![warn(missing_docs)]
 
+mod client_router;
+pub mod cluster_state;
 pub mod command;
 pub mod config;
 pub mod encoding;
 pub mod error;
-pub mod model;
-pub mod network;
 mod node;
 pub mod raft_types;
-mod server;
 pub mod storage;
-pub mod wire;
+pub mod transport;
 
-pub use command::{Command, CommandError};
-pub use config::{ConsensusConfig, Timeouts};
-pub use error::ConsensusError;
-pub use model::{
+// The transport's modules keep their original paths (`edgelb_consensus::wire`,
+// `edgelb_consensus::network`), which tests and tools use.
+pub use transport::{network, wire};
+
+pub use cluster_state::{
     Backend, BackendState, ClusterSettings, ClusterState, Encapsulation, Protocol, Vip, VipFlags,
     VipKey,
 };
+pub use command::{Command, CommandError};
+pub use config::{ConsensusConfig, Timeouts};
+pub use error::ConsensusError;
 pub use node::{ConsensusNode, NodeStatus, Role};
 pub use raft_types::NodeId;
-pub use wire::channel::ClusterSecret;
-pub use wire::message::{MembershipChange, WriteReceipt};
+pub use transport::wire::channel::ClusterSecret;
+pub use transport::wire::message::{MembershipChange, WriteReceipt};

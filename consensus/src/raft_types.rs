@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, CommandError};
 
-pub use crate::model::NodeId;
+pub use crate::cluster_state::NodeId;
 
 /// Address book entry of a node: its Raft listen address (`host:port`).
 pub type Node = openraft::BasicNode;

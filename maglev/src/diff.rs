@@ -1,4 +1,9 @@
 //! What changed between two tables: [`TableDiff`].
+//!
+//! No other crate calls it yet: it is what the property tests
+//! (`tests/properties.rs`, flows moved by a change), the diff tests and the
+//! `diff`/`changed_slots` benchmarks measure a change with, and what a
+//! forwarder that rewrites only changed slots would use.
 
 use crate::{Error, Table, TableSize, NO_BACKEND};
 

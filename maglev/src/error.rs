@@ -22,7 +22,7 @@ pub enum Error {
         /// How many the table can take.
         limit: usize,
     },
-    /// Two tables (or a table and a record) of different sizes were compared.
+    /// Two tables of different sizes were compared.
     #[error("cannot compare Maglev tables of sizes {left} and {right}")]
     SizeMismatch {
         /// Size of the table compared.

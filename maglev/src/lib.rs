@@ -102,15 +102,12 @@
 //! [`Draining`](BackendState::Draining) backend keeps going to it, while an
 //! entry for a [`Down`](BackendState::Down) one is ignored and the flow is
 //! re-hashed onto this table ([`BackendState::keeps_existing_flows`]).
-//! [`Table::diff`] lists the slots to rewrite when the table changes, and
-//! [`PreviousOwners`] remembers, per slot, the backend that held it before,
-//! for preserving connections that have no connection-table entry.
+//! [`Table::diff`] lists the slots whose backend changes between two tables.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod diff;
 mod error;
-mod history;
 mod key;
 mod populate;
 mod quota;
@@ -121,7 +118,6 @@ mod table;
 
 pub use diff::{SlotChange, TableDiff};
 pub use error::Error;
-pub use history::PreviousOwners;
 pub use key::BackendKey;
 pub use siphash::{siphash24, SipHasher24};
 pub use size::TableSize;

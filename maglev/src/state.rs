@@ -15,7 +15,13 @@
 /// The state is part of [`Table::fingerprint`](crate::Table::fingerprint) as
 /// the byte [`code`](Self::code): nodes that disagree on a state disagree on
 /// the fingerprint, even though both states give the same slots.
+///
+/// With the `serde` feature it is also the administrative state the
+/// consensus crate replicates; its serde form (unit variants by index in
+/// bincode, by name elsewhere) is pinned by that crate's golden vectors, so
+/// the variants keep their order and names.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum BackendState {
     /// Takes new flows in proportion to its weight, and keeps its existing ones.
     #[default]

@@ -29,7 +29,9 @@ pub(crate) const FINGERPRINT_KEY: (u64, u64) = sip_key(b"EdgeLB-Maglev-fp");
 /// `u32::MAX - 1`, clear of [`NO_BACKEND`] and of the diff's sentinel.
 const MAX_BACKENDS: usize = u32::MAX as usize - 1;
 
-/// One backend of a [`Table`].
+/// One backend's entry in a built [`Table`]: its key, weight, state and the
+/// number of slots it got. (A cluster's configured backend is another type,
+/// in the consensus crate; this one exists only inside a table.)
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Backend<K> {
     key: K,

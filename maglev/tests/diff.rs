@@ -1,9 +1,9 @@
-//! The diff between two tables and the per-slot record of previous owners.
+//! The diff between two tables.
 
 mod common;
 
 use common::names;
-use maglev::{BackendState, Error, PreviousOwners, SlotChange, Table, TableSize, NO_BACKEND};
+use maglev::{BackendState, Error, SlotChange, Table, TableSize, NO_BACKEND};
 
 fn equal(n: usize) -> Vec<(String, u32)> {
     names(n).into_iter().map(|s| (s, 1)).collect()
@@ -125,123 +125,5 @@ fn diff_needs_equal_sizes() {
         left: 251,
         right: 257,
     };
-    assert_eq!(a.diff(&b), Err(mismatch.clone()));
-    let mut record = PreviousOwners::new(TableSize::new(251).unwrap());
-    assert_eq!(record.record(&a, &b), Err(mismatch));
-    let mut wrong = PreviousOwners::new(TableSize::new(257).unwrap());
-    assert_eq!(
-        wrong.record(&a, &a),
-        Err(Error::SizeMismatch {
-            left: 257,
-            right: 251
-        })
-    );
-}
-
-#[test]
-fn previous_owners_remember_who_held_each_slot_before() {
-    let m = TableSize::new(4001).unwrap();
-    let t0 = Table::build(m, equal(5)).unwrap();
-    let mut record = PreviousOwners::new(m);
-    assert!((0..4001).all(|s| record.owner(s).is_none()));
-    assert_eq!(record.owner_count(), 0);
-
-    // 1: backend-1 goes down: its slots now name it; no other slot moved
-    // (or if one did, it names its old owner).
-    let mut set1: Vec<(String, u32, BackendState)> = equal(5)
-        .into_iter()
-        .map(|(s, w)| (s, w, BackendState::Active))
-        .collect();
-    set1[1].2 = BackendState::Down;
-    let t1 = Table::build_with_states(m, set1.clone()).unwrap();
-    let d1 = record.record(&t0, &t1).unwrap();
-    assert_eq!(d1, t0.diff(&t1).unwrap());
-    let before = owners(&t0);
-    let mid = owners(&t1);
-    for s in 0..4001 {
-        let want = (before[s] != mid[s]).then(|| before[s].unwrap());
-        assert_eq!(record.owner(s).map(String::as_str), want, "slot {s}");
-        assert_eq!(record.owner_key_bytes(s), want.map(str::as_bytes));
-    }
-    let held_by_1: Vec<usize> = (0..4001)
-        .filter(|&s| before[s] == Some("backend-1"))
-        .collect();
-    assert!(held_by_1
-        .iter()
-        .all(|&s| record.owner(s).map(String::as_str) == Some("backend-1")));
-
-    // 2: a new backend joins (sorting first). Slots it takes name their
-    // owner in t1; slots that do not change keep their record, so
-    // backend-1's old slots that the newcomer did not take still name it.
-    set1.push(("a-new".to_string(), 1, BackendState::Active));
-    let t2 = Table::build_with_states(m, set1).unwrap();
-    record.record(&t1, &t2).unwrap();
-    let after = owners(&t2);
-    for s in 0..4001 {
-        let want = if mid[s] != after[s] {
-            mid[s]
-        } else if before[s] != mid[s] {
-            before[s]
-        } else {
-            None
-        };
-        assert_eq!(record.owner(s).map(String::as_str), want, "slot {s}");
-    }
-    // Down backend-1 is still named where no later change overwrote it.
-    assert!(held_by_1
-        .iter()
-        .any(|&s| record.owner(s).map(String::as_str) == Some("backend-1")));
-
-    // The forwarder's view: ids per slot, NO_BACKEND where there is none;
-    // id is asked once per distinct owner.
-    let mut asked = Vec::new();
-    let ids = record.entries_with(|k| {
-        asked.push(k.clone());
-        k.trim_start_matches("backend-")
-            .parse::<u32>()
-            .unwrap_or(99)
-    });
-    assert_eq!(asked.len(), record.owner_count());
-    assert!(asked.windows(2).all(|w| w[0] < w[1]));
-    for (s, id) in ids.into_iter().enumerate() {
-        match record.owner(s) {
-            None => assert_eq!(id, NO_BACKEND),
-            Some(k) => assert_eq!(
-                id,
-                k.trim_start_matches("backend-")
-                    .parse::<u32>()
-                    .unwrap_or(99)
-            ),
-        }
-    }
-
-    // 3: back to the start: every slot that changes names its t2 owner, and
-    // owners no slot names any more are forgotten.
-    let d3 = record.record(&t2, &t0).unwrap();
-    for c in d3.changes() {
-        let s = c.slot as usize;
-        assert_eq!(record.owner(s).map(String::as_str), after[s]);
-    }
-    let named: std::collections::BTreeSet<&str> = (0..4001)
-        .filter_map(|s| record.owner(s).map(String::as_str))
-        .collect();
-    assert_eq!(named.len(), record.owner_count());
-    assert_eq!(record.size(), m);
-    assert_eq!(record.owner(4001), None);
-}
-
-#[test]
-fn previous_owners_of_slots_that_had_none() {
-    let m = TableSize::new(251).unwrap();
-    let empty = Table::build(m, Vec::<(String, u32)>::new()).unwrap();
-    let full = Table::build(m, equal(3)).unwrap();
-    let mut record = PreviousOwners::new(m);
-    let d = record.record(&empty, &full).unwrap();
-    assert_eq!(d.len(), 251);
-    assert!(d.changes().iter().all(|c| c.previous == NO_BACKEND));
-    assert!((0..251).all(|s| record.owner(s).is_none()));
-    assert_eq!(record.owner_count(), 0);
-    record.record(&full, &empty).unwrap();
-    assert!((0..251).all(|s| record.owner(s).is_some()));
-    assert_eq!(record.owner_count(), 3);
+    assert_eq!(a.diff(&b), Err(mismatch));
 }

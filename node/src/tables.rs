@@ -49,14 +49,6 @@ pub enum TableError {
     Size(u32, maglev::Error),
 }
 
-fn maglev_state(s: BackendState) -> maglev::BackendState {
-    match s {
-        BackendState::Active => maglev::BackendState::Active,
-        BackendState::Draining => maglev::BackendState::Draining,
-        BackendState::Down => maglev::BackendState::Down,
-    }
-}
-
 /// Computes every VIP's table from the applied state.
 pub fn compute(state: &ClusterState) -> Result<TableSet, TableError> {
     let size = TableSize::new(state.settings.table_size)
@@ -71,7 +63,7 @@ pub fn compute(state: &ClusterState) -> Result<TableSet, TableError> {
             .values()
             .map(|b| (b, state.effective_state(key, &b.address).unwrap_or(b.state)))
             .filter(|(_, s)| *s != BackendState::Down)
-            .map(|(b, s)| (b.address, b.weight, maglev_state(s)))
+            .map(|(b, s)| (b.address, b.weight, s))
             .collect();
         let table = Table::build_with_states(size, input)
             .map_err(|source| TableError::Maglev { vip: *key, source })?;

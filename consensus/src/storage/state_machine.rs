@@ -17,8 +17,8 @@ use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::cluster_state::ClusterState;
 use crate::encoding::{decode, encode};
-use crate::model::ClusterState;
 use crate::raft_types::{
     ApplyOutcome, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };

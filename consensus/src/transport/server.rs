@@ -8,10 +8,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::client_router::NodeShared;
 use crate::error::ConsensusError;
-use crate::node::NodeShared;
-use crate::wire::channel::{ChannelError, SecureChannel};
-use crate::wire::message::{ForwardError, RemoteFailure, Request, Response, SnapshotFailure};
+use crate::transport::wire::channel::{ChannelError, SecureChannel};
+use crate::transport::wire::message::{
+    ForwardError, RemoteFailure, Request, Response, SnapshotFailure,
+};
 
 /// Accepts connections until `stop` turns true, then closes them all.
 pub(crate) async fn serve(

@@ -90,18 +90,15 @@ pub enum Encapsulation {
     },
 }
 
-/// Administrative state of a backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum BackendState {
-    /// Receives new and existing flows.
-    Active,
-    /// Keeps existing flows, receives no new ones.
-    Draining,
-    /// Receives nothing.
-    Down,
-}
+/// Administrative state of a backend: Maglev's own [`maglev::BackendState`]
+/// (`Active`, `Draining`, `Down`), replicated as is, so the table and the
+/// Maglev input need no conversion. Its encoding is pinned by the golden
+/// vectors of `command` and `cluster_state`.
+pub use maglev::BackendState;
 
-/// One backend (real server) of a VIP.
+/// One backend (real server) of a VIP, as replicated: address, weight and
+/// administrative state. Not [`maglev::Backend`], which is a backend's entry
+/// in one built table (its key, weight, state and slot count).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Backend {
     /// Address packets are tunnelled to.

@@ -16,8 +16,8 @@ use openraft::raft::{
 use openraft::{RPCTypes, RaftNetwork, RaftNetworkFactory};
 
 use crate::raft_types::{Node, NodeId, TypeConfig};
-use crate::wire::channel::{ChannelError, ClusterSecret, SecureChannel};
-use crate::wire::message::{RemoteFailure, Request, Response, SnapshotFailure};
+use crate::transport::wire::channel::{ChannelError, ClusterSecret, SecureChannel};
+use crate::transport::wire::message::{RemoteFailure, Request, Response, SnapshotFailure};
 
 /// What every outgoing connection of a node needs.
 #[derive(Debug, Clone)]

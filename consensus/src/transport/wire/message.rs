@@ -11,8 +11,8 @@ use openraft::raft::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::cluster_state::ClusterState;
 use crate::command::{Command, CommandError};
-use crate::model::ClusterState;
 use crate::raft_types::{NodeId, TypeConfig};
 
 /// A request from one member to another.
@@ -143,10 +143,10 @@ mod tests {
         #[test]
         fn mutated_messages_never_panic(index in any::<prop::sample::Index>(), bit in 0u8..8) {
             let command = Command::SetBackendWeight {
-                vip: crate::model::VipKey {
+                vip: crate::cluster_state::VipKey {
                     address: "192.0.2.1".parse().unwrap(),
                     port: 80,
-                    protocol: crate::model::Protocol::Tcp,
+                    protocol: crate::cluster_state::Protocol::Tcp,
                 },
                 address: "10.0.0.1".parse().unwrap(),
                 weight: 7,

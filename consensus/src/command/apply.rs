@@ -1,0 +1,113 @@
+//! Applying a validated [`Command`] to a [`ClusterState`]: the one
+//! deterministic transition every node runs for every committed entry.
+
+use std::net::IpAddr;
+
+use super::{Command, CommandError};
+use crate::cluster_state::{Backend, ClusterState, Vip, VipKey};
+
+impl ClusterState {
+    /// Applies `command`: on success the version is bumped by one (unless
+    /// the command repeats what is already recorded) and the resulting
+    /// version returned; on error nothing changes.
+    pub fn apply(&mut self, command: &Command) -> Result<u64, CommandError> {
+        self.validate(command)?;
+        // Validation passed, so every lookup below succeeds; the `if let`s only
+        // avoid a panic path.
+        match command {
+            Command::AddVip {
+                key,
+                flags,
+                encapsulation,
+            } => {
+                self.vips.insert(
+                    *key,
+                    Vip {
+                        key: *key,
+                        flags: *flags,
+                        encapsulation: *encapsulation,
+                        backends: Default::default(),
+                    },
+                );
+            }
+            Command::UpdateVip {
+                key,
+                flags,
+                encapsulation,
+            } => {
+                if let Some(v) = self.vips.get_mut(key) {
+                    v.flags = *flags;
+                    v.encapsulation = *encapsulation;
+                }
+            }
+            Command::RemoveVip { key } => {
+                self.vips.remove(key);
+                self.health.remove(key);
+            }
+            Command::AddBackend { vip, backend } => {
+                if let Some(v) = self.vips.get_mut(vip) {
+                    v.backends.insert(backend.address, *backend);
+                }
+            }
+            Command::SetBackendWeight {
+                vip,
+                address,
+                weight,
+            } => {
+                if let Some(b) = self.backend_mut(vip, address) {
+                    b.weight = *weight;
+                }
+            }
+            Command::SetBackendState {
+                vip,
+                address,
+                state,
+            } => {
+                if let Some(b) = self.backend_mut(vip, address) {
+                    b.state = *state;
+                }
+            }
+            Command::RemoveBackend { vip, address } => {
+                if let Some(v) = self.vips.get_mut(vip) {
+                    v.backends.remove(address);
+                }
+                if let Some(h) = self.health.get_mut(vip) {
+                    h.remove(address);
+                    if h.is_empty() {
+                        self.health.remove(vip);
+                    }
+                }
+            }
+            Command::SetSettings(settings) => {
+                self.settings = *settings;
+            }
+            Command::ReportHealth {
+                observer,
+                vip,
+                backend,
+                healthy,
+            } => {
+                let observations = self
+                    .health
+                    .entry(*vip)
+                    .or_default()
+                    .entry(*backend)
+                    .or_default();
+                if observations.insert(*observer, *healthy) == Some(*healthy) {
+                    return Ok(self.version);
+                }
+            }
+            Command::SetAdminAddr { node, addr } => {
+                if self.admin_addrs.insert(*node, *addr) == Some(*addr) {
+                    return Ok(self.version);
+                }
+            }
+        }
+        self.version += 1;
+        Ok(self.version)
+    }
+
+    fn backend_mut(&mut self, vip: &VipKey, address: &IpAddr) -> Option<&mut Backend> {
+        self.vips.get_mut(vip)?.backends.get_mut(address)
+    }
+}

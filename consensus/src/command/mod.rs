@@ -1,0 +1,178 @@
+//! Commands that change the backend table, their validation and their effect.
+//!
+//! [`ClusterState::apply`](crate::ClusterState::apply) is the one
+//! deterministic transition function: it either applies a command completely
+//! and bumps the version, or rejects it with a [`CommandError`] and changes
+//! nothing. The leader runs the same
+//! validation before proposing, so bad commands are normally refused before
+//! they reach the log; a command that becomes invalid while in flight (two
+//! racing adds of the same VIP) is rejected at apply time, identically on
+//! every node.
+//!
+//! This module holds the types; `validate` and `apply` hold the two halves of
+//! the transition.
+//!
+//! Wire compatibility: variants are only ever appended, never reordered, as
+//! bincode encodes the variant index (pinned by golden tests).
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cluster_state::{
+    Backend, BackendState, ClusterSettings, Encapsulation, NodeId, VipFlags, VipKey,
+    MAX_BACKENDS_PER_VIP, MAX_TABLE_SIZE, MAX_WEIGHT, MIN_TABLE_SIZE, MIN_WEIGHT,
+};
+
+mod apply;
+mod validate;
+
+/// A change to the replicated table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Create a VIP with no backends.
+    AddVip {
+        /// Identity of the new VIP.
+        key: VipKey,
+        /// Hashing options.
+        flags: VipFlags,
+        /// Tunnel towards the backends.
+        encapsulation: Encapsulation,
+    },
+    /// Change the options of an existing VIP (backends are kept).
+    UpdateVip {
+        /// The VIP to change.
+        key: VipKey,
+        /// New hashing options.
+        flags: VipFlags,
+        /// New tunnel.
+        encapsulation: Encapsulation,
+    },
+    /// Delete a VIP and all its backends.
+    RemoveVip {
+        /// The VIP to delete.
+        key: VipKey,
+    },
+    /// Add a backend to a VIP.
+    AddBackend {
+        /// The VIP.
+        vip: VipKey,
+        /// The new backend.
+        backend: Backend,
+    },
+    /// Change the weight of a backend.
+    SetBackendWeight {
+        /// The VIP.
+        vip: VipKey,
+        /// The backend's address.
+        address: IpAddr,
+        /// New weight in `MIN_WEIGHT..=MAX_WEIGHT`.
+        weight: u32,
+    },
+    /// Change the administrative state of a backend.
+    SetBackendState {
+        /// The VIP.
+        vip: VipKey,
+        /// The backend's address.
+        address: IpAddr,
+        /// New state.
+        state: BackendState,
+    },
+    /// Remove a backend from a VIP.
+    RemoveBackend {
+        /// The VIP.
+        vip: VipKey,
+        /// The backend's address.
+        address: IpAddr,
+    },
+    /// Replace the cluster settings.
+    SetSettings(ClusterSettings),
+    /// A voter's health check result for a backend. A backend is treated as
+    /// down once a majority of voters observe it unhealthy. Repeating the
+    /// current observation is accepted and changes nothing.
+    ReportHealth {
+        /// The observing node (must be a voter).
+        observer: NodeId,
+        /// The VIP.
+        vip: VipKey,
+        /// The backend's address.
+        backend: IpAddr,
+        /// Whether the check passed.
+        healthy: bool,
+    },
+    /// A member's admin API address (each daemon registers its own).
+    SetAdminAddr {
+        /// The member.
+        node: NodeId,
+        /// Where its admin API listens (a routable address, not 0.0.0.0).
+        addr: std::net::SocketAddr,
+    },
+}
+
+/// Why a command was rejected. A rejected command changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum CommandError {
+    /// `AddVip` for a key that already exists.
+    #[error("VIP {0} already exists")]
+    DuplicateVip(VipKey),
+    /// The command names a VIP that does not exist.
+    #[error("unknown VIP {0}")]
+    UnknownVip(VipKey),
+    /// `AddBackend` for an address already present in the VIP.
+    #[error("backend {backend} already exists in VIP {vip}")]
+    DuplicateBackend {
+        /// The VIP.
+        vip: VipKey,
+        /// The backend's address.
+        backend: IpAddr,
+    },
+    /// The command names a backend that the VIP does not have.
+    #[error("unknown backend {backend} in VIP {vip}")]
+    UnknownBackend {
+        /// The VIP.
+        vip: VipKey,
+        /// The backend's address.
+        backend: IpAddr,
+    },
+    /// Weight outside `MIN_WEIGHT..=MAX_WEIGHT`.
+    #[error("weight {0} out of range {MIN_WEIGHT}..={MAX_WEIGHT}")]
+    WeightOutOfRange(u32),
+    /// An address that cannot be a VIP or a backend (unspecified, multicast,
+    /// broadcast).
+    #[error("bad address {address}: {reason}")]
+    BadAddress {
+        /// The offending address.
+        address: IpAddr,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// A GUE tunnel with destination port 0.
+    #[error("GUE encapsulation needs a non-zero UDP port")]
+    BadGuePort,
+    /// The VIP already has `MAX_BACKENDS_PER_VIP` backends.
+    #[error("VIP {0} already has the maximum of {MAX_BACKENDS_PER_VIP} backends")]
+    TooManyBackends(VipKey),
+    /// Table size not a prime in `MIN_TABLE_SIZE..=MAX_TABLE_SIZE`.
+    #[error("table size {0} must be a prime in {MIN_TABLE_SIZE}..={MAX_TABLE_SIZE}")]
+    BadTableSize(u32),
+    /// A health report from a node that is not a voter.
+    #[error("node {0} is not a voter and cannot report health")]
+    UnknownObserver(NodeId),
+    /// An admin address other nodes could not connect to.
+    #[error("admin address {0}: must be a routable address with a non-zero port")]
+    BadAdminAddr(std::net::SocketAddr),
+    /// A GUE port other than the one the cluster's GUE VIPs already use:
+    /// the data plane has one GUE destination port.
+    #[error(
+        "GUE port {port}: the cluster's GUE VIPs use port {existing} (one GUE port per cluster)"
+    )]
+    GuePortConflict {
+        /// The port asked for.
+        port: u16,
+        /// The port the other GUE VIPs use.
+        existing: u16,
+    },
+}
+
+#[cfg(test)]
+mod tests;

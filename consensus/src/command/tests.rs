@@ -1,0 +1,412 @@
+//! Commands against the table: acceptance, rejection without change, and
+//! the pinned log encoding.
+
+use std::net::IpAddr;
+
+use super::*;
+use crate::cluster_state::{ClusterState, NodeId, Protocol};
+
+fn key() -> VipKey {
+    VipKey {
+        address: "192.0.2.10".parse().unwrap(),
+        port: 80,
+        protocol: Protocol::Tcp,
+    }
+}
+
+fn add_vip() -> Command {
+    Command::AddVip {
+        key: key(),
+        flags: VipFlags::default(),
+        encapsulation: Encapsulation::IpIp,
+    }
+}
+
+fn backend(addr: &str, weight: u32) -> Backend {
+    Backend {
+        address: addr.parse().unwrap(),
+        weight,
+        state: BackendState::Active,
+    }
+}
+
+fn rejected(state: &mut ClusterState, cmd: Command) -> CommandError {
+    let before = state.clone();
+    let err = state.apply(&cmd).unwrap_err();
+    assert_eq!(*state, before, "a rejected command must change nothing");
+    err
+}
+
+#[test]
+fn accepted_commands_bump_the_version() {
+    let mut s = ClusterState::default();
+    assert_eq!(s.apply(&add_vip()), Ok(1));
+    let b = backend("10.0.0.1", 10);
+    assert_eq!(
+        s.apply(&Command::AddBackend {
+            vip: key(),
+            backend: b
+        }),
+        Ok(2)
+    );
+    let set = Command::SetBackendWeight {
+        vip: key(),
+        address: b.address,
+        weight: 20,
+    };
+    assert_eq!(s.apply(&set), Ok(3));
+    let drain = Command::SetBackendState {
+        vip: key(),
+        address: b.address,
+        state: BackendState::Draining,
+    };
+    assert_eq!(s.apply(&drain), Ok(4));
+    let got = s.vips[&key()].backends[&b.address];
+    assert_eq!((got.weight, got.state), (20, BackendState::Draining));
+    assert_eq!(
+        s.apply(&Command::RemoveBackend {
+            vip: key(),
+            address: b.address
+        }),
+        Ok(5)
+    );
+    assert!(s.vips[&key()].backends.is_empty());
+    assert_eq!(s.apply(&Command::RemoveVip { key: key() }), Ok(6));
+    assert!(s.vips.is_empty());
+}
+
+#[test]
+fn admin_addresses_are_recorded_once_and_must_be_reachable() {
+    let mut s = ClusterState::default();
+    let set = |addr: &str| Command::SetAdminAddr {
+        node: 4,
+        addr: addr.parse().unwrap(),
+    };
+    assert_eq!(s.apply(&set("10.0.0.4:7100")), Ok(1));
+    assert_eq!(
+        s.apply(&set("10.0.0.4:7100")),
+        Ok(1),
+        "repeating changes nothing"
+    );
+    assert_eq!(s.apply(&set("[2001:db8::4]:7100")), Ok(2));
+    for bad in ["0.0.0.0:7100", "10.0.0.4:0", "224.0.0.1:7100"] {
+        assert_eq!(
+            rejected(&mut s, set(bad)),
+            CommandError::BadAdminAddr(bad.parse().unwrap())
+        );
+    }
+    assert_eq!(s.admin_addrs[&4], "[2001:db8::4]:7100".parse().unwrap());
+}
+
+#[test]
+fn gue_vips_share_one_port() {
+    let gue = |port| Encapsulation::Gue { port };
+    let other = VipKey { port: 443, ..key() };
+    let mut s = ClusterState::default();
+    let add = |k, e| Command::AddVip {
+        key: k,
+        flags: VipFlags::default(),
+        encapsulation: e,
+    };
+    let update = |k, e| Command::UpdateVip {
+        key: k,
+        flags: VipFlags::default(),
+        encapsulation: e,
+    };
+    s.apply(&add(key(), gue(6080))).unwrap();
+    // Alone, a GUE VIP may change its port.
+    s.apply(&update(key(), gue(7000))).unwrap();
+    assert_eq!(
+        rejected(&mut s, add(other, gue(6080))),
+        CommandError::GuePortConflict {
+            port: 6080,
+            existing: 7000
+        }
+    );
+    s.apply(&add(other, gue(7000))).unwrap();
+    assert_eq!(
+        rejected(&mut s, update(key(), gue(6080))),
+        CommandError::GuePortConflict {
+            port: 6080,
+            existing: 7000
+        }
+    );
+    // IPIP VIPs are not concerned.
+    s.apply(&update(key(), Encapsulation::IpIp)).unwrap();
+    s.apply(&update(other, gue(6080))).unwrap();
+}
+
+#[test]
+fn bad_commands_are_rejected_without_change() {
+    let mut s = ClusterState::default();
+    s.apply(&add_vip()).unwrap();
+    s.apply(&Command::AddBackend {
+        vip: key(),
+        backend: backend("10.0.0.1", 1),
+    })
+    .unwrap();
+
+    assert_eq!(
+        rejected(&mut s, add_vip()),
+        CommandError::DuplicateVip(key())
+    );
+    assert!(matches!(
+        rejected(
+            &mut s,
+            Command::AddBackend {
+                vip: key(),
+                backend: backend("10.0.0.1", 1)
+            }
+        ),
+        CommandError::DuplicateBackend { .. }
+    ));
+    assert!(matches!(
+        rejected(
+            &mut s,
+            Command::RemoveBackend {
+                vip: key(),
+                address: "10.0.0.9".parse().unwrap()
+            }
+        ),
+        CommandError::UnknownBackend { .. }
+    ));
+    for w in [0, MAX_WEIGHT + 1] {
+        assert_eq!(
+            rejected(
+                &mut s,
+                Command::AddBackend {
+                    vip: key(),
+                    backend: backend("10.0.0.2", w)
+                }
+            ),
+            CommandError::WeightOutOfRange(w)
+        );
+    }
+    for bad in ["0.0.0.0", "255.255.255.255", "224.0.0.1", "::", "ff02::1"] {
+        assert!(matches!(
+            rejected(
+                &mut s,
+                Command::AddBackend {
+                    vip: key(),
+                    backend: backend(bad, 1)
+                }
+            ),
+            CommandError::BadAddress { .. }
+        ));
+    }
+    let mut other = key();
+    other.port = 81;
+    assert_eq!(
+        rejected(&mut s, Command::RemoveVip { key: other }),
+        CommandError::UnknownVip(other)
+    );
+    assert_eq!(
+        rejected(
+            &mut s,
+            Command::AddVip {
+                key: other,
+                flags: VipFlags::default(),
+                encapsulation: Encapsulation::Gue { port: 0 }
+            }
+        ),
+        CommandError::BadGuePort
+    );
+    for size in [65_536, 13, 2_000_003] {
+        assert_eq!(
+            rejected(
+                &mut s,
+                Command::SetSettings(ClusterSettings {
+                    hash_seed: 1,
+                    table_size: size
+                })
+            ),
+            CommandError::BadTableSize(size)
+        );
+    }
+    assert_eq!(s.version, 2);
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Log entries are decoded by every node, across versions: pin the bytes.
+/// Expected values derived by hand from bincode 2's standard config
+/// (variant index and integers as varints: <251 one byte, 0xfb + u16,
+/// 0xfc + u32, 0xfd + u64, little endian; IpAddr as variant + octets).
+#[test]
+fn golden_command_encoding() {
+    use crate::encoding::{decode, encode};
+    let cases = [
+        (
+            Command::AddVip {
+                key: key(),
+                flags: VipFlags::default(),
+                encapsulation: Encapsulation::Gue { port: 6080 },
+            },
+            "00".to_string() + "00c000020a" + "50" + "00" + "0000" + "01fbc017",
+        ),
+        (
+            Command::AddBackend {
+                vip: VipKey {
+                    address: "2001:db8::1".parse().unwrap(),
+                    port: 443,
+                    protocol: Protocol::Udp,
+                },
+                backend: Backend {
+                    address: "10.0.0.1".parse().unwrap(),
+                    weight: 300,
+                    state: BackendState::Draining,
+                },
+            },
+            "0301".to_string()
+                + "20010db8000000000000000000000001"
+                + "fbbb01"
+                + "01"
+                + "000a000001"
+                + "fb2c01"
+                + "01",
+        ),
+        (
+            Command::SetSettings(ClusterSettings {
+                hash_seed: 0x0123_4567_89ab_cdef,
+                table_size: 65_537,
+            }),
+            "07fdefcdab8967452301fc01000100".to_string(),
+        ),
+    ];
+    for (command, expected) in cases {
+        let bytes = encode(&command).unwrap();
+        assert_eq!(hex(&bytes), expected, "{command:?}");
+        assert_eq!(decode::<Command>(&bytes).unwrap(), command);
+    }
+}
+
+#[test]
+fn update_vip_changes_options_and_keeps_backends() {
+    let mut s = ClusterState::default();
+    s.apply(&add_vip()).unwrap();
+    s.apply(&Command::AddBackend {
+        vip: key(),
+        backend: backend("10.0.0.1", 3),
+    })
+    .unwrap();
+    let flags = VipFlags {
+        hash_without_source_port: true,
+        hash_dst_port_only: false,
+    };
+    let update = Command::UpdateVip {
+        key: key(),
+        flags,
+        encapsulation: Encapsulation::Gue { port: 9000 },
+    };
+    assert_eq!(s.apply(&update), Ok(3));
+    let v = &s.vips[&key()];
+    assert_eq!(
+        (v.flags, v.encapsulation),
+        (flags, Encapsulation::Gue { port: 9000 })
+    );
+    assert_eq!(v.backends.len(), 1);
+    assert_eq!(
+        rejected(
+            &mut s,
+            Command::UpdateVip {
+                key: key(),
+                flags,
+                encapsulation: Encapsulation::Gue { port: 0 }
+            }
+        ),
+        CommandError::BadGuePort
+    );
+}
+
+#[test]
+fn settings_accept_documented_primes() {
+    let mut s = ClusterState::default();
+    for size in [16_381, 65_537, 131_071, 655_373] {
+        s.apply(&Command::SetSettings(ClusterSettings {
+            hash_seed: 7,
+            table_size: size,
+        }))
+        .unwrap();
+        assert_eq!(s.settings.table_size, size);
+    }
+}
+
+fn report(observer: NodeId, healthy: bool) -> Command {
+    Command::ReportHealth {
+        observer,
+        vip: key(),
+        backend: "10.0.0.1".parse().unwrap(),
+        healthy,
+    }
+}
+
+#[test]
+fn a_backend_is_down_once_a_majority_of_voters_says_so() {
+    let b: IpAddr = "10.0.0.1".parse().unwrap();
+    let mut s = ClusterState::default();
+    s.set_voters([1, 2, 3].into());
+    s.apply(&add_vip()).unwrap();
+    s.apply(&Command::AddBackend {
+        vip: key(),
+        backend: backend("10.0.0.1", 5),
+    })
+    .unwrap();
+    let v = s.version;
+    assert_eq!(
+        rejected(&mut s, report(9, false)),
+        CommandError::UnknownObserver(9)
+    );
+    s.apply(&report(1, false)).unwrap();
+    assert_eq!(s.effective_state(&key(), &b), Some(BackendState::Active));
+    // Repeating an observation is accepted but changes nothing.
+    assert_eq!(s.apply(&report(1, false)), Ok(v + 1));
+    s.apply(&report(2, false)).unwrap();
+    assert!(s.is_health_down(&key(), &b));
+    assert_eq!(s.effective_state(&key(), &b), Some(BackendState::Down));
+    s.apply(&report(2, true)).unwrap();
+    assert_eq!(s.effective_state(&key(), &b), Some(BackendState::Active));
+    s.apply(&report(3, false)).unwrap();
+    assert!(s.is_health_down(&key(), &b));
+    // Node 3 leaves: its observation no longer counts (1 of 2 voters).
+    let before = s.version;
+    s.set_voters([1, 2].into());
+    assert_eq!(s.version, before + 1);
+    assert!(!s.is_health_down(&key(), &b));
+    // Removing the backend forgets its observations.
+    s.apply(&Command::RemoveBackend {
+        vip: key(),
+        address: b,
+    })
+    .unwrap();
+    assert!(s.health.is_empty());
+}
+
+#[test]
+fn backend_limit_is_enforced() {
+    let mut s = ClusterState::default();
+    s.apply(&add_vip()).unwrap();
+    for i in 0..MAX_BACKENDS_PER_VIP as u32 {
+        let addr = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0001 + i));
+        s.apply(&Command::AddBackend {
+            vip: key(),
+            backend: Backend {
+                address: addr,
+                weight: 1,
+                state: BackendState::Active,
+            },
+        })
+        .unwrap();
+    }
+    assert_eq!(
+        rejected(
+            &mut s,
+            Command::AddBackend {
+                vip: key(),
+                backend: backend("192.0.2.200", 1)
+            }
+        ),
+        CommandError::TooManyBackends(key())
+    );
+}
