@@ -6,7 +6,6 @@
 //! iteration order (and therefore every derived table) is identical everywhere.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
@@ -30,43 +29,10 @@ pub const MAX_WEIGHT: u32 = 65_535;
 /// Most backends one VIP may have (bounded so a table slot per backend fits).
 pub const MAX_BACKENDS_PER_VIP: usize = 4_096;
 
-/// Transport protocol a VIP listens on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Protocol {
-    /// TCP (IP protocol 6).
-    Tcp,
-    /// UDP (IP protocol 17).
-    Udp,
-}
-
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Protocol::Tcp => f.write_str("tcp"),
-            Protocol::Udp => f.write_str("udp"),
-        }
-    }
-}
-
-/// Identity of a VIP: address, port and protocol. Port 0 means all ports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct VipKey {
-    /// The virtual address announced by BGP.
-    pub address: IpAddr,
-    /// Destination port; 0 matches every port.
-    pub port: u16,
-    /// Transport protocol.
-    pub protocol: Protocol,
-}
-
-impl fmt::Display for VipKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.address {
-            IpAddr::V4(a) => write!(f, "{}:{}/{}", a, self.port, self.protocol),
-            IpAddr::V6(a) => write!(f, "[{}]:{}/{}", a, self.port, self.protocol),
-        }
-    }
-}
+/// A VIP's identity (address, port, protocol), shared with the forwarder's
+/// loader through the `vip-key` crate: one type on every layer. Its serde
+/// encoding is part of the Raft log (pinned by the golden vectors).
+pub use vip_key::{Protocol, VipKey};
 
 /// Per-VIP hashing options.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

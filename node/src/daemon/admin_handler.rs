@@ -142,11 +142,7 @@ impl Handler {
         };
         let mut report = StatsReport::default();
         for key in state.vips.keys() {
-            let t = stats
-                .vips
-                .get(&super::dataplane::forwarder_vip(key))
-                .copied()
-                .unwrap_or_default();
+            let t = stats.vips.get(key).copied().unwrap_or_default();
             report.vips.push((*key, t.packets, t.bytes));
         }
         let addresses = state.backend_addresses();

@@ -75,11 +75,7 @@ pub async fn metrics_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) 
         let stats = shared.dataplane.stats().await;
         if let Ok(stats) = stats {
             for key in state.vips.keys() {
-                let t = stats
-                    .vips
-                    .get(&super::dataplane::forwarder_vip(key))
-                    .copied()
-                    .unwrap_or_default();
+                let t = stats.vips.get(key).copied().unwrap_or_default();
                 bump(
                     "edgelb_vip_packets_total".into(),
                     vec![("vip", key.to_string())],

@@ -13,7 +13,7 @@ mod sync;
 
 use std::{collections::BTreeMap, net::IpAddr};
 
-use edgelb_consensus::{ClusterState, Encapsulation, Protocol, VipKey};
+use edgelb_consensus::{ClusterState, Encapsulation, VipKey};
 use xdp_fwd::{
     AttachMode, Encap, Forwarder, ForwarderSettings, HashFields, TestRunOutput, VipOptions,
 };
@@ -56,15 +56,6 @@ pub struct DataPlane {
     programmed: TableSet,
     options: BTreeMap<VipKey, VipOptions>,
     settings: Option<ForwarderSettings>,
-}
-
-/// The forwarder's view of a replicated VIP key.
-pub fn forwarder_vip(key: &VipKey) -> xdp_fwd::VipKey {
-    let proto = match key.protocol {
-        Protocol::Tcp => xdp_fwd::Protocol::Tcp,
-        Protocol::Udp => xdp_fwd::Protocol::Udp,
-    };
-    xdp_fwd::VipKey::new(key.address, key.port, proto)
 }
 
 fn vip_options(vip: &edgelb_consensus::Vip) -> VipOptions {
@@ -174,21 +165,20 @@ impl DataPlane {
             .copied()
             .collect();
         for key in gone {
-            self.forwarder.remove_vip(&forwarder_vip(&key))?;
+            self.forwarder.remove_vip(&key)?;
             self.options.remove(&key);
             self.programmed.tables.remove(&key);
         }
         for (key, vip) in &state.vips {
-            let fvip = forwarder_vip(key);
             let options = vip_options(vip);
             if self.options.get(key) != Some(&options) {
-                self.forwarder.set_vip(fvip, options)?;
+                self.forwarder.set_vip(*key, options)?;
                 self.options.insert(*key, options);
             }
             let table = &next.tables[key];
             if self.programmed.tables.get(key) != Some(table) {
                 self.forwarder
-                    .set_table(&fvip, &table.backends, &table.slots)?;
+                    .set_table(key, &table.backends, &table.slots)?;
                 self.programmed.tables.insert(*key, table.clone());
             }
         }
@@ -200,10 +190,9 @@ impl DataPlane {
     /// Where a new flow from `src:sport` to VIP `key` goes, computed with the
     /// program's own hash and read from the live maps.
     pub fn lookup(&self, key: &VipKey, src: IpAddr, sport: u16) -> Result<Lookup, DataPlaneError> {
-        let fvip = forwarder_vip(key);
         let flags = self.options.get(key).map(vip_flags).unwrap_or(0);
         let seed = self.settings.as_ref().map_or(0, |s| s.hash_seed);
-        let proto = xdp_fwd::protocol_number(fvip.protocol);
+        let proto = xdp_fwd::protocol_number(key.protocol);
         let flow = xdp_fwd::flow_key(src, key.address, sport, key.port, proto);
         let hash = xdp_fwd::common::flow_hash(&flow, seed, flags);
         let size = self
@@ -212,7 +201,7 @@ impl DataPlane {
             .get(key)
             .map_or(0, |t| t.slots.len() as u32);
         let slot = xdp_fwd::common::maglev_slot(hash, size);
-        let backend = self.forwarder.backend_for(&fvip, src, sport)?;
+        let backend = self.forwarder.backend_for(key, src, sport)?;
         Ok(Lookup {
             hash,
             slot,
