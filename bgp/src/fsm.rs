@@ -4,6 +4,9 @@
 //! transport (the private `session` module) feeds it events and carries out its
 //! actions. Keeping it free of sockets and clocks makes every RFC 4271 rule
 //! here testable with plain function calls.
+//!
+//! Over 500 lines because its unit tests live here (from `mod tests` on,
+//! ~240 lines): they drive the machine one event at a time.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
