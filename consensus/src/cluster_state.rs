@@ -202,14 +202,4 @@ mod tests {
         );
         assert_eq!(crate::encoding::decode::<ClusterState>(&bytes).unwrap(), s);
     }
-
-    #[test]
-    fn vip_key_display() {
-        let k = VipKey {
-            address: "2001:db8::1".parse().unwrap(),
-            port: 443,
-            protocol: Protocol::Tcp,
-        };
-        assert_eq!(k.to_string(), "[2001:db8::1]:443/tcp");
-    }
 }

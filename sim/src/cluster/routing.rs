@@ -78,29 +78,22 @@ impl Cluster {
     /// Cuts LB node `i` off from the other nodes' Raft traffic (policy
     /// rules in the router; its BGP session and client traffic keep going).
     pub fn partition(&self, i: usize) -> anyhow::Result<()> {
-        for k in (1..=self.lbs.len()).filter(|k| *k != i) {
-            for (from, to) in [(lb_addr(k), lb_addr(i)), (lb_addr(i), lb_addr(k))] {
-                self.router.ip([
-                    "rule",
-                    "add",
-                    "from",
-                    &from.to_string(),
-                    "to",
-                    &to.to_string(),
-                    "blackhole",
-                ])?;
-            }
-        }
-        Ok(())
+        self.blackhole_rules(i, "add")
     }
 
     /// Undoes [`Cluster::partition`].
     pub fn heal(&self, i: usize) -> anyhow::Result<()> {
+        self.blackhole_rules(i, "del")
+    }
+
+    /// Adds or deletes (`action`) the router's blackhole rules between LB
+    /// node `i` and every other LB node, in both directions.
+    fn blackhole_rules(&self, i: usize, action: &str) -> anyhow::Result<()> {
         for k in (1..=self.lbs.len()).filter(|k| *k != i) {
             for (from, to) in [(lb_addr(k), lb_addr(i)), (lb_addr(i), lb_addr(k))] {
                 self.router.ip([
                     "rule",
-                    "del",
+                    action,
                     "from",
                     &from.to_string(),
                     "to",
