@@ -59,13 +59,5 @@ pub fn on_sim_cpu<T: Send>(f: impl FnOnce() -> T + Send) -> std::io::Result<T> {
 }
 
 fn set_affinity(cpu: usize) -> std::io::Result<()> {
-    // SAFETY: plain-data cpu set; 0 is the calling thread.
-    unsafe {
-        let mut one: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut one);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
+    testbed::cpu::pin_current_thread(cpu)
 }

@@ -20,12 +20,8 @@ pub fn spawn_in_namespace<T: Send + 'static>(
 ) -> JoinHandle<anyhow::Result<T>> {
     let path = format!("/run/netns/{ns_name}");
     std::thread::spawn(move || {
-        let file = std::fs::File::open(&path)?;
-        // SAFETY: setns on a thread we own, with a valid namespace fd.
-        let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
-        if rc != 0 {
-            anyhow::bail!("setns {path}: {}", std::io::Error::last_os_error());
-        }
+        testbed::namespace::enter_current_thread(&path)
+            .map_err(|e| anyhow::anyhow!("setns {path}: {e}"))?;
         Ok(f())
     })
 }

@@ -1,6 +1,7 @@
 //! EdgeLB's test bed: everything a test, bench or the simulation needs to
 //! build a small network on one machine and watch it.
 //!
+//! - [`cpu`]: pinning a thread or process to one CPU.
 //! - [`namespace`]: network namespaces with guaranteed teardown, veth pairs.
 //! - [`process`]: processes killed (SIGTERM, then SIGKILL) when their guard drops.
 //! - [`routers`]: FRR, BIRD and GoBGP launchers, every file under the caller's dir.
@@ -14,6 +15,7 @@
 //! nothing behind. aya's `NetNsGuard` is the model.
 
 pub mod command;
+pub mod cpu;
 pub mod namespace;
 pub mod process;
 pub mod routers;

@@ -134,16 +134,8 @@ fn threaded_napi_on(ns: &Namespace, dev: &str, cpu: usize) -> anyhow::Result<Vec
         bail!("no NAPI thread appeared for {dev} in {}", ns.name());
     }
     for &pid in &new {
-        // SAFETY: plain-data cpu set; pid is a NAPI kernel thread just created.
-        unsafe {
-            let mut one: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(cpu, &mut one);
-            if libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &one) != 0 {
-                bail!(
-                    "pinning NAPI thread {pid}: {}",
-                    std::io::Error::last_os_error()
-                );
-            }
+        if let Err(e) = testbed::cpu::pin_to_cpu(pid, cpu) {
+            bail!("pinning NAPI thread {pid}: {e}");
         }
     }
     Ok(new)
