@@ -1,11 +1,10 @@
 //! The kernel's routes as a namespace sees them: one prefix's route and its
-//! ECMP next hops, read once or polled until they match.
-
-use std::time::Duration;
+//! ECMP next hops. To wait for a route, poll these with
+//! [`crate::wait::wait_for`]: callers differ in whether a failing `ip` is
+//! an error or "no route yet".
 
 use crate::command::Result;
 use crate::namespace::Namespace;
-use crate::wait::{wait_for, Timeout};
 
 /// `ip route show <prefix>` in `ns` (IPv6 when the prefix has a colon);
 /// empty when there is no such route.
@@ -33,30 +32,12 @@ pub fn kernel_next_hops(ns: &Namespace, prefix: &str) -> Result<Vec<String>> {
     kernel_route(ns, prefix).map(|r| next_hops_of(&r))
 }
 
-/// Polls the next hops of `prefix` in `ns` every `every` until `want`
-/// accepts them; returns them, or a [`Timeout`] naming the prefix. A failing
-/// `ip` counts as "no route yet".
-pub fn wait_for_next_hops(
-    ns: &Namespace,
-    prefix: &str,
-    limit: Duration,
-    every: Duration,
-    mut want: impl FnMut(&[String]) -> bool,
-) -> std::result::Result<Vec<String>, Timeout> {
-    wait_for(
-        &format!("next hops of {prefix} in {}", ns.name()),
-        limit,
-        every,
-        || {
-            let hops = kernel_next_hops(ns, prefix).unwrap_or_default();
-            want(&hops).then_some(hops)
-        },
-    )
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::wait::wait_for;
 
     #[test]
     fn next_hops_are_read_from_ecmp_output() {
@@ -81,12 +62,14 @@ mod tests {
         assert!(kernel_route(&ns, "198.51.100.0/24").unwrap().is_empty());
         ns.ip(["route", "add", "198.51.100.0/24", "via", "10.9.0.2"])
             .unwrap();
-        let hops = wait_for_next_hops(
-            &ns,
-            "198.51.100.0/24",
+        let hops = wait_for(
+            "the route",
             Duration::from_secs(5),
             Duration::from_millis(10),
-            |h| h.len() == 1,
+            || {
+                let hops = kernel_next_hops(&ns, "198.51.100.0/24").unwrap_or_default();
+                (hops.len() == 1).then_some(hops)
+            },
         )
         .unwrap();
         assert_eq!(hops, ["10.9.0.2"]);

@@ -15,28 +15,14 @@ impl Cluster {
     /// Waits until the router has an ECMP route to the VIP through exactly
     /// `nodes` next hops; returns them.
     pub fn wait_for_ecmp(&self, nodes: usize, limit: Duration) -> anyhow::Result<Vec<String>> {
-        let mut hops = Vec::new();
-        let mut failed = None;
-        let found = wait_for("ECMP to the VIP", limit, Duration::from_millis(50), || {
-            match self.vip_next_hops() {
-                Ok(h) => hops = h,
-                Err(e) => {
-                    failed = Some(e);
-                    return Some(());
-                }
-            }
-            (hops.len() == nodes).then_some(())
-        });
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        if found.is_err() {
-            bail!(
+        let every = Duration::from_millis(50);
+        match self.poll_next_hops("ECMP to the VIP", limit, every, |h| h.len() == nodes)? {
+            Ok(hops) => Ok(hops),
+            Err(hops) => bail!(
                 "router has next hops {hops:?} for {VIP}, wanted {nodes}\n{}",
                 self.log_tails(15)
-            )
+            ),
         }
-        Ok(hops)
     }
 
     /// The router's kernel next hops for the VIP.
@@ -54,9 +40,26 @@ impl Cluster {
         f: impl Fn(&[String]) -> bool,
     ) -> anyhow::Result<Duration> {
         let start = Instant::now();
+        let every = Duration::from_millis(20);
+        if let Err(hops) = self.poll_next_hops("next hops", limit, every, f)? {
+            bail!("router next hops {hops:?} did not change as expected within {limit:?}");
+        }
+        Ok(start.elapsed())
+    }
+
+    /// Reads the VIP's next hops every `every` until `want` accepts them:
+    /// `Ok(Ok(hops))` then, `Ok(Err(last hops seen))` after `limit`, and
+    /// `Err` at once if reading them fails (that is not "no route yet").
+    fn poll_next_hops(
+        &self,
+        what: &str,
+        limit: Duration,
+        every: Duration,
+        want: impl Fn(&[String]) -> bool,
+    ) -> anyhow::Result<Result<Vec<String>, Vec<String>>> {
         let mut hops = Vec::new();
         let mut failed = None;
-        let changed = wait_for("next hops", limit, Duration::from_millis(20), || {
+        let found = wait_for(what, limit, every, || {
             match self.vip_next_hops() {
                 Ok(h) => hops = h,
                 Err(e) => {
@@ -64,15 +67,15 @@ impl Cluster {
                     return Some(());
                 }
             }
-            f(&hops).then_some(())
+            want(&hops).then_some(())
         });
         if let Some(e) = failed {
             return Err(e);
         }
-        if changed.is_err() {
-            bail!("router next hops {hops:?} did not change as expected within {limit:?}");
-        }
-        Ok(start.elapsed())
+        Ok(match found {
+            Ok(()) => Ok(hops),
+            Err(_) => Err(hops),
+        })
     }
 
     /// Cuts LB node `i` off from the other nodes' Raft traffic (policy
