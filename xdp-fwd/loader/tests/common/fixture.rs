@@ -5,7 +5,9 @@
 use std::net::IpAddr;
 
 use packet_builder::{FrameBuilder, L4};
-use xdp_fwd::{verdict, Capacity, Forwarder, ForwarderSettings, LoadOptions, VipKey, VipOptions};
+use xdp_fwd::{
+    verdict, Capacity, Forwarder, ForwarderSettings, LoadOptions, Protocol, VipKey, VipOptions,
+};
 
 use super::{
     expected_encap, hash_of, round_robin_table, rr_backend, Expect, InNamespace, RouteLab,
@@ -73,6 +75,24 @@ pub fn serve(fwd: &mut Forwarder, vip: VipKey, options: VipOptions, backends: &[
     fwd.set_vip(vip, options).unwrap();
     fwd.set_table(&vip, &b, &round_robin_table(M, b.len()))
         .unwrap();
+}
+
+/// A forwarder serving TCP port 80 on 203.0.113.7 (over [`V4_BACKENDS`])
+/// and on 2001:db8:ffff::7 (over [`V6_BACKENDS`]), default options.
+pub fn forwarder_with_tcp_80_vips() -> Forwarder {
+    let mut fwd = forwarder();
+    for (vip, backends) in [
+        ("203.0.113.7", &V4_BACKENDS[..]),
+        ("2001:db8:ffff::7", &V6_BACKENDS[..]),
+    ] {
+        serve(
+            &mut fwd,
+            VipKey::new(ip(vip), 80, Protocol::Tcp),
+            VipOptions::default(),
+            backends,
+        );
+    }
+    fwd
 }
 
 /// (hash, backend) the program must pick for a new flow of `frame`.

@@ -8,19 +8,7 @@ use crate::common::{fixture::*, *};
 
 #[test]
 fn icmp_echo_to_a_vip_is_answered() {
-    let mut fwd = forwarder();
-    serve(
-        &mut fwd,
-        VipKey::new(ip("203.0.113.7"), 80, Protocol::Tcp),
-        VipOptions::default(),
-        &V4_BACKENDS,
-    );
-    serve(
-        &mut fwd,
-        VipKey::new(ip("2001:db8:ffff::7"), 80, Protocol::Tcp),
-        VipOptions::default(),
-        &V6_BACKENDS,
-    );
+    let mut fwd = forwarder_with_tcp_80_vips();
     let cases = [
         ("192.0.2.10", "203.0.113.7", 8u8, 0u8),
         ("2001:db8::10", "2001:db8:ffff::7", 128, 129),

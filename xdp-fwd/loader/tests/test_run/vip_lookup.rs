@@ -56,19 +56,7 @@ fn vip_without_usable_backend_drops_and_counts() {
 
 #[test]
 fn non_vip_traffic_passes_untouched() {
-    let mut fwd = forwarder();
-    serve(
-        &mut fwd,
-        VipKey::new(ip("203.0.113.7"), 80, Protocol::Tcp),
-        VipOptions::default(),
-        &V4_BACKENDS,
-    );
-    serve(
-        &mut fwd,
-        VipKey::new(ip("2001:db8:ffff::7"), 80, Protocol::Tcp),
-        VipOptions::default(),
-        &V6_BACKENDS,
-    );
+    let mut fwd = forwarder_with_tcp_80_vips();
     let mut arp = vec![0xff; 6];
     arp.extend_from_slice(&[2, 0, 0, 0, 0, 1, 0x08, 0x06]);
     arp.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
