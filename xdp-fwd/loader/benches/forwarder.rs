@@ -32,7 +32,10 @@ mod common;
 
 use std::{net::IpAddr, time::Duration};
 
-use common::*;
+use common::{
+    raw_bpf::{live_frames_ns, newest_program, trivial_program},
+    *,
+};
 use packet_builder::{tcp_flags, FrameBuilder, L4};
 use testbed::stats;
 use xdp_fwd::{
@@ -63,71 +66,6 @@ struct Case {
 /// spreads that placement effect evenly over the builds compared.
 fn occupy_jit_chunks(n: usize) -> Vec<std::os::fd::OwnedFd> {
     (0..n).map(|_| trivial_program(verdict::PASS)).collect()
-}
-
-/// Loads a two-instruction program returning `action` (kept open).
-fn trivial_program(action: u32) -> std::os::fd::OwnedFd {
-    use std::os::fd::FromRawFd;
-    // mov r0, action; exit
-    let insns: [u64; 2] = [
-        0x0000_0000_0000_00b7 | (action as u64) << 32,
-        0x0000_0000_0000_0095,
-    ];
-    let license = c"GPL";
-    let mut attr = [0u8; 128];
-    attr[0..4].copy_from_slice(&6u32.to_ne_bytes()); // BPF_PROG_TYPE_XDP
-    attr[4..8].copy_from_slice(&2u32.to_ne_bytes());
-    attr[8..16].copy_from_slice(&(insns.as_ptr() as u64).to_ne_bytes());
-    attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
-    // SAFETY: the instructions and the license outlive the call.
-    let fd = unsafe { bpf_syscall(bpf_cmd::PROG_LOAD, &mut attr, "BPF_PROG_LOAD") };
-    // SAFETY: a new descriptor owned by nothing else.
-    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }
-}
-
-/// The newest loaded program called `name`: the one this process just
-/// loaded (the loader does not hand out its program descriptors).
-fn newest_program(name: &str) -> aya::programs::ProgramFd {
-    aya::programs::loaded_programs()
-        .filter_map(Result::ok)
-        .filter(|p| p.name_as_str() == Some(name))
-        .max_by_key(|p| p.id())
-        .expect("program loaded")
-        .fd()
-        .unwrap()
-}
-
-/// BPF_PROG_TEST_RUN of `prog` in live-frame mode
-/// (BPF_F_TEST_XDP_LIVE_FRAMES, batches of 64): `repeat` frames from a
-/// page pool filled with `frame` once, arriving on `ifindex`, verdicts
-/// carried out (XDP_TX really transmits). Returns the kernel's ns per frame.
-fn live_frames_ns(prog: std::os::fd::BorrowedFd, frame: &[u8], ifindex: u32, repeat: u32) -> u32 {
-    use std::os::fd::AsRawFd;
-    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
-    let ctx: Vec<u8> = [0u32, frame.len() as u32, 0, ifindex, 0, 0]
-        .iter()
-        .flat_map(|w| w.to_ne_bytes())
-        .collect();
-    // union bpf_attr, the BPF_PROG_TEST_RUN part.
-    let mut attr = [0u8; 128];
-    attr[0..4].copy_from_slice(&(prog.as_raw_fd() as u32).to_ne_bytes());
-    attr[8..12].copy_from_slice(&(frame.len() as u32).to_ne_bytes()); // data_size_in
-    attr[16..24].copy_from_slice(&(frame.as_ptr() as u64).to_ne_bytes()); // data_in
-    attr[32..36].copy_from_slice(&repeat.to_ne_bytes());
-    attr[40..44].copy_from_slice(&(ctx.len() as u32).to_ne_bytes()); // ctx_size_in
-    attr[48..56].copy_from_slice(&(ctx.as_ptr() as u64).to_ne_bytes()); // ctx_in
-    attr[64..68].copy_from_slice(&2u32.to_ne_bytes()); // BPF_F_TEST_XDP_LIVE_FRAMES
-    attr[72..76].copy_from_slice(&64u32.to_ne_bytes()); // batch_size
-
-    // SAFETY: the frame and the context outlive the call.
-    unsafe {
-        bpf_syscall(
-            bpf_cmd::PROG_TEST_RUN,
-            &mut attr,
-            "BPF_PROG_TEST_RUN (live frames)",
-        )
-    };
-    u32::from_ne_bytes(attr[36..40].try_into().unwrap()) // duration
 }
 
 /// Median of the samples in ns (the upper one of an even count).

@@ -1,0 +1,386 @@
+//! Packets per second per core through EdgeLB's forwarder and through the
+//! kernel's own stack doing the same job, without veth's per-packet work
+//! in the way (issue 18).
+//!
+//! Run (root): `cargo bench -p xdp-fwd --bench pps` (the full matrix);
+//! `-- <rounds> <repeat>` overrides the defaults (9 rounds of 2,000,000
+//! frames per path and case); `EDGELB_PPS_QUICK=1` runs a small matrix.
+//!
+//! Every path is driven the same way: the kernel's live-frame mode
+//! (BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES, batches of 64,
+//! page-pool frames) on one pinned CPU, frames arriving on `fwd0`, verdicts
+//! carried out as a driver would (XDP_TX transmits on `fwd0`, XDP_PASS
+//! builds an skb and enters the stack). The kernel reuses its page-pool
+//! frames, so a small program (the spray, `programs.rs`) runs first on
+//! every frame of every path: it rewrites the headers from a template with
+//! the next of N distinct 5-tuples and tail-calls the program measured.
+//! Paths:
+//! - `floor`: spray + a trivial XDP_TX program;
+//! - `edgelb`: spray + the real forwarder (100 backends, 65,537-slot
+//!   table, the daemon's default capacities), every frame encapsulated
+//!   (IPIP) and transmitted;
+//! - `kernel-encap`: spray + XDP_PASS into the stack, which routes the VIP
+//!   over 100 multipath next hops (L4 hash), each a VXLAN tunnel to a
+//!   backend (this kernel has no IPIP: see `lab.rs`);
+//! - `kernel-ecmp`: as `kernel-encap` but plain next hops, no tunnel.
+//!
+//! IPVS is not built into this kernel (CONFIG_IP_VS unset), and `nft` is
+//! not installed, so neither is a baseline here.
+//!
+//! What a path sends is counted at its egress and dropped: XDP_TX frames by
+//! an XDP counter on the veth peer (`fwd0p`), the stack's packets by a tcx
+//! egress counter on `fwd0` (before the driver: cheaper than any real
+//! transmit, which favours the kernel paths). After every run the counters
+//! must show every frame out with the expected outer protocol (IPIP, UDP
+//! for VXLAN, TCP for the plain paths), and the forwarder's own counters
+//! every frame sent to a backend; a path that fails is reported and left
+//! out. Figures: the kernel's ns per frame of each run (median over
+//! rounds), paths alternated round by round with a rotating order.
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+mod lab;
+mod programs;
+
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd},
+    time::Duration,
+};
+
+use common::{
+    raw_bpf::{
+        create_map, live_frames_ns, load_program, map_type, newest_program, prog_type,
+        trivial_program, update_u32,
+    },
+    round_robin_table, InNamespace, FWD0_MAC,
+};
+use lab::{Counter, Lab};
+use packet_builder::{checksum, tcp_flags, FrameBuilder, L4};
+use testbed::stats;
+use xdp_fwd::{
+    verdict, Capacity, Forwarder, ForwarderSettings, LoadOptions, Protocol, VipKey, VipOptions,
+};
+
+/// The CPU every run is pinned to.
+const CPU: usize = 1;
+/// IPv4 protocol numbers the egress counters expect.
+const IPIP: u32 = 4;
+const TCP: u32 = 6;
+const UDP: u32 = 17;
+
+/// A frame with `size` bytes (no FCS) from the spray's first client to
+/// `vip`:80, TCP ACK, with the IP ID the spray expects.
+fn template(vip: Ipv4Addr, size: usize) -> Vec<u8> {
+    let mut f = FrameBuilder::new(
+        IpAddr::from([198, 18, 0, 1]),
+        IpAddr::V4(vip),
+        L4::Tcp {
+            sport: programs::FIRST_PORT as u16,
+            dport: 80,
+            flags: tcp_flags::ACK,
+        },
+    )
+    .macs(FWD0_MAC, [0x02, 0, 0, 0, 9, 1])
+    .payload(&vec![0u8; size - programs::HEADER])
+    .build();
+    assert_eq!(f.len(), size);
+    f[18..20].copy_from_slice(&programs::ID_BASE.to_be_bytes());
+    f[24..26].copy_from_slice(&[0, 0]);
+    let sum = checksum::internet(&f[14..34]);
+    f[24..26].copy_from_slice(&sum.to_be_bytes());
+    f
+}
+
+/// One way through the node.
+struct Path<'a> {
+    name: &'static str,
+    vip: Ipv4Addr,
+    /// The program the spray tail-calls.
+    target: BorrowedFd<'a>,
+    sink: &'a Counter,
+    /// The IPv4 protocol of what must come out.
+    out_proto: u32,
+    /// The forwarder, whose own counters are checked too.
+    forwarder: Option<&'a Forwarder>,
+}
+
+/// A path's spray for one case, with its maps.
+struct Sprayed {
+    prog: OwnedFd,
+    _counter: OwnedFd,
+    _targets: OwnedFd,
+}
+
+fn spray_for(path: &Path, frame: &[u8], flows: u32) -> Sprayed {
+    let counter = create_map(map_type::ARRAY, 8, 1).expect("spray counter map");
+    let targets = create_map(map_type::PROG_ARRAY, 4, 1).expect("program array");
+    update_u32(targets.as_fd(), 0, path.target.as_raw_fd() as u32)
+        .unwrap_or_else(|e| panic!("{}: tail-call target: {e}", path.name));
+    let insns = programs::spray(frame, flows, counter.as_raw_fd(), targets.as_raw_fd());
+    let prog = load_program(prog_type::XDP, 0, &insns).unwrap_or_else(|e| panic!("spray: {e}"));
+    Sprayed {
+        prog,
+        _counter: counter,
+        _targets: targets,
+    }
+}
+
+/// One live-frame run of `repeat` frames; checks from the counters on both
+/// sides that every frame went out as it should. Returns ns per frame.
+fn run_checked(
+    path: &Path,
+    spray: &Sprayed,
+    frame: &[u8],
+    ifindex: u32,
+    repeat: u32,
+) -> Result<u64, String> {
+    let before = path.sink.all();
+    let fwd_before = path.forwarder.map(|f| f.stats().expect("forwarder stats"));
+    let ns = live_frames_ns(spray.prog.as_fd(), frame, ifindex, repeat) as u64;
+    // The veth peer's receive (NAPI) normally runs when the run re-enables
+    // softirqs, before the call returns; give a deferred one a moment.
+    let mut delta = Vec::new();
+    for _ in 0..100 {
+        let after = path.sink.all();
+        delta = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+        if delta.iter().sum::<u64>() >= repeat as u64 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let total: u64 = delta.iter().sum();
+    let expected = delta[path.out_proto as usize];
+    if expected != repeat as u64 || total != repeat as u64 {
+        let other: Vec<String> = delta
+            .iter()
+            .enumerate()
+            .filter(|&(p, &n)| n > 0 && p != path.out_proto as usize)
+            .map(|(p, n)| format!("{n} with protocol {p}"))
+            .collect();
+        return Err(format!(
+            "{}: {repeat} frames sent, {expected} out with protocol {} (others: {})",
+            path.name,
+            path.out_proto,
+            if other.is_empty() {
+                "none".into()
+            } else {
+                other.join(", ")
+            }
+        ));
+    }
+    if let (Some(f), Some(b)) = (path.forwarder, fwd_before) {
+        let a = f.stats().expect("forwarder stats");
+        let tx = a.get(verdict::TX) - b.get(verdict::TX);
+        let to_backends: u64 = a.backends.values().map(|t| t.packets).sum::<u64>()
+            - b.backends.values().map(|t| t.packets).sum::<u64>();
+        if tx != repeat as u64 || to_backends != repeat as u64 {
+            return Err(format!(
+                "{}: {repeat} frames sent, forwarder counted {tx} XDP_TX and {to_backends} to backends",
+                path.name
+            ));
+        }
+    }
+    Ok(ns)
+}
+
+/// Settings of a run.
+struct Options {
+    rounds: usize,
+    repeat: u32,
+    flows: Vec<u32>,
+    sizes: Vec<usize>,
+}
+
+fn options() -> Options {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let quick = std::env::var_os("EDGELB_PPS_QUICK").is_some();
+    let (rounds, repeat, flows, sizes) = if quick {
+        (3, 200_000, vec![1, 1024, 1_000_000], vec![64])
+    } else {
+        (
+            9,
+            2_000_000,
+            vec![1, 1024, 65_536, 1_000_000],
+            vec![64, 512],
+        )
+    };
+    Options {
+        rounds: args.first().and_then(|s| s.parse().ok()).unwrap_or(rounds),
+        repeat: args.get(1).and_then(|s| s.parse().ok()).unwrap_or(repeat),
+        flows,
+        sizes,
+    }
+}
+
+/// Whether `perf stat` can count cycles here.
+fn perf_cycles() -> Result<(), String> {
+    let out = std::process::Command::new("perf")
+        .args(["stat", "-x,", "-e", "cycles", "true"])
+        .output()
+        .map_err(|e| format!("perf: {e}"))?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() || err.contains("not supported") || err.contains("not counted") {
+        return Err(format!("perf stat -e cycles: {}", err.trim()));
+    }
+    Ok(())
+}
+
+/// `bytes_memlock` of the newest map called `name` (bpftool), with its
+/// max_entries and value size.
+fn map_memory(name: &str) -> Result<String, String> {
+    let out = std::process::Command::new("bpftool")
+        .args(["-j", "map", "show"])
+        .output()
+        .map_err(|e| format!("bpftool: {e}"))?;
+    let maps: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("bpftool output: {e}"))?;
+    let m = maps
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .filter(|m| m["name"] == name)
+                .max_by_key(|m| m["id"].as_u64())
+        })
+        .ok_or_else(|| format!("no map {name}"))?;
+    Ok(format!(
+        "{} bytes ({} entries of {} bytes)",
+        m["bytes_memlock"], m["max_entries"], m["bytes_value"]
+    ))
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn main() {
+    let opts = options();
+    let lab = Lab::new().unwrap_or_else(|e| panic!("lab set-up: {e}"));
+    let fwd0 = lab.route.fwd0;
+
+    let capacity = Capacity::default();
+    let backends: Vec<IpAddr> = (0..lab::BACKENDS)
+        .map(|i| IpAddr::V4(lab::backend(i)))
+        .collect();
+    let table = round_robin_table(capacity.table_size as usize, backends.len());
+
+    println!("EdgeLB pps bench (live-frame mode, batches of 64, CPU {CPU} pinned)");
+    println!(
+        "CPU: {}; kernel: {}",
+        cpu_model(),
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+    );
+    println!(
+        "rounds={} repeat={} frames per run",
+        opts.rounds, opts.repeat
+    );
+    println!("kernel-nft: left out: `nft` is not installed here (the kernel has nf_tables, nft_hash and nft_nat, but nothing to program them with)");
+    println!("IPVS: left out: not built into this kernel (CONFIG_IP_VS unset)");
+    if let Err(e) = &lab.encap {
+        println!("kernel-encap: left out: {e}");
+    }
+    if let Err(e) = &lab.ecmp {
+        println!("kernel-ecmp: left out: {e}");
+    }
+    match perf_cycles() {
+        Ok(()) => println!(
+            "cycles per packet: perf can count cycles here, but this bench does not read them"
+        ),
+        Err(e) => println!("cycles per packet: not available ({e})"),
+    }
+
+    lab.route.ns.run_on_cpu(CPU, || {
+        let mut fwd = Forwarder::load_with(LoadOptions { pin_dir: None, capacity }).expect("load the forwarder");
+        fwd.set_settings(&ForwarderSettings {
+            hash_seed: 1,
+            udp_timeout: Duration::from_secs(3600),
+            ..Default::default()
+        })
+        .expect("settings");
+        let vip = VipKey::new(IpAddr::V4(lab::VIP_EDGELB), 80, Protocol::Tcp);
+        fwd.set_vip(vip, VipOptions::default()).expect("VIP");
+        fwd.set_table(&vip, &backends, &table).expect("table");
+        let forwarder = newest_program(xdp_fwd::PROGRAM_NAME);
+        let tx = trivial_program(verdict::TX);
+        let pass = trivial_program(verdict::PASS);
+
+        let mut paths = vec![
+            Path { name: "floor", vip: lab::VIP_EDGELB, target: tx.as_fd(), sink: &lab.xdp_sink, out_proto: TCP, forwarder: None },
+            Path { name: "edgelb", vip: lab::VIP_EDGELB, target: forwarder.as_fd(), sink: &lab.xdp_sink, out_proto: IPIP, forwarder: Some(&fwd) },
+        ];
+        if lab.encap.is_ok() {
+            paths.push(Path { name: "kernel-encap", vip: lab::VIP_ENCAP, target: pass.as_fd(), sink: &lab.tcx_sink, out_proto: UDP, forwarder: None });
+        }
+        if lab.ecmp.is_ok() {
+            paths.push(Path { name: "kernel-ecmp", vip: lab::VIP_ECMP, target: pass.as_fd(), sink: &lab.tcx_sink, out_proto: TCP, forwarder: None });
+        }
+
+        println!();
+        println!("| frame | flows | path | median ns/packet | Mpps per core | minus floor ns | edgelb speed-up (pps ratio) |");
+        println!("|---:|---:|---|---:|---:|---:|---:|");
+        for &size in &opts.sizes {
+            for &flows in &opts.flows {
+                let frames: Vec<Vec<u8>> = paths.iter().map(|p| template(p.vip, size)).collect();
+                let sprays: Vec<Sprayed> = paths.iter().zip(&frames).map(|(p, f)| spray_for(p, f, flows)).collect();
+                let mut failed: Vec<Option<String>> = vec![None; paths.len()];
+                let mut samples: Vec<Vec<u64>> = vec![Vec::new(); paths.len()];
+                // Warm-up: every flow seen once (caches, neighbour entries).
+                let warm = opts.repeat.max(flows);
+                for i in 0..paths.len() {
+                    if let Err(e) = run_checked(&paths[i], &sprays[i], &frames[i], fwd0, warm) {
+                        failed[i] = Some(e);
+                    }
+                }
+                for round in 0..opts.rounds {
+                    for k in 0..paths.len() {
+                        let i = (k + round) % paths.len();
+                        if failed[i].is_some() {
+                            continue;
+                        }
+                        match run_checked(&paths[i], &sprays[i], &frames[i], fwd0, opts.repeat) {
+                            Ok(ns) => samples[i].push(ns),
+                            Err(e) => failed[i] = Some(e),
+                        }
+                    }
+                }
+                let med: Vec<Option<u64>> = samples
+                    .iter()
+                    .zip(&failed)
+                    .map(|(s, f)| if f.is_some() { None } else { stats::upper_median(s) })
+                    .collect();
+                let floor = med[0];
+                let edgelb = med[1];
+                for (i, p) in paths.iter().enumerate() {
+                    let Some(ns) = med[i] else {
+                        println!("| {size} | {flows} | {} | failed: {} | | | |", p.name, failed[i].as_deref().unwrap_or("no samples"));
+                        continue;
+                    };
+                    let minus = floor.map_or("n/a".into(), |f| (ns as i64 - f as i64).to_string());
+                    let ratio = match (edgelb, i) {
+                        (Some(e), i) if i >= 2 => format!("{:.2}x", ns as f64 / e.max(1) as f64),
+                        _ => String::new(),
+                    };
+                    println!("| {size} | {flows} | {} | {ns} | {:.2} | {minus} | {ratio} |", p.name, 1000.0 / ns.max(1) as f64);
+                }
+            }
+        }
+
+        println!();
+        println!("Memory per path (1,000,000 flows):");
+        println!("- edgelb connection cache (CONN_CACHE, {} flows per CPU): {}", capacity.flows, map_memory("CONN_CACHE").unwrap_or_else(|e| e));
+        println!("- kernel paths: no conntrack in use (nf_conntrack_count in the lab's namespace after the runs: {}); IPv4 keeps no per-flow route state", lab.conntrack_count());
+    });
+}
