@@ -378,10 +378,11 @@ fn warm_figures(
         .collect();
     for _ in 0..rounds {
         use std::os::fd::AsFd;
-        floor_live.push(live_frames_ns(tx_floor.as_fd(), floor_frame, fwd0, repeat) as u64);
+        floor_live
+            .push(live_frames_ns(tx_floor.as_fd(), floor_frame, fwd0, repeat).unwrap() as u64);
         for ((name, f, backend), s) in live_cases.iter().zip(live.iter_mut()) {
             let before = fwd.stats().unwrap();
-            s.push(live_frames_ns(forwarder.as_fd(), f, fwd0, repeat) as u64);
+            s.push(live_frames_ns(forwarder.as_fd(), f, fwd0, repeat).unwrap() as u64);
             let after = fwd.stats().unwrap();
             // Every frame took the encapsulating path to the backend.
             let sent = |st: &xdp_fwd::Stats| st.backends.get(backend).map_or(0, |t| t.packets);

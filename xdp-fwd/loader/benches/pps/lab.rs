@@ -15,7 +15,7 @@ use crate::{
         raw_bpf::{
             attach_link, attach_type, create_map, load_program, lookup_u64, map_type, prog_type,
         },
-        InNamespace, RouteLab,
+        InNamespace, Namespace, RouteLab,
     },
     programs,
 };
@@ -29,6 +29,22 @@ pub const VIP_EDGELB: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 7);
 pub const VIP_ENCAP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 21);
 /// The VIP the kernel balances with plain multipath next hops (no tunnel).
 pub const VIP_ECMP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 20);
+
+/// First nexthop object id of each kernel path (then one per backend; the
+/// group is `first + BACKENDS`).
+const ECMP_IDS: u32 = 1000;
+const ENCAP_IDS: u32 = 2000;
+
+/// Routes `vip` over a multipath group of the next hops `first ..
+/// first + BACKENDS` (nexthop objects: one route with 100 inline next hops
+/// is beyond what `ip` can send).
+fn route_over_group(ns: &Namespace, vip: Ipv4Addr, first: u32) -> testbed::Result<()> {
+    let members: Vec<String> = (first..first + BACKENDS).map(|i| i.to_string()).collect();
+    let group = (first + BACKENDS).to_string();
+    ns.ip(["nexthop", "add", "id", &group, "group", &members.join("/")])?;
+    ns.ip(["route", "add", &format!("{vip}/32"), "nhid", &group])
+        .map(|_| ())
+}
 
 /// Backend `i` (0-based): where the forwarder and the VXLAN path send to.
 pub fn backend(i: u32) -> Ipv4Addr {
@@ -60,17 +76,12 @@ pub struct Lab {
     pub route: RouteLab,
     /// Counts and drops what XDP_TX sends (XDP on `fwd0p`, the peer).
     pub xdp_sink: Counter,
-    /// Counts and drops what the kernel's stack sends out of `fwd0`
-    /// (tcx egress, before the driver).
-    pub tcx_sink: Counter,
-    /// The VXLAN encap path, or why it could not be set up.
-    pub encap: Result<(), String>,
-    /// The plain multipath path, or why it could not be set up.
-    pub ecmp: Result<(), String>,
+    /// The kernel paths on `fwd0`.
+    pub kernel: KernelPaths,
 }
 
 /// Attaches a counter (`verdict` after counting) to `dev` with a BPF link.
-fn counter_on(lab: &RouteLab, dev: &str, kind: u32, verdict: i32) -> Result<Counter, String> {
+pub fn counter_on(ns: &Namespace, dev: &str, kind: u32, verdict: i32) -> Result<Counter, String> {
     let counts = create_map(map_type::ARRAY, 8, 256).map_err(|e| format!("counter map: {e}"))?;
     let (ptype, data, data_end, attach) = if kind == attach_type::XDP {
         (prog_type::XDP, 0, 4, attach_type::XDP)
@@ -80,9 +91,8 @@ fn counter_on(lab: &RouteLab, dev: &str, kind: u32, verdict: i32) -> Result<Coun
     use std::os::fd::AsRawFd;
     let insns = programs::counter(counts.as_raw_fd(), data, data_end, verdict);
     let prog = load_program(ptype, 0, &insns).map_err(|e| format!("counter program: {e}"))?;
-    let ifindex = lab.ns.ifindex(dev);
-    let link = lab
-        .ns
+    let ifindex = ns.ifindex(dev);
+    let link = ns
         .run(|| attach_link(prog.as_fd(), ifindex, attach))
         .map_err(|e| format!("attaching the counter to {dev}: {e}"))?;
     Ok(Counter {
@@ -97,63 +107,87 @@ impl Lab {
     /// measured), the kernel paths report why they cannot.
     pub fn new() -> Result<Self, String> {
         let route = RouteLab::new("pps");
-        let ns = &route.ns;
+        let xdp_sink = counter_on(&route.ns, "fwd0p", attach_type::XDP, 1)?; // XDP_DROP
+        let kernel = KernelPaths::new(&route.ns, "fwd0")?;
+        Ok(Self {
+            route,
+            xdp_sink,
+            kernel,
+        })
+    }
+}
+
+/// Connections the kernel tracks in `ns`.
+pub fn conntrack_count(ns: &Namespace) -> String {
+    ns.exec_stdout("cat", ["/proc/sys/net/netfilter/nf_conntrack_count"])
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|e| format!("unreadable ({e})"))
+}
+
+/// The kernel paths on ingress device `dev` of `ns` (frames arrive there;
+/// backends are reached through it too), and the egress counter of what
+/// the stack sends out of it.
+pub struct KernelPaths {
+    /// Counts and drops what the stack sends out of `dev` (tcx egress,
+    /// before the driver).
+    pub tcx_sink: Counter,
+    /// The VXLAN encap path, or why it could not be set up.
+    pub encap: Result<(), String>,
+    /// The plain multipath path, or why it could not be set up.
+    pub ecmp: Result<(), String>,
+}
+
+impl KernelPaths {
+    /// Sets the kernel paths up in `ns` on `dev`.
+    pub fn new(ns: &Namespace, dev: &str) -> Result<Self, String> {
         let e = |e: testbed::Error| e.to_string();
         // Same-interface forwarding would otherwise send a redirect per
         // flow; an operator turns that off on a load balancer.
-        for dev in ["all", "default", "fwd0"] {
-            ns.sysctl(&format!("net.ipv4.conf.{dev}.send_redirects"), "0")
+        for d in ["all", "default", dev] {
+            ns.sysctl(&format!("net.ipv4.conf.{d}.send_redirects"), "0")
                 .map_err(e)?;
-            ns.sysctl(&format!("net.ipv4.conf.{dev}.rp_filter"), "0")
+            ns.sysctl(&format!("net.ipv4.conf.{d}.rp_filter"), "0")
                 .map_err(e)?;
         }
         // Multipath: hash on the 5-tuple (L4), so flows spread over backends.
         ns.sysctl("net.ipv4.fib_multipath_hash_policy", "1")
             .map_err(e)?;
-        let xdp_sink = counter_on(&route, "fwd0p", attach_type::XDP, 1)?; // XDP_DROP
-        let tcx_sink = counter_on(&route, "fwd0", attach_type::TCX_EGRESS, 2)?; // TC_ACT_SHOT
-        let ecmp = Self::ecmp(&route).map_err(|e| e.to_string());
-        let encap = Self::encap(&route).map_err(|e| e.to_string());
+        let tcx_sink = counter_on(ns, dev, attach_type::TCX_EGRESS, 2)?; // TC_ACT_SHOT
         Ok(Self {
-            route,
-            xdp_sink,
             tcx_sink,
-            encap,
-            ecmp,
+            ecmp: Self::ecmp(ns, dev).map_err(|e| e.to_string()),
+            encap: Self::encap(ns).map_err(|e| e.to_string()),
         })
     }
 
     /// VIP_ECMP over 100 on-link next hops (distinct neighbours): the
     /// kernel's L3 load balancing, no tunnel (less work than encapsulating).
-    fn ecmp(lab: &RouteLab) -> testbed::Result<()> {
-        let mut args: Vec<String> = ["route", "add", format!("{VIP_ECMP}/32").as_str()]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+    fn ecmp(ns: &Namespace, dev: &str) -> testbed::Result<()> {
         for i in 0..BACKENDS {
             let hop = format!("10.99.0.{}", 10 + i);
-            lab.ns.ip([
+            let mac = mac_str([0x02, 0, 0, 0, 3, i as u8]);
+            ns.ip([
                 "neigh",
                 "add",
-                hop.as_str(),
+                &hop,
                 "lladdr",
-                mac_str([0x02, 0, 0, 0, 3, i as u8]).as_str(),
+                &mac,
                 "dev",
                 "fwd0",
                 "nud",
                 "permanent",
             ])?;
-            args.extend(["nexthop", "via", hop.as_str(), "dev", "fwd0"].map(String::from));
+            let id = (ECMP_IDS + i).to_string();
+            ns.ip(["nexthop", "add", "id", &id, "via", &hop, "dev", dev])?;
         }
-        lab.ns.ip(args).map(|_| ())
+        route_over_group(ns, VIP_ECMP, ECMP_IDS)
     }
 
     /// VIP_ENCAP over 100 next hops, each a VXLAN tunnel (lightweight
     /// tunnel `encap ip` on a collect-metadata VXLAN device) to a backend:
     /// the kernel's own tunnel load balancing here (this kernel has no
     /// IPIP, GRE or SIT, CONFIG_NET_IPIP unset; VXLAN is built in).
-    fn encap(lab: &RouteLab) -> testbed::Result<()> {
-        let ns = &lab.ns;
+    fn encap(ns: &Namespace) -> testbed::Result<()> {
         ns.ip([
             "link",
             "add",
@@ -178,40 +212,29 @@ impl Lab {
             "nud",
             "permanent",
         ])?;
-        let mut args: Vec<String> = ["route", "add", format!("{VIP_ENCAP}/32").as_str()]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
         for i in 0..BACKENDS {
-            args.extend(
-                [
-                    "nexthop",
-                    "encap",
-                    "ip",
-                    "id",
-                    "1",
-                    "dst",
-                    backend(i).to_string().as_str(),
-                    "ttl",
-                    "64",
-                    "via",
-                    "10.250.0.1",
-                    "dev",
-                    "vx0",
-                    "onlink",
-                ]
-                .map(String::from),
-            );
+            let id = (ENCAP_IDS + i).to_string();
+            let dst = backend(i).to_string();
+            ns.ip([
+                "nexthop",
+                "add",
+                "id",
+                &id,
+                "encap",
+                "ip",
+                "id",
+                "1",
+                "dst",
+                &dst,
+                "ttl",
+                "64",
+                "via",
+                "10.250.0.1",
+                "dev",
+                "vx0",
+                "onlink",
+            ])?;
         }
-        ns.ip(args).map(|_| ())
-    }
-
-    /// Connections the kernel tracks in the lab's namespace.
-    pub fn conntrack_count(&self) -> String {
-        self.route
-            .ns
-            .exec_stdout("cat", ["/proc/sys/net/netfilter/nf_conntrack_count"])
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|e| format!("unreadable ({e})"))
+        route_over_group(ns, VIP_ENCAP, ENCAP_IDS)
     }
 }

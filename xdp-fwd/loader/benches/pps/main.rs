@@ -41,6 +41,7 @@
 mod common;
 mod lab;
 mod programs;
+mod tap;
 
 use std::{
     net::{IpAddr, Ipv4Addr},
@@ -50,13 +51,14 @@ use std::{
 
 use common::{
     raw_bpf::{
-        create_map, live_frames_ns, load_program, map_type, newest_program, prog_type,
-        trivial_program, update_u32,
+        attach_type, create_map, live_frames_ns, load_program, map_type, newest_program, prog_type,
+        trivial_insns, trivial_program, update_u32,
     },
-    round_robin_table, InNamespace, FWD0_MAC,
+    round_robin_table, InNamespace, Namespace, FWD0_MAC,
 };
-use lab::{Counter, Lab};
+use lab::{KernelPaths, Lab};
 use packet_builder::{checksum, tcp_flags, FrameBuilder, L4};
+use tap::TapLab;
 use testbed::stats;
 use xdp_fwd::{
     verdict, Capacity, Forwarder, ForwarderSettings, LoadOptions, Protocol, VipKey, VipOptions,
@@ -96,9 +98,11 @@ fn template(vip: Ipv4Addr, size: usize) -> Vec<u8> {
 struct Path<'a> {
     name: &'static str,
     vip: Ipv4Addr,
-    /// The program the spray tail-calls.
+    /// The program measured (the spray tail-calls it in live-frame mode;
+    /// it is attached to the TAP in the TAP driver).
     target: BorrowedFd<'a>,
-    sink: &'a Counter,
+    /// Whether its frames leave by XDP_TX (else through the stack).
+    transmitted: bool,
     /// The IPv4 protocol of what must come out.
     out_proto: u32,
     /// The forwarder, whose own counters are checked too.
@@ -118,7 +122,10 @@ fn spray_for(path: &Path, frame: &[u8], flows: u32) -> Sprayed {
     update_u32(targets.as_fd(), 0, path.target.as_raw_fd() as u32)
         .unwrap_or_else(|e| panic!("{}: tail-call target: {e}", path.name));
     let insns = programs::spray(frame, flows, counter.as_raw_fd(), targets.as_raw_fd());
-    let prog = load_program(prog_type::XDP, 0, &insns).unwrap_or_else(|e| panic!("spray: {e}"));
+    // A tail call needs the caller's expected attach type to be the
+    // callee's; aya loads the forwarder with BPF_XDP.
+    let prog = load_program(prog_type::XDP, attach_type::XDP, &insns)
+        .unwrap_or_else(|e| panic!("{} spray: {e}", path.name));
     Sprayed {
         prog,
         _counter: counter,
@@ -126,62 +133,167 @@ fn spray_for(path: &Path, frame: &[u8], flows: u32) -> Sprayed {
     }
 }
 
+/// The forwarder's own check: `repeat` more XDP_TX and as many more
+/// packets to backends than in `before`.
+fn forwarder_check(
+    path: &Path,
+    before: &Option<xdp_fwd::Stats>,
+    repeat: u32,
+) -> Result<(), String> {
+    let (Some(f), Some(b)) = (path.forwarder, before) else {
+        return Ok(());
+    };
+    let a = f.stats().map_err(|e| format!("forwarder stats: {e}"))?;
+    let tx = a.get(verdict::TX) - b.get(verdict::TX);
+    let to_backends: u64 = a.backends.values().map(|t| t.packets).sum::<u64>()
+        - b.backends.values().map(|t| t.packets).sum::<u64>();
+    if tx != repeat as u64 || to_backends != repeat as u64 {
+        return Err(format!(
+            "{}: {repeat} frames sent, forwarder counted {tx} XDP_TX and {to_backends} to backends",
+            path.name
+        ));
+    }
+    Ok(())
+}
+
+fn forwarder_stats(path: &Path) -> Option<xdp_fwd::Stats> {
+    path.forwarder.map(|f| f.stats().expect("forwarder stats"))
+}
+
 /// One live-frame run of `repeat` frames; checks from the counters on both
 /// sides that every frame went out as it should. Returns ns per frame.
-fn run_checked(
+fn run_live(
+    lab: &Lab,
     path: &Path,
     spray: &Sprayed,
     frame: &[u8],
-    ifindex: u32,
     repeat: u32,
 ) -> Result<u64, String> {
-    let before = path.sink.all();
-    let fwd_before = path.forwarder.map(|f| f.stats().expect("forwarder stats"));
-    let ns = live_frames_ns(spray.prog.as_fd(), frame, ifindex, repeat) as u64;
+    let sink = if path.transmitted {
+        &lab.xdp_sink
+    } else {
+        &lab.kernel.tcx_sink
+    };
+    let before = sink.all();
+    let fwd_before = forwarder_stats(path);
+    let ns = live_frames_ns(spray.prog.as_fd(), frame, lab.route.fwd0, repeat)
+        .map_err(|e| format!("{}: {e}", path.name))? as u64;
+    let ipv4 = |d: &[u64]| -> u64 {
+        d.iter()
+            .enumerate()
+            .filter(|&(p, _)| p != programs::NOT_IPV4 as usize)
+            .map(|(_, n)| n)
+            .sum()
+    };
     // The veth peer's receive (NAPI) normally runs when the run re-enables
     // softirqs, before the call returns; give a deferred one a moment.
     let mut delta = Vec::new();
     for _ in 0..100 {
-        let after = path.sink.all();
+        let after = sink.all();
         delta = after.iter().zip(&before).map(|(a, b)| a - b).collect();
-        if delta.iter().sum::<u64>() >= repeat as u64 {
+        if ipv4(&delta) >= repeat as u64 {
             break;
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    let total: u64 = delta.iter().sum();
+    let total = ipv4(&delta);
     let expected = delta[path.out_proto as usize];
     if expected != repeat as u64 || total != repeat as u64 {
-        let other: Vec<String> = delta
-            .iter()
-            .enumerate()
-            .filter(|&(p, &n)| n > 0 && p != path.out_proto as usize)
-            .map(|(p, n)| format!("{n} with protocol {p}"))
-            .collect();
         return Err(format!(
-            "{}: {repeat} frames sent, {expected} out with protocol {} (others: {})",
-            path.name,
-            path.out_proto,
-            if other.is_empty() {
-                "none".into()
-            } else {
-                other.join(", ")
-            }
+            "{}: {repeat} frames sent, {expected} out with protocol {} ({total} IPv4 frames out in all)",
+            path.name, path.out_proto
         ));
     }
-    if let (Some(f), Some(b)) = (path.forwarder, fwd_before) {
-        let a = f.stats().expect("forwarder stats");
-        let tx = a.get(verdict::TX) - b.get(verdict::TX);
-        let to_backends: u64 = a.backends.values().map(|t| t.packets).sum::<u64>()
-            - b.backends.values().map(|t| t.packets).sum::<u64>();
-        if tx != repeat as u64 || to_backends != repeat as u64 {
-            return Err(format!(
-                "{}: {repeat} frames sent, forwarder counted {tx} XDP_TX and {to_backends} to backends",
-                path.name
-            ));
+    forwarder_check(path, &fwd_before, repeat)?;
+    Ok(ns)
+}
+
+/// How frames are driven through the paths.
+enum Driver {
+    /// BPF_PROG_TEST_RUN live-frame mode on the veth lab.
+    Live(Lab),
+    /// One write(2) per frame to a TAP (see `tap.rs`).
+    Tap(TapLab),
+}
+
+impl Driver {
+    fn kernel(&self) -> &KernelPaths {
+        match self {
+            Driver::Live(l) => &l.kernel,
+            Driver::Tap(t) => &t.kernel,
         }
     }
-    Ok(ns)
+
+    fn ns(&self) -> &Namespace {
+        match self {
+            Driver::Live(l) => &l.route.ns,
+            Driver::Tap(t) => &t.ns,
+        }
+    }
+
+    fn conntrack_count(&self) -> String {
+        match self {
+            Driver::Live(l) => lab::conntrack_count(&l.route.ns),
+            Driver::Tap(t) => t.conntrack_count(),
+        }
+    }
+}
+
+/// A path's state within one case.
+struct CaseState {
+    frame: Vec<u8>,
+    /// Live-frame mode: the spray (which counts flows itself).
+    spray: Option<Sprayed>,
+    /// TAP driver: the next flow to write.
+    next: u64,
+}
+
+fn run_one(
+    driver: &Driver,
+    path: &Path,
+    st: &mut CaseState,
+    flows: u32,
+    repeat: u32,
+) -> Result<u64, String> {
+    match driver {
+        Driver::Live(lab) => run_live(
+            lab,
+            path,
+            st.spray.as_ref().expect("spray"),
+            &st.frame,
+            repeat,
+        ),
+        Driver::Tap(lab) => {
+            let before = forwarder_stats(path);
+            let x = tap::Expect {
+                name: path.name,
+                prog: path.target,
+                out_proto: path.out_proto,
+                transmitted: path.transmitted,
+            };
+            tap::run_checked(
+                lab,
+                &x,
+                &mut st.frame,
+                flows,
+                &mut st.next,
+                repeat,
+                &mut || forwarder_check(path, &before, repeat),
+            )
+        }
+    }
+}
+
+/// Whether live-frame mode runs here: one batch of a trivial XDP_DROP
+/// program on `fwd0`.
+fn live_mode_works(lab: &Lab) -> Result<(), String> {
+    let drop = trivial_program(verdict::DROP);
+    let frame = template(lab::VIP_EDGELB, 64);
+    lab.route
+        .ns
+        .run(|| live_frames_ns(drop.as_fd(), &frame, lab.route.fwd0, 64))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// Settings of a run.
@@ -266,8 +378,21 @@ fn cpu_model() -> String {
 
 fn main() {
     let opts = options();
-    let lab = Lab::new().unwrap_or_else(|e| panic!("lab set-up: {e}"));
-    let fwd0 = lab.route.fwd0;
+    let want = std::env::var("EDGELB_PPS_DRIVER").unwrap_or_default();
+    let driver = if want == "tap" {
+        Driver::Tap(TapLab::new().unwrap_or_else(|e| panic!("TAP lab set-up: {e}")))
+    } else {
+        let lab = Lab::new().unwrap_or_else(|e| panic!("lab set-up: {e}"));
+        match live_mode_works(&lab) {
+            Ok(()) => Driver::Live(lab),
+            Err(e) if want != "live" => {
+                println!("live-frame mode refused here ({e}); using the TAP driver instead");
+                drop(lab);
+                Driver::Tap(TapLab::new().unwrap_or_else(|e| panic!("TAP lab set-up: {e}")))
+            }
+            Err(e) => panic!("live-frame mode: {e}"),
+        }
+    };
 
     let capacity = Capacity::default();
     let backends: Vec<IpAddr> = (0..lab::BACKENDS)
@@ -275,7 +400,17 @@ fn main() {
         .collect();
     let table = round_robin_table(capacity.table_size as usize, backends.len());
 
-    println!("EdgeLB pps bench (live-frame mode, batches of 64, CPU {CPU} pinned)");
+    let (mode, unit) = match &driver {
+        Driver::Live(_) => (
+            "live-frame mode (BPF_PROG_TEST_RUN, BPF_F_TEST_XDP_LIVE_FRAMES, batches of 64)",
+            "kernel ns/packet",
+        ),
+        Driver::Tap(_) => (
+            "TAP driver (one write(2) per frame, native XDP on the TAP)",
+            "CPU ns/packet",
+        ),
+    };
+    println!("EdgeLB pps bench: {mode}, CPU {CPU} pinned");
     println!(
         "CPU: {}; kernel: {}",
         cpu_model(),
@@ -289,10 +424,11 @@ fn main() {
     );
     println!("kernel-nft: left out: `nft` is not installed here (the kernel has nf_tables, nft_hash and nft_nat, but nothing to program them with)");
     println!("IPVS: left out: not built into this kernel (CONFIG_IP_VS unset)");
-    if let Err(e) = &lab.encap {
+    let kernel = driver.kernel();
+    if let Err(e) = &kernel.encap {
         println!("kernel-encap: left out: {e}");
     }
-    if let Err(e) = &lab.ecmp {
+    if let Err(e) = &kernel.ecmp {
         println!("kernel-ecmp: left out: {e}");
     }
     match perf_cycles() {
@@ -302,7 +438,7 @@ fn main() {
         Err(e) => println!("cycles per packet: not available ({e})"),
     }
 
-    lab.route.ns.run_on_cpu(CPU, || {
+    driver.ns().run_on_cpu(CPU, || {
         let mut fwd = Forwarder::load_with(LoadOptions { pin_dir: None, capacity }).expect("load the forwarder");
         fwd.set_settings(&ForwarderSettings {
             hash_seed: 1,
@@ -314,33 +450,42 @@ fn main() {
         fwd.set_vip(vip, VipOptions::default()).expect("VIP");
         fwd.set_table(&vip, &backends, &table).expect("table");
         let forwarder = newest_program(xdp_fwd::PROGRAM_NAME);
-        let tx = trivial_program(verdict::TX);
-        let pass = trivial_program(verdict::PASS);
+        let trivial = |action| {
+            load_program(prog_type::XDP, attach_type::XDP, &trivial_insns(action)).expect("trivial program")
+        };
+        let tx = trivial(verdict::TX);
+        let pass = trivial(verdict::PASS);
 
         let mut paths = vec![
-            Path { name: "floor", vip: lab::VIP_EDGELB, target: tx.as_fd(), sink: &lab.xdp_sink, out_proto: TCP, forwarder: None },
-            Path { name: "edgelb", vip: lab::VIP_EDGELB, target: forwarder.as_fd(), sink: &lab.xdp_sink, out_proto: IPIP, forwarder: Some(&fwd) },
+            Path { name: "floor", vip: lab::VIP_EDGELB, target: tx.as_fd(), transmitted: true, out_proto: TCP, forwarder: None },
+            Path { name: "edgelb", vip: lab::VIP_EDGELB, target: forwarder.as_fd(), transmitted: true, out_proto: IPIP, forwarder: Some(&fwd) },
         ];
-        if lab.encap.is_ok() {
-            paths.push(Path { name: "kernel-encap", vip: lab::VIP_ENCAP, target: pass.as_fd(), sink: &lab.tcx_sink, out_proto: UDP, forwarder: None });
+        if kernel.encap.is_ok() {
+            paths.push(Path { name: "kernel-encap", vip: lab::VIP_ENCAP, target: pass.as_fd(), transmitted: false, out_proto: UDP, forwarder: None });
         }
-        if lab.ecmp.is_ok() {
-            paths.push(Path { name: "kernel-ecmp", vip: lab::VIP_ECMP, target: pass.as_fd(), sink: &lab.tcx_sink, out_proto: TCP, forwarder: None });
+        if kernel.ecmp.is_ok() {
+            paths.push(Path { name: "kernel-ecmp", vip: lab::VIP_ECMP, target: pass.as_fd(), transmitted: false, out_proto: TCP, forwarder: None });
         }
 
         println!();
-        println!("| frame | flows | path | median ns/packet | Mpps per core | minus floor ns | edgelb speed-up (pps ratio) |");
-        println!("|---:|---:|---|---:|---:|---:|---:|");
+        println!("| frame | flows | path | median {unit} | Mpps per core | minus floor ns | edgelb speed-up (pps ratio) | speed-up minus floor |");
+        println!("|---:|---:|---|---:|---:|---:|---:|---:|");
         for &size in &opts.sizes {
             for &flows in &opts.flows {
-                let frames: Vec<Vec<u8>> = paths.iter().map(|p| template(p.vip, size)).collect();
-                let sprays: Vec<Sprayed> = paths.iter().zip(&frames).map(|(p, f)| spray_for(p, f, flows)).collect();
+                let mut states: Vec<CaseState> = paths
+                    .iter()
+                    .map(|p| {
+                        let frame = template(p.vip, size);
+                        let spray = matches!(driver, Driver::Live(_)).then(|| spray_for(p, &frame, flows));
+                        CaseState { frame, spray, next: 0 }
+                    })
+                    .collect();
                 let mut failed: Vec<Option<String>> = vec![None; paths.len()];
                 let mut samples: Vec<Vec<u64>> = vec![Vec::new(); paths.len()];
                 // Warm-up: every flow seen once (caches, neighbour entries).
                 let warm = opts.repeat.max(flows);
-                for i in 0..paths.len() {
-                    if let Err(e) = run_checked(&paths[i], &sprays[i], &frames[i], fwd0, warm) {
+                for (i, p) in paths.iter().enumerate() {
+                    if let Err(e) = run_one(&driver, p, &mut states[i], flows, warm) {
                         failed[i] = Some(e);
                     }
                 }
@@ -350,7 +495,7 @@ fn main() {
                         if failed[i].is_some() {
                             continue;
                         }
-                        match run_checked(&paths[i], &sprays[i], &frames[i], fwd0, opts.repeat) {
+                        match run_one(&driver, &paths[i], &mut states[i], flows, opts.repeat) {
                             Ok(ns) => samples[i].push(ns),
                             Err(e) => failed[i] = Some(e),
                         }
@@ -365,15 +510,18 @@ fn main() {
                 let edgelb = med[1];
                 for (i, p) in paths.iter().enumerate() {
                     let Some(ns) = med[i] else {
-                        println!("| {size} | {flows} | {} | failed: {} | | | |", p.name, failed[i].as_deref().unwrap_or("no samples"));
+                        println!("| {size} | {flows} | {} | failed: {} | | | | |", p.name, failed[i].as_deref().unwrap_or("no samples"));
                         continue;
                     };
                     let minus = floor.map_or("n/a".into(), |f| (ns as i64 - f as i64).to_string());
-                    let ratio = match (edgelb, i) {
-                        (Some(e), i) if i >= 2 => format!("{:.2}x", ns as f64 / e.max(1) as f64),
-                        _ => String::new(),
+                    let (ratio, ratio_minus) = match (edgelb, floor) {
+                        (Some(e), Some(f)) if i >= 2 => (
+                            format!("{:.2}x", ns as f64 / e.max(1) as f64),
+                            format!("{:.2}x", (ns as f64 - f as f64) / (e as f64 - f as f64).max(1.0)),
+                        ),
+                        _ => (String::new(), String::new()),
                     };
-                    println!("| {size} | {flows} | {} | {ns} | {:.2} | {minus} | {ratio} |", p.name, 1000.0 / ns.max(1) as f64);
+                    println!("| {size} | {flows} | {} | {ns} | {:.2} | {minus} | {ratio} | {ratio_minus} |", p.name, 1000.0 / ns.max(1) as f64);
                 }
             }
         }
@@ -381,6 +529,6 @@ fn main() {
         println!();
         println!("Memory per path (1,000,000 flows):");
         println!("- edgelb connection cache (CONN_CACHE, {} flows per CPU): {}", capacity.flows, map_memory("CONN_CACHE").unwrap_or_else(|e| e));
-        println!("- kernel paths: no conntrack in use (nf_conntrack_count in the lab's namespace after the runs: {}); IPv4 keeps no per-flow route state", lab.conntrack_count());
+        println!("- kernel paths: no conntrack in use (nf_conntrack_count in the lab's namespace after the runs: {}); IPv4 keeps no per-flow route state", driver.conntrack_count());
     });
 }

@@ -40,6 +40,7 @@ mod op {
     pub const MOD_IMM: u8 = 0x97;
     pub const TO_BE: u8 = 0xdc;
     pub const LDX_B: u8 = 0x71;
+    pub const LDX_H: u8 = 0x69;
     pub const LDX_W: u8 = 0x61;
     pub const LDX_DW: u8 = 0x79;
     pub const STX_H: u8 = 0x6b;
@@ -50,6 +51,7 @@ mod op {
     pub const ATOMIC_DW: u8 = 0xdb;
     pub const JGT_REG: u8 = 0x2d;
     pub const JEQ_IMM: u8 = 0x15;
+    pub const JNE_IMM: u8 = 0x55;
     pub const LD_IMM64: u8 = 0x18;
     pub const CALL: u8 = 0x85;
     pub const EXIT: u8 = 0x95;
@@ -151,13 +153,17 @@ pub fn spray(template: &[u8], flows: u32, counter_fd: i32, targets_fd: i32) -> V
 }
 
 /// Entry of the counter's map for packets too short to hold an IPv4
-/// header (other entries: the IPv4 protocol number).
+/// header.
 pub const SHORT: u32 = 255;
+/// Entry of the counter's map for frames that are not IPv4 (neighbour
+/// discovery and the like, which the checks leave aside).
+pub const NOT_IPV4: u32 = 254;
 
 /// The counter: `counts` (an array of 256 u64) entry by the packet's IPv4
-/// protocol byte (or [`SHORT`]), then returns `verdict`. `data_off` and
-/// `data_end_off` locate the packet pointers in the context (xdp_md: 0
-/// and 4; __sk_buff: 76 and 80).
+/// protocol byte (or [`SHORT`], [`NOT_IPV4`]), then returns `verdict`.
+/// `data_off` and `data_end_off` locate the packet pointers in the context
+/// (xdp_md: 0 and 4; __sk_buff: 76 and 80); the packet starts with its
+/// Ethernet header in both.
 pub fn counter(counts_fd: i32, data_off: i16, data_end_off: i16, verdict: i32) -> Vec<u64> {
     let mut p = vec![
         insn(op::LDX_W, R2, R1, data_off, 0),
@@ -165,7 +171,11 @@ pub fn counter(counts_fd: i32, data_off: i16, data_end_off: i16, verdict: i32) -
         insn(op::MOV_REG, R4, R2, 0, 0),
         insn(op::ADD_IMM, R4, 0, 0, 24),
         insn(op::MOV_IMM, R5, 0, 0, SHORT as i32),
-        insn(op::JGT_REG, R4, R3, 1, 0),
+        insn(op::JGT_REG, R4, R3, 4, 0),
+        insn(op::MOV_IMM, R5, 0, 0, NOT_IPV4 as i32),
+        insn(op::LDX_H, R0, R2, 12, 0),
+        // Ethertype 0x0800, read little-endian.
+        insn(op::JNE_IMM, R0, 0, 1, 0x0008),
         insn(op::LDX_B, R5, R2, 23, 0),
         insn(op::STX_W, R10, R5, -4, 0),
     ];

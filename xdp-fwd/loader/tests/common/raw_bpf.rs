@@ -7,7 +7,7 @@ use std::{
     os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd},
 };
 
-use super::{bpf_cmd, bpf_syscall};
+use super::bpf_cmd;
 
 /// BPF_MAP_LOOKUP_ELEM.
 const MAP_LOOKUP_ELEM: i64 = 1;
@@ -90,14 +90,18 @@ pub fn load_program(
     }
 }
 
-/// Loads a two-instruction XDP program returning `action` (kept open).
-pub fn trivial_program(action: u32) -> OwnedFd {
+/// A two-instruction program returning `action`.
+pub fn trivial_insns(action: u32) -> [u64; 2] {
     // mov r0, action; exit
-    let insns: [u64; 2] = [
+    [
         0x0000_0000_0000_00b7 | (action as u64) << 32,
         0x0000_0000_0000_0095,
-    ];
-    load_program(prog_type::XDP, 0, &insns).expect("trivial XDP program")
+    ]
+}
+
+/// Loads a two-instruction XDP program returning `action` (kept open).
+pub fn trivial_program(action: u32) -> OwnedFd {
+    load_program(prog_type::XDP, 0, &trivial_insns(action)).expect("trivial XDP program")
 }
 
 /// Creates a map of `map_type` with 4-byte keys and `value_size`-byte values.
@@ -167,7 +171,12 @@ pub fn newest_program(name: &str) -> aya::programs::ProgramFd {
 /// page pool filled with `frame` once, arriving on `ifindex`, verdicts
 /// carried out (XDP_TX really transmits, XDP_PASS enters the stack).
 /// Returns the kernel's ns per frame.
-pub fn live_frames_ns(prog: BorrowedFd, frame: &[u8], ifindex: u32, repeat: u32) -> u32 {
+pub fn live_frames_ns(
+    prog: BorrowedFd,
+    frame: &[u8],
+    ifindex: u32,
+    repeat: u32,
+) -> io::Result<u32> {
     // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
     let ctx: Vec<u8> = [0u32, frame.len() as u32, 0, ifindex, 0, 0]
         .iter()
@@ -185,12 +194,7 @@ pub fn live_frames_ns(prog: BorrowedFd, frame: &[u8], ifindex: u32, repeat: u32)
     attr[72..76].copy_from_slice(&64u32.to_ne_bytes()); // batch_size
 
     // SAFETY: the frame and the context outlive the call.
-    unsafe {
-        bpf_syscall(
-            bpf_cmd::PROG_TEST_RUN,
-            &mut attr,
-            "BPF_PROG_TEST_RUN (live frames)",
-        )
-    };
-    u32::from_ne_bytes(attr[36..40].try_into().unwrap()) // duration
+    unsafe { try_bpf(bpf_cmd::PROG_TEST_RUN, &mut attr) }
+        .map_err(|e| io::Error::new(e.kind(), format!("BPF_PROG_TEST_RUN (live frames): {e}")))?;
+    Ok(u32::from_ne_bytes(attr[36..40].try_into().unwrap())) // duration
 }
