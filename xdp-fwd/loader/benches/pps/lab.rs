@@ -173,7 +173,7 @@ impl KernelPaths {
                 "lladdr",
                 &mac,
                 "dev",
-                "fwd0",
+                dev,
                 "nud",
                 "permanent",
             ])?;

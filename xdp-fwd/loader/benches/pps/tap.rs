@@ -203,12 +203,14 @@ pub struct Expect<'a> {
 }
 
 /// One run of `repeat` frames of flows `next % flows, ...` (advancing
-/// `next`) on `lab`; checks that every frame came out as it should
+/// `next`) on `lab`, from `frame` whose source address's low half was
+/// `src_low` as built (the runs rewrite it); checks that every frame came out as it should
 /// (`extra` adds the forwarder's own check). Returns CPU ns per frame.
 pub fn run_checked(
     lab: &TapLab,
     x: &Expect,
     frame: &mut [u8],
+    src_low: u16,
     flows: u32,
     next: &mut u64,
     repeat: u32,
@@ -216,7 +218,6 @@ pub fn run_checked(
 ) -> Result<u64, String> {
     let err = |e: io::Error| format!("{}: {e}", x.name);
     let _link = lab.attach(x.prog).map_err(err)?;
-    let src_low = u16::from_be_bytes([frame[28], frame[29]]);
     let before = lab.kernel.tcx_sink.all();
     let mut read = vec![0u64; 256];
     let mut cpu = 0u64;
