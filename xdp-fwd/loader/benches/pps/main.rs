@@ -251,29 +251,19 @@ impl Driver {
 
 /// A path's state within one case.
 struct CaseState {
-    frame: Vec<u8>,
+    /// The frames (live-frame mode: the template; the spray varies it).
+    src: tap::FrameSource,
     /// Live-frame mode: the spray (which counts flows itself).
     spray: Option<Sprayed>,
-    /// TAP driver: the next flow to write.
-    next: u64,
-    /// The template's source address, low half (the TAP driver's runs
-    /// rewrite it in `frame`).
-    src_low: u16,
 }
 
-fn run_one(
-    driver: &Driver,
-    path: &Path,
-    st: &mut CaseState,
-    flows: u32,
-    repeat: u32,
-) -> Result<u64, String> {
+fn run_one(driver: &Driver, path: &Path, st: &mut CaseState, repeat: u32) -> Result<u64, String> {
     match driver {
         Driver::Live(lab) => run_live(
             lab,
             path,
             st.spray.as_ref().expect("spray"),
-            &st.frame,
+            &st.src.frame,
             repeat,
         ),
         Driver::Tap(lab) => {
@@ -284,16 +274,9 @@ fn run_one(
                 out_proto: path.out_proto,
                 transmitted: path.transmitted,
             };
-            tap::run_checked(
-                lab,
-                &x,
-                &mut st.frame,
-                st.src_low,
-                flows,
-                &mut st.next,
-                repeat,
-                &mut || forwarder_check(path, &before, repeat),
-            )
+            tap::run_checked(lab, &x, &mut st.src, repeat, &mut || {
+                forwarder_check(path, &before, repeat)
+            })
         }
     }
 }
@@ -503,12 +486,7 @@ fn main() {
                     .map(|p| {
                         let frame = template(p.vip, size);
                         let spray = matches!(driver, Driver::Live(_)).then(|| spray_for(p, &frame, flows));
-                        CaseState {
-                            src_low: u16::from_be_bytes([frame[28], frame[29]]),
-                            frame,
-                            spray,
-                            next: 0,
-                        }
+                        CaseState { src: tap::FrameSource::new(frame, flows), spray }
                     })
                     .collect();
                 let mut failed: Vec<Option<String>> = vec![None; paths.len()];
@@ -516,7 +494,7 @@ fn main() {
                 // Warm-up: every flow seen once (caches, neighbour entries).
                 let warm = opts.repeat.max(flows);
                 for (i, p) in paths.iter().enumerate() {
-                    if let Err(e) = run_one(&driver, p, &mut states[i], flows, warm) {
+                    if let Err(e) = run_one(&driver, p, &mut states[i], warm) {
                         failed[i] = Some(e);
                     }
                 }
@@ -526,7 +504,7 @@ fn main() {
                         if failed[i].is_some() {
                             continue;
                         }
-                        match run_one(&driver, &paths[i], &mut states[i], flows, opts.repeat) {
+                        match run_one(&driver, &paths[i], &mut states[i], opts.repeat) {
                             Ok(ns) => samples[i].push(ns),
                             Err(e) => failed[i] = Some(e),
                         }

@@ -202,17 +202,49 @@ pub struct Expect<'a> {
     pub transmitted: bool,
 }
 
-/// One run of `repeat` frames of flows `next % flows, ...` (advancing
-/// `next`) on `lab`, from `frame` whose source address's low half was
-/// `src_low` as built (the runs rewrite it); checks that every frame came out as it should
-/// (`extra` adds the forwarder's own check). Returns CPU ns per frame.
+/// The frames a path is sent: `frame` rewritten for flows `next % flows,
+/// next % flows + 1, ...`.
+pub struct FrameSource {
+    /// The frame as last written.
+    pub frame: Vec<u8>,
+    /// The template's source address, low half (the runs rewrite it).
+    pub src_low: u16,
+    /// Distinct flows.
+    pub flows: u32,
+    /// The next flow (counts frames).
+    pub next: u64,
+}
+
+impl FrameSource {
+    /// Flows over `template` (built with [`programs::ID_BASE`]).
+    pub fn new(template: Vec<u8>, flows: u32) -> Self {
+        Self {
+            src_low: u16::from_be_bytes([template[28], template[29]]),
+            frame: template,
+            flows,
+            next: 0,
+        }
+    }
+
+    /// The next frame.
+    fn advance(&mut self) -> &[u8] {
+        set_flow(
+            &mut self.frame,
+            (self.next % self.flows as u64) as u32,
+            self.src_low,
+        );
+        self.next += 1;
+        &self.frame
+    }
+}
+
+/// One run of `repeat` frames from `src` on `lab`; checks that every
+/// frame came out as it should (`extra` adds the forwarder's own check).
+/// Returns CPU ns per frame.
 pub fn run_checked(
     lab: &TapLab,
     x: &Expect,
-    frame: &mut [u8],
-    src_low: u16,
-    flows: u32,
-    next: &mut u64,
+    src: &mut FrameSource,
     repeat: u32,
     extra: &mut dyn FnMut() -> Result<(), String>,
 ) -> Result<u64, String> {
@@ -226,8 +258,7 @@ pub fn run_checked(
         let n = BATCH.min(repeat - sent);
         let t0 = thread_cpu_ns();
         for _ in 0..n {
-            set_flow(frame, (*next % flows as u64) as u32, src_low);
-            *next += 1;
+            let frame = src.advance();
             // SAFETY: frame is valid for its length.
             let w = unsafe { libc::write(lab.tap.as_raw_fd(), frame.as_ptr().cast(), frame.len()) };
             if w != frame.len() as isize {
