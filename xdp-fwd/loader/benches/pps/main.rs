@@ -16,9 +16,8 @@
 //! then the writing thread's CPU time per frame, which includes the
 //! system call (the floor shows its cost).
 //!
-//! In live-frame mode every path is driven the same way: the kernel's live-frame mode
-//! (BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES, batches of 64,
-//! page-pool frames) on one pinned CPU, frames arriving on `fwd0`, verdicts
+//! In live-frame mode (BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES,
+//! batches of 64, page-pool frames) every path runs on one pinned CPU, frames arriving on `fwd0`, verdicts
 //! carried out as a driver would (XDP_TX transmits on `fwd0`, XDP_PASS
 //! builds an skb and enters the stack). The kernel reuses its page-pool
 //! frames, so a small program (the spray, `programs.rs`) runs first on
@@ -45,7 +44,10 @@
 //! for VXLAN, TCP for the plain paths), and the forwarder's own counters
 //! every frame sent to a backend; a path that fails is reported and left
 //! out. Figures: the kernel's ns per frame of each run (median over
-//! rounds), paths alternated round by round with a rotating order.
+//! rounds), paths alternated round by round with a rotating order. The
+//! TAP driver runs the same paths without the spray (the frames are
+//! varied in user space) and checks the same way, except that XDP_TX
+//! frames are read back from the TAP instead of counted on a veth peer.
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
