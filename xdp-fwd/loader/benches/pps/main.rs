@@ -322,21 +322,41 @@ fn options(tap: bool) -> Options {
         (false, true) => (7, 200_000, vec![1, 1024, 65_536, 1_000_000], vec![64, 512]),
     };
     // Narrower matrices for iterating: comma-separated lists.
-    let list = |var: &str| -> Option<Vec<usize>> {
-        let v = std::env::var(var).ok()?;
-        v.split(',').map(|x| x.trim().parse().ok()).collect()
-    };
-    let flows = list("EDGELB_PPS_FLOWS")
-        .map_or(flows, |v| v.into_iter().map(|f| f.max(1) as u32).collect());
+    let list =
+        |var: &str| -> Option<Vec<usize>> {
+            let v = std::env::var(var).ok()?;
+            let parsed: Option<Vec<usize>> = v.split(',').map(|x| x.trim().parse().ok()).collect();
+            Some(parsed.unwrap_or_else(|| {
+                usage(&format!("{var}={v}: expected numbers separated by commas"))
+            }))
+        };
+    // Flows are at least 1 and fit the spray's 16-bit source-address step.
+    let flows = list("EDGELB_PPS_FLOWS").map_or(flows, |v| {
+        v.into_iter()
+            .map(|f| f.clamp(1, 16_000_000) as u32)
+            .collect()
+    });
     let sizes = list("EDGELB_PPS_SIZES").map_or(sizes, |v| {
         v.into_iter().map(|s| s.clamp(64, 1500)).collect()
     });
+    let number = |i: usize, default: u64, what: &str| -> u64 {
+        args.get(i).map_or(default, |a| match a.parse::<u64>() {
+            Ok(n) if n > 0 => n,
+            _ => usage(&format!("{what} {a:?}: expected a positive number")),
+        })
+    };
     Options {
-        rounds: args.first().and_then(|s| s.parse().ok()).unwrap_or(rounds),
-        repeat: args.get(1).and_then(|s| s.parse().ok()).unwrap_or(repeat),
+        rounds: number(0, rounds as u64, "rounds") as usize,
+        repeat: number(1, repeat as u64, "repeat").min(u32::MAX as u64) as u32,
         flows,
         sizes,
     }
+}
+
+/// Says what was wrong with the arguments and exits.
+fn usage(why: &str) -> ! {
+    eprintln!("pps bench: {why}\nusage: cargo bench -p xdp-fwd --bench pps [-- <rounds> <repeat>]");
+    std::process::exit(2)
 }
 
 /// Whether `perf stat` can count cycles here.
@@ -388,6 +408,9 @@ fn cpu_model() -> String {
 }
 
 fn main() {
+    // Bad arguments end the run here, before anything is set up (the
+    // defaults depend on the driver, chosen below).
+    let _ = options(false);
     let want = std::env::var("EDGELB_PPS_DRIVER").unwrap_or_default();
     let driver = if want == "tap" {
         Driver::Tap(TapLab::new().unwrap_or_else(|e| panic!("TAP lab set-up: {e}")))
