@@ -9,9 +9,10 @@ log() { printf '[bootstrap] %s\n' "$*" >&2; }
 # 1. Debian packages the build, the tests, the sim and the benchmarks use.
 #    llvm-22-dev: libLLVM for bpf-linker; bpftool/ethtool/iproute2: XDP and veth;
 #    frr/bird2/gobgpd: real BGP peers; tcpdump: captures in tests;
-#    ipvsadm: the IPVS baseline in the sim benchmark.
+#    ipvsadm: the IPVS baseline in the sim benchmark; nftables: the kernel-nft
+#    baseline (jhash DNAT) in the xdp-fwd pps bench.
 PKGS=(llvm-22-dev bpftool ethtool iproute2 iputils-ping frr bird2 gobgpd tcpdump ipvsadm
-      procps psmisc kmod)
+      nftables procps psmisc kmod)
 MISSING=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || MISSING+=("$p")
