@@ -10,9 +10,10 @@ log() { printf '[bootstrap] %s\n' "$*" >&2; }
 #    llvm-22-dev: libLLVM for bpf-linker; bpftool/ethtool/iproute2: XDP and veth;
 #    frr/bird2/gobgpd: real BGP peers; tcpdump: captures in tests;
 #    ipvsadm: the IPVS baseline in the sim benchmark; nftables: the kernel-nft
-#    baseline (jhash DNAT) in the xdp-fwd pps bench.
+#    baseline (jhash DNAT) in the xdp-fwd pps bench; conntrack: flushes its
+#    connection table between rounds.
 PKGS=(llvm-22-dev bpftool ethtool iproute2 iputils-ping frr bird2 gobgpd tcpdump ipvsadm
-      nftables procps psmisc kmod)
+      nftables conntrack procps psmisc kmod)
 MISSING=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || MISSING+=("$p")
