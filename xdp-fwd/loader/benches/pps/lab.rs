@@ -29,6 +29,13 @@ pub const VIP_EDGELB: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 7);
 pub const VIP_ENCAP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 21);
 /// The VIP the kernel balances with plain multipath next hops (no tunnel).
 pub const VIP_ECMP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 20);
+/// The VIP the kernel balances with nftables (jhash DNAT, conntrack).
+pub const VIP_NFT: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 22);
+
+/// Connections the kernel-nft path must be able to track at once.
+const NFT_FLOWS: u64 = 1_100_000;
+/// The nftables table of the kernel-nft path.
+const NFT_TABLE: &str = "edgelb_pps";
 
 /// First nexthop object id of each kernel path (then one per backend; the
 /// group is `first + BACKENDS`).
@@ -135,6 +142,8 @@ pub struct KernelPaths {
     pub encap: Result<(), String>,
     /// The plain multipath path, or why it could not be set up.
     pub ecmp: Result<(), String>,
+    /// The nftables DNAT path, or why it could not be set up.
+    pub nft: Result<Nft, String>,
 }
 
 impl KernelPaths {
@@ -157,6 +166,7 @@ impl KernelPaths {
             tcx_sink,
             ecmp: Self::ecmp(ns, dev).map_err(|e| e.to_string()),
             encap: Self::encap(ns).map_err(|e| e.to_string()),
+            nft: Nft::new(ns),
         })
     }
 
@@ -236,5 +246,200 @@ impl KernelPaths {
             ])?;
         }
         route_over_group(ns, VIP_ENCAP, ENCAP_IDS)
+    }
+}
+
+/// The kernel-nft path: an nftables NAT chain that DNATs VIP_NFT:80 to one
+/// of the backends by `jhash` over the 5-tuple; the DNATed packets are
+/// routed like the forwarder's (10.200.0.0/16 via the gateway) and leave
+/// as TCP. The chain turns conntrack on for the whole namespace, which
+/// would tax the other kernel paths, so it is loaded only around this
+/// path's runs ([`Nft::load`]).
+pub struct Nft {
+    /// The ruleset (`nft -f` input).
+    ruleset: String,
+    /// The global conntrack limit, raised for 1,000,000 flows.
+    _max: ConntrackMax,
+}
+
+impl Nft {
+    /// Checks that `nft` and `conntrack` run and the kernel takes the
+    /// ruleset in `ns` (loaded once, then removed), or says why not.
+    fn new(ns: &Namespace) -> Result<Self, String> {
+        for tool in ["nft", "conntrack"] {
+            std::process::Command::new(tool)
+                .arg("--version")
+                .output()
+                .map_err(|e| {
+                    format!("`{tool}` cannot run here ({e}); scripts/bootstrap.sh installs it")
+                })?;
+        }
+        let e = |e: testbed::Error| e.to_string();
+        // The frames' TCP checksums are not kept valid as the flows vary
+        // (nor checked by any other path); the bench frames are ACKs of
+        // connections conntrack never saw open, which it picks up (its
+        // default, tcp_loose) and must not refuse on window grounds.
+        ns.sysctl("net.netfilter.nf_conntrack_checksum", "0")
+            .map_err(e)?;
+        ns.sysctl("net.netfilter.nf_conntrack_tcp_be_liberal", "1")
+            .map_err(e)?;
+        let map: Vec<String> = (0..BACKENDS)
+            .map(|i| format!("{i} : {}", backend(i)))
+            .collect();
+        let ruleset = format!(
+            "table ip {NFT_TABLE} {{\n  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n    \
+             ip daddr {VIP_NFT} tcp dport 80 dnat to jhash ip saddr . ip daddr . meta l4proto . tcp sport . tcp dport \
+             mod {BACKENDS} seed 0x1 map {{ {} }}\n  }}\n}}\n",
+            map.join(", ")
+        );
+        let nft = Self {
+            ruleset,
+            _max: ConntrackMax::raise(NFT_FLOWS)?,
+        };
+        drop(nft.load(ns)?);
+        Ok(nft)
+    }
+
+    /// Loads the ruleset into `ns`, with conntrack's table empty; the rules
+    /// go and the table is emptied again when the returned guard drops.
+    pub fn load<'a>(&self, ns: &'a Namespace) -> Result<NftLoaded<'a>, String> {
+        flush_conntrack(ns)?;
+        let before = conntrack_memory()?;
+        let file = std::env::temp_dir().join(format!("{}-nft.conf", ns.name()));
+        std::fs::write(&file, &self.ruleset).map_err(|e| format!("{}: {e}", file.display()))?;
+        let loaded = ns.exec("nft", ["-f".as_ref(), file.as_os_str()]);
+        let _ = std::fs::remove_file(&file);
+        loaded.map_err(|e| format!("loading the nftables ruleset: {e}"))?;
+        Ok(NftLoaded { ns, before })
+    }
+}
+
+/// The kernel-nft ruleset while loaded (see [`Nft::load`]).
+pub struct NftLoaded<'a> {
+    ns: &'a Namespace,
+    /// Conntrack's slab memory when it was loaded (table empty).
+    before: ConntrackMemory,
+}
+
+impl NftLoaded<'_> {
+    /// What conntrack holds now in the namespace, and the memory it took
+    /// since the load: the growth of the `nf_conntrack` slab (the entries)
+    /// and of the `kmalloc-*` slabs (the entries' extensions, NAT's among
+    /// them; anything else the machine allocated meanwhile counts too), from
+    /// /proc/slabinfo.
+    pub fn memory(&self) -> Result<String, String> {
+        let now = conntrack_memory()?;
+        Ok(format!(
+            "{} connections tracked; nf_conntrack slab +{} bytes (+{} objects of {} bytes), kmalloc-* slabs +{} bytes",
+            conntrack_count(self.ns),
+            now.entries_bytes as i64 - self.before.entries_bytes as i64,
+            now.entries as i64 - self.before.entries as i64,
+            now.entry_size,
+            now.kmalloc_bytes as i64 - self.before.kmalloc_bytes as i64,
+        ))
+    }
+}
+
+impl Drop for NftLoaded<'_> {
+    fn drop(&mut self) {
+        // Rules first, so no packet recreates an entry after the flush.
+        if let Err(e) = self.ns.exec("nft", ["delete", "table", "ip", NFT_TABLE]) {
+            eprintln!("kernel-nft: removing the ruleset: {e}");
+        }
+        if let Err(e) = flush_conntrack(self.ns) {
+            eprintln!("kernel-nft: {e}");
+        }
+    }
+}
+
+/// Empties conntrack's table in `ns`.
+fn flush_conntrack(ns: &Namespace) -> Result<(), String> {
+    ns.exec("conntrack", ["-F"])
+        .map(|_| ())
+        .map_err(|e| format!("flushing conntrack: {e}"))
+}
+
+/// Slab memory of conntrack, from /proc/slabinfo (machine-wide).
+struct ConntrackMemory {
+    /// Bytes of the `nf_conntrack` cache's slabs.
+    entries_bytes: u64,
+    /// Objects in use in it.
+    entries: u64,
+    /// Bytes per object.
+    entry_size: u64,
+    /// Bytes of all `kmalloc-<size>` caches' slabs.
+    kmalloc_bytes: u64,
+}
+
+fn conntrack_memory() -> Result<ConntrackMemory, String> {
+    let text =
+        std::fs::read_to_string("/proc/slabinfo").map_err(|e| format!("/proc/slabinfo: {e}"))?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+    let mut m = ConntrackMemory {
+        entries_bytes: 0,
+        entries: 0,
+        entry_size: 0,
+        kmalloc_bytes: 0,
+    };
+    let mut found = false;
+    for line in text.lines().skip(2) {
+        // name active_objs num_objs objsize objperslab pagesperslab :
+        // tunables l b s : slabdata active_slabs num_slabs sharedavail
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let bytes = num(14) * num(5) * page;
+        let sized = f[0].strip_prefix("kmalloc-").is_some_and(|s| {
+            s.chars().all(|c| c.is_ascii_alphanumeric())
+                && s.starts_with(|c: char| c.is_ascii_digit())
+        });
+        if f[0] == "nf_conntrack" {
+            found = true;
+            m.entries_bytes = bytes;
+            m.entries = num(1);
+            m.entry_size = num(3);
+        } else if sized {
+            m.kmalloc_bytes += bytes;
+        }
+    }
+    found
+        .then_some(m)
+        .ok_or_else(|| "no nf_conntrack cache in /proc/slabinfo".to_string())
+}
+
+/// The machine's conntrack limit (`nf_conntrack_max`: only the initial
+/// namespace may set it, and every namespace is held to it), raised for
+/// the run and put back on drop.
+struct ConntrackMax {
+    previous: Option<String>,
+}
+
+/// The limit, read and written from the initial namespace (the bench's
+/// main thread).
+const CONNTRACK_MAX: &str = "/proc/sys/net/netfilter/nf_conntrack_max";
+
+impl ConntrackMax {
+    fn raise(at_least: u64) -> Result<Self, String> {
+        let now = std::fs::read_to_string(CONNTRACK_MAX)
+            .map_err(|e| format!("{CONNTRACK_MAX}: {e} (no conntrack in this kernel?)"))?;
+        let now = now.trim().to_string();
+        if now.parse::<u64>().is_ok_and(|n| n >= at_least) {
+            return Ok(Self { previous: None });
+        }
+        std::fs::write(CONNTRACK_MAX, at_least.to_string())
+            .map_err(|e| format!("raising {CONNTRACK_MAX} to {at_least}: {e}"))?;
+        Ok(Self {
+            previous: Some(now),
+        })
+    }
+}
+
+impl Drop for ConntrackMax {
+    fn drop(&mut self) {
+        if let Some(p) = &self.previous {
+            if let Err(e) = std::fs::write(CONNTRACK_MAX, p) {
+                eprintln!("putting {CONNTRACK_MAX} back to {p}: {e}");
+            }
+        }
     }
 }

@@ -31,10 +31,15 @@
 //! - `kernel-encap`: spray + XDP_PASS into the stack, which routes the VIP
 //!   over 100 multipath next hops (L4 hash), each a VXLAN tunnel to a
 //!   backend (this kernel has no IPIP: see `lab.rs`);
-//! - `kernel-ecmp`: as `kernel-encap` but plain next hops, no tunnel.
+//! - `kernel-ecmp`: as `kernel-encap` but plain next hops, no tunnel;
+//! - `kernel-nft`: spray + XDP_PASS into the stack, where an nftables NAT
+//!   chain DNATs the VIP to one of the 100 backends by `jhash` over the
+//!   5-tuple (conntrack on: the chain is loaded only around this path's
+//!   runs, and conntrack's table is flushed before each, so every round
+//!   starts from an empty table), routed out as the forwarder's frames are.
 //!
-//! IPVS is not built into this kernel (CONFIG_IP_VS unset), and `nft` is
-//! not installed, so neither is a baseline here.
+//! IPVS is not built into this kernel (CONFIG_IP_VS unset), so it is not a
+//! baseline here.
 //!
 //! What a path sends is counted at its egress and dropped: XDP_TX frames by
 //! an XDP counter on the veth peer (`fwd0p`), the stack's packets by a tcx
@@ -119,6 +124,8 @@ struct Path<'a> {
     out_proto: u32,
     /// The forwarder, whose own counters are checked too.
     forwarder: Option<&'a Forwarder>,
+    /// The nftables ruleset loaded around each run (kernel-nft).
+    nft: Option<&'a lab::Nft>,
 }
 
 /// A path's spray for one case, with its maps.
@@ -257,9 +264,28 @@ struct CaseState {
     src: tap::FrameSource,
     /// Live-frame mode: the spray (which counts flows itself).
     spray: Option<Sprayed>,
+    /// kernel-nft: conntrack's memory after the last run that saw every
+    /// flow (see [`lab::NftLoaded::memory`]).
+    conntrack: Option<String>,
 }
 
+/// One run of `repeat` frames on `path` (with its ruleset loaded around
+/// it, if it has one). Returns ns per frame.
 fn run_one(driver: &Driver, path: &Path, st: &mut CaseState, repeat: u32) -> Result<u64, String> {
+    let rules = path.nft.map(|n| n.load(driver.ns())).transpose()?;
+    let ns = run_driver(driver, path, st, repeat)?;
+    if let Some(r) = rules.filter(|_| repeat as u64 >= st.src.flows as u64) {
+        st.conntrack = Some(r.memory().unwrap_or_else(|e| format!("unmeasured: {e}")));
+    }
+    Ok(ns)
+}
+
+fn run_driver(
+    driver: &Driver,
+    path: &Path,
+    st: &mut CaseState,
+    repeat: u32,
+) -> Result<u64, String> {
     match driver {
         Driver::Live(lab) => run_live(
             lab,
@@ -372,9 +398,20 @@ fn perf_cycles() -> Result<(), String> {
     Ok(())
 }
 
-/// `bytes_memlock` of the newest map called `name` (bpftool), with its
-/// max_entries and value size.
-fn map_memory(name: &str) -> Result<String, String> {
+/// The maps of the newest program called `name` (the forwarder this
+/// process just loaded), so that its maps are told from other processes'.
+fn program_maps(name: &str) -> Vec<u32> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter(|p| p.name_as_str() == Some(name))
+        .max_by_key(|p| p.id())
+        .and_then(|p| p.map_ids().ok().flatten())
+        .unwrap_or_default()
+}
+
+/// `bytes_memlock` of the map called `name` among `ids` (bpftool), with
+/// its max_entries and value size.
+fn map_memory(name: &str, ids: &[u32]) -> Result<String, String> {
     let out = std::process::Command::new("bpftool")
         .args(["-j", "map", "show"])
         .output()
@@ -384,9 +421,12 @@ fn map_memory(name: &str) -> Result<String, String> {
     let m = maps
         .as_array()
         .and_then(|a| {
-            a.iter()
-                .filter(|m| m["name"] == name)
-                .max_by_key(|m| m["id"].as_u64())
+            a.iter().find(|m| {
+                m["name"] == name
+                    && m["id"]
+                        .as_u64()
+                        .is_some_and(|id| ids.contains(&(id as u32)))
+            })
         })
         .ok_or_else(|| format!("no map {name}"))?;
     Ok(format!(
@@ -456,7 +496,6 @@ fn main() {
         "rounds={} repeat={} frames per run",
         opts.rounds, opts.repeat
     );
-    println!("kernel-nft: left out: `nft` is not installed here (the kernel has nf_tables, nft_hash and nft_nat, but nothing to program them with)");
     println!("IPVS: left out: not built into this kernel (CONFIG_IP_VS unset)");
     let kernel = driver.kernel();
     if let Err(e) = &kernel.encap {
@@ -464,6 +503,9 @@ fn main() {
     }
     if let Err(e) = &kernel.ecmp {
         println!("kernel-ecmp: left out: {e}");
+    }
+    if let Err(e) = &kernel.nft {
+        println!("kernel-nft: left out: {e}");
     }
     match perf_cycles() {
         Ok(()) => println!(
@@ -484,6 +526,7 @@ fn main() {
         fwd.set_vip(vip, VipOptions::default()).expect("VIP");
         fwd.set_table(&vip, &backends, &table).expect("table");
         let forwarder = newest_program(xdp_fwd::PROGRAM_NAME);
+        let forwarder_maps = program_maps(xdp_fwd::PROGRAM_NAME);
         let trivial = |action| {
             load_program(prog_type::XDP, attach_type::XDP, &trivial_insns(action)).expect("trivial program")
         };
@@ -491,15 +534,19 @@ fn main() {
         let pass = trivial(verdict::PASS);
 
         let mut paths = vec![
-            Path { name: "floor", vip: lab::VIP_EDGELB, target: tx.as_fd(), transmitted: true, out_proto: TCP, forwarder: None },
-            Path { name: "edgelb", vip: lab::VIP_EDGELB, target: forwarder.as_fd(), transmitted: true, out_proto: IPIP, forwarder: Some(&fwd) },
+            Path { name: "floor", vip: lab::VIP_EDGELB, target: tx.as_fd(), transmitted: true, out_proto: TCP, forwarder: None, nft: None },
+            Path { name: "edgelb", vip: lab::VIP_EDGELB, target: forwarder.as_fd(), transmitted: true, out_proto: IPIP, forwarder: Some(&fwd), nft: None },
         ];
         if kernel.encap.is_ok() {
-            paths.push(Path { name: "kernel-encap", vip: lab::VIP_ENCAP, target: pass.as_fd(), transmitted: false, out_proto: UDP, forwarder: None });
+            paths.push(Path { name: "kernel-encap", vip: lab::VIP_ENCAP, target: pass.as_fd(), transmitted: false, out_proto: UDP, forwarder: None, nft: None });
         }
         if kernel.ecmp.is_ok() {
-            paths.push(Path { name: "kernel-ecmp", vip: lab::VIP_ECMP, target: pass.as_fd(), transmitted: false, out_proto: TCP, forwarder: None });
+            paths.push(Path { name: "kernel-ecmp", vip: lab::VIP_ECMP, target: pass.as_fd(), transmitted: false, out_proto: TCP, forwarder: None, nft: None });
         }
+        if let Ok(nft) = &kernel.nft {
+            paths.push(Path { name: "kernel-nft", vip: lab::VIP_NFT, target: pass.as_fd(), transmitted: false, out_proto: TCP, forwarder: None, nft: Some(nft) });
+        }
+        let mut conntrack_memory = Vec::new();
 
         println!();
         println!("| frame | flows | path | median {unit} | Mpps per core | minus floor ns | edgelb speed-up (pps ratio) | speed-up minus floor |");
@@ -511,7 +558,7 @@ fn main() {
                     .map(|p| {
                         let frame = template(p.vip, size);
                         let spray = matches!(driver, Driver::Live(_)).then(|| spray_for(p, &frame, flows));
-                        CaseState { src: tap::FrameSource::new(frame, flows), spray }
+                        CaseState { src: tap::FrameSource::new(frame, flows), spray, conntrack: None }
                     })
                     .collect();
                 let mut failed: Vec<Option<String>> = vec![None; paths.len()];
@@ -563,12 +610,21 @@ fn main() {
                     };
                     println!("| {size} | {flows} | {} | {ns} | {:.2} | {minus} | {ratio} | {ratio_minus} |", p.name, 1000.0 / ns.max(1) as f64);
                 }
+                for (p, st) in paths.iter().zip(&states) {
+                    if let Some(m) = &st.conntrack {
+                        conntrack_memory.push(format!("- {} conntrack, {size} B frames, {flows} flows: {m}", p.name));
+                    }
+                }
             }
         }
 
         println!();
         println!("Memory per path (1,000,000 flows):");
-        println!("- edgelb connection cache (CONN_CACHE, {} flows per CPU): {}", capacity.flows, map_memory("CONN_CACHE").unwrap_or_else(|e| e));
-        println!("- kernel paths: no conntrack in use (nf_conntrack_count in the lab's namespace after the runs: {}); IPv4 keeps no per-flow route state", driver.conntrack_count());
+        println!("- edgelb connection cache (CONN_CACHE, {} flows per CPU): {}", capacity.flows, map_memory("CONN_CACHE", &forwarder_maps).unwrap_or_else(|e| e));
+        println!("- kernel-encap, kernel-ecmp: no conntrack in use while they run (nf_conntrack_count in the lab's namespace after the runs: {}); IPv4 keeps no per-flow route state", driver.conntrack_count());
+        println!("- kernel-nft: conntrack (each after the warm-up run that sent every flow once, growth since the empty table; nf_conntrack_buckets {}, allocated at boot):", std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_buckets").unwrap_or_default().trim());
+        for line in &conntrack_memory {
+            println!("  {line}");
+        }
     });
 }
