@@ -1,8 +1,9 @@
 //! The live-frame driver's namespace: the forwarder tests' route lab
 //! (frames arrive on `fwd0`; backends 10.200.0.0/16 via a gateway on
 //! `fwd0`, so the forwarder's encapsulated frames leave with XDP_TX), the
-//! counters on both egress sides, and the kernel paths (routes doing the
-//! same job without XDP), which the TAP driver sets up the same way.
+//! counters on both egress sides, and the kernel paths (routes, or an
+//! nftables DNAT, doing the same job without XDP), which the TAP driver
+//! sets up the same way.
 
 use std::{
     net::Ipv4Addr,
