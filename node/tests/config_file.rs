@@ -153,6 +153,38 @@ fn invalid_values_name_their_field() {
     }
 }
 
+/// The flood threshold: a rate in range, "auto" or "off"; 0, negative,
+/// absurdly large or another word is an error naming the field.
+#[test]
+fn flood_threshold_is_checked() {
+    const AUTO: &str = "flood_threshold = \"auto\"";
+    let c = parse(EXAMPLE).unwrap();
+    assert_eq!(
+        c.xdp.flood_threshold.threshold(),
+        Ok(xdp_fwd::FloodThreshold::FromCapacity)
+    );
+    for (to, want) in [
+        (
+            "flood_threshold = 5000",
+            xdp_fwd::FloodThreshold::PerSecond(5000),
+        ),
+        ("flood_threshold = \"off\"", xdp_fwd::FloodThreshold::Off),
+    ] {
+        let c = parse(&example_with(AUTO, to)).unwrap();
+        assert_eq!(c.xdp.flood_threshold.threshold(), Ok(want), "{to}");
+    }
+    for to in [
+        "flood_threshold = 0",
+        "flood_threshold = -5",
+        "flood_threshold = 100000001",
+        "flood_threshold = 9223372036854775807",
+        "flood_threshold = \"lots\"",
+    ] {
+        let e = error_of(&example_with(AUTO, to));
+        assert!(e.contains("`xdp.flood_threshold`"), "{to}: {e}");
+    }
+}
+
 #[test]
 fn bad_address_is_a_parse_error_naming_the_field() {
     let e = error_of(&example_with(

@@ -391,7 +391,16 @@ fn lbctl_round_trips_against_a_real_cluster() {
 
     // --- stats: human and JSON, with the traffic just sent.
     let st = ok(&cluster, 1, &["stats", "--interval", "0.2"]);
-    for col in ["PKT/S", "BYTES/S", "DROP REASON", TCP_VIP, UDP_VIP] {
+    for col in [
+        "PKT/S",
+        "BYTES/S",
+        "DROP REASON",
+        "CACHE EVENT",
+        "flood_not_cached",
+        "lru_evicted_established",
+        TCP_VIP,
+        UDP_VIP,
+    ] {
         assert!(st.contains(col), "stats lacks {col}: {st}");
     }
     let total: u64 = (1..=3)
@@ -501,7 +510,16 @@ fn lbctl_round_trips_against_a_real_cluster() {
             1.0,
             "node {i}"
         );
-        for reason in ["drop_no_backend", "drop_fib", "lru_hit", "lru_miss"] {
+        for reason in [
+            "drop_no_backend",
+            "drop_fib",
+            "lru_hit",
+            "lru_miss",
+            "lru_evicted_established",
+            "flood_entered",
+            "flood_left",
+            "flood_not_cached",
+        ] {
             assert_eq!(
                 samples(&text, "edgelb_xdp_events_total", &[("event", reason)]).len(),
                 1,

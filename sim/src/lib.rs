@@ -11,5 +11,6 @@ pub mod cluster;
 pub mod pinning;
 pub mod router;
 pub mod scenario;
+pub mod syn_flood;
 pub mod teardown;
 pub mod traffic;

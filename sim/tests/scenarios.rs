@@ -1,6 +1,6 @@
-//! The six simulation scenarios as tests: each runs for real (FRR router,
+//! The seven simulation scenarios as tests: each runs for real (FRR router,
 //! lbnode daemons with driver-mode XDP, decapsulating backends, lbctl) and
-//! its report's figures are held to the targets of issue 8.
+//! its report's figures are held to the targets of issues 8 and 17.
 //!
 //! Clusters must not overlap on two loaded cores, so every test takes
 //! [`ONE_CLUSTER`] first. Needs the workspace built (`cargo build
@@ -174,4 +174,35 @@ fn partitioned_follower_withdraws_and_catches_up_after_healing() {
     );
     assert!(f(d, "reannounced_secs") < 30.0, "{d}");
     assert_eq!(d["digest"].as_str().unwrap().len(), 16, "{d}");
+}
+
+/// Issue 17, the `syn-flood` scenario with a 3 s flood (the recorded run in
+/// BENCHMARKS.md floods for 10 s): with cache admission on, no long-lived
+/// connection breaks although the table changes mid-flood.
+#[test]
+fn syn_flood_breaks_no_established_connection_with_admission_on() {
+    let r = run("syn-flood (admission on)", || {
+        scenario::syn_flood::run_one(50, std::time::Duration::from_secs(3), true)
+    });
+    let d = &r.data;
+    assert_eq!(u(d, "connections"), 50, "{d}");
+    assert!(u(d, "syns_sent") > 0, "{d}");
+    assert!(u(d, "flood_entered") >= 1, "the nodes saw a flood: {d}");
+    assert_eq!(u(d, "lru_evicted_established"), 0, "{d}");
+    assert_eq!(u(d, "broken"), 0, "{d}");
+}
+
+/// The same run with admission off (plain LRU): the flood evicts
+/// established connections' entries, so the scenario above can fail.
+#[test]
+fn syn_flood_evicts_established_connections_with_admission_off() {
+    let r = run("syn-flood (admission off)", || {
+        scenario::syn_flood::run_one(50, std::time::Duration::from_secs(3), false)
+    });
+    let d = &r.data;
+    assert_eq!(u(d, "flood_entered"), 0, "admission off: {d}");
+    assert!(
+        u(d, "lru_evicted_established") > 0,
+        "the flood pushes established entries out: {d}"
+    );
 }

@@ -198,6 +198,7 @@ fn data_plane() -> DataPlane {
             source_v4: ("10.101.0.0".parse().unwrap(), 24),
             source_v6: ("fd00:101::".parse().unwrap(), 112),
             udp_timeout: Duration::from_secs(30),
+            flood_threshold: xdp_fwd::FloodThreshold::FromCapacity,
         },
     )
 }

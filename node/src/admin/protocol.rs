@@ -227,6 +227,11 @@ pub struct StatsReport {
     pub backends: Vec<(IpAddr, u64, u64)>,
     /// Drops by reason.
     pub drops: Vec<(String, u64)>,
+    /// Connection-cache events: `lru_*` (hits, misses, evictions, of them
+    /// established ones) and cache admission under flood (`flood_*`).
+    /// Absent from older nodes' answers.
+    #[serde(default)]
+    pub cache: Vec<(String, u64)>,
 }
 
 /// Answer to [`Request::Lookup`].

@@ -232,11 +232,24 @@ pub fn stats(before: &StatsReport, after: &StatsReport, secs: f64) -> String {
         .iter()
         .map(|(r, n)| vec![r.clone(), n.to_string()])
         .collect();
+    let cache_rows: Vec<Vec<String>> = after
+        .cache
+        .iter()
+        .map(|(e, n)| {
+            let n0 = before
+                .cache
+                .iter()
+                .find(|(e0, _)| e0 == e)
+                .map_or(0, |(_, n)| *n);
+            vec![e.clone(), rate(n0, *n), n.to_string()]
+        })
+        .collect();
     format!(
-        "{}\n{}\n{}",
+        "{}\n{}\n{}\n{}",
         table(&["VIP", "PKT/S", "BYTES/S", "PACKETS"], &vip_rows),
         table(&["BACKEND", "PKT/S", "BYTES/S", "PACKETS"], &backend_rows),
-        table(&["DROP REASON", "PACKETS"], &drop_rows)
+        table(&["DROP REASON", "PACKETS"], &drop_rows),
+        table(&["CACHE EVENT", "PER S", "COUNT"], &cache_rows)
     )
 }
 

@@ -21,9 +21,9 @@ use self::notation::parse_prefix;
 pub use self::{
     notation::{parse_aggregate, parse_community},
     sections::{
-        AdminSection, BgpPeerConfig, BgpSection, ClusterSection, DrainSection, HealthKind,
-        HealthSection, LogFormat, LogSection, MemberConfig, MetricsSection, NodeSection,
-        XdpAttachMode, XdpSection,
+        AdminSection, BgpPeerConfig, BgpSection, ClusterSection, DrainSection,
+        FloodThresholdSetting, HealthKind, HealthSection, LogFormat, LogSection, MemberConfig,
+        MetricsSection, NodeSection, XdpAttachMode, XdpSection,
     },
 };
 

@@ -138,6 +138,55 @@ pub struct XdpSection {
     /// Seconds a UDP flow stays pinned to its backend without packets.
     #[serde(default = "defaults::udp_flow_timeout_secs")]
     pub udp_flow_timeout_secs: u32,
+    /// New flows per second per CPU above which the connection cache stops
+    /// evicting established connections for new flows (cache admission
+    /// under flood): a number, `"auto"` (sized from `conn_table_size`: the
+    /// rate that turns the cache over in 10 s) or `"off"`.
+    #[serde(default)]
+    pub flood_threshold: FloodThresholdSetting,
+}
+
+/// `xdp.flood_threshold` as written: a number or a word (checked by
+/// validation, so a negative or absurd number gets an error naming the
+/// field instead of a type error).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum FloodThresholdSetting {
+    /// New flows per second per CPU.
+    PerSecond(i64),
+    /// `"auto"` or `"off"`.
+    Word(String),
+}
+
+impl Default for FloodThresholdSetting {
+    fn default() -> Self {
+        FloodThresholdSetting::Word("auto".into())
+    }
+}
+
+impl FloodThresholdSetting {
+    /// The forwarder's threshold, or why the setting is not one.
+    pub fn threshold(&self) -> Result<xdp_fwd::FloodThreshold, String> {
+        match self {
+            FloodThresholdSetting::Word(w) if w == "auto" => {
+                Ok(xdp_fwd::FloodThreshold::FromCapacity)
+            }
+            FloodThresholdSetting::Word(w) if w == "off" => Ok(xdp_fwd::FloodThreshold::Off),
+            FloodThresholdSetting::Word(w) => Err(format!(
+                "`{w}` is not a number of new flows per second, \"auto\" or \"off\""
+            )),
+            FloodThresholdSetting::PerSecond(n) => u64::try_from(*n)
+                .ok()
+                .and_then(|n| xdp_fwd::check_flood_rate(n).ok())
+                .map(xdp_fwd::FloodThreshold::PerSecond)
+                .ok_or_else(|| {
+                    format!(
+                        "{n}: must be within 1..={} new flows per second per CPU",
+                        xdp_fwd::common::flood::MAX_FLOOD_RATE
+                    )
+                }),
+        }
+    }
 }
 
 /// `[bgp]`: the speaker announcing this node's VIPs.

@@ -61,6 +61,9 @@ impl Config {
         if x.udp_flow_timeout_secs == 0 {
             return bad("xdp.udp_flow_timeout_secs", "must be at least 1");
         }
+        if let Err(e) = x.flood_threshold.threshold() {
+            return bad("xdp.flood_threshold", &e);
+        }
         let b = &self.bgp;
         if b.local_asn == 0 || b.local_asn == 23456 {
             return bad("bgp.local_asn", "0 and 23456 (AS_TRANS) are reserved");

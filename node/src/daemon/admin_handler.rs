@@ -155,6 +155,11 @@ impl Handler {
             .filter(|(n, _)| n.starts_with("drop"))
             .map(|(n, v)| (n.to_owned(), v))
             .collect();
+        report.cache = stats
+            .named()
+            .filter(|(n, _)| n.starts_with("lru_") || n.starts_with("flood_"))
+            .map(|(n, v)| (n.to_owned(), v))
+            .collect();
         Response::Stats(report)
     }
 }

@@ -134,6 +134,11 @@ fn load_dataplane(config: &Config) -> anyhow::Result<(DataPlane, bool)> {
             .encap_source_v6()
             .map_err(|e| anyhow!("xdp.encap_source_v6: {e}"))?,
         udp_timeout: Duration::from_secs(u64::from(config.xdp.udp_flow_timeout_secs)),
+        flood_threshold: config
+            .xdp
+            .flood_threshold
+            .threshold()
+            .map_err(|e| anyhow!("xdp.flood_threshold: {e}"))?,
     };
     let capacity = xdp_fwd::Capacity {
         flows: config.xdp.conn_table_size,

@@ -98,6 +98,8 @@ enum ScenarioName {
     BackendChanges,
     LeaderKill,
     Partition,
+    /// A 10 s SYN flood during a backend change, admission on and off.
+    SynFlood,
 }
 
 fn run_scenario(name: ScenarioName) -> anyhow::Result<Report> {
@@ -108,6 +110,7 @@ fn run_scenario(name: ScenarioName) -> anyhow::Result<Report> {
         ScenarioName::BackendChanges => scenario::backend_changes::run(60),
         ScenarioName::LeaderKill => scenario::leader_kill::run(40),
         ScenarioName::Partition => scenario::partition::run(),
+        ScenarioName::SynFlood => scenario::syn_flood::run(50, std::time::Duration::from_secs(10)),
     }
 }
 

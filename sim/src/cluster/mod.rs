@@ -65,6 +65,11 @@ pub struct ClusterSpec {
     /// Seconds an LB node announces a prepended AS_PATH on SIGTERM before
     /// withdrawing (0: withdraw at once).
     pub drain_prepend_secs: u64,
+    /// Every node's `xdp.conn_table_size` (entries per CPU).
+    pub conn_table_size: u32,
+    /// Every node's `xdp.flood_threshold`, as a TOML value (`"auto"`,
+    /// `"off"` or a number).
+    pub flood_threshold: String,
 }
 
 impl Default for ClusterSpec {
@@ -74,6 +79,8 @@ impl Default for ClusterSpec {
             backends: 4,
             drain_secs: 2,
             drain_prepend_secs: 0,
+            conn_table_size: 65536,
+            flood_threshold: "\"auto\"".into(),
         }
     }
 }

@@ -79,7 +79,8 @@ level = "info"
 interfaces = ["eth0"]
 mode = "driver"
 pin_dir = "{pins}"
-conn_table_size = 65536
+conn_table_size = {conn_table_size}
+flood_threshold = {flood_threshold}
 [bgp]
 local_asn = {LB_ASN}
 router_id = "{a}"
@@ -106,6 +107,8 @@ prepend_secs = {prepend}
             pins = self._bpffs.path.join(format!("lb{i}")).display(),
             drain = self.spec.drain_secs,
             prepend = self.spec.drain_prepend_secs,
+            conn_table_size = self.spec.conn_table_size,
+            flood_threshold = self.spec.flood_threshold,
         );
         let path = d.join(format!("lb{i}.toml"));
         fs::write(&path, text)?;

@@ -7,7 +7,9 @@
 //! `c * (set_mask + 1) + (conn_index(flow, seed) & set_mask)`; a hit is a
 //! full-key match in that set; a new flow takes an empty way of its set,
 //! else the way used least recently (recency in jiffies, ties to the lowest
-//! way: an approximated LRU per set). Entries are written in place by the
+//! way: an approximated LRU per set); in flood mode (see [`crate::flood`])
+//! a new flow takes only an empty, expired or not yet established way, or
+//! none. Entries are written in place by the
 //! program, so neither path calls a map helper: the kernel inlines array
 //! lookups and the CPU number.
 
@@ -39,8 +41,14 @@ pub struct ConnEntry {
     /// order and, for UDP, the expiry clock (wraps after 49 days at
     /// HZ=1000, far beyond any timeout or cache residence).
     pub touched: u32,
-    /// Index of the flow's VIP ([`crate::VipMeta::index`]).
-    pub vip_index: u32,
+    /// Index of the flow's VIP ([`crate::VipMeta::index`]; the loader keeps
+    /// indices below 2^16).
+    pub vip_index: u16,
+    /// One of [`crate::flood::conn_state`]: whether the flow has seen a
+    /// packet after the one that cached it (flood-mode admission spares it).
+    pub state: u8,
+    /// Always zero.
+    pub _pad: u8,
     /// [`crate::VipEpoch::epoch`] of that index when cached: while it still
     /// matches, a hit skips the VIP hash lookup.
     pub vip_epoch: u32,

@@ -13,11 +13,13 @@
 #![warn(missing_docs)]
 
 pub mod conn;
+pub mod flood;
 pub mod hash;
 pub mod maps;
 pub mod stats;
 
 pub use conn::{conn_index, conn_sets, ConnEntry, ConnSet, CONN_WAYS};
+pub use flood::FloodWindow;
 pub use hash::{flow_hash, maglev_slot};
 pub use maps::*;
 

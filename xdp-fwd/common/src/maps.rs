@@ -30,6 +30,9 @@ pub mod map_name {
     pub const VIP_EPOCHS: &str = "VIP_EPOCHS";
     /// Per-CPU cache of `bpf_fib_lookup` results per backend id ([`crate::NextHop`]).
     pub const NEXT_HOPS: &str = "NEXT_HOPS";
+    /// Per-CPU [`crate::FloodWindow`] at index 0 (not pinned: a restart
+    /// starts a new window).
+    pub const FLOOD: &str = "FLOOD";
     /// Bitmap words (u64) of addresses that may carry a VIP (see
     /// [`crate::vip_filter_bit`]).
     pub const VIP_FILTER: &str = "VIP_FILTER";
@@ -263,6 +266,11 @@ pub struct Settings {
     /// Connection-cache sets minus one (the sets are a power of two; see
     /// [`crate::conn`]).
     pub conn_set_mask: u32,
+    /// New flows per CPU per rate window above which the CPU is in flood
+    /// mode ([`crate::flood::FLOOD_OFF`]: never); see [`crate::flood`].
+    pub flood_window_flows: u32,
+    /// Length of a rate window in kernel ticks (at least 1).
+    pub flood_window_jiffies: u32,
     /// Always zero.
     pub _pad2: u32,
 }
@@ -290,6 +298,7 @@ mod pod {
     unsafe impl aya::Pod for crate::ConnSet {}
     unsafe impl aya::Pod for super::Settings {}
     unsafe impl aya::Pod for super::Traffic {}
+    unsafe impl aya::Pod for crate::FloodWindow {}
 }
 
 #[cfg(test)]
@@ -306,7 +315,7 @@ mod tests {
         assert_eq!(size_of::<VipEpoch>(), 8);
         assert_eq!(size_of::<BackendEntry>(), 24);
         assert_eq!(size_of::<FlowKey>(), 40);
-        assert_eq!(size_of::<Settings>(), 56);
+        assert_eq!(size_of::<Settings>(), 64);
         assert_eq!(size_of::<Traffic>(), 16);
         assert_eq!(size_of::<NextHop>(), 32);
     }

@@ -45,8 +45,18 @@ pub mod stat {
     /// Connection-cache entries of another live flow replaced by a new flow
     /// (its set was full; the least recently used way went).
     pub const LRU_EVICTED: u32 = 19;
+    /// Of [`LRU_EVICTED`], entries that had seen traffic after their first
+    /// packet (established connections pushed out: 0 in flood mode).
+    pub const LRU_EVICTED_ESTABLISHED: u32 = 20;
+    /// A CPU entered flood mode (its new-flow rate passed the threshold).
+    pub const FLOOD_ENTERED: u32 = 21;
+    /// A CPU left flood mode (a rate window ended at or below the threshold).
+    pub const FLOOD_LEFT: u32 = 22;
+    /// New flows (SYNs, mostly) forwarded by the Maglev table without a
+    /// cache entry: flood mode, and every way of the set established.
+    pub const FLOOD_NOT_CACHED: u32 = 23;
     /// Number of counters.
-    pub const COUNT: u32 = 20;
+    pub const COUNT: u32 = 24;
 }
 
 /// Printable names of the counters, indexed like [`stat`].
@@ -71,4 +81,8 @@ pub const STAT_NAMES: [&str; stat::COUNT as usize] = [
     "icmp_ptb_forwarded",
     "lru_udp_expired",
     "lru_evicted",
+    "lru_evicted_established",
+    "flood_entered",
+    "flood_left",
+    "flood_not_cached",
 ];

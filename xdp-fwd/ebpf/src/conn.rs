@@ -2,7 +2,9 @@
 //! CPU (layout and policy in `xdp_fwd_common::conn`). Lookup and insert are
 //! plain loads and stores into this CPU's slice of CONN_CACHE: no map helper.
 use aya_ebpf::helpers::generated::bpf_get_smp_processor_id;
-use xdp_fwd_common::{conn_index, ConnEntry, ConnSet, FlowKey, Settings, CONN_WAYS};
+use xdp_fwd_common::{
+    conn_index, flood::conn_state, proto, ConnEntry, ConnSet, FlowKey, Settings, CONN_WAYS,
+};
 
 use crate::maps::CONN_CACHE;
 
@@ -33,11 +35,24 @@ pub fn find(set: *mut ConnSet, flow: &FlowKey) -> Option<*mut ConnEntry> {
 }
 
 /// The way a new flow takes: an empty one, else the one idle longest
-/// (jiffies since its last packet; ties go to the lowest way).
+/// (jiffies since its last packet; ties go to the lowest way). In flood
+/// mode (`flooded`) established ways are not candidates unless they are
+/// expired UDP flows: `None` when every way is a live established flow
+/// (then the new flow is not cached).
+///
+/// Written as one score per way (0 = protected, else idle time + 1) rather
+/// than a branch on `flooded`: that kept the loop from being duplicated,
+/// which overflowed the program's 512-byte stack.
 #[inline(always)]
-pub fn victim(set: *mut ConnSet, now_jiffies: u32) -> *mut ConnEntry {
+pub fn victim(
+    set: *mut ConnSet,
+    now_jiffies: u32,
+    flooded: bool,
+    udp_timeout_jiffies: u64,
+) -> Option<*mut ConnEntry> {
+    let protect = flooded as u32;
     let mut chosen = 0;
-    let mut oldest = 0u32;
+    let mut best = 0u32;
     for way in 0..CONN_WAYS {
         // SAFETY: as in `find`.
         let entry = unsafe { &(*set).ways[way] };
@@ -46,13 +61,34 @@ pub fn victim(set: *mut ConnSet, now_jiffies: u32) -> *mut ConnEntry {
         } else {
             now_jiffies.wrapping_sub(entry.touched)
         };
-        if way == 0 || age > oldest {
+        let score = if protect & kept_in_flood(entry, age, udp_timeout_jiffies) != 0 {
+            0
+        } else {
+            age.saturating_add(1)
+        };
+        if way == 0 || score > best {
             chosen = way;
-            oldest = age;
+            best = score;
         }
     }
+    if best == 0 {
+        return None;
+    }
     // SAFETY: as in `find`.
-    unsafe { core::ptr::addr_of_mut!((*set).ways[chosen]) }
+    Some(unsafe { core::ptr::addr_of_mut!((*set).ways[chosen]) })
+}
+
+/// 1 if a flood-mode new flow may not take `entry`'s way: a live
+/// established connection (not empty, seen a packet after the one that
+/// cached it, not a UDP flow idle past its timeout). Its way is never
+/// taken, so a flood cannot move it to another backend on a table change;
+/// a way that never saw a second packet (a flood SYN's, typically) can go.
+#[inline(always)]
+fn kept_in_flood(entry: &ConnEntry, age: u32, udp_timeout_jiffies: u64) -> u32 {
+    let live = entry.generation != 0;
+    let established = entry.state == conn_state::ESTABLISHED;
+    let expired = entry.key.proto == proto::UDP && u64::from(age) > udp_timeout_jiffies;
+    (live & established & !expired) as u32
 }
 
 /// Full-key comparison in five 64-bit words (`FlowKey` is 8-aligned and 40

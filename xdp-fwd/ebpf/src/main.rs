@@ -24,6 +24,7 @@
 mod conn;
 mod csum;
 mod encap;
+mod flood;
 mod icmp;
 mod maps;
 mod packet;

@@ -6,8 +6,8 @@ use aya_ebpf::{
     maps::{Array, DevMapHash, HashMap, PerCpuArray},
 };
 use xdp_fwd_common::{
-    capacity, stats::stat, AddrKey, BackendEntry, ConnSet, NextHop, Settings, Traffic, VipEpoch,
-    VipMapKey, VipMeta, VIP_FILTER_BITS,
+    capacity, stats::stat, AddrKey, BackendEntry, ConnSet, FloodWindow, NextHop, Settings, Traffic,
+    VipEpoch, VipMapKey, VipMeta, VIP_FILTER_BITS,
 };
 
 /// Cluster and node settings, one element.
@@ -49,6 +49,10 @@ pub static BACKENDS: Array<BackendEntry> = Array::with_max_entries(capacity::BAC
 /// it; this default is one set.
 #[map]
 pub static CONN_CACHE: Array<ConnSet> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+
+/// This CPU's new-flow rate window (cache admission under flood).
+#[map]
+pub static FLOOD: PerCpuArray<FloodWindow> = PerCpuArray::with_max_entries(1, 0);
 
 /// Global counters.
 #[map]

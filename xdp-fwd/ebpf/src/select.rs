@@ -2,12 +2,12 @@
 //! flow hash and the Maglev table.
 use aya_ebpf::helpers::generated::bpf_jiffies64;
 use xdp_fwd_common::{
-    flow_hash, maglev_slot, proto, stats::stat, vip_filter_bit, AddrKey, BackendEntry, ConnEntry,
-    FlowKey, Settings, VipMapKey, VipMeta, NO_BACKEND,
+    flood::conn_state, flow_hash, maglev_slot, proto, stats::stat, vip_filter_bit, AddrKey,
+    BackendEntry, ConnEntry, ConnSet, FlowKey, Settings, VipMapKey, VipMeta, NO_BACKEND,
 };
 
 use crate::{
-    conn,
+    conn, flood,
     maps::{count, BACKENDS, RING, VIPS, VIP_ADDRS, VIP_EPOCHS, VIP_FILTER},
 };
 
@@ -107,7 +107,7 @@ pub fn cached_flow(flow: &FlowKey, settings: &Settings) -> Option<(Chosen, VipRe
     let set = conn::set_of(flow, settings)?;
     let entry = conn::find(set, flow)?;
     // SAFETY: this CPU's slice of the map; only this CPU uses it.
-    let (vip_index, vip_epoch) = unsafe { ((*entry).vip_index, (*entry).vip_epoch) };
+    let (vip_index, vip_epoch) = unsafe { (u32::from((*entry).vip_index), (*entry).vip_epoch) };
     let vip = VIP_EPOCHS.get(vip_index)?;
     if vip.epoch != vip_epoch || vip_epoch == 0 {
         return None;
@@ -155,7 +155,7 @@ pub fn select_backend(
                 touch(entry, clock);
                 // SAFETY: this CPU's slice of the map; only this CPU uses it.
                 unsafe {
-                    (*entry).vip_index = vip.index;
+                    (*entry).vip_index = vip.index as u16;
                     (*entry).vip_epoch = vip_epoch;
                 }
                 count(stat::LRU_HIT);
@@ -169,29 +169,30 @@ pub fn select_backend(
     let id = table_lookup(vip, settings, hash).ok_or(stat::DROP_NO_BACKEND)?;
     let backend = live_backend(id).ok_or(stat::DROP_NO_BACKEND)?;
     if let Some(set) = set {
+        let flooded = flood::new_flow(settings, clock.jiffies);
         // The flow's own way if it has one (SYN on a reused tuple, stale or
-        // expired entry), else an empty or the least recently used way.
+        // expired entry), else the way admission gives it, if any.
         let way = if new_flow { conn::find(set, flow) } else { way };
-        let slot = way.unwrap_or_else(|| {
-            let v = conn::victim(set, clock.jiffies);
-            // SAFETY: as above.
-            if unsafe { (*v).generation } != 0 {
-                count(stat::LRU_EVICTED);
-            }
-            v
-        });
-        // SAFETY: as above.
-        unsafe {
-            *slot = ConnEntry {
-                key: *flow,
-                backend: id,
-                generation: backend.generation,
-                hash,
-                touched: clock.jiffies,
-                vip_index: vip.index,
-                vip_epoch,
-            }
+        let slot = match way {
+            Some(own) => Some(own),
+            None => admit(set, clock.jiffies, flooded, settings),
         };
+        if let Some(slot) = slot {
+            // SAFETY: as above.
+            unsafe {
+                *slot = ConnEntry {
+                    key: *flow,
+                    backend: id,
+                    generation: backend.generation,
+                    hash,
+                    touched: clock.jiffies,
+                    vip_index: vip.index as u16,
+                    state: conn_state::NEW,
+                    _pad: 0,
+                    vip_epoch,
+                }
+            };
+        }
     }
     Ok(Chosen { id, backend, hash })
 }
@@ -220,13 +221,41 @@ fn expired(entry: *mut ConnEntry, settings: &Settings, clock: AgeClock) -> bool 
     u64::from(clock.jiffies.wrapping_sub(touched)) > settings.udp_timeout_jiffies
 }
 
-/// Marks a used entry: LRU order and, for UDP, the expiry clock.
+/// Marks a used entry: LRU order, for UDP the expiry clock, and that the
+/// flow has seen traffic after the packet that cached it (flood-mode
+/// admission spares it). Unconditional stores to the line just read.
 #[inline(always)]
 fn touch(entry: *mut ConnEntry, clock: AgeClock) {
     // SAFETY: this CPU's slice of the map; only this CPU uses it.
     unsafe {
         (*entry).touched = clock.jiffies;
+        (*entry).state = conn_state::ESTABLISHED;
     }
+}
+
+/// The way a new flow without one of its own takes ([`conn::victim`]),
+/// counting what it displaces; `None` (counted) when flood mode leaves no
+/// way: the flow is forwarded by the table, uncached.
+#[inline(always)]
+fn admit(
+    set: *mut ConnSet,
+    now_jiffies: u32,
+    flooded: bool,
+    settings: &Settings,
+) -> Option<*mut ConnEntry> {
+    let Some(v) = conn::victim(set, now_jiffies, flooded, settings.udp_timeout_jiffies) else {
+        count(stat::FLOOD_NOT_CACHED);
+        return None;
+    };
+    // SAFETY: this CPU's slice of the map; only this CPU uses it.
+    let (generation, state) = unsafe { ((*v).generation, (*v).state) };
+    if generation != 0 {
+        count(stat::LRU_EVICTED);
+        if state == conn_state::ESTABLISHED {
+            count(stat::LRU_EVICTED_ESTABLISHED);
+        }
+    }
+    Some(v)
 }
 
 /// The backend id in the VIP's live Maglev table for `hash`.

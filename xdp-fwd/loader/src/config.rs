@@ -5,7 +5,9 @@ use std::{
 };
 
 use vip_key::{Protocol, VipKey};
-use xdp_fwd_common::{addr_words, encap, port_raw, proto, vip_flags, Settings, VipMapKey};
+use xdp_fwd_common::{
+    addr_words, encap, flood, port_raw, proto, vip_flags, Settings, VipMapKey, CONN_WAYS,
+};
 
 use crate::{Error, Result};
 
@@ -124,6 +126,50 @@ impl VipOptions {
     }
 }
 
+/// When a CPU counts as flooded by new flows (cache admission, see
+/// [`xdp_fwd_common::flood`] and FORWARDER.md, "Admission under flood").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum FloodThreshold {
+    /// Sized from the cache: the rate that turns a CPU's whole cache over in
+    /// [`xdp_fwd_common::flood::DEFAULT_TURNOVER_SECS`] seconds.
+    #[default]
+    FromCapacity,
+    /// New flows per second per CPU, in `1..=MAX_FLOOD_RATE`.
+    PerSecond(u32),
+    /// Never: new flows always evict by LRU (what the cache did before).
+    Off,
+}
+
+impl FloodThreshold {
+    /// The threshold as a rate window's flow count for a cache of
+    /// `entries_per_cpu` ways per CPU; `Err` names the setting if the rate
+    /// is 0 or above [`MAX_FLOOD_RATE`](xdp_fwd_common::flood::MAX_FLOOD_RATE).
+    pub fn window_flows(self, entries_per_cpu: u64) -> Result<u32> {
+        match self {
+            FloodThreshold::FromCapacity => Ok(flood::window_flows(flood::default_flood_rate(
+                entries_per_cpu,
+            ))),
+            FloodThreshold::PerSecond(rate) => {
+                check_flood_rate(u64::from(rate))?;
+                Ok(flood::window_flows(rate))
+            }
+            FloodThreshold::Off => Ok(flood::FLOOD_OFF),
+        }
+    }
+}
+
+/// Checks a flood threshold (new flows per second per CPU) from any source:
+/// `Err` names the field and the accepted range.
+pub fn check_flood_rate(rate: u64) -> Result<u32> {
+    if rate == 0 || rate > u64::from(flood::MAX_FLOOD_RATE) {
+        return Err(Error::Invalid(format!(
+            "flood_threshold {rate}: must be within 1..={} new flows per second per CPU",
+            flood::MAX_FLOOD_RATE
+        )));
+    }
+    Ok(rate as u32)
+}
+
 /// Settings of the data plane: the cluster-wide ones (seed, default
 /// encapsulation, GUE port) and the node-local ones (outer sources, UDP
 /// flow timeout).
@@ -142,6 +188,9 @@ pub struct ForwarderSettings {
     pub source_v4: (Ipv4Addr, u8),
     /// Outer IPv6 source prefix (at least /96); the host bits carry entropy.
     pub source_v6: (Ipv6Addr, u8),
+    /// New-flow rate above which a CPU's cache admits new flows only into
+    /// ways of no established connection.
+    pub flood_threshold: FloodThreshold,
 }
 
 impl Default for ForwarderSettings {
@@ -153,6 +202,7 @@ impl Default for ForwarderSettings {
             udp_timeout: Duration::from_secs(30),
             source_v4: (Ipv4Addr::new(172, 16, 0, 0), 16),
             source_v6: (Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0), 96),
+            flood_threshold: FloodThreshold::FromCapacity,
         }
     }
 }
@@ -180,6 +230,9 @@ impl ForwarderSettings {
         } else {
             u32::MAX >> (v6_len - 96)
         };
+        let entries_per_cpu = u64::from(conn_sets) * CONN_WAYS as u64;
+        let flood_window_flows = self.flood_threshold.window_flows(entries_per_cpu)?;
+        let hz = crate::kernel_hz::kernel_hz();
         let encap = match self.default_encap {
             Encap::Default => Encap::IpIp,
             e => e,
@@ -187,10 +240,7 @@ impl ForwarderSettings {
         Ok(Settings {
             hash_seed: self.hash_seed,
             ring_stride,
-            udp_timeout_jiffies: crate::kernel_hz::duration_to_jiffies(
-                self.udp_timeout,
-                crate::kernel_hz::kernel_hz(),
-            ),
+            udp_timeout_jiffies: crate::kernel_hz::duration_to_jiffies(self.udp_timeout, hz),
             default_encap: encap.code(),
             _pad: 0,
             gue_port: port_raw(self.gue_port),
@@ -199,6 +249,8 @@ impl ForwarderSettings {
             src_v6: addr_words(IpAddr::V6(v6)).0,
             src_v6_hash_mask: u32::from_le_bytes(host_v6.to_be_bytes()),
             conn_set_mask: conn_sets.wrapping_sub(1),
+            flood_window_flows,
+            flood_window_jiffies: flood::window_jiffies(hz),
             _pad2: 0,
         })
     }

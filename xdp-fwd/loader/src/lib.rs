@@ -20,7 +20,10 @@ mod stats;
 mod test_run;
 
 pub use aya::programs::XdpMode;
-pub use config::{protocol_number, Encap, ForwarderSettings, HashFields, VipOptions};
+pub use config::{
+    check_flood_rate, protocol_number, Encap, FloodThreshold, ForwarderSettings, HashFields,
+    VipOptions,
+};
 pub use forwarder::{flow_key, AttachMode, Capacity, Forwarder, LoadOptions, PassProgram};
 pub use stats::Stats;
 pub use test_run::TestRunOutput;

@@ -33,6 +33,8 @@ pub struct LocalSettings {
     pub source_v6: (std::net::Ipv6Addr, u8),
     /// Idle time after which a UDP flow is re-hashed.
     pub udp_timeout: std::time::Duration,
+    /// New-flow rate above which the cache spares established flows.
+    pub flood_threshold: xdp_fwd::FloodThreshold,
 }
 
 /// Errors programming the data plane.
@@ -152,6 +154,7 @@ impl DataPlane {
             udp_timeout: self.local.udp_timeout,
             source_v4: self.local.source_v4,
             source_v6: self.local.source_v6,
+            flood_threshold: self.local.flood_threshold,
         };
         if self.settings.as_ref() != Some(&settings) {
             self.forwarder.set_settings(&settings)?;

@@ -37,7 +37,7 @@ use crate::{
 /// Map capacities (node-local, fixed at load time).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Capacity {
-    /// VIPs.
+    /// VIPs (at most 65536).
     pub vips: u32,
     /// Distinct backend addresses.
     pub backends: u32,
@@ -112,6 +112,13 @@ impl Forwarder {
         let cap = options.capacity;
         if cap.vips == 0 || cap.backends == 0 || cap.table_size == 0 || cap.flows == 0 {
             return Err(Error::Invalid("capacities must be non-zero".into()));
+        }
+        // A cache entry keeps its VIP's index in 16 bits (one cache line).
+        if cap.vips > 1 << 16 {
+            return Err(Error::Invalid(format!(
+                "{} VIPs: at most 65536 (connection-cache entries hold 16-bit VIP indices)",
+                cap.vips
+            )));
         }
         let ring = u64::from(cap.vips) * 2 * u64::from(cap.table_size);
         let ring = u32::try_from(ring)

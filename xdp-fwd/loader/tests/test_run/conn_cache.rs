@@ -4,8 +4,8 @@ use std::{net::IpAddr, time::Duration};
 
 use packet_builder::{tcp_flags, FrameBuilder};
 use xdp_fwd::{
-    common::stats::stat, verdict, Capacity, Encap, Forwarder, ForwarderSettings, LoadOptions,
-    Protocol, VipKey, VipOptions,
+    common::stats::stat, verdict, Capacity, Encap, FloodThreshold, Forwarder, ForwarderSettings,
+    LoadOptions, Protocol, VipKey, VipOptions,
 };
 
 use crate::common::{fixture::*, *};
@@ -149,7 +149,8 @@ fn cached_flows_follow_vip_changes_and_removal() {
 }
 
 /// A full set evicts its least recently used way. With `flows: 4` the
-/// cache is one set of four ways, so every flow shares it.
+/// cache is one set of four ways, so every flow shares it. Flood admission
+/// is off: this is plain LRU (the flood cases are in `flood`).
 #[test]
 fn full_set_evicts_the_least_recently_used_flow() {
     let lab = RouteLab::new("evict");
@@ -158,7 +159,11 @@ fn full_set_evicts_the_least_recently_used_flow() {
         capacity: Capacity { flows: 4, ..CAP },
     })
     .unwrap();
-    fwd.set_settings(&settings()).unwrap();
+    fwd.set_settings(&ForwarderSettings {
+        flood_threshold: FloodThreshold::Off,
+        ..settings()
+    })
+    .unwrap();
     let vip = VipKey::new(ip("203.0.113.7"), 80, Protocol::Tcp);
     serve(&mut fwd, vip, VipOptions::default(), &V4_BACKENDS);
     let run = |fwd: &mut Forwarder, sport: u16, flags: u8| {

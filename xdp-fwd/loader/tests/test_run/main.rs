@@ -10,6 +10,7 @@
 mod common;
 
 mod conn_cache;
+mod flood;
 mod forwarding;
 mod icmp;
 mod malformed;
