@@ -252,3 +252,38 @@ pub fn lookup(r: &LookupResult) -> String {
                 .to_string())
     )
 }
+
+/// `lbctl apply --dry-run` (and what `apply` did): every change, then the
+/// share of each affected VIP's Maglev slots that moves.
+pub fn plan(p: &crate::desired::Plan) -> String {
+    if p.commands.is_empty() {
+        return format!(
+            "no changes: the cluster matches (table version {})\n",
+            p.from_version
+        );
+    }
+    let rows: Vec<Vec<String>> = p
+        .changes
+        .iter()
+        .map(|c| {
+            vec![
+                c.vip.map_or("(settings)".into(), |v| v.to_string()),
+                c.backend.map_or("-".into(), |b| b.to_string()),
+                c.change.into(),
+                format!("{} → {}", c.old, c.new),
+            ]
+        })
+        .collect();
+    let moved: Vec<Vec<String>> = p
+        .moved
+        .iter()
+        .map(|(k, share)| vec![k.to_string(), format!("{:.1}%", 100.0 * share)])
+        .collect();
+    format!(
+        "plan from table version {}: {} changes in one batch\n{}\n{}",
+        p.from_version,
+        p.changes.len(),
+        table(&["VIP", "BACKEND", "CHANGE", "OLD → NEW"], &rows),
+        table(&["VIP", "SLOTS MOVED"], &moved)
+    )
+}
