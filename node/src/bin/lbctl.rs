@@ -96,20 +96,6 @@ async fn apply(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<()> {
         }
     }
     let plan = desired::plan(&current, &desired, args.prune)?;
-    let mut report = serde_json::json!({
-        "from_version": plan.from_version,
-        "dry_run": args.dry_run,
-        "changes": plan.changes.iter().map(|c| serde_json::json!({
-            "vip": c.vip.map(|v| v.to_string()),
-            "backend": c.backend,
-            "change": c.change,
-            "old": c.old,
-            "new": c.new,
-        })).collect::<Vec<_>>(),
-        "moved": plan.moved.iter().map(|(k, s)| (k.to_string(), *s))
-            .collect::<std::collections::BTreeMap<_, _>>(),
-        "version": plan.from_version,
-    });
     // The plan is printed once the outcome is known: on failure only the
     // error is (nothing changed).
     let mut written = None;
@@ -127,15 +113,14 @@ async fn apply(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<()> {
             requests,
         };
         match client.request(&batch).await? {
-            Response::Written { version } => {
-                report["version"] = version.into();
-                written = Some(version);
-            }
+            Response::Written { version } => written = Some(version),
             Response::Error { message } => bail!("{message}"),
             other => bail!("unexpected answer {other:?}"),
         }
     }
     if cli.json {
+        let version = written.unwrap_or(plan.from_version);
+        let report = render::plan_json(&plan, args.dry_run, version);
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!("{}", render::plan(&plan).trim_end());

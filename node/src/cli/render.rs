@@ -287,3 +287,30 @@ pub fn plan(p: &crate::desired::Plan) -> String {
         table(&["VIP", "SLOTS MOVED"], &moved)
     )
 }
+
+/// `lbctl --json apply`: the plan, and the table `version` after it (the
+/// plan's own version for a dry run or when there is nothing to do).
+pub fn plan_json(p: &crate::desired::Plan, dry_run: bool, version: u64) -> serde_json::Value {
+    let changes: Vec<serde_json::Value> = p
+        .changes
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "vip": c.vip.map(|v| v.to_string()),
+                "backend": c.backend,
+                "change": c.change,
+                "old": c.old,
+                "new": c.new,
+            })
+        })
+        .collect();
+    let moved: std::collections::BTreeMap<String, f64> =
+        p.moved.iter().map(|(k, s)| (k.to_string(), *s)).collect();
+    serde_json::json!({
+        "from_version": p.from_version,
+        "dry_run": dry_run,
+        "changes": changes,
+        "moved": moved,
+        "version": version,
+    })
+}
