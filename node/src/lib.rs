@@ -8,5 +8,6 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod desired;
 pub mod health;
 pub mod tables;

@@ -11,6 +11,13 @@ impl ClusterState {
     /// the command repeats what is already recorded) and the resulting
     /// version returned; on error nothing changes.
     pub fn apply(&mut self, command: &Command) -> Result<u64, CommandError> {
+        if let Command::Batch {
+            expect_version,
+            commands,
+        } = command
+        {
+            return self.apply_batch(*expect_version, commands);
+        }
         self.validate(command)?;
         // Validation passed, so every lookup below succeeds; the `if let`s only
         // avoid a panic path.
@@ -102,8 +109,49 @@ impl ClusterState {
                     return Ok(self.version);
                 }
             }
+            // Handled above, before validation.
+            Command::Batch { .. } => return Ok(self.version),
         }
         self.version += 1;
+        Ok(self.version)
+    }
+
+    /// Applies every entry, in order, to a copy of the state; the copy
+    /// replaces this state only if every entry was accepted, with the
+    /// version bumped once in all (not at all if nothing changed).
+    pub(super) fn apply_batch(
+        &mut self,
+        expect_version: Option<u64>,
+        commands: &[Command],
+    ) -> Result<u64, CommandError> {
+        if let Some(expected) = expect_version {
+            if expected != self.version {
+                return Err(CommandError::VersionMismatch {
+                    expected,
+                    actual: self.version,
+                });
+            }
+        }
+        let mut next = self.clone();
+        for (index, command) in commands.iter().enumerate() {
+            let result = if matches!(command, Command::Batch { .. }) {
+                Err(CommandError::NestedBatch)
+            } else {
+                next.apply(command)
+            };
+            if let Err(error) = result {
+                return Err(CommandError::InBatch {
+                    index,
+                    command: command.name().to_owned(),
+                    field: error.field_in(command).to_owned(),
+                    error: Box::new(error),
+                });
+            }
+        }
+        if next.version != self.version {
+            next.version = self.version + 1;
+            *self = next;
+        }
         Ok(self.version)
     }
 

@@ -27,6 +27,8 @@ use crate::cluster_state::{
 mod apply;
 mod validate;
 
+pub use validate::check_address;
+
 /// A change to the replicated table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
@@ -107,6 +109,37 @@ pub enum Command {
         /// Where its admin API listens (a routable address, not 0.0.0.0).
         addr: std::net::SocketAddr,
     },
+    /// Several commands applied as one: validated against the state as it
+    /// evolves entry by entry (so "add a VIP, then its backend" works), and
+    /// applied all-or-nothing with one version bump (none if no entry
+    /// changes anything). Batches do not nest.
+    Batch {
+        /// Refuse the batch unless the table is at exactly this version when
+        /// it is applied (optimistic concurrency, checked identically on
+        /// every node).
+        expect_version: Option<u64>,
+        /// The entries, in order.
+        commands: Vec<Command>,
+    },
+}
+
+impl Command {
+    /// The command's name as the admin API and error messages spell it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::AddVip { .. } => "add_vip",
+            Command::UpdateVip { .. } => "update_vip",
+            Command::RemoveVip { .. } => "remove_vip",
+            Command::AddBackend { .. } => "add_backend",
+            Command::SetBackendWeight { .. } => "set_backend_weight",
+            Command::SetBackendState { .. } => "set_backend_state",
+            Command::RemoveBackend { .. } => "remove_backend",
+            Command::SetSettings(_) => "set_settings",
+            Command::ReportHealth { .. } => "report_health",
+            Command::SetAdminAddr { .. } => "set_admin_addr",
+            Command::Batch { .. } => "batch",
+        }
+    }
 }
 
 /// Why a command was rejected. A rejected command changes nothing.
@@ -172,6 +205,66 @@ pub enum CommandError {
         /// The port the other GUE VIPs use.
         existing: u16,
     },
+    /// A batch inside a batch.
+    #[error("a batch cannot contain another batch")]
+    NestedBatch,
+    /// A batch's `expect_version` is not the table's current version.
+    #[error("the table is at version {actual}, not the expected {expected}: it changed meanwhile")]
+    VersionMismatch {
+        /// The version the batch expected.
+        expected: u64,
+        /// The table's version when the batch was applied.
+        actual: u64,
+    },
+    /// One entry of a batch was rejected (so the whole batch was).
+    #[error("batch entry {index} ({command}), field `{field}`: {error}")]
+    InBatch {
+        /// 0-based position of the entry in the batch.
+        index: usize,
+        /// The entry's command name ([`Command::name`]).
+        command: String,
+        /// The offending field of the entry ([`CommandError::field`]).
+        field: String,
+        /// Why the entry was rejected.
+        error: Box<CommandError>,
+    },
+}
+
+impl CommandError {
+    /// The field of `command` this error is about, as a dotted path in the
+    /// command's own fields (`backend.weight` for a bad weight in
+    /// `AddBackend`), so a rejected batch entry can be traced to its input.
+    pub fn field_in(&self, command: &Command) -> &'static str {
+        use CommandError as E;
+        match (command, self) {
+            (_, E::UnknownVip(_))
+                if matches!(
+                    command,
+                    Command::UpdateVip { .. } | Command::RemoveVip { .. }
+                ) =>
+            {
+                "key"
+            }
+            (_, E::UnknownVip(_)) => "vip",
+            (Command::AddBackend { .. }, E::BadAddress { .. } | E::DuplicateBackend { .. }) => {
+                "backend.address"
+            }
+            (Command::AddBackend { .. }, E::WeightOutOfRange(_)) => "backend.weight",
+            (Command::AddBackend { .. }, E::TooManyBackends(_)) => "vip",
+            (Command::ReportHealth { .. }, E::UnknownBackend { .. }) => "backend",
+            (_, E::UnknownBackend { .. } | E::DuplicateBackend { .. }) => "address",
+            (_, E::DuplicateVip(_)) => "key",
+            (_, E::BadAddress { .. }) => "key.address",
+            (_, E::WeightOutOfRange(_)) => "weight",
+            (_, E::BadGuePort | E::GuePortConflict { .. }) => "encapsulation.port",
+            (_, E::TooManyBackends(_)) => "vip",
+            (_, E::BadTableSize(_)) => "table_size",
+            (_, E::UnknownObserver(_)) => "observer",
+            (_, E::BadAdminAddr(_)) => "addr",
+            (_, E::NestedBatch | E::InBatch { .. }) => "commands",
+            (_, E::VersionMismatch { .. }) => "expect_version",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -410,3 +410,143 @@ fn backend_limit_is_enforced() {
         CommandError::TooManyBackends(key())
     );
 }
+
+fn batch(expect_version: Option<u64>, commands: Vec<Command>) -> Command {
+    Command::Batch {
+        expect_version,
+        commands,
+    }
+}
+
+#[test]
+fn a_batch_applies_entry_by_entry_with_one_version_bump() {
+    let mut s = ClusterState::default();
+    let mut commands = vec![add_vip()];
+    for i in 1..=20 {
+        commands.push(Command::AddBackend {
+            vip: key(),
+            backend: backend(&format!("10.0.0.{i}"), i),
+        });
+    }
+    commands.push(Command::SetBackendWeight {
+        vip: key(),
+        address: "10.0.0.1".parse().unwrap(),
+        weight: 77,
+    });
+    assert_eq!(s.apply(&batch(Some(0), commands)), Ok(1));
+    let v = &s.vips[&key()];
+    assert_eq!(v.backends.len(), 20);
+    assert_eq!(
+        v.backends[&"10.0.0.1".parse::<IpAddr>().unwrap()].weight,
+        77
+    );
+    // An empty batch, or one that changes nothing, leaves the version.
+    assert_eq!(s.apply(&batch(None, vec![])), Ok(1));
+    s.set_voters([1].into());
+    s.apply(&report(1, true)).unwrap();
+    let v = s.version;
+    assert_eq!(s.apply(&batch(None, vec![report(1, true)])), Ok(v));
+}
+
+#[test]
+fn a_bad_entry_rejects_the_whole_batch_and_names_it() {
+    let mut s = ClusterState::default();
+    s.apply(&add_vip()).unwrap();
+    let good = Command::AddBackend {
+        vip: key(),
+        backend: backend("10.0.0.1", 5),
+    };
+    let cases = [
+        (
+            Command::AddBackend {
+                vip: key(),
+                backend: backend("10.0.0.2", 0),
+            },
+            "backend.weight",
+            CommandError::WeightOutOfRange(0),
+        ),
+        (good.clone(), "backend.address", {
+            CommandError::DuplicateBackend {
+                vip: key(),
+                backend: "10.0.0.1".parse().unwrap(),
+            }
+        }),
+        (
+            Command::RemoveVip {
+                key: VipKey { port: 81, ..key() },
+            },
+            "key",
+            CommandError::UnknownVip(VipKey { port: 81, ..key() }),
+        ),
+        (batch(None, vec![]), "commands", CommandError::NestedBatch),
+    ];
+    for (bad, field, error) in cases {
+        let err = rejected(&mut s, batch(None, vec![good.clone(), bad.clone()]));
+        assert_eq!(
+            err,
+            CommandError::InBatch {
+                index: 1,
+                command: bad.name().to_owned(),
+                field: field.to_owned(),
+                error: Box::new(error),
+            }
+        );
+        assert!(
+            err.to_string()
+                .starts_with(&format!("batch entry 1 ({}), field `{field}`", bad.name())),
+            "{err}"
+        );
+        // The leader's pre-check gives the same answer without applying.
+        assert_eq!(s.validate(&batch(None, vec![good.clone(), bad])), Err(err));
+    }
+    assert!(s.vips[&key()].backends.is_empty());
+}
+
+#[test]
+fn a_batch_expecting_another_version_is_refused() {
+    let mut s = ClusterState::default();
+    s.apply(&add_vip()).unwrap();
+    let add = Command::AddBackend {
+        vip: key(),
+        backend: backend("10.0.0.1", 5),
+    };
+    assert_eq!(
+        rejected(&mut s, batch(Some(0), vec![add.clone()])),
+        CommandError::VersionMismatch {
+            expected: 0,
+            actual: 1
+        }
+    );
+    assert_eq!(s.apply(&batch(Some(1), vec![add])), Ok(2));
+}
+
+/// The batch variant is appended (index 10); its entries encode as the
+/// commands they are.
+#[test]
+fn golden_batch_encoding() {
+    use crate::encoding::{decode, encode};
+    let command = batch(
+        Some(300),
+        vec![
+            Command::RemoveVip { key: key() },
+            Command::SetSettings(ClusterSettings {
+                hash_seed: 1,
+                table_size: 251,
+            }),
+        ],
+    );
+    let bytes = encode(&command).unwrap();
+    // variant 10 | Some(300) | 2 entries | RemoveVip 192.0.2.10:80/tcp | SetSettings 1, 251
+    let expected = "0a".to_string()
+        + "01fb2c01"
+        + "02"
+        + "02"
+        + "00c000020a"
+        + "50"
+        + "00"
+        + "07"
+        + "01"
+        + "fbfb00";
+    assert_eq!(hex(&bytes), expected);
+    assert_eq!(decode::<Command>(&bytes).unwrap(), command);
+}

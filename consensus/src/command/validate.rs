@@ -9,7 +9,10 @@ use crate::cluster_state::{
     MAX_WEIGHT, MIN_TABLE_SIZE, MIN_WEIGHT,
 };
 
-fn check_address(address: IpAddr) -> Result<(), CommandError> {
+/// Whether `address` can be a VIP or a backend (not unspecified, multicast
+/// or broadcast): the rule every command is held to, for front ends that
+/// check input before building commands.
+pub fn check_address(address: IpAddr) -> Result<(), CommandError> {
     let reason = if address.is_unspecified() {
         "unspecified address"
     } else if address.is_multicast() {
@@ -138,6 +141,14 @@ impl ClusterState {
                 if addr.port() == 0 || check_address(addr.ip()).is_err() {
                     return Err(CommandError::BadAdminAddr(*addr));
                 }
+            }
+            // A batch's entries depend on each other: validating one means
+            // applying it to a copy.
+            Command::Batch {
+                expect_version,
+                commands,
+            } => {
+                self.clone().apply_batch(*expect_version, commands)?;
             }
         }
         Ok(())

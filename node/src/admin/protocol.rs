@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use edgelb_consensus::{
-    Backend, BackendState, ClusterSettings, Encapsulation, Protocol, Vip, VipFlags, VipKey,
+    Backend, BackendState, ClusterSettings, Command, Encapsulation, Protocol, Vip, VipFlags, VipKey,
 };
 use serde::{Deserialize, Serialize};
 
@@ -115,6 +115,142 @@ pub enum Request {
         /// Protocol.
         protocol: Protocol,
     },
+    /// Several writes (`vip_add`, `backend_set_weight`, `settings_set`...)
+    /// as one Raft command: validated as a whole against the table as it
+    /// evolves entry by entry, applied all-or-nothing with one version bump
+    /// (none if nothing changes). An error names the entry's index and field.
+    Batch {
+        /// Refuse unless the table is at exactly this version when the batch
+        /// is applied.
+        #[serde(default)]
+        expect_version: Option<u64>,
+        /// The writes, in order (no reads, no membership changes, no batches).
+        requests: Vec<Request>,
+    },
+}
+
+impl Request {
+    /// The request's `op` name, as on the wire.
+    pub fn op(&self) -> &'static str {
+        match self {
+            Request::Status => "status",
+            Request::LocalStatus => "local_status",
+            Request::VipAdd { .. } => "vip_add",
+            Request::VipUpdate { .. } => "vip_update",
+            Request::VipRemove { .. } => "vip_remove",
+            Request::VipList => "vip_list",
+            Request::BackendAdd { .. } => "backend_add",
+            Request::BackendRemove { .. } => "backend_remove",
+            Request::BackendSetWeight { .. } => "backend_set_weight",
+            Request::BackendSetState { .. } => "backend_set_state",
+            Request::SettingsSet { .. } => "settings_set",
+            Request::NodeList => "node_list",
+            Request::NodeAdd { .. } => "node_add",
+            Request::NodeRemove { .. } => "node_remove",
+            Request::Stats => "stats",
+            Request::Lookup { .. } => "lookup",
+            Request::Batch { .. } => "batch",
+        }
+    }
+
+    /// The write request for a table command (the inverse of
+    /// [`Request::table_command`]); `None` for the commands only nodes send
+    /// (health reports, admin addresses) and for batches.
+    pub fn for_command(command: &Command) -> Option<Request> {
+        Some(match command.clone() {
+            Command::AddVip {
+                key,
+                flags,
+                encapsulation,
+            } => Request::VipAdd {
+                key,
+                flags,
+                encapsulation,
+            },
+            Command::UpdateVip {
+                key,
+                flags,
+                encapsulation,
+            } => Request::VipUpdate {
+                key,
+                flags,
+                encapsulation,
+            },
+            Command::RemoveVip { key } => Request::VipRemove { key },
+            Command::AddBackend { vip, backend } => Request::BackendAdd { vip, backend },
+            Command::SetBackendWeight {
+                vip,
+                address,
+                weight,
+            } => Request::BackendSetWeight {
+                vip,
+                address,
+                weight,
+            },
+            Command::SetBackendState {
+                vip,
+                address,
+                state,
+            } => Request::BackendSetState {
+                vip,
+                address,
+                state,
+            },
+            Command::RemoveBackend { vip, address } => Request::BackendRemove { vip, address },
+            Command::SetSettings(settings) => Request::SettingsSet { settings },
+            Command::ReportHealth { .. } | Command::SetAdminAddr { .. } | Command::Batch { .. } => {
+                return None
+            }
+        })
+    }
+
+    /// The table change a write request stands for; `None` for reads,
+    /// membership changes and batches (which are not one table command).
+    pub fn table_command(&self) -> Option<Command> {
+        Some(match self.clone() {
+            Request::VipAdd {
+                key,
+                flags,
+                encapsulation,
+            } => Command::AddVip {
+                key,
+                flags,
+                encapsulation,
+            },
+            Request::VipUpdate {
+                key,
+                flags,
+                encapsulation,
+            } => Command::UpdateVip {
+                key,
+                flags,
+                encapsulation,
+            },
+            Request::VipRemove { key } => Command::RemoveVip { key },
+            Request::BackendAdd { vip, backend } => Command::AddBackend { vip, backend },
+            Request::BackendRemove { vip, address } => Command::RemoveBackend { vip, address },
+            Request::BackendSetWeight {
+                vip,
+                address,
+                weight,
+            } => Command::SetBackendWeight {
+                vip,
+                address,
+                weight,
+            },
+            Request::BackendSetState {
+                vip,
+                address,
+                state,
+            } => Command::SetBackendState {
+                vip,
+                address,
+                state,
+            },
+            Request::SettingsSet { settings } => Command::SetSettings(settings),
+            _ => return None,
+        })
+    }
 }
 
 /// The answer to a [`Request`].

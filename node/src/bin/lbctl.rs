@@ -3,8 +3,10 @@
 use std::{process::ExitCode, time::Duration};
 
 use anyhow::{anyhow, bail, Context};
-use clap::Parser;
-use edgelb_consensus::{Backend, BackendState, ClusterSettings, Encapsulation, VipFlags};
+use clap::{CommandFactory, Parser};
+use edgelb_consensus::{
+    Backend, BackendState, ClusterSettings, ClusterState, Encapsulation, VipFlags,
+};
 use edgelb_node::{
     admin::{
         client::AdminClient,
@@ -12,11 +14,12 @@ use edgelb_node::{
     },
     cli::{
         args::{
-            BackendCommand, Cli, CliCommand, EncapArg, NodeCommand, SettingsCommand, VipArgs,
-            VipCommand,
+            ApplyArgs, BackendCommand, Cli, CliCommand, EncapArg, NodeCommand, SettingsCommand,
+            VipArgs, VipCommand,
         },
         parse, render,
     },
+    desired::{self, DesiredError, DesiredState},
 };
 
 fn main() -> ExitCode {
@@ -33,11 +36,116 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // A bad desired-state file is bad input, like a bad argument (which
+        // clap answers with 2): nothing was sent.
+        Err(e) if e.downcast_ref::<DesiredError>().is_some() => {
+            eprintln!("lbctl: {e:#}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("lbctl: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// An authenticated connection to the node `--node` names.
+async fn connect(cli: &Cli) -> anyhow::Result<AdminClient> {
+    let token_file = cli
+        .token_file
+        .as_ref()
+        .ok_or_else(|| anyhow!("no admin token: pass --token-file or set LBCTL_TOKEN_FILE"))?;
+    let token = std::fs::read_to_string(token_file)
+        .with_context(|| format!("reading token file {}", token_file.display()))?;
+    let limit = Duration::from_millis(cli.timeout_ms.max(1));
+    Ok(AdminClient::connect(&cli.node, token.trim(), limit).await?)
+}
+
+/// The cluster's table as of a linearizable read at the leader (VIPs,
+/// backends, settings and version; health observations are not included).
+async fn current_state(client: &mut AdminClient) -> anyhow::Result<ClusterState> {
+    match client.request(&Request::VipList).await? {
+        Response::Vips {
+            version,
+            vips,
+            settings,
+        } => Ok(ClusterState {
+            version,
+            settings,
+            vips: vips.into_iter().map(|v| (v.key, v)).collect(),
+            ..Default::default()
+        }),
+        Response::Error { message } => bail!("{message}"),
+        other => bail!("unexpected answer {other:?}"),
+    }
+}
+
+/// `lbctl apply`: read the file, diff against the cluster, send one batch.
+async fn apply(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("reading {}", args.file.display()))?;
+    let desired = desired::parse(&text, &args.file)?;
+    let mut client = connect(cli).await?;
+    let current = current_state(&mut client).await?;
+    if let Some(expected) = args.expect_version {
+        if expected != current.version {
+            bail!(
+                "the table is at version {}, not the expected {expected}: it changed meanwhile",
+                current.version
+            );
+        }
+    }
+    let plan = desired::plan(&current, &desired, args.prune)?;
+    // The plan is printed once the outcome is known: on failure only the
+    // error is (nothing changed).
+    let mut written = None;
+    if !args.dry_run && !plan.commands.is_empty() {
+        let requests = plan
+            .commands
+            .iter()
+            .map(|c| {
+                Request::for_command(c)
+                    .ok_or_else(|| anyhow!("internal: a plan holds {}", c.name()))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let batch = Request::Batch {
+            expect_version: args.expect_version,
+            requests,
+        };
+        match client.request(&batch).await? {
+            Response::Written { version } => written = Some(version),
+            Response::Error { message } => bail!("{message}"),
+            other => bail!("unexpected answer {other:?}"),
+        }
+    }
+    if cli.json {
+        let version = written.unwrap_or(plan.from_version);
+        let report = render::plan_json(&plan, args.dry_run, version);
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{}", render::plan(&plan).trim_end());
+        if let Some(version) = written {
+            println!("ok: applied at table version {version}");
+        }
+    }
+    Ok(())
+}
+
+/// `lbctl export`.
+async fn export(cli: &Cli, output: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let mut client = connect(cli).await?;
+    let current = current_state(&mut client).await?;
+    let text = desired::render(&DesiredState {
+        settings: Some(current.settings),
+        vips: current.vips,
+    });
+    match output {
+        Some(path) => {
+            std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
 }
 
 fn vip_settings(o: &VipArgs) -> anyhow::Result<(VipFlags, Encapsulation)> {
@@ -145,6 +253,11 @@ fn request_for(command: &CliCommand) -> anyhow::Result<Request> {
             },
         },
         CliCommand::Stats { .. } => Request::Stats,
+        // Not one request each: answered in `run` before this.
+        CliCommand::Apply(_)
+        | CliCommand::Export { .. }
+        | CliCommand::Completions { .. }
+        | CliCommand::Man => bail!("internal: no single request for this command"),
         CliCommand::Lookup { vip: v, from } => {
             let key = vip(v)?;
             let from = parse::socket_addr(from).map_err(|e| anyhow!("bad --from {e}"))?;
@@ -163,6 +276,20 @@ fn request_for(command: &CliCommand) -> anyhow::Result<Request> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        CliCommand::Apply(args) => return apply(&cli, args).await,
+        CliCommand::Export { output } => return export(&cli, output.as_deref()).await,
+        CliCommand::Completions { shell } => {
+            let mut command = Cli::command();
+            clap_complete::generate(*shell, &mut command, "lbctl", &mut std::io::stdout());
+            return Ok(());
+        }
+        CliCommand::Man => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            return Ok(());
+        }
+        _ => {}
+    }
     // Validate everything local before touching the network.
     let request = request_for(&cli.command)?;
     if let CliCommand::Stats { interval } = cli.command {
@@ -170,14 +297,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             bail!("--interval must be within 0.1..=3600 seconds");
         }
     }
-    let token_file = cli
-        .token_file
-        .as_ref()
-        .ok_or_else(|| anyhow!("no admin token: pass --token-file or set LBCTL_TOKEN_FILE"))?;
-    let token = std::fs::read_to_string(token_file)
-        .with_context(|| format!("reading token file {}", token_file.display()))?;
-    let limit = Duration::from_millis(cli.timeout_ms.max(1));
-    let mut client = AdminClient::connect(&cli.node, token.trim(), limit).await?;
+    let mut client = connect(&cli).await?;
     let response = client.request(&request).await?;
     if let Response::Error { message } = &response {
         bail!("{message}");

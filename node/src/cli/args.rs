@@ -62,6 +62,40 @@ pub enum CliCommand {
         #[arg(long)]
         from: String,
     },
+    /// Make the cluster match a desired-state file, as one table version.
+    Apply(ApplyArgs),
+    /// Write the cluster's state in the desired-state format (`apply -f`).
+    Export {
+        /// Write to this file instead of standard output.
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
+    /// Print a completion script for a shell.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print lbctl's man page (roff).
+    Man,
+}
+
+/// `lbctl apply ...`
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The desired-state file (TOML; see deploy/desired-state.example.toml).
+    #[arg(short = 'f', long)]
+    pub file: PathBuf,
+    /// Print the plan (changes, and the share of each VIP's slots that would
+    /// move) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Also remove the VIPs and backends the file does not name.
+    #[arg(long)]
+    pub prune: bool,
+    /// Refuse unless the cluster's table is at this version (checked again
+    /// when the batch is applied, on every node).
+    #[arg(long)]
+    pub expect_version: Option<u64>,
 }
 
 /// `lbctl vip ...`

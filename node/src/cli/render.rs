@@ -265,3 +265,65 @@ pub fn lookup(r: &LookupResult) -> String {
                 .to_string())
     )
 }
+
+/// `lbctl apply --dry-run` (and what `apply` did): every change, then the
+/// share of each affected VIP's Maglev slots that moves.
+pub fn plan(p: &crate::desired::Plan) -> String {
+    if p.commands.is_empty() {
+        return format!(
+            "no changes: the cluster matches (table version {})\n",
+            p.from_version
+        );
+    }
+    let rows: Vec<Vec<String>> = p
+        .changes
+        .iter()
+        .map(|c| {
+            vec![
+                c.vip.map_or("(settings)".into(), |v| v.to_string()),
+                c.backend.map_or("-".into(), |b| b.to_string()),
+                c.change.into(),
+                format!("{} → {}", c.old, c.new),
+            ]
+        })
+        .collect();
+    let moved: Vec<Vec<String>> = p
+        .moved
+        .iter()
+        .map(|(k, share)| vec![k.to_string(), format!("{:.1}%", 100.0 * share)])
+        .collect();
+    format!(
+        "plan from table version {}: {} changes in one batch\n{}\n{}",
+        p.from_version,
+        p.changes.len(),
+        table(&["VIP", "BACKEND", "CHANGE", "OLD → NEW"], &rows),
+        table(&["VIP", "SLOTS MOVED"], &moved)
+    )
+}
+
+/// `lbctl --json apply`: the plan, and the table `version` after it (the
+/// plan's own version for a dry run or when there is nothing to do).
+pub fn plan_json(p: &crate::desired::Plan, dry_run: bool, version: u64) -> serde_json::Value {
+    let changes: Vec<serde_json::Value> = p
+        .changes
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "vip": c.vip.map(|v| v.to_string()),
+                "backend": c.backend,
+                "change": c.change,
+                "old": c.old,
+                "new": c.new,
+            })
+        })
+        .collect();
+    let moved: std::collections::BTreeMap<String, f64> =
+        p.moved.iter().map(|(k, s)| (k.to_string(), *s)).collect();
+    serde_json::json!({
+        "from_version": p.from_version,
+        "dry_run": dry_run,
+        "changes": changes,
+        "moved": moved,
+        "version": version,
+    })
+}

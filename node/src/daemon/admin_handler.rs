@@ -174,6 +174,35 @@ fn role_name(r: Role) -> &'static str {
     }
 }
 
+/// The one Raft command of an admin batch, or why the batch is refused
+/// before it reaches the log (an entry that is not a table write).
+fn batch_command(expect_version: Option<u64>, requests: &[Request]) -> Result<Command, String> {
+    let commands = requests
+        .iter()
+        .enumerate()
+        .map(|(index, r)| {
+            r.table_command().ok_or_else(|| {
+                let op = r.op();
+                if op == "batch" {
+                    format!("batch entry {index} (batch): a batch cannot contain another batch")
+                } else {
+                    format!("batch entry {index} ({op}), field `op`: `{op}` is not a table write")
+                }
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Command::Batch {
+        expect_version,
+        commands,
+    })
+}
+
+fn unreachable_write() -> Response {
+    Response::Error {
+        message: "internal error: a write without a table command".into(),
+    }
+}
+
 fn error(e: ConsensusError) -> Response {
     Response::Error {
         message: e.to_string(),
@@ -183,67 +212,28 @@ fn error(e: ConsensusError) -> Response {
 impl AdminHandler for Handler {
     fn handle(&self, request: Request) -> Pin<Box<dyn Future<Output = Response> + Send + '_>> {
         Box::pin(async move {
+            if let Some(command) = request.table_command() {
+                return self.write(command).await;
+            }
             match request {
                 Request::Status => self.cluster_status().await,
                 Request::LocalStatus => Response::LocalStatus(self.local_report()),
-                Request::VipAdd {
-                    key,
-                    flags,
-                    encapsulation,
-                } => {
-                    self.write(Command::AddVip {
-                        key,
-                        flags,
-                        encapsulation,
-                    })
-                    .await
-                }
-                Request::VipUpdate {
-                    key,
-                    flags,
-                    encapsulation,
-                } => {
-                    self.write(Command::UpdateVip {
-                        key,
-                        flags,
-                        encapsulation,
-                    })
-                    .await
-                }
-                Request::VipRemove { key } => self.write(Command::RemoveVip { key }).await,
-                Request::BackendAdd { vip, backend } => {
-                    self.write(Command::AddBackend { vip, backend }).await
-                }
-                Request::BackendRemove { vip, address } => {
-                    self.write(Command::RemoveBackend { vip, address }).await
-                }
-                Request::BackendSetWeight {
-                    vip,
-                    address,
-                    weight,
-                } => {
-                    self.write(Command::SetBackendWeight {
-                        vip,
-                        address,
-                        weight,
-                    })
-                    .await
-                }
-                Request::BackendSetState {
-                    vip,
-                    address,
-                    state,
-                } => {
-                    self.write(Command::SetBackendState {
-                        vip,
-                        address,
-                        state,
-                    })
-                    .await
-                }
-                Request::SettingsSet { settings } => {
-                    self.write(Command::SetSettings(settings)).await
-                }
+                Request::Batch {
+                    expect_version,
+                    requests,
+                } => match batch_command(expect_version, &requests) {
+                    Ok(command) => self.write(command).await,
+                    Err(message) => Response::Error { message },
+                },
+                // Answered by `table_command` above.
+                Request::VipAdd { .. }
+                | Request::VipUpdate { .. }
+                | Request::VipRemove { .. }
+                | Request::BackendAdd { .. }
+                | Request::BackendRemove { .. }
+                | Request::BackendSetWeight { .. }
+                | Request::BackendSetState { .. }
+                | Request::SettingsSet { .. } => unreachable_write(),
                 Request::VipList => match self.shared.consensus.read_current().await {
                     Ok(state) => Response::Vips {
                         version: state.version,

@@ -24,7 +24,7 @@ pub struct Round {
 
 /// Whether every one of `nodes` nodes in an `lbctl --json status` answer has
 /// programmed at least `version`, all with one digest.
-fn all_programmed(status: &serde_json::Value, nodes: usize, version: u64) -> bool {
+pub(crate) fn all_programmed(status: &serde_json::Value, nodes: usize, version: u64) -> bool {
     let reports: Vec<&serde_json::Value> = status["nodes"]
         .as_array()
         .map(|a| a.iter().filter_map(|n| n[1].get("Ok")).collect())

@@ -3,6 +3,7 @@
 //! forwards with EdgeLB's XDP against the kernel's plain IP forwarding.
 //! Results are medians over rounds (testbed::stats); BENCHMARKS.md records them.
 
+pub mod apply_batch;
 pub mod convergence;
 pub mod cpu;
 pub mod pps;

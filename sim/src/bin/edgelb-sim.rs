@@ -70,6 +70,12 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchName {
+    /// `lbctl apply` of 10 VIPs x 20 backends against 210 single lbctl calls.
+    Apply {
+        /// Rounds of each.
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
+    },
     /// Time from an lbctl write until every node's maps hold the new table.
     Convergence {
         /// Writes to time.
@@ -214,6 +220,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench { which, json } => {
             let report = match which {
                 BenchName::Convergence { rounds } => edgelb_sim::bench::convergence::run(rounds)?,
+                BenchName::Apply { rounds } => edgelb_sim::bench::apply_batch::run(rounds)?,
                 BenchName::Pps {
                     rounds,
                     seconds,

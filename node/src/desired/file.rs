@@ -1,0 +1,389 @@
+//! The TOML form of a [`DesiredState`]: parsing with errors that name the
+//! line and the field path (`vips[2].backends[0].weight`), and rendering of
+//! the canonical form (what `lbctl export` writes).
+
+use std::{collections::BTreeMap, fmt::Write as _, net::IpAddr, path::PathBuf};
+
+use edgelb_consensus::{
+    cluster_state::{MAX_BACKENDS_PER_VIP, MAX_TABLE_SIZE, MAX_WEIGHT, MIN_TABLE_SIZE, MIN_WEIGHT},
+    command::check_address,
+    Backend, BackendState, ClusterSettings, Encapsulation, Vip, VipFlags, VipKey,
+};
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::DesiredState;
+use crate::cli::parse::vip_key;
+
+/// GUE port used when a GUE VIP names none (as `lbctl vip add`).
+const DEFAULT_GUE_PORT: u16 = 6080;
+/// Weight of a backend that names none (as `lbctl backend add`).
+const DEFAULT_WEIGHT: u32 = 100;
+
+/// A desired-state file that cannot be used; nothing was applied.
+/// Shown as `FILE:LINE: FIELD: MESSAGE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredError {
+    /// The file.
+    pub path: PathBuf,
+    /// 1-based line of the offending value, when known.
+    pub line: Option<usize>,
+    /// Field path, e.g. `vips[2].backends[0].weight` (empty for a syntax
+    /// error outside any field).
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for DesiredError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if !self.field.is_empty() {
+            write!(f, ": {}", self.field)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for DesiredError {}
+
+/// `[settings]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsEntry {
+    hash_seed: u64,
+    table_size: TableSizeValue,
+}
+
+/// One `[[vips]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VipEntry {
+    vip: Spanned<VipValue>,
+    #[serde(default)]
+    encap: EncapName,
+    #[serde(default)]
+    gue_port: Option<Spanned<u16>>,
+    #[serde(default)]
+    hash_no_source_port: bool,
+    #[serde(default)]
+    hash_dst_port_only: bool,
+    #[serde(default)]
+    backends: Vec<BackendEntry>,
+}
+
+/// One `[[vips.backends]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackendEntry {
+    address: Spanned<AddressValue>,
+    #[serde(default)]
+    weight: WeightValue,
+    #[serde(default)]
+    state: StateName,
+}
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEntry {
+    #[serde(default)]
+    settings: Option<SettingsEntry>,
+    #[serde(default)]
+    vips: Vec<VipEntry>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum EncapName {
+    #[default]
+    Ipip,
+    Gue,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum StateName {
+    #[default]
+    Active,
+    Draining,
+    Down,
+}
+
+impl From<StateName> for BackendState {
+    fn from(s: StateName) -> Self {
+        match s {
+            StateName::Active => BackendState::Active,
+            StateName::Draining => BackendState::Draining,
+            StateName::Down => BackendState::Down,
+        }
+    }
+}
+
+fn state_name(s: BackendState) -> &'static str {
+    match s {
+        BackendState::Active => "active",
+        BackendState::Draining => "draining",
+        BackendState::Down => "down",
+    }
+}
+
+/// A VIP in `lbctl`'s notation (`ADDR:PORT/PROTO`).
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "String")]
+struct VipValue(VipKey);
+
+impl TryFrom<String> for VipValue {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let key = vip_key(&s)?;
+        check_address(key.address).map_err(|e| e.to_string())?;
+        Ok(Self(key))
+    }
+}
+
+/// A backend address that can receive tunnelled packets.
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "String")]
+struct AddressValue(IpAddr);
+
+impl TryFrom<String> for AddressValue {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let address: IpAddr = s
+            .parse()
+            .map_err(|_| format!("`{s}` is not an IPv4 or IPv6 address"))?;
+        check_address(address).map_err(|e| e.to_string())?;
+        Ok(Self(address))
+    }
+}
+
+/// A weight in `MIN_WEIGHT..=MAX_WEIGHT`.
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "i64")]
+struct WeightValue(u32);
+
+impl Default for WeightValue {
+    fn default() -> Self {
+        Self(DEFAULT_WEIGHT)
+    }
+}
+
+impl TryFrom<i64> for WeightValue {
+    type Error = String;
+    fn try_from(w: i64) -> Result<Self, String> {
+        match u32::try_from(w) {
+            Ok(w) if (MIN_WEIGHT..=MAX_WEIGHT).contains(&w) => Ok(Self(w)),
+            _ => Err(format!("{w} is not in {MIN_WEIGHT}..={MAX_WEIGHT}")),
+        }
+    }
+}
+
+/// A Maglev table size the cluster accepts.
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "i64")]
+struct TableSizeValue(u32);
+
+impl TryFrom<i64> for TableSizeValue {
+    type Error = String;
+    fn try_from(n: i64) -> Result<Self, String> {
+        match u32::try_from(n) {
+            Ok(m)
+                if (MIN_TABLE_SIZE..=MAX_TABLE_SIZE).contains(&m)
+                    && maglev::TableSize::new(m).is_ok() =>
+            {
+                Ok(Self(m))
+            }
+            _ => Err(format!(
+                "{n} is not a prime in {MIN_TABLE_SIZE}..={MAX_TABLE_SIZE}"
+            )),
+        }
+    }
+}
+
+/// 1-based line of byte offset `at` in `text`.
+fn line_of(text: &str, at: usize) -> usize {
+    text.as_bytes()[..at.min(text.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+/// The field path as the file spells it, without the parser's internal
+/// segments (the wrappers that record spans).
+fn field_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => {
+                let _ = write!(out, "[{index}]");
+            }
+            Segment::Map { key } if key.starts_with("$__") => {}
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Unknown => {}
+        }
+    }
+    out
+}
+
+/// Parses and checks a desired-state file; `path` names it in errors.
+pub fn parse(text: &str, path: &std::path::Path) -> Result<DesiredState, DesiredError> {
+    let error = |line: Option<usize>, field: String, message: String| DesiredError {
+        path: path.to_owned(),
+        line,
+        field,
+        message,
+    };
+    let deserializer = toml::Deserializer::new(text);
+    let file: FileEntry = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let field = field_path(e.path());
+        let inner = e.into_inner();
+        let line = inner.span().map(|s| line_of(text, s.start));
+        error(line, field, inner.message().trim_end().to_owned())
+    })?;
+
+    let settings = file.settings.map(|s| ClusterSettings {
+        hash_seed: s.hash_seed,
+        table_size: s.table_size.0,
+    });
+    let mut vips: BTreeMap<VipKey, (usize, Vip)> = BTreeMap::new();
+    // The data plane has one GUE port: the first GUE VIP's, and where it is.
+    let mut gue: Option<(u16, usize)> = None;
+    for (i, entry) in file.vips.into_iter().enumerate() {
+        let key = entry.vip.get_ref().0;
+        let vip_line = line_of(text, entry.vip.span().start);
+        if let Some((first, _)) = vips.get(&key) {
+            return Err(error(
+                Some(vip_line),
+                format!("vips[{i}].vip"),
+                format!("{key} is already vips[{first}]"),
+            ));
+        }
+        let encapsulation = match (entry.encap, entry.gue_port) {
+            (EncapName::Ipip, Some(port)) => {
+                return Err(error(
+                    Some(line_of(text, port.span().start)),
+                    format!("vips[{i}].gue_port"),
+                    "only with encap = \"gue\"".into(),
+                ))
+            }
+            (EncapName::Ipip, None) => Encapsulation::IpIp,
+            (EncapName::Gue, port) => {
+                let (value, line) = match port {
+                    Some(p) => (*p.get_ref(), line_of(text, p.span().start)),
+                    None => (DEFAULT_GUE_PORT, vip_line),
+                };
+                if value == 0 {
+                    return Err(error(
+                        Some(line),
+                        format!("vips[{i}].gue_port"),
+                        "0 is not in 1..=65535".into(),
+                    ));
+                }
+                match gue {
+                    Some((other, _)) if other != value => {
+                        return Err(error(
+                            Some(line),
+                            format!("vips[{i}].gue_port"),
+                            format!("{value}: the file's GUE VIPs use port {other} (one GUE port per cluster)"),
+                        ))
+                    }
+                    _ => gue = Some((value, i)),
+                }
+                Encapsulation::Gue { port: value }
+            }
+        };
+        if entry.backends.len() > MAX_BACKENDS_PER_VIP {
+            return Err(error(
+                Some(vip_line),
+                format!("vips[{i}].backends"),
+                format!(
+                    "{} backends, more than the {MAX_BACKENDS_PER_VIP} a VIP may have",
+                    entry.backends.len()
+                ),
+            ));
+        }
+        let mut backends: BTreeMap<IpAddr, (usize, Backend)> = BTreeMap::new();
+        for (j, b) in entry.backends.into_iter().enumerate() {
+            let address = b.address.get_ref().0;
+            if let Some((first, _)) = backends.get(&address) {
+                return Err(error(
+                    Some(line_of(text, b.address.span().start)),
+                    format!("vips[{i}].backends[{j}].address"),
+                    format!("{address} is already vips[{i}].backends[{first}]"),
+                ));
+            }
+            let backend = Backend {
+                address,
+                weight: b.weight.0,
+                state: b.state.into(),
+            };
+            backends.insert(address, (j, backend));
+        }
+        let vip = Vip {
+            key,
+            flags: VipFlags {
+                hash_without_source_port: entry.hash_no_source_port,
+                hash_dst_port_only: entry.hash_dst_port_only,
+            },
+            encapsulation,
+            backends: backends.into_iter().map(|(a, (_, b))| (a, b)).collect(),
+        };
+        vips.insert(key, (i, vip));
+    }
+    Ok(DesiredState {
+        settings,
+        vips: vips.into_iter().map(|(k, (_, v))| (k, v)).collect(),
+    })
+}
+
+/// The canonical TOML of `state`: settings first, VIPs by key, backends by
+/// address, every field written out (defaults included), so that parsing
+/// it gives `state` back and equal states render to equal text.
+pub fn render(state: &DesiredState) -> String {
+    let mut out = String::from("# EdgeLB desired state (lbctl export / lbctl apply -f).\n");
+    if let Some(s) = &state.settings {
+        let _ = write!(
+            out,
+            "\n[settings]\nhash_seed = {}\ntable_size = {}\n",
+            s.hash_seed, s.table_size
+        );
+    }
+    for vip in state.vips.values() {
+        let _ = write!(out, "\n[[vips]]\nvip = \"{}\"\n", vip.key);
+        match vip.encapsulation {
+            Encapsulation::IpIp => out.push_str("encap = \"ipip\"\n"),
+            Encapsulation::Gue { port } => {
+                let _ = write!(out, "encap = \"gue\"\ngue_port = {port}\n");
+            }
+        }
+        let _ = write!(
+            out,
+            "hash_no_source_port = {}\nhash_dst_port_only = {}\n",
+            vip.flags.hash_without_source_port, vip.flags.hash_dst_port_only
+        );
+        for b in vip.backends.values() {
+            let _ = write!(
+                out,
+                "\n[[vips.backends]]\naddress = \"{}\"\nweight = {}\nstate = \"{}\"\n",
+                b.address,
+                b.weight,
+                state_name(b.state)
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

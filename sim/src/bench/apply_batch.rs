@@ -1,0 +1,149 @@
+//! `lbctl apply` of a 10 VIP x 20 backend desired-state file (one Raft
+//! batch, one table version) against the same table built by 210 single
+//! `lbctl` calls (10 `vip add`, 200 `backend add`): the time from the first
+//! `lbctl` start until every node's maps hold the final table.
+
+use std::{
+    fmt::Write as _,
+    time::{Duration, Instant},
+};
+
+use anyhow::{anyhow, bail};
+use serde_json::json;
+
+use super::convergence::all_programmed;
+use crate::{
+    cluster::{backend_addr, Cluster, ClusterSpec},
+    scenario::Report,
+};
+use testbed::stats::{median, percentile};
+
+const VIPS: usize = 10;
+const BACKENDS: usize = 20;
+
+fn vip(v: usize) -> String {
+    format!("192.0.2.10:{}/tcp", 8000 + v)
+}
+
+/// The desired-state file: every VIP with the sim's 20 backends.
+fn desired_file() -> String {
+    let mut text = String::new();
+    for v in 0..VIPS {
+        let _ = write!(text, "[[vips]]\nvip = \"{}\"\n", vip(v));
+        for b in 1..=BACKENDS {
+            let _ = write!(
+                text,
+                "[[vips.backends]]\naddress = \"{}\"\nweight = {}\n",
+                backend_addr(b),
+                10 + b
+            );
+        }
+    }
+    text
+}
+
+/// Waits until every node has programmed at least `version` (bounded).
+fn wait_programmed(cluster: &Cluster, version: u64, what: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = cluster.status()?;
+        if all_programmed(&status, cluster.lbs.len(), version) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{what}: nodes did not program version {version} within 30 s: {status}");
+        }
+    }
+}
+
+/// The version a `--json` write (or apply) answer names.
+fn written_version(out: &str) -> anyhow::Result<u64> {
+    let v: serde_json::Value = serde_json::from_str(out)?;
+    v["version"]
+        .as_u64()
+        .ok_or_else(|| anyhow!("no version in {out}"))
+}
+
+/// Runs `rounds` rounds of each way of building the table.
+pub fn run(rounds: usize) -> anyhow::Result<Report> {
+    let cluster = Cluster::start(ClusterSpec {
+        backends: BACKENDS,
+        ..ClusterSpec::default()
+    })?;
+    let dir = tempfile::tempdir()?;
+    let full = dir.path().join("full.toml");
+    let empty = dir.path().join("empty.toml");
+    std::fs::write(&full, desired_file())?;
+    std::fs::write(&empty, "")?;
+    let (full, empty) = (
+        full.to_string_lossy().into_owned(),
+        empty.to_string_lossy().into_owned(),
+    );
+    let reset = || -> anyhow::Result<()> {
+        cluster.lbctl_any(&["apply", "-f", &empty, "--prune"])?;
+        cluster.converge(Duration::from_secs(30))?;
+        Ok(())
+    };
+    let (mut batch, mut single) = (Vec::new(), Vec::new());
+    for k in 0..rounds.clamp(1, 100) {
+        reset()?;
+        let start = Instant::now();
+        let out = cluster.lbctl_any(&["--json", "apply", "-f", &full])?;
+        let version = written_version(&out)?;
+        wait_programmed(&cluster, version, &format!("apply round {k}"))?;
+        batch.push(start.elapsed().as_secs_f64() * 1e3);
+
+        reset()?;
+        let start = Instant::now();
+        let mut version = 0;
+        for v in 0..VIPS {
+            let out = cluster.lbctl_any(&["--json", "vip", "add", &vip(v)])?;
+            version = written_version(&out)?;
+            for b in 1..=BACKENDS {
+                let addr = backend_addr(b).to_string();
+                let weight = (10 + b).to_string();
+                let out = cluster.lbctl_any(&[
+                    "--json",
+                    "backend",
+                    "add",
+                    &vip(v),
+                    &addr,
+                    "--weight",
+                    &weight,
+                ])?;
+                version = written_version(&out)?;
+            }
+        }
+        wait_programmed(&cluster, version, &format!("single round {k}"))?;
+        single.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    let row = |label: &str, v: &[f64]| {
+        vec![
+            label.to_owned(),
+            format!("{:.1}", median(v)),
+            format!("{:.1}", percentile(v, 90.0)),
+            format!("{:.1}", percentile(v, 0.0)),
+            format!("{:.1}", percentile(v, 100.0)),
+        ]
+    };
+    let ratio = median(&single) / median(&batch);
+    Ok(Report {
+        name: "apply: 10 VIPs x 20 backends -> every node's maps (3 nodes)",
+        header: vec!["MEASURE (ms)", "MEDIAN", "P90", "MIN", "MAX"],
+        rows: vec![
+            row("lbctl apply (one batch)", &batch),
+            row("210 single lbctl calls", &single),
+            vec![
+                "ratio single/apply (medians)".into(),
+                format!("{ratio:.1}"),
+                String::new(),
+                String::new(),
+                String::new(),
+            ],
+        ],
+        data: json!({"rounds": batch.len(), "nodes": cluster.lbs.len(),
+                     "apply_ms": {"median": median(&batch), "p90": percentile(&batch, 90.0)},
+                     "single_ms": {"median": median(&single), "p90": percentile(&single, 90.0)},
+                     "ratio": ratio}),
+    })
+}
