@@ -2,6 +2,16 @@
 //! standard configuration (little endian, varint integers), with a decode
 //! limit so a hostile length prefix inside a message cannot make us allocate
 //! more than a frame could ever hold.
+//!
+//! The limit is also scaled to the input: bincode allocates a string or byte
+//! buffer of the claimed length *before* reading it, so under one fixed 64
+//! MiB limit a 10-byte frame claiming a 60 MiB string made us allocate 60
+//! MiB. Through serde only strings and byte buffers claim bytes against the
+//! limit, and each claims exactly what it then reads, so a valid encoding
+//! never claims more than its own length: decoding under the smallest
+//! [`DECODE_TIERS`] limit at or above the input's length accepts every valid
+//! input and caps what garbage can make us allocate at 8 times its size
+//! (at least 4 KiB).
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -23,8 +33,25 @@ pub enum EncodingError {
     TrailingBytes(usize),
 }
 
+/// The decode limits tried, smallest first: each is 8 times the previous
+/// (few monomorphized decoders), the last is [`MAX_DECODE_BYTES`].
+pub const DECODE_TIERS: [usize; 6] = [
+    4 << 10,
+    32 << 10,
+    256 << 10,
+    2 << 20,
+    16 << 20,
+    MAX_DECODE_BYTES,
+];
+
 fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<MAX_DECODE_BYTES>()
+}
+
+fn decode_within<T: DeserializeOwned, const LIMIT: usize>(
+    bytes: &[u8],
+) -> Result<(T, usize), bincode::error::DecodeError> {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard().with_limit::<LIMIT>())
 }
 
 /// Encodes `value`.
@@ -34,7 +61,14 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, EncodingError> {
 
 /// Decodes exactly one `T` from all of `bytes`.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, EncodingError> {
-    let (value, used) = bincode::serde::decode_from_slice(bytes, config())?;
+    let (value, used) = match bytes.len() {
+        n if n <= DECODE_TIERS[0] => decode_within::<T, { DECODE_TIERS[0] }>(bytes),
+        n if n <= DECODE_TIERS[1] => decode_within::<T, { DECODE_TIERS[1] }>(bytes),
+        n if n <= DECODE_TIERS[2] => decode_within::<T, { DECODE_TIERS[2] }>(bytes),
+        n if n <= DECODE_TIERS[3] => decode_within::<T, { DECODE_TIERS[3] }>(bytes),
+        n if n <= DECODE_TIERS[4] => decode_within::<T, { DECODE_TIERS[4] }>(bytes),
+        _ => decode_within::<T, MAX_DECODE_BYTES>(bytes),
+    }?;
     if used != bytes.len() {
         return Err(EncodingError::TrailingBytes(bytes.len() - used));
     }
