@@ -134,16 +134,22 @@ fn check_all(bytes: &[u8]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// JSON-shaped noise: random text from the characters JSON is made of, so
-/// the parser gets past its first byte far more often than with raw bytes.
-fn json_noise() -> impl Strategy<Value = Vec<u8>> {
-    proptest::collection::vec(
-        prop_oneof![
-            proptest::sample::select(b"{}[]:,\"\\ 0123456789.eE+-tfnul".to_vec()),
-            any::<u8>(),
-        ],
-        0..300,
-    )
+/// Random bytes made mostly into the characters JSON is made of (cheaper
+/// to draw than a strategy per byte): an even byte picks from the
+/// alphabet, an odd one stays itself, so the parser gets past its first
+/// byte far more often than with raw bytes alone.
+fn json_noise(bytes: &[u8]) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"{}[]:,\"\\ 0123456789.eE+-tfnulrs";
+    bytes
+        .iter()
+        .map(|&b| {
+            if b % 2 == 0 {
+                ALPHABET[usize::from(b / 2) % ALPHABET.len()]
+            } else {
+                b
+            }
+        })
+        .collect()
 }
 
 fn mutate(seed: &[u8], edits: &[(usize, u8, u8)], cut: usize) -> Vec<u8> {
@@ -187,11 +193,14 @@ proptest! {
     /// Random bytes, and JSON-shaped noise, as a hello, a request, a response.
     #[test]
     fn random_bodies_decode_or_fail_cleanly(
-        bytes in proptest::collection::vec(any::<u8>(), 0..300),
-        noise in json_noise(),
+        bytes in proptest::collection::vec(any::<u8>(), 0..200),
+        as_noise in any::<bool>(),
     ) {
-        check_all(&bytes)?;
-        check_all(&noise)?;
+        if as_noise {
+            check_all(&json_noise(&bytes))?;
+        } else {
+            check_all(&bytes)?;
+        }
     }
 
     /// Valid bodies of every shape, damaged: overwritten, removed and
