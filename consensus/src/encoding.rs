@@ -5,7 +5,7 @@
 //!
 //! The limit is also scaled to the input: bincode allocates a string or byte
 //! buffer of the claimed length *before* reading it, so under one fixed 64
-//! MiB limit a 10-byte frame claiming a 60 MiB string made us allocate 60
+//! MiB limit an 8-byte message claiming a 60 MiB string made us allocate 60
 //! MiB. Through serde only strings and byte buffers claim bytes against the
 //! limit, and each claims exactly what it then reads, so a valid encoding
 //! never claims more than its own length: decoding under the smallest
