@@ -91,7 +91,7 @@ fn seed_requests() -> Vec<Vec<u8>> {
         data: encode(&ClusterState::default()).unwrap(),
         done: true,
     };
-    let requests = vec![
+    let requests = [
         Request::AppendEntries(append),
         Request::Vote(VoteRequest::new(Vote::new(3, 2), Some(log_id(2, 8)))),
         Request::InstallSnapshot(snapshot),
@@ -110,7 +110,7 @@ fn seed_responses() -> Vec<Vec<u8>> {
     let mut state = ClusterState::default();
     state.apply(&add_vip()).unwrap();
     state.apply(&add_backend(1)).unwrap();
-    let responses = vec![
+    let responses = [
         Response::AppendEntries(Ok(AppendEntriesResponse::Success)),
         Response::AppendEntries(Err(RemoteFailure::Stopped("shutting down".into()))),
         Response::Vote(Ok(VoteResponse {
@@ -134,8 +134,11 @@ fn seed_responses() -> Vec<Vec<u8>> {
     responses.iter().map(|r| encode(r).unwrap()).collect()
 }
 
-fn seeds() -> &'static (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-    static SEEDS: OnceLock<(Vec<Vec<u8>>, Vec<Vec<u8>>)> = OnceLock::new();
+/// Encoded requests, then encoded responses.
+type Seeds = (Vec<Vec<u8>>, Vec<Vec<u8>>);
+
+fn seeds() -> &'static Seeds {
+    static SEEDS: OnceLock<Seeds> = OnceLock::new();
     SEEDS.get_or_init(|| (seed_requests(), seed_responses()))
 }
 
@@ -196,7 +199,7 @@ fn mutate(seed: &[u8], edits: &[(usize, u8, u8)], cut: usize) -> Vec<u8> {
         }
     }
     // Three times in four, cut the message short somewhere.
-    if cut % 4 != 0 {
+    if !cut.is_multiple_of(4) {
         m.truncate(cut % (m.len() + 1));
     }
     m

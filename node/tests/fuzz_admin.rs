@@ -143,7 +143,7 @@ fn json_noise(bytes: &[u8]) -> Vec<u8> {
     bytes
         .iter()
         .map(|&b| {
-            if b % 2 == 0 {
+            if b.is_multiple_of(2) {
                 ALPHABET[usize::from(b / 2) % ALPHABET.len()]
             } else {
                 b
@@ -165,7 +165,7 @@ fn mutate(seed: &[u8], edits: &[(usize, u8, u8)], cut: usize) -> Vec<u8> {
         }
     }
     // Three times in four, cut the body short somewhere.
-    if cut % 4 != 0 {
+    if !cut.is_multiple_of(4) {
         m.truncate(cut % (m.len() + 1));
     }
     m

@@ -226,7 +226,7 @@ fn toml_noise(bytes: &[u8]) -> String {
     let mapped: Vec<u8> = bytes
         .iter()
         .map(|&b| {
-            if b % 2 == 0 {
+            if b.is_multiple_of(2) {
                 ALPHABET[usize::from(b / 2) % ALPHABET.len()]
             } else {
                 b
