@@ -37,9 +37,10 @@ static ALLOCATOR: LargestAllocation = LargestAllocation;
 const SERDE_PREALLOC: usize = 1 << 20;
 
 /// The largest single allocation decoding `n` bytes may make: serde's
-/// preallocation cap, or 8 times the input (the encoding's decode tiers).
+/// preallocation cap, or 128 times the input (the encoding's decode
+/// tiers: 8 times the most bincode counts per input byte).
 fn alloc_cap(n: usize) -> usize {
-    SERDE_PREALLOC.max(8 * n)
+    SERDE_PREALLOC.max(128 * n)
 }
 
 fn log_id(term: u64, index: u64) -> LogId<u64> {
