@@ -260,6 +260,20 @@ async fn garbage_peers_are_dropped_counted_and_change_nothing() {
     for id in 1..=3 {
         cluster.wait_version(id, B + 1, LONG).await;
     }
+    // Raft's metrics trail the applied table: wait until every node reports
+    // the leader's last log entry applied, so "before" is a settled state.
+    let last = cluster.node(leader).status().last_log_index;
+    for id in 1..=3 {
+        let node = cluster.node(id);
+        testbed::wait::wait_for_async(
+            &format!("node {id} to report {last:?} applied"),
+            LONG,
+            testbed::wait::DEFAULT_POLL,
+            || async { (node.status().applied_index == last).then_some(()) },
+        )
+        .await
+        .unwrap();
+    }
     let term = cluster.node(leader).status().term;
     let before: Vec<_> = (1..=3).map(|id| raft_and_table(cluster.node(id))).collect();
     let rejected: Vec<u64> = (1..=3)
