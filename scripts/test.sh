@@ -28,6 +28,14 @@ cargo test --locked --release --no-fail-fast 2>&1 | grep --line-buffered -Ev '^w
 PROPTEST_CASES=1000000 cargo test --locked --release -p edgelb-bgp --test fuzz_messages 2>&1 \
   | grep --line-buffered -Ev '^warning: xdp-(fwd|decap)@' | tee -a "$log" || status=$?
 
+# The decoder fuzz targets (Raft wire, admin protocol, TOML config) likewise:
+# a million random and mutated inputs per property (see BENCHMARKS.md,
+# reliability, for the time this takes).
+PROPTEST_CASES=1000000 cargo test --locked --release -p edgelb-consensus --test fuzz_wire 2>&1 \
+  | grep --line-buffered -Ev '^warning: xdp-(fwd|decap)@' | tee -a "$log" || status=$?
+PROPTEST_CASES=1000000 cargo test --locked --release -p edgelb-node --test fuzz_admin --test fuzz_config 2>&1 \
+  | grep --line-buffered -Ev '^warning: xdp-(fwd|decap)@' | tee -a "$log" || status=$?
+
 # One closing line for the whole run, summed over every test binary.
 passed=$(awk '/^test result:/ {for (i=1;i<=NF;i++) if ($(i+1) ~ /^passed/) s+=$i} END {print s+0}' "$log")
 failed=$(awk '/^test result:/ {for (i=1;i<=NF;i++) if ($(i+1) ~ /^failed/) s+=$i} END {print s+0}' "$log")

@@ -5,6 +5,7 @@
 //! peer (`transport::server`).
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,6 +39,9 @@ pub(crate) struct NodeShared {
     /// Idle forwarding clients per peer, so forwarded writes reuse
     /// authenticated connections.
     forward_pool: Mutex<HashMap<NodeId, Vec<PeerClient>>>,
+    /// Peer connections the server dropped because the peer broke the
+    /// protocol (see `ChannelError::is_protocol_violation`).
+    pub(crate) rejected_peers: AtomicU64,
 }
 
 impl NodeShared {
@@ -57,6 +61,7 @@ impl NodeShared {
             state,
             committed,
             forward_pool: Mutex::new(HashMap::new()),
+            rejected_peers: AtomicU64::new(0),
         }
     }
 

@@ -193,6 +193,16 @@ impl ConsensusNode {
         &self.advertise_addr
     }
 
+    /// How many peer connections this node's Raft server has dropped
+    /// because the peer broke the protocol (garbage or oversized frames, a
+    /// failed handshake, a bad tag, an undecodable message) since start.
+    /// Connections that merely close or time out are not counted.
+    pub fn rejected_peers(&self) -> u64 {
+        self.shared
+            .rejected_peers
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Whether this node already belongs to a cluster (initialized here, or
     /// has received a membership from a leader, or restarted from such a
     /// data directory). A daemon calls [`initialize`](Self::initialize)

@@ -228,3 +228,129 @@ async fn corrupt_and_truncated_frames_are_rejected_without_harm() {
     assert_healthy(&cluster, leader, term, B + 1).await;
     cluster.shutdown().await;
 }
+
+/// What a garbage peer must not change on a node.
+fn raft_and_table(node: &ConsensusNode) -> impl PartialEq + std::fmt::Debug {
+    let s = node.status();
+    (
+        s.term,
+        s.leader,
+        s.last_log_index,
+        s.committed_index,
+        s.applied_index,
+        s.table_version,
+        s.voters,
+        node.state(),
+    )
+}
+
+/// Garbage from peers, generated from a fixed seed so a failure replays:
+/// before the handshake (random bodies of a hello's size, oversized and
+/// empty frames) and after it (correctly tagged frames whose message does
+/// not decode). Every such connection is dropped and counted by the node it
+/// reached; the Raft state and the table stay as they were; and the same
+/// nodes still answer a valid request and commit a write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_peers_are_dropped_counted_and_change_nothing() {
+    use rand::{Rng, SeedableRng};
+    const PER_NODE: u64 = 40;
+    let cluster = Cluster::start(3, None).await;
+    let leader = cluster.leader(LONG).await;
+    cluster.node(leader).write(add_vip()).await.unwrap();
+    for id in 1..=3 {
+        cluster.wait_version(id, B + 1, LONG).await;
+    }
+    // Raft's metrics trail the applied table: wait until every node reports
+    // the leader's last log entry applied, so "before" is a settled state.
+    let last = cluster.node(leader).status().last_log_index;
+    for id in 1..=3 {
+        let node = cluster.node(id);
+        testbed::wait::wait_for_async(
+            &format!("node {id} to report {last:?} applied"),
+            LONG,
+            testbed::wait::DEFAULT_POLL,
+            || async { (node.status().applied_index == last).then_some(()) },
+        )
+        .await
+        .unwrap();
+    }
+    let term = cluster.node(leader).status().term;
+    let before: Vec<_> = (1..=3).map(|id| raft_and_table(cluster.node(id))).collect();
+    let rejected: Vec<u64> = (1..=3)
+        .map(|id| cluster.node(id).rejected_peers())
+        .collect();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(15);
+
+    for id in 1..=3 {
+        let addr = cluster.node(id).local_addr();
+        for i in 0..PER_NODE {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            match i % 4 {
+                // A frame of a hello's size full of random bytes.
+                0 => {
+                    let mut body = vec![0u8; rng.gen_range(1..=256)];
+                    rng.fill(&mut body[..]);
+                    write_frame(&mut s, &body).await;
+                }
+                // A length prefix above the handshake's limit.
+                1 => {
+                    let len: u32 = rng.gen_range(257..=u32::MAX);
+                    s.write_all(&len.to_be_bytes()).await.unwrap();
+                    s.write_all(&[0x5a; 16]).await.unwrap();
+                }
+                // An empty frame.
+                2 => s.write_all(&[0; 4]).await.unwrap(),
+                // Authenticated, then a message that does not decode: a byte
+                // string of 7..=250 bytes reads as request variant 7..=250,
+                // and `Request` has 7 variants.
+                _ => {
+                    drop(s);
+                    let mut c = SecureChannel::connect(addr, 77, &right_secret(), 1 << 20, IO)
+                        .await
+                        .unwrap();
+                    let mut junk = vec![0u8; rng.gen_range(7..=250)];
+                    rng.fill(&mut junk[..]);
+                    c.send(&junk).await.unwrap();
+                    assert!(c.recv::<Response>().await.is_err(), "garbage got an answer");
+                    continue;
+                }
+            }
+            assert!(
+                read_until_closed(&mut s).await.is_empty(),
+                "node {id} answered garbage #{i}"
+            );
+        }
+    }
+
+    for id in 1..=3u64 {
+        let want = rejected[id as usize - 1] + PER_NODE;
+        let node = cluster.node(id);
+        testbed::wait::wait_for_async(
+            &format!("node {id} to count {PER_NODE} rejected peers"),
+            IO,
+            testbed::wait::DEFAULT_POLL,
+            || async { (node.rejected_peers() == want).then_some(()) },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e} (counted {})", node.rejected_peers()));
+    }
+    let after: Vec<_> = (1..=3).map(|id| raft_and_table(cluster.node(id))).collect();
+    assert_eq!(before, after, "garbage changed Raft or table state");
+
+    // A valid request on every node that got the garbage, then a write.
+    for id in 1..=3 {
+        let mut c = SecureChannel::connect(
+            cluster.node(id).local_addr(),
+            77,
+            &right_secret(),
+            1 << 20,
+            IO,
+        )
+        .await
+        .unwrap();
+        let r: Response = c.call(&Request::ReadIndex, IO).await.unwrap();
+        assert!(matches!(r, Response::ReadIndex(_)), "node {id}: {r:?}");
+    }
+    assert_healthy(&cluster, leader, term, B + 1).await;
+    cluster.shutdown().await;
+}

@@ -188,3 +188,130 @@ async fn oversized_and_truncated_frames_end_only_their_own_connection() {
     );
     assert_eq!(srv.handler.seen.lock().unwrap().len(), 1);
 }
+
+/// One server for the whole property below, on a runtime that outlives its
+/// cases: the point is that the same server keeps serving.
+fn shared_server() -> &'static (tokio::runtime::Runtime, Server) {
+    static SERVER: std::sync::OnceLock<(tokio::runtime::Runtime, Server)> =
+        std::sync::OnceLock::new();
+    SERVER.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let srv = rt.block_on(server());
+        (rt, srv)
+    })
+}
+
+/// Reads whatever the server sends until it closes (bounded in bytes and
+/// time); returns it, or `None` if the server kept the connection open.
+async fn until_closed(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(got),
+            Ok(Ok(n)) if got.len() + n <= 1 << 16 => got.extend_from_slice(&buf[..n]),
+            _ => return None,
+        }
+    }
+}
+
+fn garbage_body() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+    use proptest::prelude::*;
+    let valid = serde_json::to_vec(&Request::BackendSetWeight {
+        vip: edgelb_consensus::VipKey {
+            address: "192.0.2.1".parse().unwrap(),
+            port: 80,
+            protocol: edgelb_consensus::Protocol::Tcp,
+        },
+        address: "10.0.0.1".parse().unwrap(),
+        weight: 3,
+    })
+    .unwrap();
+    prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..512),
+        (
+            proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+            any::<prop::sample::Index>()
+        )
+            .prop_map(move |(flips, cut)| {
+                let mut m = valid.clone();
+                for (i, b) in flips {
+                    let i = i.index(m.len());
+                    m[i] = b;
+                }
+                m.truncate(cut.index(m.len() + 1));
+                m
+            }),
+    ]
+}
+
+proptest::proptest! {
+    // A fixed, small number of live cases: each opens real connections.
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+
+    /// Garbage before the hello gets an error or a closed connection; a
+    /// garbage request after it gets exactly the answer its decoding
+    /// predicts (an error, or the handler's answer if it happens to be a
+    /// valid request) and the connection goes on serving; and every time a
+    /// new client is served by the same server.
+    #[test]
+    fn garbage_connections_never_stop_the_server(
+        raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+        hello in garbage_body(),
+        body in garbage_body(),
+    ) {
+        let (rt, srv) = shared_server();
+        rt.block_on(async {
+            let seen = srv.handler.seen.lock().unwrap().len();
+            // Before authentication: a raw stream is dropped (perhaps after
+            // an error frame) ...
+            let mut s = TcpStream::connect(&srv.addr).await.unwrap();
+            let _ = s.write_all(&raw).await;
+            let _ = s.shutdown().await;
+            let got = until_closed(&mut s).await.expect("the server closes a garbage stream");
+            if let Ok(r) = read_frame::<_, Response>(&mut got.as_slice()).await {
+                assert!(matches!(r, Response::Error { .. }), "{r:?}");
+            }
+            // ... and a whole frame that is no hello gets exactly one error.
+            let mut s = TcpStream::connect(&srv.addr).await.unwrap();
+            s.write_all(&(hello.len() as u32).to_be_bytes()).await.unwrap();
+            s.write_all(&hello).await.unwrap();
+            let got = until_closed(&mut s).await.expect("the server closes after a bad hello");
+            let mut rest = got.as_slice();
+            let r: Response = read_frame(&mut rest).await.expect("one answer frame");
+            assert!(matches!(r, Response::Error { .. }), "{r:?}");
+            assert!(rest.is_empty(), "more than one answer");
+
+            // After authentication.
+            let mut s = authenticated(&srv.addr).await;
+            s.write_all(&(body.len() as u32).to_be_bytes()).await.unwrap();
+            s.write_all(&body).await.unwrap();
+            let r: Response = read_frame(&mut s).await.unwrap();
+            let valid = serde_json::from_slice::<Request>(&body).is_ok();
+            match (&r, valid) {
+                (Response::Written { .. }, true) => {}
+                (Response::Error { message }, false) => {
+                    assert!(message.contains("malformed request"), "{message}")
+                }
+                _ => panic!("valid={valid} but the server answered {r:?}"),
+            }
+            write_frame(&mut s, &Request::Status).await.unwrap();
+            let r: Response = read_frame(&mut s).await.unwrap();
+            assert!(matches!(r, Response::Written { .. }), "{r:?}");
+
+            let mut client = AdminClient::connect(&srv.addr, TOKEN, Duration::from_secs(5))
+                .await
+                .expect("a new client is served");
+            assert!(matches!(
+                client.request(&Request::Status).await.unwrap(),
+                Response::Written { .. }
+            ));
+            let handled = srv.handler.seen.lock().unwrap().len() - seen;
+            assert_eq!(handled, 2 + usize::from(valid), "only valid requests reach the handler");
+        });
+    }
+}

@@ -1,6 +1,7 @@
 //! EdgeLB's test bed: everything a test, bench or the simulation needs to
 //! build a small network on one machine and watch it.
 //!
+//! - [`alloc`]: the largest allocation a piece of code made (fuzz bounds).
 //! - [`cpu`]: pinning a thread or process to one CPU.
 //! - [`namespace`]: network namespaces with guaranteed teardown, veth pairs.
 //! - [`process`]: processes killed (SIGTERM, then SIGKILL) when their guard drops.
@@ -14,6 +15,7 @@
 //! test panics, and names are unique per process, so a failing test leaves
 //! nothing behind. aya's `NetNsGuard` is the model.
 
+pub mod alloc;
 pub mod command;
 pub mod cpu;
 pub mod namespace;

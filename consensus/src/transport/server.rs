@@ -1,6 +1,7 @@
 //! Server side of the transport: accepts peers, authenticates them and
 //! answers their requests, one request at a time per connection.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use openraft::error::{InstallSnapshotError, RaftError};
@@ -30,7 +31,10 @@ pub(crate) async fn serve(
                     let shared = shared.clone();
                     let stop = stop.clone();
                     connections.spawn(async move {
-                        if let Err(e) = serve_connection(stream, shared, stop).await {
+                        if let Err(e) = serve_connection(stream, &shared, stop).await {
+                            if e.is_protocol_violation() {
+                                shared.rejected_peers.fetch_add(1, Ordering::Relaxed);
+                            }
                             tracing::debug!(%peer, error = %e, "peer connection closed");
                         }
                     });
@@ -51,7 +55,7 @@ pub(crate) async fn serve(
 
 async fn serve_connection(
     stream: TcpStream,
-    shared: Arc<NodeShared>,
+    shared: &NodeShared,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), ChannelError> {
     let transport = &shared.transport;
@@ -73,7 +77,7 @@ async fn serve_connection(
                 Err(_) => return Err(ChannelError::Timeout(idle)),
             },
         };
-        let response = handle(&shared, request).await;
+        let response = handle(shared, request).await;
         tokio::time::timeout(shared.config.timeouts.client, channel.send(&response))
             .await
             .map_err(|_| ChannelError::Timeout(shared.config.timeouts.client))??;

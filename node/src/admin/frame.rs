@@ -38,6 +38,10 @@ where
     Ok(())
 }
 
+/// What a frame buffer starts at before its body arrives (it grows with
+/// the bytes received, up to the announced length).
+pub const INITIAL_BODY_CAPACITY: usize = 64 * 1024;
+
 /// Largest frame accepted before a client has authenticated: a hello is a
 /// token, so a stranger cannot make the server buffer megabytes.
 pub const MAX_HELLO_FRAME: u32 = 4096;
@@ -63,7 +67,13 @@ where
     if len > max {
         return Err(FrameError::TooLarge(len));
     }
-    let mut body = vec![0u8; len as usize];
-    r.read_exact(&mut body).await?;
+    // The buffer grows with the bytes that arrive, so announcing a large
+    // frame and then stalling holds little memory.
+    let len = len as usize;
+    let mut body = Vec::with_capacity(len.min(INITIAL_BODY_CAPACITY));
+    (&mut *r).take(len as u64).read_to_end(&mut body).await?;
+    if body.len() != len {
+        return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+    }
     Ok(serde_json::from_slice(&body)?)
 }

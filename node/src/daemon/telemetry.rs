@@ -46,6 +46,8 @@ pub async fn metrics_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) 
         gauge!("edgelb_raft_is_leader").set(f64::from(u8::from(status.leader == Some(status.id))));
         gauge!("edgelb_raft_commit_index").set(status.committed_index.unwrap_or(0) as f64);
         gauge!("edgelb_raft_applied_index").set(status.applied_index.unwrap_or(0) as f64);
+        // A running total kept by the Raft server: exported as is.
+        counter!("edgelb_raft_peers_rejected_total").absolute(shared.consensus.rejected_peers());
         if let Some(ms) = status.millis_since_quorum_ack {
             gauge!("edgelb_raft_quorum_ack_age_seconds").set(ms as f64 / 1000.0);
         }

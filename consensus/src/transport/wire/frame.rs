@@ -2,12 +2,19 @@
 //!
 //! The length is checked against the configured maximum before anything is
 //! allocated, so a corrupt or hostile prefix costs at most a closed
-//! connection.
+//! connection; and the body buffer grows with the bytes that actually
+//! arrive, so a peer announcing a maximal frame and then stalling holds at
+//! most [`INITIAL_BODY_CAPACITY`], not the whole announced length.
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Size of the length prefix.
 pub const LENGTH_PREFIX: usize = 4;
+
+/// What a frame body buffer starts at before the body arrives: enough for
+/// every ordinary message in one allocation, small enough that an announced
+/// but unsent frame costs little.
+pub const INITIAL_BODY_CAPACITY: usize = 64 * 1024;
 
 /// Why a frame could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -42,8 +49,14 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     if len > max {
         return Err(FrameError::TooLarge { len, max });
     }
-    let mut body = vec![0u8; len];
-    reader.read_exact(&mut body).await?;
+    let mut body = Vec::with_capacity(len.min(INITIAL_BODY_CAPACITY));
+    (&mut *reader)
+        .take(len as u64)
+        .read_to_end(&mut body)
+        .await?;
+    if body.len() != len {
+        return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+    }
     Ok(body)
 }
 

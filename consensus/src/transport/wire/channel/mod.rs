@@ -70,6 +70,25 @@ pub enum ChannelError {
     Timeout(Duration),
 }
 
+impl ChannelError {
+    /// Whether the peer broke the protocol (garbage, oversized or empty
+    /// frames, a wrong handshake or tag, an undecodable message), as opposed
+    /// to the connection merely failing, closing or timing out. The server
+    /// counts the connections it drops for this.
+    pub fn is_protocol_violation(&self) -> bool {
+        match self {
+            ChannelError::Frame(FrameError::TooLarge { .. } | FrameError::Empty)
+            | ChannelError::Malformed(_)
+            | ChannelError::BadHandshake(_)
+            | ChannelError::AuthFailed(_) => true,
+            ChannelError::Connect(_)
+            | ChannelError::Frame(FrameError::Io(_))
+            | ChannelError::WeakSecret(_)
+            | ChannelError::Timeout(_) => false,
+        }
+    }
+}
+
 /// An authenticated, sequenced message channel over one TCP connection.
 pub struct SecureChannel {
     stream: TcpStream,
