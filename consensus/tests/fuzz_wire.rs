@@ -206,24 +206,8 @@ fn mutate(seed: &[u8], edits: &[(usize, u8, u8)], cut: usize) -> Vec<u8> {
     m
 }
 
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("a current-thread runtime")
-    })
-}
-
-fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2048)
-}
-
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: testbed::fuzz::cases(), ..ProptestConfig::default() })]
 
     /// Random bytes as a request, a response, and a handshake hello.
     #[test]
@@ -276,7 +260,7 @@ proptest! {
         let mut reader = stream.as_slice();
         for _ in 0..stream.len() + 1 {
             let before = reader.len();
-            let (r, largest) = largest_allocation(|| runtime().block_on(read_frame(&mut reader, max)));
+            let (r, largest) = largest_allocation(|| testbed::fuzz::runtime().block_on(read_frame(&mut reader, max)));
             match r {
                 Ok(body) => {
                     prop_assert!(!body.is_empty() && body.len() <= max);
@@ -321,8 +305,9 @@ fn fixture_announced_but_unsent_frame_allocates_little() {
     let max = 16 << 20;
     let mut stream = (max as u32).to_be_bytes().to_vec();
     stream.extend_from_slice(&[1, 2, 3]);
-    let (r, largest) =
-        largest_allocation(|| runtime().block_on(read_frame(&mut stream.as_slice(), max)));
+    let (r, largest) = largest_allocation(|| {
+        testbed::fuzz::runtime().block_on(read_frame(&mut stream.as_slice(), max))
+    });
     assert!(matches!(r, Err(FrameError::Io(_))), "{r:?}");
     assert!(
         largest <= edgelb_consensus::wire::frame::INITIAL_BODY_CAPACITY,

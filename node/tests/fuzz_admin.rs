@@ -171,24 +171,8 @@ fn mutate(seed: &[u8], edits: &[(usize, u8, u8)], cut: usize) -> Vec<u8> {
     m
 }
 
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("a current-thread runtime")
-    })
-}
-
-fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2048)
-}
-
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: testbed::fuzz::cases(), ..ProptestConfig::default() })]
 
     /// Random bytes, and JSON-shaped noise, as a hello, a request, a response.
     #[test]
@@ -231,7 +215,7 @@ proptest! {
         }
         let mut reader = stream.as_slice();
         let (r, largest) = largest_allocation(|| {
-            runtime().block_on(read_frame_within::<_, Hello>(&mut reader, MAX_HELLO_FRAME))
+            testbed::fuzz::runtime().block_on(read_frame_within::<_, Hello>(&mut reader, MAX_HELLO_FRAME))
         });
         prop_assert!(largest <= alloc_cap(stream.len()), "{}", largest);
         match r {
@@ -249,7 +233,7 @@ fn fixture_announced_but_unsent_frame_allocates_little() {
     let mut stream = edgelb_node::admin::frame::MAX_FRAME.to_be_bytes().to_vec();
     stream.extend_from_slice(b"{\"op\"");
     let (r, largest) = largest_allocation(|| {
-        runtime().block_on(edgelb_node::admin::frame::read_frame::<_, Request>(
+        testbed::fuzz::runtime().block_on(edgelb_node::admin::frame::read_frame::<_, Request>(
             &mut stream.as_slice(),
         ))
     });

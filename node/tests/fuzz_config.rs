@@ -236,15 +236,8 @@ fn toml_noise(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&mapped).into_owned()
 }
 
-fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2048)
-}
-
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: testbed::fuzz::cases(), ..ProptestConfig::default() })]
 
     /// Random text, from TOML's own characters most of the time.
     #[test]

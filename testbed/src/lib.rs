@@ -3,6 +3,7 @@
 //!
 //! - [`alloc`]: the largest allocation a piece of code made (fuzz bounds).
 //! - [`cpu`]: pinning a thread or process to one CPU.
+//! - [`fuzz`]: the case budget and runtime every fuzz target shares.
 //! - [`namespace`]: network namespaces with guaranteed teardown, veth pairs.
 //! - [`process`]: processes killed (SIGTERM, then SIGKILL) when their guard drops.
 //! - [`routers`]: FRR, BIRD and GoBGP launchers, every file under the caller's dir.
@@ -18,6 +19,7 @@
 pub mod alloc;
 pub mod command;
 pub mod cpu;
+pub mod fuzz;
 pub mod namespace;
 pub mod process;
 pub mod routers;

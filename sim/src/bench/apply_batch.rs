@@ -11,7 +11,7 @@ use std::{
 use anyhow::{anyhow, bail};
 use serde_json::json;
 
-use super::convergence::all_programmed;
+use super::convergence::{all_programmed, latency_row};
 use crate::{
     cluster::{backend_addr, Cluster, ClusterSpec},
     scenario::Report,
@@ -117,22 +117,13 @@ pub fn run(rounds: usize) -> anyhow::Result<Report> {
         wait_programmed(&cluster, version, &format!("single round {k}"))?;
         single.push(start.elapsed().as_secs_f64() * 1e3);
     }
-    let row = |label: &str, v: &[f64]| {
-        vec![
-            label.to_owned(),
-            format!("{:.1}", median(v)),
-            format!("{:.1}", percentile(v, 90.0)),
-            format!("{:.1}", percentile(v, 0.0)),
-            format!("{:.1}", percentile(v, 100.0)),
-        ]
-    };
     let ratio = median(&single) / median(&batch);
     Ok(Report {
         name: "apply: 10 VIPs x 20 backends -> every node's maps (3 nodes)",
         header: vec!["MEASURE (ms)", "MEDIAN", "P90", "MIN", "MAX"],
         rows: vec![
-            row("lbctl apply (one batch)", &batch),
-            row("210 single lbctl calls", &single),
+            latency_row("lbctl apply (one batch)", &batch),
+            latency_row("210 single lbctl calls", &single),
             vec![
                 "ratio single/apply (medians)".into(),
                 format!("{ratio:.1}"),

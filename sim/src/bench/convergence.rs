@@ -22,6 +22,17 @@ pub struct Round {
     pub converged: f64,
 }
 
+/// One report row in milliseconds: MEDIAN, P90, MIN, MAX of `v`.
+pub(crate) fn latency_row(label: &str, v: &[f64]) -> Vec<String> {
+    vec![
+        label.to_owned(),
+        format!("{:.1}", median(v)),
+        format!("{:.1}", percentile(v, 90.0)),
+        format!("{:.1}", percentile(v, 0.0)),
+        format!("{:.1}", percentile(v, 100.0)),
+    ]
+}
+
 /// Whether every one of `nodes` nodes in an `lbctl --json status` answer has
 /// programmed at least `version`, all with one digest.
 pub(crate) fn all_programmed(status: &serde_json::Value, nodes: usize, version: u64) -> bool {
@@ -75,21 +86,12 @@ pub fn run(rounds: usize) -> anyhow::Result<Report> {
     }
     let ack: Vec<f64> = results.iter().map(|r| r.acknowledged * 1e3).collect();
     let conv: Vec<f64> = results.iter().map(|r| r.converged * 1e3).collect();
-    let row = |label: &str, v: &[f64]| {
-        vec![
-            label.to_owned(),
-            format!("{:.1}", median(v)),
-            format!("{:.1}", percentile(v, 90.0)),
-            format!("{:.1}", percentile(v, 0.0)),
-            format!("{:.1}", percentile(v, 100.0)),
-        ]
-    };
     Ok(Report {
         name: "convergence: lbctl write -> every node's maps (3 nodes)",
         header: vec!["MEASURE (ms)", "MEDIAN", "P90", "MIN", "MAX"],
         rows: vec![
-            row("write acknowledged", &ack),
-            row("all nodes programmed", &conv),
+            latency_row("write acknowledged", &ack),
+            latency_row("all nodes programmed", &conv),
         ],
         data: json!({"rounds": results.len(), "nodes": nodes,
                      "ack_ms": {"median": median(&ack), "p90": percentile(&ack, 90.0)},

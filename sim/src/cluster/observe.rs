@@ -17,6 +17,17 @@ impl Cluster {
         )?)
     }
 
+    /// Node `i`'s counters, `lbctl --json stats` over a 0.1 s interval.
+    pub fn stats_json(&self, i: usize) -> anyhow::Result<serde_json::Value> {
+        let o = self.lbctl(i, &["--json", "stats", "--interval", "0.1"])?;
+        serde_json::from_slice(&o.stdout).map_err(|e| {
+            anyhow!(
+                "node {i} stats: {e}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            )
+        })
+    }
+
     pub(super) fn wait_for_leader(&self, limit: Duration) -> anyhow::Result<()> {
         let mut last = String::new();
         let leader = wait_for("a Raft leader", limit, Duration::from_millis(200), || {

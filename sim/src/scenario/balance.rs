@@ -96,14 +96,7 @@ pub fn run(
 pub fn node_packets(cluster: &Cluster) -> anyhow::Result<Vec<u64>> {
     let mut out = Vec::new();
     for n in &cluster.lbs {
-        let o = cluster.lbctl(n.index, &["--json", "stats", "--interval", "0.1"])?;
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).map_err(|e| {
-            anyhow::anyhow!(
-                "node {} stats: {e}: {}",
-                n.index,
-                String::from_utf8_lossy(&o.stderr)
-            )
-        })?;
+        let v = cluster.stats_json(n.index)?;
         let p: u64 = v["after"]["vips"]
             .as_array()
             .map_or(0, |a| a.iter().filter_map(|x| x[1].as_u64()).sum());

@@ -43,14 +43,7 @@ struct Sample {
 fn sample(cluster: &Cluster) -> anyhow::Result<Vec<Sample>> {
     let mut out = Vec::new();
     for n in &cluster.lbs {
-        let o = cluster.lbctl(n.index, &["--json", "stats", "--interval", "0.1"])?;
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).map_err(|e| {
-            anyhow::anyhow!(
-                "node {} stats: {e}: {}",
-                n.index,
-                String::from_utf8_lossy(&o.stderr)
-            )
-        })?;
+        let v = cluster.stats_json(n.index)?;
         let after = &v["after"];
         let pairs = |key: &str| -> Vec<(String, u64)> {
             after[key]
