@@ -12,7 +12,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
-use common::{add_backend, add_vip};
+use common::{add_backend, add_vip, HandshakeHello};
 use edgelb_consensus::encoding::{decode, encode, EncodingError};
 use edgelb_consensus::raft_types::{Entry, TypeConfig};
 use edgelb_consensus::wire::channel::{announced_node_id, MAGIC, PROTOCOL_VERSION};
@@ -144,14 +144,7 @@ fn seeds() -> &'static Seeds {
 }
 
 fn seed_hello() -> Vec<u8> {
-    #[derive(Serialize)]
-    struct Hello {
-        magic: [u8; 4],
-        version: u16,
-        node_id: u64,
-        nonce: [u8; 32],
-    }
-    encode(&Hello {
+    encode(&HandshakeHello {
         magic: MAGIC,
         version: PROTOCOL_VERSION,
         node_id: 2,

@@ -10,7 +10,6 @@ use edgelb_consensus::encoding::encode;
 use edgelb_consensus::wire::channel::{ChannelError, SecureChannel, MAGIC, PROTOCOL_VERSION};
 use edgelb_consensus::wire::message::{Request, Response};
 use edgelb_consensus::{ClusterSecret, ConsensusConfig, ConsensusNode};
-use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{sleep, timeout};
@@ -24,15 +23,6 @@ fn wrong_secret() -> ClusterSecret {
 
 fn right_secret() -> ClusterSecret {
     ClusterSecret::new(SECRET.to_vec()).unwrap()
-}
-
-/// Mirror of the handshake's first message, to speak the protocol by hand.
-#[derive(Serialize)]
-struct Hello {
-    magic: [u8; 4],
-    version: u16,
-    node_id: u64,
-    nonce: [u8; 32],
 }
 
 async fn write_frame(stream: &mut TcpStream, body: &[u8]) {
@@ -89,7 +79,7 @@ async fn a_peer_with_the_wrong_secret_is_refused() {
     // 2. A client that ignores the server's proof and answers with a forged
     //    one is disconnected before it can send any request.
     let mut raw = TcpStream::connect(addr).await.unwrap();
-    let hello = Hello {
+    let hello = HandshakeHello {
         magic: MAGIC,
         version: PROTOCOL_VERSION,
         node_id: 2,
@@ -190,7 +180,7 @@ async fn corrupt_and_truncated_frames_are_rejected_without_harm() {
         write_frame(&mut s, &[0xa5; 47]).await;
         assert!(read_until_closed(&mut s).await.is_empty());
         let mut s = TcpStream::connect(addr).await.unwrap();
-        let hello = Hello {
+        let hello = HandshakeHello {
             magic: *b"HTTP",
             version: PROTOCOL_VERSION,
             node_id: 1,

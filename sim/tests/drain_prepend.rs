@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use edgelb_sim::{
     cluster::{lb_addr, Cluster, ClusterSpec, LB_ASN, VIP},
     scenario::{broken, broken_reasons},
-    traffic::LongLived,
 };
 use serde_json::Value;
 use testbed::wait::wait_for;
@@ -52,12 +51,7 @@ fn sigterm_prepends_then_withdraws_without_breaking_connections() {
         Some(1),
         "plain path before the drain"
     );
-    let traffic = LongLived::start(
-        cluster.client.name(),
-        cluster.vip_tcp(),
-        24,
-        Duration::from_millis(100),
-    );
+    let traffic = cluster.long_lived(24, Duration::from_millis(100));
     std::thread::sleep(Duration::from_secs(2));
 
     let sent = Instant::now();

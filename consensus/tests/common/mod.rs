@@ -417,3 +417,17 @@ pub fn add_backend(i: u32) -> Command {
         },
     }
 }
+
+/// Mirror of the handshake's first message (the real one is private to the
+/// channel), so a test can speak the protocol by hand.
+#[derive(serde::Serialize)]
+pub struct HandshakeHello {
+    /// Protocol magic.
+    pub magic: [u8; 4],
+    /// Protocol version.
+    pub version: u16,
+    /// The sender's node id.
+    pub node_id: u64,
+    /// The sender's fresh nonce.
+    pub nonce: [u8; 32],
+}

@@ -140,12 +140,7 @@ fn demo(seconds: u64) -> anyhow::Result<()> {
         cluster.lbctl_any(&["backend", "list", &format!("{VIP}:80/tcp")])?
     );
 
-    let long = traffic::LongLived::start(
-        cluster.client.name(),
-        cluster.vip_tcp(),
-        30,
-        Duration::from_millis(50),
-    );
+    let long = cluster.long_lived(30, Duration::from_millis(50));
     let seconds = seconds.clamp(1, 600);
     println!("\nlive: each second 40 new TCP connections and 40 UDP flows; 30 long-lived TCP connections talking throughout");
     println!(

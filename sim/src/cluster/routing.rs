@@ -112,4 +112,14 @@ impl Cluster {
     pub fn vip_tcp(&self) -> SocketAddr {
         SocketAddr::from((VIP, VIP_TCP_PORT))
     }
+
+    /// Opens `count` long-lived connections from the client namespace to the
+    /// VIP's TCP service, each sending a line every `period`.
+    pub fn long_lived(
+        &self,
+        count: usize,
+        period: std::time::Duration,
+    ) -> crate::traffic::LongLived {
+        crate::traffic::LongLived::start(self.client.name(), self.vip_tcp(), count, period)
+    }
 }

@@ -8,10 +8,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{broken, Report};
-use crate::{
-    cluster::{backend_addr, Cluster, ClusterSpec, VIP},
-    traffic::LongLived,
-};
+use crate::cluster::{backend_addr, Cluster, ClusterSpec, VIP};
 
 /// Runs the scenario with `connections` long-lived connections per step.
 pub fn run(connections: usize) -> anyhow::Result<Report> {
@@ -72,12 +69,7 @@ pub fn run(connections: usize) -> anyhow::Result<Report> {
     let mut rows = Vec::new();
     let mut data = Vec::new();
     for (label, args) in steps {
-        let traffic = LongLived::start(
-            cluster.client.name(),
-            cluster.vip_tcp(),
-            connections,
-            Duration::from_millis(100),
-        );
+        let traffic = cluster.long_lived(connections, Duration::from_millis(100));
         std::thread::sleep(Duration::from_millis(1500));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         cluster.lbctl_any(&args)?;

@@ -7,10 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::{broken, broken_reasons, Report};
-use crate::{
-    cluster::{lb_addr, Cluster, ClusterSpec},
-    traffic::LongLived,
-};
+use crate::cluster::{lb_addr, Cluster, ClusterSpec};
 
 /// Runs the scenario with `connections` long-lived connections.
 pub fn run(connections: usize) -> anyhow::Result<Report> {
@@ -21,12 +18,7 @@ pub fn run(connections: usize) -> anyhow::Result<Report> {
     cluster.configure_vip(100)?;
     cluster.converge(Duration::from_secs(20))?;
     cluster.wait_for_ecmp(3, Duration::from_secs(30))?;
-    let traffic = LongLived::start(
-        cluster.client.name(),
-        cluster.vip_tcp(),
-        connections,
-        Duration::from_millis(100),
-    );
+    let traffic = cluster.long_lived(connections, Duration::from_millis(100));
     std::thread::sleep(Duration::from_secs(2));
     let victim = 2;
     let gone = lb_addr(victim).to_string();

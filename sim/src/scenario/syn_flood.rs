@@ -20,7 +20,7 @@ use serde_json::json;
 use super::{broken, broken_reasons, Report};
 use crate::{
     cluster::{backend_addr, Cluster, ClusterSpec, VIP, VIP_TCP_PORT},
-    traffic::{spawn_in_namespace, LongLived},
+    traffic::spawn_in_namespace,
 };
 
 /// Cache entries per CPU of every node in this scenario (the config's
@@ -115,12 +115,7 @@ pub fn run_one(connections: usize, flood: Duration, on: bool) -> anyhow::Result<
     cluster.converge(Duration::from_secs(20))?;
     cluster.wait_for_ecmp(3, Duration::from_secs(30))?;
 
-    let traffic = LongLived::start(
-        cluster.client.name(),
-        cluster.vip_tcp(),
-        connections,
-        Duration::from_millis(100),
-    );
+    let traffic = cluster.long_lived(connections, Duration::from_millis(100));
     std::thread::sleep(Duration::from_millis(1500));
     let s0 = sample(&cluster)?;
     std::thread::sleep(Duration::from_secs(1));
