@@ -189,6 +189,51 @@ fn in_flood_mode_a_syn_replaces_only_unestablished_entries() {
     panic!("flood mode was left mid-flood in every attempt");
 }
 
+/// Flood mode ends once the new flows stop: after two quiet windows the
+/// next SYN leaves it (counted once) and is cached by plain LRU again, even
+/// where that evicts an established entry, so it keeps its backend over a
+/// table change.
+#[test]
+fn after_quiet_windows_flood_mode_ends_and_syns_are_cached_again() {
+    let lab = RouteLab::new("fldend");
+    for attempt in 1..=3 {
+        let (mut fwd, vip) = one_set_forwarder(FloodThreshold::PerSecond(1));
+        open_connections(&lab, &mut fwd);
+        for sport in 3001..3011 {
+            send(&lab, &mut fwd, sport, tcp_flags::SYN);
+        }
+        let flooded = fwd.stats().unwrap();
+        if flooded.get(stat::FLOOD_LEFT) != 0 {
+            eprintln!("attempt {attempt}: flood mode left mid-flood (thread stalled), retrying");
+            continue;
+        }
+        assert!(flooded.get(stat::FLOOD_ENTERED) >= 1);
+        assert_eq!(
+            flooded.get(stat::FLOOD_NOT_CACHED),
+            10,
+            "full of established"
+        );
+        // More than two windows without a new flow (a window is 100 ms).
+        std::thread::sleep(std::time::Duration::from_millis(
+            3 * u64::from(xdp_fwd::common::flood::FLOOD_WINDOW_MS),
+        ));
+        let newcomer = send(&lab, &mut fwd, 4001, tcp_flags::SYN);
+        let s = fwd.stats().unwrap();
+        assert_eq!(s.get(stat::FLOOD_LEFT), 1, "left once");
+        assert_eq!(
+            s.get(stat::FLOOD_ENTERED),
+            flooded.get(stat::FLOOD_ENTERED),
+            "one new flow in a window is not a flood"
+        );
+        assert_eq!(s.get(stat::FLOOD_NOT_CACHED), 10, "the newcomer was cached");
+        assert_eq!(s.get(stat::LRU_EVICTED_ESTABLISHED), 1, "by plain LRU");
+        move_every_slot(&mut fwd, &vip);
+        assert_eq!(send(&lab, &mut fwd, 4001, tcp_flags::ACK), newcomer);
+        return;
+    }
+    panic!("flood mode was left mid-flood in every attempt");
+}
+
 /// A threshold of 0 or above the maximum is refused by name, and the
 /// settings in the map stay as they were.
 #[test]
