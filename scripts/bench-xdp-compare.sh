@@ -31,6 +31,8 @@ build() { # name revision
     # over each revision's own program and loader.
     git -C "$root" show "$new:xdp-fwd/loader/benches/forwarder.rs" \
         >"$work/$name/xdp-fwd/loader/benches/forwarder.rs"
+    # The harness includes the loader's test fixtures (tests/common): NEW's too.
+    git -C "$root" archive "$new" xdp-fwd/loader/tests/common | tar -x -C "$work/$name"
     exe=$(cd "$work/$name" && CARGO_TARGET_DIR="$root/target/xdp-compare" \
         cargo bench --quiet -p xdp-fwd --bench forwarder --no-run --message-format=json |
         python3 -c 'import sys, json
