@@ -65,8 +65,7 @@ pub fn ipip_form(ctx: &XdpContext, l3_len: usize, proto: u8) -> Option<Form> {
     if proto == IPPROTO_IPIP {
         let ip = ptr_at(ctx, at, IPV4_HLEN)?;
         // SAFETY: 20 bytes checked.
-        let (ver_ihl, id, frag, next) =
-            unsafe { (*ip, be16(ip, 4), be16(ip, 6), *ip.add(9)) };
+        let (ver_ihl, id, frag, next) = unsafe { (*ip, be16(ip, 4), be16(ip, 6), *ip.add(9)) };
         if !matches!(id, wire::IPIP_ID_CANDIDATE | wire::IPIP_ID_HOPPED) || !carries_ip(next) {
             return None;
         }
@@ -266,7 +265,13 @@ fn tcp_socket(ctx: &XdpContext, tuple: *mut bpf_sock_tuple, size: u32) -> bool {
     // SAFETY: the tuple is `size` valid bytes on the caller's stack; the
     // returned socket is released before returning.
     unsafe {
-        let sk = bpf_skc_lookup_tcp(ctx.ctx as *mut _, tuple, size, BPF_F_CURRENT_NETNS as u64, 0);
+        let sk = bpf_skc_lookup_tcp(
+            ctx.ctx as *mut _,
+            tuple,
+            size,
+            BPF_F_CURRENT_NETNS as u64,
+            0,
+        );
         if sk.is_null() {
             return false;
         }
@@ -281,8 +286,13 @@ fn tcp_socket(ctx: &XdpContext, tuple: *mut bpf_sock_tuple, size: u32) -> bool {
 fn udp_socket(ctx: &XdpContext, tuple: *mut bpf_sock_tuple, size: u32) -> bool {
     // SAFETY: as in `tcp_socket`.
     unsafe {
-        let sk: *mut bpf_sock =
-            bpf_sk_lookup_udp(ctx.ctx as *mut _, tuple, size, BPF_F_CURRENT_NETNS as u64, 0);
+        let sk: *mut bpf_sock = bpf_sk_lookup_udp(
+            ctx.ctx as *mut _,
+            tuple,
+            size,
+            BPF_F_CURRENT_NETNS as u64,
+            0,
+        );
         if sk.is_null() {
             return false;
         }
