@@ -511,3 +511,53 @@ fn ifindex(ns: &Namespace, dev: &str) -> u32 {
         .parse()
         .expect("ifindex")
 }
+
+#[test]
+fn time_wait_counts_as_this_hosts_connection() {
+    use std::io::Read;
+    let ns = host();
+    let mut d = decapper();
+    let hop0 = ifindex(&ns, "hop0");
+    let cport = inside(&ns, || {
+        let listener = TcpListener::bind((v4(VIP4), 80)).unwrap();
+        let mut client = TcpStream::connect((v4(VIP4), 80)).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let cport = client.local_addr().unwrap().port();
+        // The server closes first, so its side ends in TIME_WAIT; the
+        // listener goes too, so only that socket can match.
+        drop(server);
+        let mut buf = [0u8; 1];
+        assert_eq!(client.read(&mut buf).unwrap(), 0, "EOF from the server");
+        drop(client);
+        drop(listener);
+        cport
+    });
+    let in_time_wait = || {
+        ns.exec_stdout("ss", ["-Htan", "state", "time-wait"])
+            .unwrap()
+            .contains(&format!("{VIP4}:80"))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !in_time_wait() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(in_time_wait(), "the server side is in TIME_WAIT");
+    inside(&ns, || {
+        let ack = tcp(ip(VIP4), VIP4, cport, tcp_flags::ACK).ip_packet();
+        let (v, out) = d
+            .test_run_on(&ipip4(PREV4, wire::IPIP_ID_CANDIDATE, &ack), hop0)
+            .unwrap();
+        assert_eq!(
+            (v, hex(&out)),
+            (PASS, hex(&delivered(&ack))),
+            "TIME_WAIT: delivered"
+        );
+        // Another port of the same client: no socket at all, forwarded.
+        let other = tcp(ip(VIP4), VIP4, cport.wrapping_add(1), tcp_flags::ACK).ip_packet();
+        let (v, _) = d
+            .test_run_on(&ipip4(PREV4, wire::IPIP_ID_CANDIDATE, &other), hop0)
+            .unwrap();
+        assert_eq!(v, TX, "no socket: second hop");
+    });
+    assert_eq!(stats(&d), (1, 1, 0, 0, 0));
+}
