@@ -411,8 +411,10 @@ fn forward_gue(ctx: &XdpContext, form: &Form, l3_len: usize) -> u32 {
             i += 1;
         }
         *p.add(gue + 5) = new_flags as u8;
-        // IPv4 without UDP checksum stays so; else RFC 1624 updates.
-        if v6 || check != 0 {
+        // A zero UDP checksum (none: IPv4, or an IPv6 tunnel in RFC 6935
+        // zero-checksum mode, as the forwarder sends for an inner IPv4 UDP
+        // datagram without checksum) stays zero; else RFC 1624 updates.
+        if check != 0 {
             let acc = (!check) as u32
                 + (!fold(addr_sum(&old_src, words))) as u32
                 + addr_sum(&form.prev, words)

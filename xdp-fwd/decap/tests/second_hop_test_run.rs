@@ -561,3 +561,51 @@ fn time_wait_counts_as_this_hosts_connection() {
     });
     assert_eq!(stats(&d), (1, 1, 0, 0, 0));
 }
+
+#[test]
+fn zero_udp_checksum_stays_zero_on_the_second_hop() {
+    let ns = host();
+    let mut d = decapper();
+    let hop0 = ifindex(&ns, "hop0");
+    inside(&ns, || {
+        let ack = tcp(ip("192.0.2.10"), VIP4, 40000, tcp_flags::ACK).ip_packet();
+        let zero = |mut f: Vec<u8>, udp_at: usize| {
+            f[udp_at + 6] = 0;
+            f[udp_at + 7] = 0;
+            f
+        };
+        let input = zero(
+            eth(
+                true,
+                &gue4(LB4, SELF4, 64, &gue_payload(ip(PREV4), 0, &ack)),
+            ),
+            14 + 20,
+        );
+        let hopped = gue_payload(ip(PREV4), wire::GUE_FLAG_HOPPED, &ack);
+        let want = zero(eth(false, &gue4(SELF4, PREV4, 64, &hopped)), 14 + 20);
+        let (v, out) = d.test_run_on(&input, hop0).unwrap();
+        assert_eq!((v, hex(&out)), (TX, hex(&want)), "IPv4");
+
+        let dgram = FrameBuilder::new(
+            ip("2001:db8::77"),
+            ip(VIP6),
+            L4::Udp {
+                sport: 5353,
+                dport: 53,
+            },
+        )
+        .ip_packet();
+        let input = zero(
+            eth(
+                true,
+                &gue6(LB6, SELF6, 64, &gue_payload(ip(PREV6), 0, &dgram)),
+            ),
+            14 + 40,
+        );
+        let hopped = gue_payload(ip(PREV6), wire::GUE_FLAG_HOPPED, &dgram);
+        let want = zero(eth(false, &gue6(SELF6, PREV6, 64, &hopped)), 14 + 40);
+        let (v, out) = d.test_run_on(&input, hop0).unwrap();
+        assert_eq!((v, hex(&out)), (TX, hex(&want)), "IPv6 zero-checksum mode");
+    });
+    assert_eq!(stats(&d), (2, 0, 0, 0, 0));
+}
