@@ -198,6 +198,22 @@ fn ipip4_middle(prev: &str, id: u16, ttl: u8, inner: &[u8]) -> Vec<u8> {
     ipv4(SELF4, prev, proto_of(inner), id, ttl, inner)
 }
 
+/// An IP-in-IP packet after its second hop, arriving here from the host
+/// that forwarded it: one header, marked HOPPED, then `inner`.
+fn hopped4(inner: &[u8]) -> Vec<u8> {
+    eth(
+        true,
+        &ipv4(
+            PREV4,
+            SELF4,
+            proto_of(inner),
+            wire::IPIP_ID_HOPPED,
+            63,
+            inner,
+        ),
+    )
+}
+
 /// The IP-in-IP form over IPv6 (middle flow label `label`).
 fn ipip6(prev: &str, label: u32, inner: &[u8]) -> Vec<u8> {
     let middle = ipv6(SELF6, prev, proto_of(inner), label, 61, inner);
@@ -319,13 +335,13 @@ fn tcp_delivered_with_a_socket_forwarded_once_without() {
 
         // Already second-hopped: never forwarded again, with or without a
         // socket (the latter counted as a refused loop).
-        let (v, out) = run(&mut d, &ipip4(PREV4, wire::IPIP_ID_HOPPED, &moved));
+        let (v, out) = run(&mut d, &hopped4(&moved));
         assert_eq!(
             (v, hex(&out)),
             (PASS, hex(&delivered(&moved))),
             "hopped, no socket"
         );
-        let (v, out) = run(&mut d, &ipip4(PREV4, wire::IPIP_ID_HOPPED, &ack));
+        let (v, out) = run(&mut d, &hopped4(&ack));
         assert_eq!(
             (v, hex(&out)),
             (PASS, hex(&delivered(&ack))),
@@ -410,6 +426,12 @@ fn ipv6_forms_and_udp_policy() {
             &ipv6(SELF6, PREV6, 41, wire::IPIP_LABEL_HOPPED, 64, &ack),
         );
         assert_eq!((v, hex(&out)), (TX, hex(&want)), "ip6ip6 second hop");
+        // That frame, at a host without a socket either: the HOPPED flow
+        // label in its (only) outer header stops it: delivered.
+        let (v, back) = run(&mut d, &out);
+        let mut stripped = out[..14].to_vec();
+        stripped.extend_from_slice(&ack);
+        assert_eq!((v, hex(&back)), (PASS, hex(&stripped)), "hopped ip6ip6");
         // IPv4 VIP traffic inside the IPv6 form.
         let ack4 = tcp(ip("192.0.2.10"), VIP4, 40000, tcp_flags::ACK).ip_packet();
         let input = ipip6(PREV6, wire::IPIP_LABEL_CANDIDATE, &ack4);
@@ -417,7 +439,7 @@ fn ipv6_forms_and_udp_policy() {
         // PREV6 is not a peer of the IPv4 VIP.
         assert_eq!(v, DROP, "previous owner not a peer of that VIP");
     });
-    assert_eq!(stats(&d), (2, 1, 0, 1, 0));
+    assert_eq!(stats(&d), (2, 1, 1, 1, 0));
 }
 
 #[test]
@@ -437,6 +459,10 @@ fn bad_input_is_counted_and_never_forwarded() {
         let mut bad = ipip4(PREV4, wire::IPIP_ID_CANDIDATE, &ack);
         bad[14 + 20] = 0x46;
         assert_eq!(run(&mut d, &bad).0, DROP, "middle header with IHL 6");
+        // HOPPED in a middle header (a second hop sends it in the outer
+        // one): malformed, dropped.
+        let bad = ipip4(PREV4, wire::IPIP_ID_HOPPED, &ack);
+        assert_eq!(run(&mut d, &bad).0, DROP, "HOPPED middle header");
         // Original packet truncated inside its TCP header: dropped.
         let full = ipip4(PREV4, wire::IPIP_ID_CANDIDATE, &ack);
         let cut = &full[..14 + 20 + 20 + 20 + 10];
@@ -491,7 +517,7 @@ fn bad_input_is_counted_and_never_forwarded() {
             "marker-like client ID"
         );
     });
-    assert_eq!(stats(&d), (0, 0, 0, 8, 1));
+    assert_eq!(stats(&d), (0, 0, 0, 9, 1));
     assert!(
         d.set_second_hop(ip(VIP4), &[ip(VIP4)]).is_err(),
         "VIP as its own peer"
