@@ -263,6 +263,18 @@ fn syn_goes_to_the_current_owner_and_its_cache_hits_stay_plain() {
     let s = fwd.stats().unwrap();
     assert_eq!(s.get(stat::SECOND_HOP_SENT), 0);
     assert_eq!(s.get(stat::LRU_HIT), 1);
+
+    // A flow cached before a change keeps its backend on this node, plain:
+    // another change (the flow's slot moving again) leaves its hits alone.
+    let next = V4_BACKENDS[2];
+    fwd.set_table_with_previous(&vip, &[ip(next)], &[0; M], Some((&[ip(cur)], &[0; M])))
+        .unwrap();
+    assert_eq!(
+        hex(&run_tx(&lab, &mut fwd, &ack)),
+        hex(&plain(&ack, ip(cur), Expect::IpIp))
+    );
+    let s = fwd.stats().unwrap();
+    assert_eq!((s.get(stat::SECOND_HOP_SENT), s.get(stat::LRU_HIT)), (0, 2));
 }
 
 #[test]
