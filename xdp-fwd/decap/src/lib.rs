@@ -4,6 +4,8 @@
 //!
 //! Use it where the kernel has no IPIP/FOU tunnel devices, or for speed.
 
+pub mod model;
+
 use aya::{
     maps::{Array, MapError, PerCpuArray},
     programs::{xdp::XdpLinkId, ProgramError, TestRun, TestRunOptions, Xdp, XdpMode},
