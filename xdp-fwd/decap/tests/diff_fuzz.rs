@@ -217,6 +217,11 @@ fn add(a: DecapStats, b: DecapStats) -> DecapStats {
         ipip: a.ipip + b.ipip,
         gue: a.gue + b.gue,
         fragments: a.fragments + b.fragments,
+        second_hop_forwarded: a.second_hop_forwarded + b.second_hop_forwarded,
+        second_hop_delivered: a.second_hop_delivered + b.second_hop_delivered,
+        second_hop_loop_refused: a.second_hop_loop_refused + b.second_hop_loop_refused,
+        second_hop_invalid: a.second_hop_invalid + b.second_hop_invalid,
+        second_hop_no_route: a.second_hop_no_route + b.second_hop_no_route,
     }
 }
 
