@@ -22,7 +22,7 @@ use std::{collections::BTreeMap, net::IpAddr, time::Duration, time::Instant};
 use common::*;
 use packet_builder::{Fragment, FrameBuilder, L4};
 use xdp_fwd::{
-    common::stats::STAT_NAMES,
+    common::stats::{stat, STAT_NAMES},
     model::{Model, ModelConfig, ModelRoute, ModelVip, Outcome, RouteOutcome},
     verdict, Capacity, Encap, FloodThreshold, Forwarder, ForwarderSettings, HashFields,
     LoadOptions, Protocol, Stats, VipKey, VipOptions, NO_BACKEND,
@@ -79,26 +79,30 @@ const CAP: Capacity = Capacity {
     vips: 16,
     backends: 64,
     table_size: 251,
-    flows: 1024,
+    flows: 64,
 };
 
-/// The VIPs: every encapsulation, hash mode, family mix and route outcome.
+/// The VIPs: every encapsulation, hash mode, family mix and route
+/// outcome; previous tables (second hop) that differ in some slots, in all
+/// slots, only across families (never carried), and in size.
 fn vips() -> Vec<ModelVip> {
+    use HashFields::*;
+    use Protocol::*;
     let rr = |n: usize| (0..M).map(|i| (i % n) as u32).collect::<Vec<_>>();
+    let addrs = |b: &[&str]| b.iter().map(|a| ip(a)).collect::<Vec<_>>();
     let vip = |a: &str, port: u16, p: Protocol, hash, encap, backends: &[&str], slots: Vec<u32>| {
         ModelVip {
             key: VipKey::new(ip(a), port, p),
             options: VipOptions { hash, encap },
-            backends: backends.iter().map(|b| ip(b)).collect(),
+            backends: addrs(backends),
             slots,
+            previous: None,
         }
     };
-    use HashFields::*;
-    use Protocol::*;
     let mut holes = rr(3);
     holes[4] = NO_BACKEND;
     holes[9] = NO_BACKEND;
-    vec![
+    let mut v = vec![
         vip(
             "203.0.113.7",
             80,
@@ -171,7 +175,16 @@ fn vips() -> Vec<ModelVip> {
             &["fd00:200::6", "10.202.0.6", "fd00:300::6"],
             rr(3),
         ),
-    ]
+    ];
+    v[0].previous = Some((addrs(&["10.200.0.1", "10.200.0.2", "10.200.0.9"]), rr(3)));
+    v[1].previous = Some((addrs(&["fd00:200::4", "10.200.0.4"]), rr(2)));
+    let mut short = rr(2);
+    short.truncate(7);
+    short[3] = NO_BACKEND;
+    v[2].previous = Some((addrs(&["10.200.0.6", "10.202.0.1"]), short));
+    v[5].previous = Some((addrs(&["fd00:200::3", "fd00:200::1", "fd00:200::2"]), rr(3)));
+    v[6].previous = Some((addrs(&["fd00:200::7", "10.200.0.7"]), rr(2)));
+    v
 }
 
 fn routes(fwd0: u32, fwd1: u32) -> Vec<ModelRoute> {
@@ -221,7 +234,9 @@ fn set_up(lab: &RouteLab) -> (Forwarder, Model) {
     for v in vips() {
         fwd.set_vip(v.key, v.options).unwrap();
         if !v.slots.is_empty() {
-            fwd.set_table(&v.key, &v.backends, &v.slots).unwrap();
+            let previous = v.previous.as_ref().map(|(b, s)| (&b[..], &s[..]));
+            fwd.set_table_with_previous(&v.key, &v.backends, &v.slots, previous)
+                .unwrap();
         }
     }
     fwd.add_tx_port("fwd1").unwrap();
@@ -621,6 +636,7 @@ fn forwarder_agrees_with_the_model_on_a_million_frames() {
         let started = Instant::now();
         let mut rng = Rng(seed);
         let mut verdicts = [0u64; 5];
+        let (mut second_hops, mut evictions) = (0u64, 0u64);
         let mut done = 0u64;
         let mut batch_no = 0u64;
         while done < total {
@@ -660,17 +676,20 @@ fn forwarder_agrees_with_the_model_on_a_million_frames() {
             }
             for o in &outcomes {
                 verdicts[o.verdict as usize] += 1;
+                second_hops += o.counters[stat::SECOND_HOP_SENT as usize];
+                evictions += o.counters[stat::LRU_EVICTED as usize];
             }
             done += n as u64;
             batch_no += 1;
         }
         eprintln!(
-            "diff_fuzz: {done} frames, seed {seed:#x}, {:.1} s; verdicts aborted/drop/pass/tx/redirect = {verdicts:?}",
+            "diff_fuzz: {done} frames, seed {seed:#x}, {:.1} s; verdicts aborted/drop/pass/tx/redirect = {verdicts:?}; second hops {second_hops}, evictions {evictions}",
             started.elapsed().as_secs_f64()
         );
         // The frames must reach every outcome, or the fuzz tests little.
         for (v, n) in verdicts.iter().enumerate().skip(1) {
             assert!(*n * 1000 > done, "verdict {} only {n} times", verdict_name(v as u32));
         }
+        assert!(second_hops * 1000 > done, "only {second_hops} second hops");
     });
 }

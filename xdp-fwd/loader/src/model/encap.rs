@@ -6,9 +6,17 @@ use std::net::IpAddr;
 use super::parse::Packet;
 use crate::ForwarderSettings;
 
-/// Bytes the encapsulation adds towards `backend`.
-pub(crate) fn overhead(backend: IpAddr, gue: bool) -> usize {
-    (if backend.is_ipv4() { 20 } else { 40 }) + if gue { 8 } else { 0 }
+/// Bytes the encapsulation adds towards `backend`, with a previous owner
+/// (`second_hop`: GUE variant 0 header and private data, or a middle IP
+/// header) or without.
+pub(crate) fn overhead(backend: IpAddr, gue: bool, second_hop: bool) -> usize {
+    let ip = if backend.is_ipv4() { 20 } else { 40 };
+    let hop = match (second_hop, gue) {
+        (false, _) => 0,
+        (true, true) => 8 + if backend.is_ipv4() { 4 } else { 16 },
+        (true, false) => ip,
+    };
+    ip + if gue { 8 } else { 0 } + hop
 }
 
 fn fold(mut s: u32) -> u16 {
@@ -70,7 +78,8 @@ fn inner_sum(f: &[u8], p: &Packet) -> Option<u32> {
 }
 
 /// `frame` encapsulated towards `backend` with Ethernet addresses `macs`
-/// (destination, source).
+/// (destination, source), carrying `prev` (second hop) if given.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn encapsulate(
     f: &[u8],
     p: &Packet,
@@ -78,6 +87,7 @@ pub(crate) fn encapsulate(
     backend: IpAddr,
     hash: u32,
     gue: bool,
+    prev: Option<IpAddr>,
     macs: [u8; 12],
 ) -> Vec<u8> {
     let inner_v4 = p.src.is_ipv4();
@@ -89,51 +99,70 @@ pub(crate) fn encapsulate(
     };
     let src = outer_source(s, backend, hash);
     let dst = addr_bytes(backend);
-    let proto = if gue {
-        17
-    } else if inner_v4 {
-        4
-    } else {
-        41
+    let inner_proto = if inner_v4 { 4 } else { 41 };
+    let backend_proto = if backend.is_ipv4() { 4 } else { 41 };
+    let proto = match (gue, prev) {
+        (true, _) => 17,
+        // The middle header, of the backend's family, follows.
+        (false, Some(_)) => backend_proto,
+        (false, None) => inner_proto,
     };
-    let inner_len = p.ip_len;
+    // DF copied from an IPv4 inner header, set for IPv6.
+    let df = !inner_v4 || f[l3 + 6] & 0x40 != 0;
+    // The GUE variant 0 header with the previous owner, or the middle IP
+    // header from the backend to the previous owner.
+    let hop: Vec<u8> = match prev {
+        None => Vec::new(),
+        Some(prev) if gue => {
+            let v6 = prev.is_ipv6();
+            let mut g = vec![if v6 { 5 } else { 2 }, inner_proto, 0, 0, 0xe5, 0];
+            g.extend_from_slice(&[if v6 { 6 } else { 4 }, 0]);
+            g.extend_from_slice(&addr_bytes(prev));
+            g
+        }
+        Some(prev) => ip_header(
+            backend,
+            prev,
+            inner_proto,
+            tos,
+            p.ip_len,
+            df,
+            0xe55e,
+            0xe55e0,
+        ),
+    };
+    let inner_len = p.ip_len + hop.len();
     let mut out = macs.to_vec();
     if l3 == 18 {
         out.extend_from_slice(&[0x81, 0x00, f[14], f[15]]);
     }
-    let payload_len = inner_len + if gue { 8 } else { 0 };
-    if backend.is_ipv4() {
-        out.extend_from_slice(&[0x08, 0x00]);
-        let df = !inner_v4 || f[l3 + 6] & 0x40 != 0;
-        let mut h = vec![0x45, tos];
-        h.extend_from_slice(&((payload_len + 20) as u16).to_be_bytes());
-        h.extend_from_slice(&[0, 0, if df { 0x40 } else { 0 }, 0, 64, proto, 0, 0]);
-        h.extend_from_slice(&src);
-        h.extend_from_slice(&dst);
-        let c = !fold(sum_words(0, &h));
-        h[10..12].copy_from_slice(&c.to_be_bytes());
-        out.extend_from_slice(&h);
+    out.extend_from_slice(if backend.is_ipv4() {
+        &[0x08, 0x00]
     } else {
-        out.extend_from_slice(&[0x86, 0xdd]);
-        let label = hash & 0xfffff;
-        out.extend_from_slice(&[
-            0x60 | (tos >> 4),
-            ((tos & 0x0f) << 4) | (label >> 16) as u8,
-            (label >> 8) as u8,
-            label as u8,
-        ]);
-        out.extend_from_slice(&(payload_len as u16).to_be_bytes());
-        out.extend_from_slice(&[proto, 64]);
-        out.extend_from_slice(&src);
-        out.extend_from_slice(&dst);
-    }
+        &[0x86, 0xdd]
+    });
+    let outer_src = match backend {
+        IpAddr::V4(_) => IpAddr::from(<[u8; 4]>::try_from(&src[..]).expect("4 bytes")),
+        IpAddr::V6(_) => IpAddr::from(<[u8; 16]>::try_from(&src[..]).expect("16 bytes")),
+    };
+    let payload_len = inner_len + if gue { 8 } else { 0 };
+    out.extend_from_slice(&ip_header(
+        outer_src,
+        backend,
+        proto,
+        tos,
+        payload_len,
+        df,
+        0,
+        hash & 0xfffff,
+    ));
     if gue {
         let sport = ((hash & 0x3fff) | 0xc000) as u16;
         let udp_len = (inner_len + 8) as u16;
         let check = match inner_sum(f, p) {
             None => 0,
             Some(inner) => {
-                let sum = sum_words(sum_words(inner, &src), &dst)
+                let sum = sum_words(sum_words(sum_words(inner, &hop), &src), &dst)
                     + 17
                     + 2 * u32::from(udp_len)
                     + u32::from(sport)
@@ -148,8 +177,48 @@ pub(crate) fn encapsulate(
             out.extend_from_slice(&w.to_be_bytes());
         }
     }
+    out.extend_from_slice(&hop);
     out.extend_from_slice(&f[l3..]);
     out
+}
+
+/// An IP header from `src` to `dst` carrying `payload` bytes of `proto`:
+/// IPv4 with `id`, DF as `df`, TTL 64 and its checksum; IPv6 with `label`,
+/// hop limit 64. ToS / traffic class `tos`.
+#[allow(clippy::too_many_arguments)]
+fn ip_header(
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    tos: u8,
+    payload: usize,
+    df: bool,
+    id: u16,
+    label: u32,
+) -> Vec<u8> {
+    let mut h = Vec::with_capacity(40);
+    if dst.is_ipv4() {
+        h.extend_from_slice(&[0x45, tos]);
+        h.extend_from_slice(&((payload + 20) as u16).to_be_bytes());
+        h.extend_from_slice(&id.to_be_bytes());
+        h.extend_from_slice(&[if df { 0x40 } else { 0 }, 0, 64, proto, 0, 0]);
+        h.extend_from_slice(&addr_bytes(src));
+        h.extend_from_slice(&addr_bytes(dst));
+        let c = !fold(sum_words(0, &h));
+        h[10..12].copy_from_slice(&c.to_be_bytes());
+    } else {
+        h.extend_from_slice(&[
+            0x60 | (tos >> 4),
+            ((tos & 0x0f) << 4) | (label >> 16) as u8,
+            (label >> 8) as u8,
+            label as u8,
+        ]);
+        h.extend_from_slice(&(payload as u16).to_be_bytes());
+        h.extend_from_slice(&[proto, 64]);
+        h.extend_from_slice(&addr_bytes(src));
+        h.extend_from_slice(&addr_bytes(dst));
+    }
+    h
 }
 
 /// RFC 1624: the checksum after a covered 16-bit word went from `old` to `new`.

@@ -11,6 +11,11 @@
 //! (`flow_hash`, `maglev_slot`, pinned by golden vectors) and the cache's
 //! set-index hash (`conn_index`); nothing else is read from the program.
 //!
+//! Second hop (a VIP's previous table, FORWARDER.md "Second hop") is
+//! modelled: a non-SYN miss whose slot had another owner of the same
+//! family carries it (GUE variant 0 or a middle IP header) and is not
+//! cached.
+//!
 //! What it does not model (the fuzz configures these away): flood-mode
 //! admission (threshold off), UDP expiry (timeout longer than the run),
 //! configuration changes while frames run, and the jiffies order of cache
@@ -42,6 +47,8 @@ pub struct ModelVip {
     /// Slot -> index into `backends` ([`NO_BACKEND`] = empty slot); empty
     /// table = no table (every packet dropped).
     pub slots: Vec<u32>,
+    /// The previous table (second hop), same form; `None` = none.
+    pub previous: Option<(Vec<IpAddr>, Vec<u32>)>,
 }
 
 /// What `bpf_fib_lookup` finds for a destination.
@@ -178,7 +185,8 @@ impl Model {
         let mut stats = Stats::default();
         for v in &config.vips {
             stats.vips.insert(v.key, Traffic::default());
-            for b in &v.backends {
+            let previous = v.previous.iter().flat_map(|(b, _)| b);
+            for b in v.backends.iter().chain(previous) {
                 stats.backends.insert(*b, Traffic::default());
             }
         }
@@ -292,12 +300,13 @@ impl Model {
         let choice = match cached {
             Some(entry) => {
                 out.count(stat::LRU_HIT);
-                Ok((entry.backend, entry.hash))
+                Ok((entry.backend, entry.hash, None))
             }
-            None => self.select_new(&flow, vip, syn, &mut out),
+            // Only a non-SYN miss may carry a previous owner.
+            None => self.select_new(&flow, vip, syn, !syn, &mut out),
         };
         match choice {
-            Ok((backend, hash)) => self.send(frame, pkt, vip, backend, hash, out),
+            Ok((backend, hash, prev)) => self.send(frame, pkt, vip, backend, hash, prev, out),
             Err(reason) => out.drop(reason),
         }
     }
@@ -310,18 +319,20 @@ impl Model {
     }
 
     /// A flow without a usable cache entry (or a SYN): by the table, then
-    /// cached.
+    /// cached, unless (`second_hop`) the previous table names another
+    /// owner: then that owner is carried and nothing is cached.
     fn select_new(
         &mut self,
         flow: &Flow,
         vip: usize,
         syn: bool,
+        second_hop: bool,
         out: &mut Outcome,
-    ) -> Result<(IpAddr, u32), u32> {
+    ) -> Result<(IpAddr, u32, Option<IpAddr>), u32> {
         if !syn {
             if let Some(e) = self.cache.hit(flow) {
                 out.count(stat::LRU_HIT);
-                return Ok((e.backend, e.hash));
+                return Ok((e.backend, e.hash, None));
             }
         }
         out.count(stat::LRU_MISS);
@@ -336,6 +347,11 @@ impl Model {
             return Err(stat::DROP_NO_BACKEND);
         }
         let backend = *v.backends.get(slot as usize).ok_or(stat::DROP_NO_BACKEND)?;
+        if second_hop {
+            if let Some(prev) = previous_owner(v, hash, backend) {
+                return Ok((backend, hash, Some(prev)));
+            }
+        }
         let evicted = self
             .cache
             .insert(flow, cache::Cached { backend, hash, vip });
@@ -346,7 +362,7 @@ impl Model {
                 out.count(stat::LRU_EVICTED_ESTABLISHED);
             }
         }
-        Ok((backend, hash))
+        Ok((backend, hash, None))
     }
 
     fn route(&self, dst: IpAddr) -> RouteOutcome {
@@ -358,7 +374,9 @@ impl Model {
             .map_or(RouteOutcome::Unreachable, |r| r.outcome)
     }
 
-    /// Route, encapsulate, transmit.
+    /// Route, encapsulate (carrying `prev`, the previous owner, if any),
+    /// transmit.
+    #[allow(clippy::too_many_arguments)]
     fn send(
         &self,
         frame: &[u8],
@@ -366,6 +384,7 @@ impl Model {
         vip: usize,
         backend: IpAddr,
         hash: u32,
+        prev: Option<IpAddr>,
         mut out: Outcome,
     ) -> Outcome {
         out.backend_traffic = Some((backend, frame.len() as u64));
@@ -374,7 +393,7 @@ impl Model {
             Encap::Default => s.default_encap == Encap::Gue,
             e => e == Encap::Gue,
         };
-        let outer_len = pkt.ip_len as u32 + encap::overhead(backend, gue) as u32;
+        let outer_len = pkt.ip_len as u32 + encap::overhead(backend, gue, prev.is_some()) as u32;
         if outer_len > 0xffff {
             return out.drop(stat::DROP_MTU);
         }
@@ -400,7 +419,10 @@ impl Model {
                 (m, Some(ifindex))
             }
         };
-        out.frame = encap::encapsulate(frame, pkt, s, backend, hash, gue, macs);
+        out.frame = encap::encapsulate(frame, pkt, s, backend, hash, gue, prev, macs);
+        if prev.is_some() {
+            out.count(stat::SECOND_HOP_SENT);
+        }
         match next {
             None => {
                 out.count(stat::PASS_NO_NEIGH);
@@ -457,11 +479,24 @@ impl Model {
         let mut out = out;
         out.count(stat::ICMP_PTB_FORWARDED);
         self.count_vip(frame, pkt, vip, &mut out);
-        match self.select_new(&flow, vip, false, &mut out) {
-            Ok((backend, hash)) => self.send(frame, pkt, vip, backend, hash, out),
+        // ICMP forwarding never carries a previous owner.
+        match self.select_new(&flow, vip, false, false, &mut out) {
+            Ok((backend, hash, _)) => self.send(frame, pkt, vip, backend, hash, None, out),
             Err(reason) => out.drop(reason),
         }
     }
+}
+
+/// The owner of `hash`'s slot in the VIP's previous table, when it is a
+/// backend other than `current`, of the same family.
+fn previous_owner(v: &ModelVip, hash: u32, current: IpAddr) -> Option<IpAddr> {
+    let (backends, slots) = v.previous.as_ref()?;
+    if slots.is_empty() {
+        return None;
+    }
+    let slot = slots[maglev_slot(hash, slots.len() as u32) as usize];
+    let prev = *backends.get(usize::try_from(slot).ok()?)?;
+    (prev != current && prev.is_ipv4() == current.is_ipv4()).then_some(prev)
 }
 
 /// Whether `addr` is inside `prefix`/`len` (same family).
