@@ -29,11 +29,11 @@ mod parse;
 use std::net::IpAddr;
 
 use vip_key::{Protocol, VipKey};
-use xdp_fwd_common::{flow_hash, maglev_slot, stats::stat, Traffic, NO_BACKEND};
+use xdp_fwd_common::{flow_hash, maglev_slot, stats::stat, NO_BACKEND};
 
-pub use cache::ConnModel;
+use cache::ConnModel;
 
-use crate::{config::protocol_number, Encap, ForwarderSettings, Stats, VipOptions};
+use crate::{Encap, ForwarderSettings, VipOptions};
 
 /// A VIP as programmed: its key, options and Maglev table.
 #[derive(Clone, Debug)]
@@ -155,11 +155,11 @@ impl Outcome {
     }
 }
 
-/// The model: configuration, connection cache, accumulated counters.
+/// The model: configuration and connection cache. Counters are per
+/// [`Outcome`]: the caller adds them up.
 pub struct Model {
     config: ModelConfig,
     cache: ConnModel,
-    stats: Stats,
 }
 
 /// The flow a packet belongs to, in host terms.
@@ -179,28 +179,10 @@ impl Flow {
 }
 
 impl Model {
-    /// A model programmed with `config`, empty cache, zero counters (with
-    /// an entry for every VIP and backend, as [`crate::Forwarder::stats`]).
+    /// A model programmed with `config`, with an empty cache.
     pub fn new(config: ModelConfig) -> Self {
-        let mut stats = Stats::default();
-        for v in &config.vips {
-            stats.vips.insert(v.key, Traffic::default());
-            let previous = v.previous.iter().flat_map(|(b, _)| b);
-            for b in v.backends.iter().chain(previous) {
-                stats.backends.insert(*b, Traffic::default());
-            }
-        }
         let cache = ConnModel::new(config.conn_sets, config.settings.hash_seed);
-        Self {
-            config,
-            cache,
-            stats,
-        }
-    }
-
-    /// The counters accumulated by [`Model::apply`].
-    pub fn stats(&self) -> &Stats {
-        &self.stats
+        Self { config, cache }
     }
 
     /// Empties the model's connection cache.
@@ -208,25 +190,7 @@ impl Model {
         self.cache.clear();
     }
 
-    /// Adds an outcome's counters to [`Model::stats`].
-    pub fn apply(&mut self, o: &Outcome) {
-        for (c, d) in self.stats.counters.iter_mut().zip(o.counters) {
-            *c += d;
-        }
-        if let Some((vip, bytes)) = o.vip_traffic {
-            let t = self.stats.vips.entry(vip).or_default();
-            t.packets += 1;
-            t.bytes += bytes;
-        }
-        if let Some((b, bytes)) = o.backend_traffic {
-            let t = self.stats.backends.entry(b).or_default();
-            t.packets += 1;
-            t.bytes += bytes;
-        }
-    }
-
-    /// The outcome of `frame`; updates the cache (not the counters: see
-    /// [`Model::apply`]).
+    /// The outcome of `frame`, counters included; updates the cache.
     pub fn step(&mut self, frame: &[u8]) -> Outcome {
         let out = Outcome::new(frame);
         let Some(pkt) = parse::parse(frame) else {
@@ -516,9 +480,4 @@ fn in_prefix(addr: IpAddr, prefix: IpAddr, len: u8) -> bool {
         }
         _ => false,
     }
-}
-
-/// The protocol number of a VIP (for callers building flows).
-pub fn vip_protocol(vip: &VipKey) -> u8 {
-    protocol_number(vip.protocol)
 }
