@@ -39,6 +39,9 @@ pub struct Form {
     hopped: bool,
     /// The original packet is IPv6.
     inner_v6: bool,
+    /// IP-in-IP after its second hop: the HOPPED marker is in the outer
+    /// header and no middle header follows.
+    outer_marked: bool,
 }
 
 impl Form {
@@ -52,16 +55,30 @@ impl Form {
             v6: false,
             hopped: false,
             inner_v6: false,
+            outer_marked: false,
         }
     }
 }
 
 /// The IP-in-IP form: a middle header of family `proto` (4 or 41) marked
-/// as second hop and itself carrying IP. `None`: plain IP-in-IP (a
-/// client's own packet never carries IP-in-IP: VIPs are TCP/UDP).
+/// as a candidate and itself carrying IP, or (`outer_hopped`) an outer
+/// header marked HOPPED. `None`: plain IP-in-IP (a client's own packet
+/// never carries IP-in-IP: VIPs are TCP/UDP).
 #[inline(always)]
-pub fn ipip_form(ctx: &XdpContext, l3_len: usize, proto: u8) -> Option<Form> {
+pub fn ipip_form(ctx: &XdpContext, l3_len: usize, proto: u8, outer_hopped: bool) -> Option<Form> {
     let at = ETH_HLEN + l3_len;
+    if outer_hopped {
+        return Some(Form {
+            gue: false,
+            valid: true,
+            hop_len: 0,
+            prev: [0; 4],
+            v6: false,
+            hopped: true,
+            inner_v6: proto == IPPROTO_IPV6,
+            outer_marked: true,
+        });
+    }
     if proto == IPPROTO_IPIP {
         let ip = ptr_at(ctx, at, IPV4_HLEN)?;
         // SAFETY: 20 bytes checked.
@@ -69,7 +86,9 @@ pub fn ipip_form(ctx: &XdpContext, l3_len: usize, proto: u8) -> Option<Form> {
         if !matches!(id, wire::IPIP_ID_CANDIDATE | wire::IPIP_ID_HOPPED) || !carries_ip(next) {
             return None;
         }
-        if ver_ihl != 0x45 || frag & 0x3fff != 0 {
+        // HOPPED belongs in the outer header (the second hop removes the
+        // first outer header): in a middle header it is malformed.
+        if ver_ihl != 0x45 || frag & 0x3fff != 0 || id == wire::IPIP_ID_HOPPED {
             return Some(Form::malformed());
         }
         // SAFETY: as above.
@@ -80,8 +99,9 @@ pub fn ipip_form(ctx: &XdpContext, l3_len: usize, proto: u8) -> Option<Form> {
             hop_len: IPV4_HLEN,
             prev,
             v6: false,
-            hopped: id == wire::IPIP_ID_HOPPED,
+            hopped: false,
             inner_v6: next == IPPROTO_IPV6,
+            outer_marked: false,
         });
     }
     let ip = ptr_at(ctx, at, IPV6_HLEN)?;
@@ -91,7 +111,7 @@ pub fn ipip_form(ctx: &XdpContext, l3_len: usize, proto: u8) -> Option<Form> {
     if !matches!(label, wire::IPIP_LABEL_CANDIDATE | wire::IPIP_LABEL_HOPPED) || !carries_ip(next) {
         return None;
     }
-    if b0 >> 4 != 6 {
+    if b0 >> 4 != 6 || label == wire::IPIP_LABEL_HOPPED {
         return Some(Form::malformed());
     }
     // SAFETY: as above.
@@ -102,8 +122,9 @@ pub fn ipip_form(ctx: &XdpContext, l3_len: usize, proto: u8) -> Option<Form> {
         hop_len: IPV6_HLEN,
         prev,
         v6: true,
-        hopped: label == wire::IPIP_LABEL_HOPPED,
+        hopped: false,
         inner_v6: next == IPPROTO_IPV6,
+        outer_marked: false,
     })
 }
 
@@ -170,6 +191,7 @@ pub fn gue_form(ctx: &XdpContext, l3_len: usize, outer_v6: bool) -> Option<Form>
         v6,
         hopped: hop_flags & wire::GUE_FLAG_HOPPED != 0,
         inner_v6: proto == IPPROTO_IPV6,
+        outer_marked: false,
     })
 }
 
@@ -316,11 +338,16 @@ pub fn handle(ctx: &XdpContext, form: Form, l3_len: usize) -> u32 {
         return invalid_drop();
     }
     let strip_len = l3_len + form.hop_len;
-    let Some(mut flow) = inner_flow(ctx, ETH_HLEN + strip_len, form.inner_v6) else {
-        return invalid_drop();
-    };
     let inner_ethertype = if form.inner_v6 { ETH_P_IPV6 } else { ETH_P_IP };
     let decap_counter = if form.gue { stat::GUE } else { stat::IPIP };
+    let Some(mut flow) = inner_flow(ctx, ETH_HLEN + strip_len, form.inner_v6) else {
+        // An outer marker alone is weak evidence (an IPv6 outer flow label
+        // may equal it by chance): no TCP/UDP flow, plain IP-in-IP.
+        if form.outer_marked {
+            return strip(ctx, strip_len, inner_ethertype, decap_counter);
+        }
+        return invalid_drop();
+    };
     let vip_family = if flow.v6 { family::V6 } else { family::V4 };
     let mut key = HopKey {
         vip: flow.vip,
@@ -411,8 +438,10 @@ fn forward_gue(ctx: &XdpContext, form: &Form, l3_len: usize) -> u32 {
             i += 1;
         }
         *p.add(gue + 5) = new_flags as u8;
-        // IPv4 without UDP checksum stays so; else RFC 1624 updates.
-        if v6 || check != 0 {
+        // A zero UDP checksum (none: IPv4, or an IPv6 tunnel in RFC 6935
+        // zero-checksum mode, as the forwarder sends for an inner IPv4 UDP
+        // datagram without checksum) stays zero; else RFC 1624 updates.
+        if check != 0 {
             let acc = (!check) as u32
                 + (!fold(addr_sum(&old_src, words))) as u32
                 + addr_sum(&form.prev, words)

@@ -23,7 +23,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray},
     programs::XdpContext,
 };
-use xdp_fwd_common::second_hop::{decap_stat as stat, HopKey, SECOND_HOP_ENTRIES};
+use xdp_fwd_common::second_hop::{
+    decap_stat as stat, HopKey, IPIP_ID_HOPPED, IPIP_LABEL_HOPPED, SECOND_HOP_ENTRIES,
+};
 
 use crate::packet::*;
 
@@ -66,6 +68,8 @@ fn outer_header(ctx: &XdpContext) -> Option<Outer> {
     let eth = ptr_at(ctx, 0, ETH_HLEN)?;
     // SAFETY: bounds checked by ptr_at.
     let ethertype = unsafe { u16::from_be_bytes([*eth.add(12), *eth.add(13)]) };
+    // The IP-in-IP form after its second hop: the marker is in the outer header.
+    let outer_hopped;
     let (l3_len, proto) = match ethertype {
         ETH_P_IP => {
             let ip = ptr_at(ctx, ETH_HLEN, 20)?;
@@ -77,6 +81,9 @@ fn outer_header(ctx: &XdpContext) -> Option<Outer> {
                     *ip.add(9),
                 )
             };
+            // SAFETY: as above.
+            let id = unsafe { u16::from_be_bytes([*ip.add(4), *ip.add(5)]) };
+            outer_hopped = id == IPIP_ID_HOPPED;
             let ihl = ((ver_ihl & 0x0f) as usize) * 4;
             if ver_ihl >> 4 != 4 || ihl < 20 {
                 return None;
@@ -94,13 +101,16 @@ fn outer_header(ctx: &XdpContext) -> Option<Outer> {
         ETH_P_IPV6 => {
             let ip = ptr_at(ctx, ETH_HLEN, 40)?;
             // SAFETY: 40 bytes checked above.
-            (40, unsafe { *ip.add(6) })
+            let (b1, b2, b3, next) = unsafe { (*ip.add(1), *ip.add(2), *ip.add(3), *ip.add(6)) };
+            let label = ((b1 as u32 & 0x0f) << 16) | (b2 as u32) << 8 | b3 as u32;
+            outer_hopped = label == IPIP_LABEL_HOPPED;
+            (40, next)
         }
         _ => return None,
     };
     match proto {
         IPPROTO_IPIP | IPPROTO_IPV6 => {
-            if let Some(form) = hop::ipip_form(ctx, l3_len, proto) {
+            if let Some(form) = hop::ipip_form(ctx, l3_len, proto, outer_hopped) {
                 return Some(Outer::Hop(form, l3_len));
             }
             let inner = if proto == IPPROTO_IPIP {

@@ -198,6 +198,22 @@ fn ipip4_middle(prev: &str, id: u16, ttl: u8, inner: &[u8]) -> Vec<u8> {
     ipv4(SELF4, prev, proto_of(inner), id, ttl, inner)
 }
 
+/// An IP-in-IP packet after its second hop, arriving here from the host
+/// that forwarded it: one header, marked HOPPED, then `inner`.
+fn hopped4(inner: &[u8]) -> Vec<u8> {
+    eth(
+        true,
+        &ipv4(
+            PREV4,
+            SELF4,
+            proto_of(inner),
+            wire::IPIP_ID_HOPPED,
+            63,
+            inner,
+        ),
+    )
+}
+
 /// The IP-in-IP form over IPv6 (middle flow label `label`).
 fn ipip6(prev: &str, label: u32, inner: &[u8]) -> Vec<u8> {
     let middle = ipv6(SELF6, prev, proto_of(inner), label, 61, inner);
@@ -319,13 +335,13 @@ fn tcp_delivered_with_a_socket_forwarded_once_without() {
 
         // Already second-hopped: never forwarded again, with or without a
         // socket (the latter counted as a refused loop).
-        let (v, out) = run(&mut d, &ipip4(PREV4, wire::IPIP_ID_HOPPED, &moved));
+        let (v, out) = run(&mut d, &hopped4(&moved));
         assert_eq!(
             (v, hex(&out)),
             (PASS, hex(&delivered(&moved))),
             "hopped, no socket"
         );
-        let (v, out) = run(&mut d, &ipip4(PREV4, wire::IPIP_ID_HOPPED, &ack));
+        let (v, out) = run(&mut d, &hopped4(&ack));
         assert_eq!(
             (v, hex(&out)),
             (PASS, hex(&delivered(&ack))),
@@ -410,6 +426,12 @@ fn ipv6_forms_and_udp_policy() {
             &ipv6(SELF6, PREV6, 41, wire::IPIP_LABEL_HOPPED, 64, &ack),
         );
         assert_eq!((v, hex(&out)), (TX, hex(&want)), "ip6ip6 second hop");
+        // That frame, at a host without a socket either: the HOPPED flow
+        // label in its (only) outer header stops it: delivered.
+        let (v, back) = run(&mut d, &out);
+        let mut stripped = out[..14].to_vec();
+        stripped.extend_from_slice(&ack);
+        assert_eq!((v, hex(&back)), (PASS, hex(&stripped)), "hopped ip6ip6");
         // IPv4 VIP traffic inside the IPv6 form.
         let ack4 = tcp(ip("192.0.2.10"), VIP4, 40000, tcp_flags::ACK).ip_packet();
         let input = ipip6(PREV6, wire::IPIP_LABEL_CANDIDATE, &ack4);
@@ -417,7 +439,7 @@ fn ipv6_forms_and_udp_policy() {
         // PREV6 is not a peer of the IPv4 VIP.
         assert_eq!(v, DROP, "previous owner not a peer of that VIP");
     });
-    assert_eq!(stats(&d), (2, 1, 0, 1, 0));
+    assert_eq!(stats(&d), (2, 1, 1, 1, 0));
 }
 
 #[test]
@@ -437,6 +459,10 @@ fn bad_input_is_counted_and_never_forwarded() {
         let mut bad = ipip4(PREV4, wire::IPIP_ID_CANDIDATE, &ack);
         bad[14 + 20] = 0x46;
         assert_eq!(run(&mut d, &bad).0, DROP, "middle header with IHL 6");
+        // HOPPED in a middle header (a second hop sends it in the outer
+        // one): malformed, dropped.
+        let bad = ipip4(PREV4, wire::IPIP_ID_HOPPED, &ack);
+        assert_eq!(run(&mut d, &bad).0, DROP, "HOPPED middle header");
         // Original packet truncated inside its TCP header: dropped.
         let full = ipip4(PREV4, wire::IPIP_ID_CANDIDATE, &ack);
         let cut = &full[..14 + 20 + 20 + 20 + 10];
@@ -491,7 +517,7 @@ fn bad_input_is_counted_and_never_forwarded() {
             "marker-like client ID"
         );
     });
-    assert_eq!(stats(&d), (0, 0, 0, 8, 1));
+    assert_eq!(stats(&d), (0, 0, 0, 9, 1));
     assert!(
         d.set_second_hop(ip(VIP4), &[ip(VIP4)]).is_err(),
         "VIP as its own peer"
@@ -510,4 +536,102 @@ fn ifindex(ns: &Namespace, dev: &str) -> u32 {
         .collect::<String>()
         .parse()
         .expect("ifindex")
+}
+
+#[test]
+fn time_wait_counts_as_this_hosts_connection() {
+    use std::io::Read;
+    let ns = host();
+    let mut d = decapper();
+    let hop0 = ifindex(&ns, "hop0");
+    let cport = inside(&ns, || {
+        let listener = TcpListener::bind((v4(VIP4), 80)).unwrap();
+        let mut client = TcpStream::connect((v4(VIP4), 80)).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let cport = client.local_addr().unwrap().port();
+        // The server closes first, so its side ends in TIME_WAIT; the
+        // listener goes too, so only that socket can match.
+        drop(server);
+        let mut buf = [0u8; 1];
+        assert_eq!(client.read(&mut buf).unwrap(), 0, "EOF from the server");
+        drop(client);
+        drop(listener);
+        cport
+    });
+    let in_time_wait = || {
+        ns.exec_stdout("ss", ["-Htan", "state", "time-wait"])
+            .unwrap()
+            .contains(&format!("{VIP4}:80"))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !in_time_wait() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(in_time_wait(), "the server side is in TIME_WAIT");
+    inside(&ns, || {
+        let ack = tcp(ip(VIP4), VIP4, cport, tcp_flags::ACK).ip_packet();
+        let (v, out) = d
+            .test_run_on(&ipip4(PREV4, wire::IPIP_ID_CANDIDATE, &ack), hop0)
+            .unwrap();
+        assert_eq!(
+            (v, hex(&out)),
+            (PASS, hex(&delivered(&ack))),
+            "TIME_WAIT: delivered"
+        );
+        // Another port of the same client: no socket at all, forwarded.
+        let other = tcp(ip(VIP4), VIP4, cport.wrapping_add(1), tcp_flags::ACK).ip_packet();
+        let (v, _) = d
+            .test_run_on(&ipip4(PREV4, wire::IPIP_ID_CANDIDATE, &other), hop0)
+            .unwrap();
+        assert_eq!(v, TX, "no socket: second hop");
+    });
+    assert_eq!(stats(&d), (1, 1, 0, 0, 0));
+}
+
+#[test]
+fn zero_udp_checksum_stays_zero_on_the_second_hop() {
+    let ns = host();
+    let mut d = decapper();
+    let hop0 = ifindex(&ns, "hop0");
+    inside(&ns, || {
+        let ack = tcp(ip("192.0.2.10"), VIP4, 40000, tcp_flags::ACK).ip_packet();
+        let zero = |mut f: Vec<u8>, udp_at: usize| {
+            f[udp_at + 6] = 0;
+            f[udp_at + 7] = 0;
+            f
+        };
+        let input = zero(
+            eth(
+                true,
+                &gue4(LB4, SELF4, 64, &gue_payload(ip(PREV4), 0, &ack)),
+            ),
+            14 + 20,
+        );
+        let hopped = gue_payload(ip(PREV4), wire::GUE_FLAG_HOPPED, &ack);
+        let want = zero(eth(false, &gue4(SELF4, PREV4, 64, &hopped)), 14 + 20);
+        let (v, out) = d.test_run_on(&input, hop0).unwrap();
+        assert_eq!((v, hex(&out)), (TX, hex(&want)), "IPv4");
+
+        let dgram = FrameBuilder::new(
+            ip("2001:db8::77"),
+            ip(VIP6),
+            L4::Udp {
+                sport: 5353,
+                dport: 53,
+            },
+        )
+        .ip_packet();
+        let input = zero(
+            eth(
+                true,
+                &gue6(LB6, SELF6, 64, &gue_payload(ip(PREV6), 0, &dgram)),
+            ),
+            14 + 40,
+        );
+        let hopped = gue_payload(ip(PREV6), wire::GUE_FLAG_HOPPED, &dgram);
+        let want = zero(eth(false, &gue6(SELF6, PREV6, 64, &hopped)), 14 + 40);
+        let (v, out) = d.test_run_on(&input, hop0).unwrap();
+        assert_eq!((v, hex(&out)), (TX, hex(&want)), "IPv6 zero-checksum mode");
+    });
+    assert_eq!(stats(&d), (2, 0, 0, 0, 0));
 }

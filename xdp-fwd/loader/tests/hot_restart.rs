@@ -278,3 +278,66 @@ fn pins_of_other_capacities_or_another_build_are_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn a_previous_table_survives_a_hot_restart() {
+    let fs = BpfFs::mount();
+    let lab = RouteLab::new("restarthop");
+    let options = LoadOptions {
+        pin_dir: Some(fs.path()),
+        capacity: Capacity {
+            vips: 4,
+            backends: 16,
+            table_size: 13,
+            flows: 1024,
+        },
+    };
+    let vip = VipKey::new(ip("203.0.113.7"), 80, Protocol::Tcp);
+    let (current, previous) = (ip("10.200.0.1"), ip("10.200.0.2"));
+    let ack = FrameBuilder::new(
+        ip("192.0.2.10"),
+        ip("203.0.113.7"),
+        L4::Tcp {
+            sport: 40000,
+            dport: 80,
+            flags: tcp_flags::ACK,
+        },
+    );
+    // Outer and middle destinations of an IPIP-form second-hop frame.
+    let owners = |frame: &[u8]| {
+        (
+            outer_dst(frame),
+            IpAddr::from(<[u8; 4]>::try_from(&frame[50..54]).unwrap()),
+        )
+    };
+    lab.ns.run(|| {
+        let mut a = Forwarder::load_with(options.clone()).unwrap();
+        a.set_settings(&ForwarderSettings::default()).unwrap();
+        a.set_vip(vip, VipOptions::default()).unwrap();
+        a.set_table(&vip, &[previous], &[0; M]).unwrap();
+        a.set_table_with_previous(&vip, &[current], &[0; M], Some((&[previous], &[0; M])))
+            .unwrap();
+        let out = a.test_run_on(&ack.build(), lab.fwd0, 1).unwrap();
+        assert_eq!(owners(&out.frame), (current, previous));
+    });
+    lab.ns.run(|| {
+        let mut b = Forwarder::load_with(options.clone()).unwrap();
+        assert!(b.adopted());
+        assert_eq!(
+            b.owners_for(&vip, ip("192.0.2.10"), 40000).unwrap(),
+            (Some(current), Some(previous)),
+            "the previous table was recovered"
+        );
+        let out = b.test_run_on(&ack.build(), lab.fwd0, 1).unwrap();
+        assert_eq!(owners(&out.frame), (current, previous));
+        // Its backend stayed referenced, and goes with it.
+        assert!(b.stats().unwrap().backends.contains_key(&previous));
+        b.clear_previous(&vip).unwrap();
+        assert!(!b.stats().unwrap().backends.contains_key(&previous));
+        assert_eq!(
+            b.owners_for(&vip, ip("192.0.2.10"), 40000).unwrap(),
+            (Some(current), None)
+        );
+    });
+    Forwarder::remove_pins(&fs.path()).unwrap();
+}

@@ -79,19 +79,32 @@ impl Forwarder {
             None => (Vec::new(), None),
         };
         let taken: Vec<IpAddr> = backends.iter().chain(&prev_addrs).copied().collect();
-        match self.install(vip, meta, live, table, prev_table) {
-            Ok(written) => {
-                if let Some(state) = self.vips.get_mut(vip) {
-                    state.backends = backends.to_vec();
-                    state.prev_backends = prev_addrs;
-                }
-                self.release_backends(&old_backends)?;
-                self.release_backends(&old_prev_backends)?;
-                Ok(written)
-            }
+        let (written, pending) = match self.install(vip, meta, live, table, prev_table) {
+            Ok(done) => done,
             Err(e) => {
-                // What went live keeps the references it had.
+                // Nothing went live: what is live keeps the references it had.
                 self.release_backends(&taken)?;
+                return Err(e);
+            }
+        };
+        // The new table is live (with or without its previous table).
+        if let Some(state) = self.vips.get_mut(vip) {
+            state.backends = backends.to_vec();
+            state.prev_backends = prev_addrs.clone();
+        }
+        self.release_backends(&old_backends)?;
+        self.release_backends(&old_prev_backends)?;
+        let Some(prev) = pending else {
+            return Ok(written);
+        };
+        match self.install_previous(vip, &prev) {
+            Ok(n) => Ok(written + n),
+            Err(e) => {
+                // Live without a previous table: drop its references.
+                if let Some(state) = self.vips.get_mut(vip) {
+                    state.prev_backends.clear();
+                }
+                self.release_backends(&prev_addrs)?;
                 Err(e)
             }
         }
@@ -119,8 +132,10 @@ impl Forwarder {
         self.release_backends(&prev)
     }
 
-    /// The tables in RING and VipMeta: `table` live, `prev` (if any) in the
-    /// other half. Returns the number of RING slots written.
+    /// Makes `table` live and, when that is possible without rewriting
+    /// the half being flipped away from, `prev` its previous table. Returns
+    /// the RING slots written and the previous table still to be written
+    /// into the now inactive half ([`Forwarder::install_previous`]).
     fn install(
         &mut self,
         vip: &VipKey,
@@ -128,7 +143,7 @@ impl Forwarder {
         live: Option<Vec<u32>>,
         table: Vec<u32>,
         prev: Option<Vec<u32>>,
-    ) -> Result<usize> {
+    ) -> Result<(usize, Option<Vec<u32>>)> {
         let active = meta.active_half & 1;
         let prev_len = prev.as_ref().map_or(0, |p| p.len() as u32);
         if live.as_ref() == Some(&table) && prev.is_some() {
@@ -146,14 +161,14 @@ impl Forwarder {
                     ..meta
                 },
             )?;
-            return Ok(written);
+            return Ok((written, None));
         }
         let half = 1 - active;
         // After a normal change the half that stops being live holds `prev`.
         let prev_in_place = prev.is_some() && live == prev;
         // The half about to be rewritten may be serving as previous table.
         self.retire_previous(vip, meta)?;
-        let mut written = self.write_half(vip, meta.index, half, &table)?;
+        let written = self.write_half(vip, meta.index, half, &table)?;
         let flipped = VipMeta {
             table_size: table.len() as u32,
             active_half: half,
@@ -164,16 +179,23 @@ impl Forwarder {
         if let Some(state) = self.vips.get_mut(vip) {
             state.flipped_at = Some(Instant::now());
         }
-        if let (Some(p), false) = (&prev, prev_in_place) {
-            written += self.write_half(vip, meta.index, active, p)?;
-            self.publish(
-                vip,
-                VipMeta {
-                    prev_table_size: prev_len,
-                    ..flipped
-                },
-            )?;
-        }
+        let pending = if prev_in_place { None } else { prev };
+        Ok((written, pending))
+    }
+
+    /// Writes `prev` into `vip`'s inactive half (after the grace) and
+    /// announces it as the previous table.
+    fn install_previous(&mut self, vip: &VipKey, prev: &[u32]) -> Result<usize> {
+        let meta = self.vips.get(vip).ok_or(Error::UnknownVip(*vip))?.meta;
+        let inactive = 1 - (meta.active_half & 1);
+        let written = self.write_half(vip, meta.index, inactive, prev)?;
+        self.publish(
+            vip,
+            VipMeta {
+                prev_table_size: prev.len() as u32,
+                ..meta
+            },
+        )?;
         Ok(written)
     }
 

@@ -346,3 +346,53 @@ fn previous_table_given_out_of_order_is_installed_and_released() {
         hex(&plain(&ack, cur, Expect::IpIp))
     );
 }
+
+/// Both programs agree on the wire format: the forwarder's second-hop
+/// frames, fed to the decap program on the current owner (no socket
+/// there), go on to the previous owner marked HOPPED with the original
+/// packet intact; fed again (the previous owner's decap) they are
+/// delivered, never forwarded a second time.
+#[test]
+fn forwarder_output_is_forwarded_once_by_the_decap_program() {
+    let lab = RouteLab::new("hopchain");
+    let mut fwd = forwarder();
+    let mut decap = xdp_decap::Decapper::load(settings().gue_port).unwrap();
+    let (cur, prev) = (V4_BACKENDS[1], V4_BACKENDS[0]);
+    let gue = VipOptions {
+        encap: Encap::Gue,
+        ..Default::default()
+    };
+    for (n, options) in [VipOptions::default(), gue].into_iter().enumerate() {
+        let vip_addr = format!("203.0.113.{}", 20 + n);
+        let vip = VipKey::new(ip(&vip_addr), 80, Protocol::Tcp);
+        moved_vip(&mut fwd, vip, options, cur, prev);
+        decap.set_second_hop(ip(&vip_addr), &[ip(prev)]).unwrap();
+        let ack = tcp("192.0.2.10", &vip_addr, 40000, 80, tcp_flags::ACK).payload(b"x");
+        let original = ack.ip_packet();
+        let first = run_tx(&lab, &mut fwd, &ack);
+        let (verdict, second) = lab.ns.run(|| decap.test_run_on(&first, lab.fwd0)).unwrap();
+        assert_eq!(verdict, verdict::TX, "{options:?}: second hop sent");
+        assert_eq!(
+            outer_dst(&second),
+            ip(prev),
+            "{options:?}: to the previous owner"
+        );
+        assert!(
+            second.ends_with(&original),
+            "{options:?}: the original packet travels unchanged"
+        );
+        // At the previous owner (no socket either): delivered, not again.
+        let (verdict, delivered) = lab.ns.run(|| decap.test_run_on(&second, lab.fwd0)).unwrap();
+        assert_eq!(verdict, verdict::PASS, "{options:?}: delivered");
+        assert_eq!(&delivered[14..], &original[..], "{options:?}: stripped");
+    }
+    let s = decap.stats().unwrap();
+    assert_eq!(
+        (
+            s.second_hop_forwarded,
+            s.second_hop_loop_refused,
+            s.second_hop_invalid
+        ),
+        (2, 2, 0)
+    );
+}
