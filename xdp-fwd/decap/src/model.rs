@@ -48,7 +48,9 @@ fn ipip_form(f: &[u8], at: usize, proto: u8) -> Option<Option<(usize, bool)>> {
         if !matches!(next, 4 | 41) {
             return None;
         }
-        if f[at] != 0x45 || be16(f, at + 6) & 0x3fff != 0 {
+        // HOPPED belongs in the outer header (the second hop removes the
+        // first outer header): in a middle header it is malformed.
+        if f[at] != 0x45 || be16(f, at + 6) & 0x3fff != 0 || be16(f, at + 4) == 0xe55f {
             return Some(None);
         }
         Some(Some((20, next == 41)))
@@ -61,7 +63,7 @@ fn ipip_form(f: &[u8], at: usize, proto: u8) -> Option<Option<(usize, bool)>> {
         if !matches!(label, 0xe55e0 | 0xe55e1) || !matches!(next, 4 | 41) {
             return None;
         }
-        if f[at] >> 4 != 6 {
+        if f[at] >> 4 != 6 || label == 0xe55e1 {
             return Some(None);
         }
         Some(Some((40, next == 41)))
@@ -185,6 +187,15 @@ impl DecapModel {
             return None;
         }
         let ethertype = u16::from_be_bytes([f[12], f[13]]);
+        // IP-in-IP after its second hop: the HOPPED marker in the outer
+        // header (IPv4 ID, IPv6 flow label), no middle header.
+        let outer_hopped = match ethertype {
+            0x0800 => f.len() >= 20 && be16(f, 18) == 0xe55f,
+            0x86dd => {
+                f.len() >= 18 && (u32::from(f[15] & 0x0f) << 16) | u32::from(be16(f, 16)) == 0xe55e1
+            }
+            _ => false,
+        };
         let (l3_len, proto) = match ethertype {
             0x0800 => {
                 if f.len() < 34 {
@@ -213,10 +224,18 @@ impl DecapModel {
         };
         match proto {
             4 | 41 => {
+                let inner = if proto == 4 { 0x0800 } else { 0x86dd };
+                if outer_hopped {
+                    // Marked only by its outer header: without a TCP/UDP
+                    // original packet, plain IP-in-IP.
+                    return Some(match hop(Some((0, proto == 41)), f, l3_len, false) {
+                        Outer::Hop(None) => Outer::Plain(l3_len, inner, false),
+                        record => record,
+                    });
+                }
                 if let Some(form) = ipip_form(f, 14 + l3_len, proto) {
                     return Some(hop(form, f, l3_len, false));
                 }
-                let inner = if proto == 4 { 0x0800 } else { 0x86dd };
                 Some(Outer::Plain(l3_len, inner, false))
             }
             17 => {

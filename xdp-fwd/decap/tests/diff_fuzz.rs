@@ -145,6 +145,19 @@ fn encapsulated(rng: &mut Rng) -> Vec<u8> {
                 .bytes(inner.len()),
                 _ => unreachable!(),
             };
+            if hopped {
+                // After the second hop the middle header is the outer one.
+                let mut m = middle;
+                m.extend_from_slice(&inner);
+                let mut f = headers::ethernet(
+                    [2, 0, 0, 0, 0, 2],
+                    [2, 0, 0, 0, 0, 1],
+                    None,
+                    if outer_v4 { 0x0800 } else { 0x86dd },
+                );
+                f.extend_from_slice(&m);
+                return f;
+            }
             let mut m = middle;
             m.extend_from_slice(&inner);
             (if outer_v4 { 4 } else { 41 }, m)
