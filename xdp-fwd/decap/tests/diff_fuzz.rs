@@ -7,7 +7,10 @@
 //! `EDGELB_FUZZ_SEED=<n>` runs another sequence, `EDGELB_FUZZ_FRAMES=<n>`
 //! another count, `EDGELB_FUZZ_FRAME=<hex>` one frame alone.
 
-use std::{net::IpAddr, time::Instant};
+use std::{
+    net::IpAddr,
+    time::{Duration, Instant},
+};
 
 use packet_builder::{headers, FrameBuilder, L4};
 use xdp_decap::{model::DecapModel, DecapStats, Decapper};
@@ -15,6 +18,8 @@ use xdp_decap::{model::DecapModel, DecapStats, Decapper};
 const DEFAULT_SEED: u64 = 0xed6e_1b00_dec0_0001;
 const DEFAULT_FRAMES: u64 = 250_000;
 const BATCH: usize = 1000;
+/// Time bound of a run (a full run takes seconds).
+const MAX_RUN: Duration = Duration::from_secs(600);
 const GUE_PORT: u16 = 6080;
 
 /// splitmix64.
@@ -353,6 +358,12 @@ fn decap_agrees_with_the_model_on_250k_frames() {
     let mut want_stats = dec.stats().unwrap();
     let mut done = 0u64;
     while done < total {
+        // Bounded in time as well as in count (minutes above what it takes).
+        assert!(
+            started.elapsed() < MAX_RUN,
+            "seed {seed:#x}: {done} frames in {:?}, past the time bound",
+            started.elapsed()
+        );
         let n = BATCH.min((total - done) as usize);
         let frames: Vec<Vec<u8>> = (0..n).map(|_| frame(&mut rng)).collect();
         let before = want_stats;

@@ -32,6 +32,8 @@ const DEFAULT_SEED: u64 = 0xed6e_1b00_f022_0001;
 const DEFAULT_FRAMES: u64 = 1_000_000;
 /// Frames between counter comparisons (and cache resets).
 const BATCH: usize = 1000;
+/// Time bound of a run (a full run takes seconds).
+const MAX_RUN: Duration = Duration::from_secs(600);
 const GUE_PORT: u16 = 6080;
 const M: usize = 13;
 
@@ -640,6 +642,12 @@ fn forwarder_agrees_with_the_model_on_a_million_frames() {
         let mut done = 0u64;
         let mut batch_no = 0u64;
         while done < total {
+            // Bounded in time as well as in count (minutes above what it takes).
+            assert!(
+                started.elapsed() < MAX_RUN,
+                "seed {seed:#x}: {done} frames in {:?}, past the time bound",
+                started.elapsed()
+            );
             let n = BATCH.min((total - done) as usize);
             let frames: Vec<Vec<u8>> = (0..n).map(|_| frame(&mut rng)).collect();
             fwd.clear_conn_cache().unwrap();
