@@ -130,10 +130,7 @@ fn forward_l4(ctx: &XdpContext, pkt: &Packet) -> u32 {
     let (chosen, prev, vip) = match cached {
         Some((chosen, vip)) => {
             count_vip(pkt, vip.index, bytes);
-            // The established fast path has a send of its own: with no
-            // previous owner as a constant, nothing of the second hop
-            // (a branch, a register) is left on it.
-            return send(ctx, pkt, &chosen, None, vip.encap, settings, bytes);
+            (chosen, None, vip)
         }
         None => {
             let Some(meta) = select::vip_lookup(f.dst, f.dport, f.proto, pkt.family) else {
