@@ -11,6 +11,8 @@
 
 use std::net::IpAddr;
 
+pub mod model;
+
 use aya::{
     maps::{Array, HashMap as BpfHashMap, MapError, PerCpuArray},
     programs::{xdp::XdpLinkId, ProgramError, TestRun, TestRunOptions, Xdp, XdpMode},

@@ -10,7 +10,13 @@
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use xdp_fwd_common::{family, proto, stats::stat, FlowKey};
 
-use crate::{csum, forward_flow, maps::count, packet::*, parse::Packet, select};
+use crate::{
+    csum, forward_flow,
+    maps::count,
+    packet::*,
+    parse::{in_packet, Packet},
+    select,
+};
 
 const ICMP_ECHO_REPLY: u8 = 0;
 const ICMP_DEST_UNREACH: u8 = 3;
@@ -143,6 +149,9 @@ fn forward_too_big(ctx: &XdpContext, pkt: &Packet, flow: FlowKey) -> u32 {
 #[inline(always)]
 fn too_big_v4(ctx: &XdpContext, pkt: &Packet) -> u32 {
     let quoted = pkt.l4_off + ICMP_HLEN;
+    if !in_packet(pkt, quoted, IPV4_HLEN) {
+        return xdp_action::XDP_PASS;
+    }
     let Some(ip) = ptr_at(ctx, quoted, IPV4_HLEN) else {
         return xdp_action::XDP_PASS;
     };
@@ -154,6 +163,9 @@ fn too_big_v4(ctx: &XdpContext, pkt: &Packet) -> u32 {
         return xdp_action::XDP_PASS;
     }
     // RFC 792: the quote holds at least 8 bytes past the header, the ports.
+    if !in_packet(pkt, quoted + ihl, 4) {
+        return xdp_action::XDP_PASS;
+    }
     let Some(l4) = ptr_at(ctx, quoted + ihl, 4) else {
         return xdp_action::XDP_PASS;
     };
@@ -169,11 +181,25 @@ fn too_big_v4(ctx: &XdpContext, pkt: &Packet) -> u32 {
 #[inline(always)]
 fn too_big_v6(ctx: &XdpContext, pkt: &Packet) -> u32 {
     let quoted = pkt.l4_off + ICMP_HLEN;
+    if !in_packet(pkt, quoted, IPV6_HLEN + 4) {
+        return xdp_action::XDP_PASS;
+    }
     let Some(ip) = ptr_at(ctx, quoted, IPV6_HLEN + 4) else {
         return xdp_action::XDP_PASS;
     };
     // SAFETY: the quoted IPv6 header and the ports checked.
-    let (next, src, dst, ports): (u8, [u32; 4], [u32; 4], u32) =
-        unsafe { (read(ip, 6), read(ip, 8), read(ip, 24), read(ip, IPV6_HLEN)) };
+    let (version, next, src, dst, ports): (u8, u8, [u32; 4], [u32; 4], u32) = unsafe {
+        (
+            read(ip, 0),
+            read(ip, 6),
+            read(ip, 8),
+            read(ip, 24),
+            read(ip, IPV6_HLEN),
+        )
+    };
+    // Only an IPv6 packet can be a flow of an IPv6 VIP.
+    if version >> 4 != 6 {
+        return xdp_action::XDP_PASS;
+    }
     forward_too_big(ctx, pkt, reversed(src, dst, ports, next))
 }

@@ -41,7 +41,7 @@ use aya_ebpf::{
     macros::xdp,
     programs::XdpContext,
 };
-use xdp_fwd_common::{encap as encap_mode, proto, stats::stat, FlowKey, Settings, VipMeta};
+use xdp_fwd_common::{encap as encap_mode, family, proto, stats::stat, FlowKey, Settings, VipMeta};
 
 use crate::{
     maps::{count, count_traffic, BACKEND_STATS, SETTINGS, VIP_STATS},
@@ -88,9 +88,11 @@ fn forward(ctx: &XdpContext) -> u32 {
     if pkt.fragment || pkt.ext_header {
         return unsupported_to_vip(&pkt);
     }
-    match pkt.flow.proto {
-        proto::TCP | proto::UDP => forward_l4(ctx, &pkt),
-        proto::ICMP | proto::ICMPV6 => icmp::handle(ctx, &pkt),
+    // ICMP is ICMP only in IPv4 and ICMPv6 only in IPv6: an IPv6 packet
+    // with next header 1 is not answered or forwarded as ICMPv6.
+    match (pkt.flow.proto, pkt.family) {
+        (proto::TCP | proto::UDP, _) => forward_l4(ctx, &pkt),
+        (proto::ICMP, family::V4) | (proto::ICMPV6, family::V6) => icmp::handle(ctx, &pkt),
         _ => xdp_action::XDP_PASS,
     }
 }

@@ -166,9 +166,33 @@ fn parse_ipv6(ctx: &XdpContext, l3_off: usize) -> Option<Packet> {
     Some(pkt)
 }
 
-/// Reads ports and TCP flags; other protocols keep zero ports.
+/// Whether `len` bytes at frame offset `off` lie inside the IP packet as
+/// its length field describes it, not merely inside the frame: bytes past
+/// the IP length (Ethernet padding, or a length that lies) are no part of
+/// the packet, so no header is read from them.
+#[inline(always)]
+pub fn in_packet(pkt: &Packet, off: usize, len: usize) -> bool {
+    // A volatile read: parse checked `l3_off + ip_len` against the frame,
+    // so LLVM would otherwise find the frame check (`ptr_at`) that follows
+    // implied by this one and delete it, and the verifier needs that one.
+    // SAFETY: a read of a field of a live reference.
+    let ip_len = unsafe { core::ptr::read_volatile(&pkt.ip_len) };
+    off + len <= pkt.l3_off + ip_len as usize
+}
+
+/// Reads ports and TCP flags; other protocols keep zero ports. The
+/// transport header must lie inside the IP packet.
 #[inline(always)]
 fn parse_l4(ctx: &XdpContext, pkt: &mut Packet) -> Option<()> {
+    let hlen = match pkt.flow.proto {
+        proto::TCP => TCP_HLEN,
+        proto::UDP => UDP_HLEN,
+        proto::ICMP | proto::ICMPV6 => ICMP_HLEN,
+        _ => 0,
+    };
+    if !in_packet(pkt, pkt.l4_off, hlen) {
+        return None;
+    }
     match pkt.flow.proto {
         proto::TCP => {
             let l4 = ptr_at(ctx, pkt.l4_off, TCP_HLEN)?;

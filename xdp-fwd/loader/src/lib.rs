@@ -15,6 +15,7 @@
 mod config;
 mod forwarder;
 mod kernel_hz;
+pub mod model;
 mod registry;
 mod stats;
 mod test_run;

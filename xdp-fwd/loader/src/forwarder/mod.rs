@@ -347,6 +347,44 @@ impl Forwarder {
         Ok(global.get(&index, 0)?.iter().sum())
     }
 
+    // ----- connection cache ----------------------------------------------------
+
+    /// Empties the connection cache on every CPU (an operator's flush, and
+    /// the differential fuzz's fixed starting point): each flow's next
+    /// packet goes by the current table and is cached again. The map is
+    /// mmapable, so this is one write of zeros, not a syscall per set.
+    pub fn clear_conn_cache(&mut self) -> Result<()> {
+        use std::os::fd::{AsFd, AsRawFd};
+        let sets = possible_cpus()? * self.conn_sets as usize;
+        let len = sets * std::mem::size_of::<xdp_fwd_common::ConnSet>();
+        let map = match self.map(map_name::CONN_CACHE)? {
+            aya::maps::Map::Array(data) => data,
+            _ => return Err(Error::Missing("CONN_CACHE array")),
+        };
+        let fd = map.fd().as_fd().as_raw_fd();
+        // SAFETY: a shared mapping of the map's value area, `len` bytes
+        // (the kernel rounds up to pages), unmapped before returning.
+        unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            );
+            if p == libc::MAP_FAILED {
+                return Err(Error::Io(
+                    "mmap CONN_CACHE".into(),
+                    std::io::Error::last_os_error(),
+                ));
+            }
+            std::ptr::write_bytes(p.cast::<u8>(), 0, len);
+            libc::munmap(p, len);
+        }
+        Ok(())
+    }
+
     // ----- test runs ---------------------------------------------------------
 
     /// Runs the forwarder once on `frame` (BPF_PROG_TEST_RUN, arriving on

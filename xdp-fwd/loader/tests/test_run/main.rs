@@ -12,6 +12,7 @@ mod common;
 mod conn_cache;
 mod flood;
 mod forwarding;
+mod fuzz_found;
 mod icmp;
 mod malformed;
 mod programming;
