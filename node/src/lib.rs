@@ -10,4 +10,5 @@ pub mod config;
 pub mod daemon;
 pub mod desired;
 pub mod health;
+pub mod http;
 pub mod tables;

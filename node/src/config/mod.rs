@@ -22,8 +22,8 @@ pub use self::{
     notation::{parse_aggregate, parse_community},
     sections::{
         AdminSection, BgpPeerConfig, BgpSection, ClusterSection, DrainSection,
-        FloodThresholdSetting, HealthKind, HealthSection, LogFormat, LogSection, MemberConfig,
-        MetricsSection, NodeSection, XdpAttachMode, XdpSection,
+        FloodThresholdSetting, HealthKind, HealthSection, HttpSection, LogFormat, LogSection,
+        MemberConfig, MetricsSection, NodeSection, XdpAttachMode, XdpSection,
     },
 };
 
@@ -68,6 +68,9 @@ pub struct Config {
     pub cluster: ClusterSection,
     /// The admin API `lbctl` talks to.
     pub admin: AdminSection,
+    /// The JSON HTTP API (off unless `http.listen` is set).
+    #[serde(default)]
+    pub http: HttpSection,
     /// The Prometheus endpoint.
     #[serde(default)]
     pub metrics: MetricsSection,

@@ -123,7 +123,8 @@ impl From<StateName> for BackendState {
     }
 }
 
-fn state_name(s: BackendState) -> &'static str {
+/// A backend state as the file spells it.
+pub(crate) fn state_name(s: BackendState) -> &'static str {
     match s {
         BackendState::Active => "active",
         BackendState::Draining => "draining",
