@@ -201,3 +201,30 @@ fn missing_file_is_a_clear_error() {
         .to_string();
     assert!(e.contains("/nonexistent/edgelb.toml"), "{e}");
 }
+
+#[test]
+fn http_api_is_off_unless_listen_is_set() {
+    let c = parse(EXAMPLE).unwrap();
+    assert_eq!(c.http.listen, None);
+    assert_eq!(c.http.max_body_bytes, 1 << 20);
+    let on = example_with(
+        "[metrics]",
+        "[http]\nlisten = \"127.0.0.1:7200\"\nmax_body_bytes = 4096\n\n[metrics]",
+    );
+    let c = parse(&on).expect("an [http] section");
+    assert_eq!(c.http.listen, Some("127.0.0.1:7200".parse().unwrap()));
+    assert_eq!(c.http.max_body_bytes, 4096);
+    for bad in ["100", "9000000"] {
+        let text = example_with(
+            "[metrics]",
+            &format!("[http]\nlisten = \"127.0.0.1:7200\"\nmax_body_bytes = {bad}\n\n[metrics]"),
+        );
+        let e = error_of(&text);
+        assert!(e.contains("http.max_body_bytes"), "{e}");
+    }
+    let e = error_of(&example_with(
+        "[metrics]",
+        "[http]\nlisten = \"127.0.0.1:7200\"\nport = 1\n\n[metrics]",
+    ));
+    assert!(e.contains("port"), "{e}");
+}
