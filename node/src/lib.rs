@@ -11,4 +11,5 @@ pub mod daemon;
 pub mod desired;
 pub mod health;
 pub mod http;
+pub mod located;
 pub mod tables;
