@@ -1,7 +1,12 @@
 //! `lbctl apply` of a 10 VIP x 20 backend desired-state file (one Raft
 //! batch, one table version) against the same table built by 210 single
 //! `lbctl` calls (10 `vip add`, 200 `backend add`): the time from the first
-//! `lbctl` start until every node's maps hold the final table.
+//! `lbctl` start until every node's maps hold the final table. The apply
+//! time is also split: `lbctl apply --dry-run` of the same file against the
+//! same (empty) table first (process start, linearizable read, the plan
+//! with its Maglev tables), then the real apply until `lbctl` exits (that
+//! plus the batch's Raft commit and the leader's apply), then until the
+//! status polls see every node programmed.
 
 use std::{
     fmt::Write as _,
@@ -85,13 +90,20 @@ pub fn run(rounds: usize) -> anyhow::Result<Report> {
         Ok(())
     };
     let (mut batch, mut single) = (Vec::new(), Vec::new());
+    let (mut dry, mut returned) = (Vec::new(), Vec::new());
+    let ms = |since: Instant| since.elapsed().as_secs_f64() * 1e3;
     for k in 0..rounds.clamp(1, 100) {
         reset()?;
         let start = Instant::now();
+        cluster.lbctl_any(&["--json", "apply", "-f", &full, "--dry-run"])?;
+        dry.push(ms(start));
+
+        let start = Instant::now();
         let out = cluster.lbctl_any(&["--json", "apply", "-f", &full])?;
+        returned.push(ms(start));
         let version = written_version(&out)?;
         wait_programmed(&cluster, version, &format!("apply round {k}"))?;
-        batch.push(start.elapsed().as_secs_f64() * 1e3);
+        batch.push(ms(start));
 
         reset()?;
         let start = Instant::now();
@@ -123,6 +135,8 @@ pub fn run(rounds: usize) -> anyhow::Result<Report> {
         header: vec!["MEASURE (ms)", "MEDIAN", "P90", "MIN", "MAX"],
         rows: vec![
             latency_row("lbctl apply (one batch)", &batch),
+            latency_row("  lbctl apply --dry-run (read + plan)", &dry),
+            latency_row("  lbctl apply returns (+ commit)", &returned),
             latency_row("210 single lbctl calls", &single),
             vec![
                 "ratio single/apply (medians)".into(),
@@ -134,6 +148,8 @@ pub fn run(rounds: usize) -> anyhow::Result<Report> {
         ],
         data: json!({"rounds": batch.len(), "nodes": cluster.lbs.len(),
                      "apply_ms": {"median": median(&batch), "p90": percentile(&batch, 90.0)},
+                     "dry_run_ms": {"median": median(&dry), "p90": percentile(&dry, 90.0)},
+                     "apply_returned_ms": {"median": median(&returned), "p90": percentile(&returned, 90.0)},
                      "single_ms": {"median": median(&single), "p90": percentile(&single, 90.0)},
                      "ratio": ratio}),
     })
