@@ -10,4 +10,6 @@ pub mod config;
 pub mod daemon;
 pub mod desired;
 pub mod health;
+pub mod http;
+pub mod located;
 pub mod tables;

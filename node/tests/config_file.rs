@@ -149,7 +149,9 @@ fn invalid_values_name_their_field() {
     ];
     for (from, to, field) in cases {
         let e = error_of(&example_with(from, to));
-        assert!(e.contains(&format!("`{field}`")), "{from} -> {to}: {e}");
+        // `FILE:LINE: FIELD: MESSAGE`, the line that of the edited value.
+        assert!(e.contains(&format!(": {field}: ")), "{from} -> {to}: {e}");
+        assert!(e.starts_with("test.toml:"), "{from} -> {to}: {e}");
     }
 }
 
@@ -181,7 +183,7 @@ fn flood_threshold_is_checked() {
         "flood_threshold = \"lots\"",
     ] {
         let e = error_of(&example_with(AUTO, to));
-        assert!(e.contains("`xdp.flood_threshold`"), "{to}: {e}");
+        assert!(e.contains(": xdp.flood_threshold: "), "{to}: {e}");
     }
 }
 
@@ -200,4 +202,68 @@ fn missing_file_is_a_clear_error() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("/nonexistent/edgelb.toml"), "{e}");
+}
+
+#[test]
+fn http_api_is_off_unless_listen_is_set() {
+    let c = parse(EXAMPLE).unwrap();
+    assert_eq!(c.http.listen, None);
+    assert_eq!(c.http.max_body_bytes, 1 << 20);
+    let on = example_with(
+        "[metrics]",
+        "[http]\nlisten = \"127.0.0.1:7200\"\nmax_body_bytes = 4096\n\n[metrics]",
+    );
+    let c = parse(&on).expect("an [http] section");
+    assert_eq!(c.http.listen, Some("127.0.0.1:7200".parse().unwrap()));
+    assert_eq!(c.http.max_body_bytes, 4096);
+    for bad in ["100", "9000000"] {
+        let text = example_with(
+            "[metrics]",
+            &format!("[http]\nlisten = \"127.0.0.1:7200\"\nmax_body_bytes = {bad}\n\n[metrics]"),
+        );
+        let e = error_of(&text);
+        assert!(e.contains("http.max_body_bytes"), "{e}");
+    }
+    let e = error_of(&example_with(
+        "[metrics]",
+        "[http]\nlisten = \"127.0.0.1:7200\"\nport = 1\n\n[metrics]",
+    ));
+    assert!(e.contains("port"), "{e}");
+}
+
+#[test]
+fn errors_name_file_line_and_field() {
+    // Refused by validation, by the parser (a type), by the parser (an
+    // unknown field), and a cross-field rule on a value the file spells out.
+    let cases = [
+        (
+            "hold_time_secs = 9",
+            "hold_time_secs = 2",
+            "bgp.peers[0].hold_time_secs: must be 0 or at least 3",
+        ),
+        (
+            "local_asn = 65001",
+            "local_asn = \"sixty-five\"",
+            "bgp.local_asn: invalid type",
+        ),
+        (
+            "heartbeat_ms = 250",
+            "hartbeat = 1\nheartbeat_ms = 250",
+            "cluster.hartbeat: unknown field `hartbeat`",
+        ),
+        (
+            "heartbeat_ms = 250",
+            "heartbeat_ms = 900",
+            "cluster.heartbeat_ms: must be at least 1",
+        ),
+    ];
+    for (from, to, want) in cases {
+        let text = example_with(from, to);
+        let line = text[..text.find(to).unwrap()].matches('\n').count() + 1;
+        let e = error_of(&text);
+        assert!(
+            e.starts_with(&format!("test.toml:{line}: {want}")),
+            "want `test.toml:{line}: {want}`, got `{e}`"
+        );
+    }
 }

@@ -190,8 +190,12 @@ fn check(text: &str) -> Result<(), TestCaseError> {
     match Config::parse(text, Path::new(PATH)) {
         Err(e) => {
             prop_assert!(e.to_string().starts_with(PATH), "{}", e);
-            if let ConfigError::Invalid { field, message, .. } = &e {
-                prop_assert!(!field.is_empty() && !message.is_empty(), "{}", e);
+            if let ConfigError::Invalid(invalid) = &e {
+                prop_assert!(
+                    !invalid.field.is_empty() && !invalid.message.is_empty(),
+                    "{}",
+                    e
+                );
             }
         }
         Ok(c) => {

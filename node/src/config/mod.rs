@@ -22,10 +22,11 @@ pub use self::{
     notation::{parse_aggregate, parse_community},
     sections::{
         AdminSection, BgpPeerConfig, BgpSection, ClusterSection, DrainSection,
-        FloodThresholdSetting, HealthKind, HealthSection, LogFormat, LogSection, MemberConfig,
-        MetricsSection, NodeSection, XdpAttachMode, XdpSection,
+        FloodThresholdSetting, HealthKind, HealthSection, HttpSection, LogFormat, LogSection,
+        MemberConfig, MetricsSection, NodeSection, XdpAttachMode, XdpSection,
     },
 };
+use crate::located::{self, LocatedError};
 
 /// Errors reading or validating a configuration file.
 #[derive(Debug, thiserror::Error)]
@@ -38,24 +39,15 @@ pub enum ConfigError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The file is not valid TOML for this schema (unknown field, wrong type...).
-    #[error("{path}: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// The parser's message, which names the field and line.
-        message: String,
-    },
-    /// A field has a value outside what it allows.
-    #[error("{path}: field `{field}`: {message}")]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// Dotted path of the offending field, e.g. `bgp.peers[1].remote_asn`.
-        field: String,
-        /// What is wrong with it.
-        message: String,
-    },
+    /// The file is not valid TOML for this schema (unknown field, wrong
+    /// type...): `FILE:LINE: FIELD: MESSAGE`.
+    #[error("{0}")]
+    Parse(LocatedError),
+    /// A field has a value outside what it allows: `FILE:LINE: FIELD:
+    /// MESSAGE`, the line that of the field (or, for a default, of its
+    /// section).
+    #[error("{0}")]
+    Invalid(LocatedError),
 }
 
 /// The whole configuration of one node.
@@ -68,6 +60,9 @@ pub struct Config {
     pub cluster: ClusterSection,
     /// The admin API `lbctl` talks to.
     pub admin: AdminSection,
+    /// The JSON HTTP API (off unless `http.listen` is set).
+    #[serde(default)]
+    pub http: HttpSection,
     /// The Prometheus endpoint.
     #[serde(default)]
     pub metrics: MetricsSection,
@@ -98,17 +93,15 @@ impl Config {
 
     /// Parses and validates `text`; `path` is only used in error messages.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
-        config
-            .validate()
-            .map_err(|(field, message)| ConfigError::Invalid {
+        let config: Config = located::deserialize(text, path).map_err(ConfigError::Parse)?;
+        config.validate().map_err(|(field, message)| {
+            ConfigError::Invalid(LocatedError {
                 path: path.to_owned(),
+                line: located::line_of_field(text, &field),
                 field,
                 message,
-            })?;
+            })
+        })?;
         Ok(config)
     }
 
@@ -173,11 +166,12 @@ pub fn read_secret(path: &Path) -> Result<Vec<u8>, ConfigError> {
     })?;
     let trimmed = raw.trim_ascii().to_vec();
     if trimmed.len() < 16 {
-        return Err(ConfigError::Invalid {
+        return Err(ConfigError::Invalid(LocatedError {
             path: path.to_owned(),
+            line: None,
             field: "(file contents)".into(),
             message: "a secret must be at least 16 bytes".into(),
-        });
+        }));
     }
     Ok(trimmed)
 }

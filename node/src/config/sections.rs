@@ -67,6 +67,31 @@ pub struct AdminSection {
     pub token_file: PathBuf,
 }
 
+/// `[http]`: the JSON HTTP API for automation (see `deploy/openapi.json`).
+/// Off unless `listen` is set: it takes the admin token, so where it
+/// listens is the operator's choice, as for `[admin]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    /// Address serving the API, e.g. `127.0.0.1:7200`; omit to disable.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// Largest request body accepted, in bytes (default 1 MiB, a batch of
+    /// several thousand entries; at most the admin protocol's 8 MiB frame).
+    /// A larger body is refused with 413 before it is read.
+    #[serde(default = "defaults::http_max_body_bytes")]
+    pub max_body_bytes: u32,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            max_body_bytes: defaults::http_max_body_bytes(),
+        }
+    }
+}
+
 /// `[metrics]`: the Prometheus scrape endpoint.
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
@@ -391,5 +416,8 @@ mod defaults {
     }
     pub fn drain_period_secs() -> u64 {
         10
+    }
+    pub fn http_max_body_bytes() -> u32 {
+        1 << 20
     }
 }

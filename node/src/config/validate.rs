@@ -148,6 +148,13 @@ impl Config {
         if !(1..=10).contains(&self.drain.prepend_count) {
             return bad("drain.prepend_count", "must be within 1..=10");
         }
+        let max_body = crate::admin::frame::MAX_FRAME;
+        if !(1024..=max_body).contains(&self.http.max_body_bytes) {
+            return Err((
+                "http.max_body_bytes".into(),
+                format!("must be within 1024..={max_body}"),
+            ));
+        }
         if self.drain.period_secs > 3600 {
             return bad("drain.period_secs", "must be at most 3600");
         }

@@ -32,6 +32,19 @@ impl Handler {
     }
 
     async fn write(&self, command: Command) -> Response {
+        match self.submit(command).await {
+            Ok(version) => Response::Written { version },
+            Err(e) => Response::Error {
+                message: e.to_string(),
+            },
+        }
+    }
+
+    /// Writes one table command (a batch included) as every admin write
+    /// is made: checked against the data plane's capacity here, then
+    /// committed through Raft (a follower forwards it to the leader).
+    /// Returns the table version after the write.
+    pub async fn submit(&self, command: Command) -> Result<u64, WriteRefusal> {
         // A table no node can program would withdraw every node's routes:
         // refuse it here, before it reaches the log. (Checked against this
         // node's applied state; the leader still validates the command.)
@@ -39,16 +52,12 @@ impl Handler {
         if candidate.apply(&command).is_ok() {
             let capacity = self.shared.dataplane.capacity().await;
             if let Err(e) = check_capacity(&candidate, capacity) {
-                return Response::Error {
-                    message: format!("refused: {e}"),
-                };
+                return Err(WriteRefusal::Capacity(e.to_string()));
             }
         }
         match self.shared.consensus.write(command).await {
-            Ok(receipt) => Response::Written {
-                version: receipt.version,
-            },
-            Err(e) => error(e),
+            Ok(receipt) => Ok(receipt.version),
+            Err(e) => Err(WriteRefusal::Consensus(e)),
         }
     }
 
@@ -174,21 +183,52 @@ fn role_name(r: Role) -> &'static str {
     }
 }
 
+/// Why a write was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteRefusal {
+    /// The data plane could not hold the resulting table; nothing was sent.
+    #[error("refused: {0}")]
+    Capacity(String),
+    /// Consensus refused the command or could not commit it (see
+    /// [`ConsensusError`] for which outcomes are certain).
+    #[error("{0}")]
+    Consensus(ConsensusError),
+}
+
+/// A batch entry that is not a table write (a read, a membership change,
+/// another batch): the batch is refused before it reaches the log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.message())]
+pub struct NotATableWrite {
+    /// 0-based position of the entry.
+    pub index: usize,
+    /// The entry's `op`.
+    pub op: &'static str,
+}
+
+impl NotATableWrite {
+    fn message(&self) -> String {
+        let (index, op) = (self.index, self.op);
+        if op == "batch" {
+            format!("batch entry {index} (batch): a batch cannot contain another batch")
+        } else {
+            format!("batch entry {index} ({op}), field `op`: `{op}` is not a table write")
+        }
+    }
+}
+
 /// The one Raft command of an admin batch, or why the batch is refused
 /// before it reaches the log (an entry that is not a table write).
-fn batch_command(expect_version: Option<u64>, requests: &[Request]) -> Result<Command, String> {
+pub fn batch_command(
+    expect_version: Option<u64>,
+    requests: &[Request],
+) -> Result<Command, NotATableWrite> {
     let commands = requests
         .iter()
         .enumerate()
         .map(|(index, r)| {
-            r.table_command().ok_or_else(|| {
-                let op = r.op();
-                if op == "batch" {
-                    format!("batch entry {index} (batch): a batch cannot contain another batch")
-                } else {
-                    format!("batch entry {index} ({op}), field `op`: `{op}` is not a table write")
-                }
-            })
+            r.table_command()
+                .ok_or(NotATableWrite { index, op: r.op() })
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Command::Batch {
@@ -223,7 +263,9 @@ impl AdminHandler for Handler {
                     requests,
                 } => match batch_command(expect_version, &requests) {
                     Ok(command) => self.write(command).await,
-                    Err(message) => Response::Error { message },
+                    Err(e) => Response::Error {
+                        message: e.to_string(),
+                    },
                 },
                 // Answered by `table_command` above.
                 Request::VipAdd { .. }

@@ -51,6 +51,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let secrets = read_secrets(&config)?;
     let admin_listener = open_endpoints(&config).await?;
+    let http_listener = open_http(&config).await?;
     let (dataplane, adopted) = load_dataplane(&config)?;
     let consensus = start_consensus(&config, secrets.cluster).await?;
     bootstrap_cluster(&config, &consensus).await;
@@ -72,7 +73,7 @@ pub async fn run(
 
     warn_if_forwarding_off(&config);
     attach_xdp(&shared, &dataplane).await?;
-    let running = spawn_tasks(
+    let mut running = spawn_tasks(
         shared,
         dataplane,
         admin_listener,
@@ -81,6 +82,9 @@ pub async fn run(
         announcing_tx,
         adopted,
     );
+    if let Some(listener) = http_listener {
+        running.tasks.push(spawn_http(&running, listener));
+    }
 
     let kind = wait_for_stop(&mut stop_requests).await;
     stop(kind, running).await
@@ -120,6 +124,34 @@ async fn open_endpoints(config: &Config) -> anyhow::Result<TcpListener> {
         telemetry::install_prometheus(addr)?;
     }
     Ok(admin_listener)
+}
+
+/// Start step 2b: bind the JSON HTTP API if `http.listen` is set.
+async fn open_http(config: &Config) -> anyhow::Result<Option<TcpListener>> {
+    let Some(addr) = config.http.listen else {
+        return Ok(None);
+    };
+    let listener = crate::http::server::bind(addr)
+        .await
+        .with_context(|| format!("http.listen {addr}"))?;
+    Ok(Some(listener))
+}
+
+/// Start step 9b: serve the HTTP API through an admin handler of its own
+/// (so its batches take the admin write path), stopped with the tasks.
+fn spawn_http(running: &Running, listener: TcpListener) -> JoinHandle<()> {
+    let shared = &running.shared;
+    let api = crate::http::Api::new(
+        admin_handler::Handler::new(shared.clone()),
+        &shared.admin_token,
+        shared.config.http.max_body_bytes,
+    );
+    tracing::info!(listen = ?shared.config.http.listen, "HTTP API listening");
+    tokio::spawn(crate::http::server::serve(
+        listener,
+        Arc::new(api),
+        running.task_stop.subscribe(),
+    ))
 }
 
 /// Start step 3: load the forwarder (or adopt the maps a previous process

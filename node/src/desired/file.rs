@@ -2,7 +2,7 @@
 //! line and the field path (`vips[2].backends[0].weight`), and rendering of
 //! the canonical form (what `lbctl export` writes).
 
-use std::{collections::BTreeMap, fmt::Write as _, net::IpAddr, path::PathBuf};
+use std::{collections::BTreeMap, fmt::Write as _, net::IpAddr};
 
 use edgelb_consensus::{
     cluster_state::{MAX_BACKENDS_PER_VIP, MAX_TABLE_SIZE, MAX_WEIGHT, MIN_TABLE_SIZE, MIN_WEIGHT},
@@ -13,7 +13,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::DesiredState;
-use crate::cli::parse::vip_key;
+use crate::{
+    cli::parse::vip_key,
+    located::{self, line_of},
+};
 
 /// GUE port used when a GUE VIP names none (as `lbctl vip add`).
 const DEFAULT_GUE_PORT: u16 = 6080;
@@ -22,33 +25,7 @@ const DEFAULT_WEIGHT: u32 = 100;
 
 /// A desired-state file that cannot be used; nothing was applied.
 /// Shown as `FILE:LINE: FIELD: MESSAGE`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DesiredError {
-    /// The file.
-    pub path: PathBuf,
-    /// 1-based line of the offending value, when known.
-    pub line: Option<usize>,
-    /// Field path, e.g. `vips[2].backends[0].weight` (empty for a syntax
-    /// error outside any field).
-    pub field: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl std::fmt::Display for DesiredError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.path.display())?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-        }
-        if !self.field.is_empty() {
-            write!(f, ": {}", self.field)?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
-impl std::error::Error for DesiredError {}
+pub use crate::located::LocatedError as DesiredError;
 
 /// `[settings]`.
 #[derive(Debug, Deserialize)]
@@ -123,7 +100,8 @@ impl From<StateName> for BackendState {
     }
 }
 
-fn state_name(s: BackendState) -> &'static str {
+/// A backend state as the file spells it.
+pub(crate) fn state_name(s: BackendState) -> &'static str {
     match s {
         BackendState::Active => "active",
         BackendState::Draining => "draining",
@@ -204,38 +182,6 @@ impl TryFrom<i64> for TableSizeValue {
     }
 }
 
-/// 1-based line of byte offset `at` in `text`.
-fn line_of(text: &str, at: usize) -> usize {
-    text.as_bytes()[..at.min(text.len())]
-        .iter()
-        .filter(|b| **b == b'\n')
-        .count()
-        + 1
-}
-
-/// The field path as the file spells it, without the parser's internal
-/// segments (the wrappers that record spans).
-fn field_path(path: &serde_path_to_error::Path) -> String {
-    use serde_path_to_error::Segment;
-    let mut out = String::new();
-    for segment in path.iter() {
-        match segment {
-            Segment::Seq { index } => {
-                let _ = write!(out, "[{index}]");
-            }
-            Segment::Map { key } if key.starts_with("$__") => {}
-            Segment::Map { key } | Segment::Enum { variant: key } => {
-                if !out.is_empty() {
-                    out.push('.');
-                }
-                out.push_str(key);
-            }
-            Segment::Unknown => {}
-        }
-    }
-    out
-}
-
 /// Parses and checks a desired-state file; `path` names it in errors.
 pub fn parse(text: &str, path: &std::path::Path) -> Result<DesiredState, DesiredError> {
     let error = |line: Option<usize>, field: String, message: String| DesiredError {
@@ -244,13 +190,7 @@ pub fn parse(text: &str, path: &std::path::Path) -> Result<DesiredState, Desired
         field,
         message,
     };
-    let deserializer = toml::Deserializer::new(text);
-    let file: FileEntry = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-        let field = field_path(e.path());
-        let inner = e.into_inner();
-        let line = inner.span().map(|s| line_of(text, s.start));
-        error(line, field, inner.message().trim_end().to_owned())
-    })?;
+    let file: FileEntry = located::deserialize(text, path)?;
 
     let settings = file.settings.map(|s| ClusterSettings {
         hash_seed: s.hash_seed,

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 
 use edgelb_consensus::{ClusterSettings, Vip, VipKey};
 
+pub(crate) use self::file::state_name;
 pub use self::{
     file::{parse, render, DesiredError},
     plan::{plan, Change, Plan, PlanError},

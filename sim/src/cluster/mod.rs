@@ -52,6 +52,8 @@ pub const RAFT_PORT: u16 = 7000;
 pub const ADMIN_PORT: u16 = 7100;
 /// Prometheus port of every node.
 pub const METRICS_PORT: u16 = 9100;
+/// Port of every LB node's JSON HTTP API (`[http]`).
+pub const HTTP_PORT: u16 = 7200;
 
 /// Shape of a simulated cluster.
 #[derive(Debug, Clone)]

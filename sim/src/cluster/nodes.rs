@@ -12,8 +12,8 @@ use anyhow::bail;
 use testbed::ProcessGuard;
 
 use super::{
-    backend_addr, find_binary, lb_addr, BackendHost, Cluster, LbNode, ADMIN_PORT, LB_ASN,
-    METRICS_PORT, RAFT_PORT, ROUTER_ASN, VIP, VIP_TCP_PORT, VIP_UDP_PORT,
+    backend_addr, find_binary, lb_addr, BackendHost, Cluster, LbNode, ADMIN_PORT, HTTP_PORT,
+    LB_ASN, METRICS_PORT, RAFT_PORT, ROUTER_ASN, VIP, VIP_TCP_PORT, VIP_UDP_PORT,
 };
 use crate::pinning::pin_child_to_sim_cpu;
 
@@ -70,6 +70,8 @@ initial_members = [
 [admin]
 listen = "{a}:{ADMIN_PORT}"
 token_file = "{token}"
+[http]
+listen = "{a}:{HTTP_PORT}"
 [metrics]
 listen = "{a}:{METRICS_PORT}"
 [log]
