@@ -16,6 +16,7 @@ pub mod conn;
 pub mod flood;
 pub mod hash;
 pub mod maps;
+pub mod second_hop;
 pub mod stats;
 
 pub use conn::{conn_index, conn_sets, ConnEntry, ConnSet, CONN_WAYS};

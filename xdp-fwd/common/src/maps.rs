@@ -125,7 +125,8 @@ pub mod encap {
 /// Value of the VIP map.
 ///
 /// The VIP's Maglev table lives in RING at
-/// `(index * 2 + active_half) * Settings::ring_stride`, `table_size` slots.
+/// `(index * 2 + active_half) * Settings::ring_stride`, `table_size` slots;
+/// its previous table, if `prev_table_size` is not 0, in the other half.
 /// Userspace writes the inactive half, then replaces this value with the
 /// other half selected: one map update, so a packet sees either the whole
 /// old table or the whole new one.
@@ -144,6 +145,9 @@ pub struct VipMeta {
     pub encap: u8,
     /// Always zero.
     pub _pad: [u8; 2],
+    /// Slots of the previous table, held by the inactive half (the VIP's
+    /// table before its latest change) for second-hop lookups; 0 = none.
+    pub prev_table_size: u32,
 }
 
 /// Value of the VIP_EPOCHS map, per VIP index: lets a connection-cache hit
@@ -311,7 +315,7 @@ mod tests {
     fn layouts_have_no_hidden_padding() {
         assert_eq!(size_of::<VipMapKey>(), 20);
         assert_eq!(size_of::<AddrKey>(), 20);
-        assert_eq!(size_of::<VipMeta>(), 16);
+        assert_eq!(size_of::<VipMeta>(), 20);
         assert_eq!(size_of::<VipEpoch>(), 8);
         assert_eq!(size_of::<BackendEntry>(), 24);
         assert_eq!(size_of::<FlowKey>(), 40);

@@ -55,8 +55,11 @@ pub mod stat {
     /// New flows (SYNs, mostly) forwarded by the Maglev table without a
     /// cache entry: flood mode, and every way of the set established.
     pub const FLOOD_NOT_CACHED: u32 = 23;
+    /// Packets sent carrying the flow's previous owner (second-hop
+    /// candidates: a non-SYN cache miss whose slot changed owner).
+    pub const SECOND_HOP_SENT: u32 = 24;
     /// Number of counters.
-    pub const COUNT: u32 = 24;
+    pub const COUNT: u32 = 25;
 }
 
 /// Printable names of the counters, indexed like [`stat`].
@@ -85,4 +88,5 @@ pub const STAT_NAMES: [&str; stat::COUNT as usize] = [
     "flood_entered",
     "flood_left",
     "flood_not_cached",
+    "second_hop_sent",
 ];

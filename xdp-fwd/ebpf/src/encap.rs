@@ -5,10 +5,19 @@
 //! IP packet). The outer source carries flow entropy in its host bits (as
 //! Katran does) so the backend's RSS spreads flows over its queues; GUE also
 //! puts entropy in the UDP source port. ToS / traffic class is copied.
+//!
+//! A second-hop candidate carries its previous owner: GUE variant 0 with
+//! the address in the private data instead of variant 1, or, for IP-in-IP,
+//! a middle IP header addressed to the previous owner (FORWARDER.md).
 use aya_ebpf::{helpers::bpf_xdp_adjust_head, programs::XdpContext, EbpfContext};
-use xdp_fwd_common::{encap, family, proto, stats::stat, Settings};
+use xdp_fwd_common::{encap, family, proto, second_hop as hop, stats::stat, Settings};
 
-use crate::{csum, packet::*, parse::Packet, select::Chosen};
+use crate::{
+    csum,
+    packet::*,
+    parse::Packet,
+    select::{Chosen, PrevOwner},
+};
 
 /// The outer header as written, for the route lookup.
 pub struct Outer {
@@ -24,6 +33,8 @@ pub struct Outer {
     pub src: [u32; 4],
     /// Outer destination address words (the backend).
     pub dst: [u32; 4],
+    /// The previous owner carried (second hop), same family as `dst`.
+    pub prev: PrevOwner,
 }
 
 const TTL: u8 = 64;
@@ -35,18 +46,22 @@ const TTL: u8 = 64;
 pub fn outer_header(
     pkt: &Packet,
     chosen: &Chosen,
+    prev: PrevOwner,
     mode: u8,
     settings: &Settings,
 ) -> Result<Outer, u32> {
     let gue = mode == encap::GUE;
     let outer_v6 = chosen.backend.family == family::V6;
     let inner_len = pkt.ip_len as u32;
-    let tot_len = inner_len + header_len(outer_v6, gue) as u32;
+    let tot_len = inner_len + header_len(outer_v6, gue, prev.is_some()) as u32;
     if tot_len > 0xffff {
         return Err(stat::DROP_MTU);
     }
     let proto = if gue {
         proto::UDP
+    } else if prev.is_some() {
+        // The middle header, of the backends' family, follows.
+        ip_in_ip_proto(outer_v6)
     } else if pkt.family == family::V4 {
         proto::IPIP
     } else {
@@ -59,7 +74,18 @@ pub fn outer_header(
         tos: pkt.tos,
         src: outer_source(outer_v6, chosen.hash, settings),
         dst: chosen.backend.addr,
+        prev,
     })
+}
+
+/// The protocol number announcing an IP header of the given family.
+#[inline(always)]
+fn ip_in_ip_proto(v6: bool) -> u8 {
+    if v6 {
+        proto::IPV6
+    } else {
+        proto::IPIP
+    }
 }
 
 /// The frame's own Ethernet destination and source, as received.
@@ -72,8 +98,26 @@ pub fn frame_eth_addrs(ctx: &XdpContext) -> Option<[u16; 6]> {
 
 /// Bytes the encapsulation adds.
 #[inline(always)]
-fn header_len(outer_v6: bool, gue: bool) -> usize {
-    (if outer_v6 { IPV6_HLEN } else { IPV4_HLEN }) + if gue { UDP_HLEN } else { 0 }
+fn header_len(outer_v6: bool, gue: bool, second_hop: bool) -> usize {
+    (if outer_v6 { IPV6_HLEN } else { IPV4_HLEN })
+        + if gue { UDP_HLEN } else { 0 }
+        + if second_hop {
+            hop_len(outer_v6, gue)
+        } else {
+            0
+        }
+}
+
+/// Bytes the previous owner adds: the GUE variant 0 header with its
+/// private data, or the middle IP header.
+#[inline(always)]
+fn hop_len(v6: bool, gue: bool) -> usize {
+    match (gue, v6) {
+        (true, false) => hop::GUE_FIXED_LEN + 4,
+        (true, true) => hop::GUE_FIXED_LEN + 16,
+        (false, false) => IPV4_HLEN,
+        (false, true) => IPV6_HLEN,
+    }
 }
 
 /// Grows the frame and writes Ethernet (+ the original VLAN tag), the outer
@@ -92,7 +136,7 @@ pub fn encapsulate(
     let gue = outer.proto == proto::UDP;
     let outer_v6 = outer.family == family::V6;
     let ip_hlen = if outer_v6 { IPV6_HLEN } else { IPV4_HLEN };
-    let hdr_len = header_len(outer_v6, gue);
+    let hdr_len = header_len(outer_v6, gue, outer.prev.is_some());
     let inner_len = pkt.ip_len as u32;
 
     let vlan_tci: u16 = if pkt.l3_off > ETH_HLEN {
@@ -137,22 +181,19 @@ pub fn encapsulate(
             ctx,
             l3,
             outer,
-            chosen.hash,
+            chosen.hash & 0xfffff,
             inner_len as u16 + (hdr_len - ip_hlen) as u16,
         )?;
     } else {
-        write_ipv4(
-            ctx,
-            l3,
-            outer,
-            pkt.family != family::V4 || pkt.dont_fragment,
-        )?;
+        write_ipv4(ctx, l3, outer, dont_fragment(pkt), 0)?;
     }
+    let after_ip = l3 + ip_hlen;
     if gue {
         let sport = (((chosen.hash & 0x3fff) | 0xc000) as u16).to_be();
-        let udp_len = ((inner_len + UDP_HLEN as u32) as u16).to_be();
+        let udp_len = ((hdr_len - ip_hlen) as u32 + inner_len) as u16;
+        let udp_len = udp_len.to_be();
         let check = gue_checksum(pkt, outer, sport, settings.gue_port, udp_len);
-        let udp = ptr_at(ctx, l3 + ip_hlen, UDP_HLEN).ok_or(stat::DROP_ENCAP)?;
+        let udp = ptr_at(ctx, after_ip, UDP_HLEN).ok_or(stat::DROP_ENCAP)?;
         // SAFETY: the UDP header checked.
         unsafe {
             write(udp, 0, sport);
@@ -160,8 +201,96 @@ pub fn encapsulate(
             write(udp, 4, udp_len);
             write(udp, 6, check);
         }
+        if let Some(prev) = &outer.prev {
+            write_gue_prev(ctx, after_ip + UDP_HLEN, pkt, outer_v6, prev)?;
+        }
+    } else if let Some(prev) = &outer.prev {
+        write_middle(ctx, after_ip, pkt, outer, chosen, prev)?;
     }
     Ok(())
+}
+
+/// DF of the outer headers: copied from an IPv4 inner header, set for IPv6.
+#[inline(always)]
+fn dont_fragment(pkt: &Packet) -> bool {
+    pkt.family != family::V4 || pkt.dont_fragment
+}
+
+/// The GUE variant 0 header and its private data (magic, flags 0, family,
+/// previous owner's address) as raw words: the bytes in wire order read
+/// as little-endian u32, what the checksum and the writes use.
+#[inline(always)]
+fn gue_prev_words(pkt: &Packet, v6: bool) -> (u32, u32) {
+    let hlen = if v6 {
+        hop::GUE_HLEN_V6
+    } else {
+        hop::GUE_HLEN_V4
+    };
+    let inner_proto = ip_in_ip_proto(pkt.family == family::V6);
+    let fam = if v6 { family::V6 } else { family::V4 };
+    let w0 = (hop::GUE_V0 | hlen) as u32 | (inner_proto as u32) << 8;
+    let w1 = hop::GUE_MAGIC as u32 | (fam as u32) << 16;
+    (w0, w1)
+}
+
+/// Writes the GUE variant 0 header carrying `prev` at `at`.
+#[inline(always)]
+fn write_gue_prev(
+    ctx: &XdpContext,
+    at: usize,
+    pkt: &Packet,
+    v6: bool,
+    prev: &[u32; 4],
+) -> Result<(), u32> {
+    let (w0, w1) = gue_prev_words(pkt, v6);
+    if v6 {
+        let p = ptr_at(ctx, at, hop::GUE_FIXED_LEN + 16).ok_or(stat::DROP_ENCAP)?;
+        // SAFETY: 24 bytes checked.
+        unsafe {
+            write(p, 0, w0);
+            write(p, 4, w1);
+            write(p, 8, *prev);
+        }
+    } else {
+        let p = ptr_at(ctx, at, hop::GUE_FIXED_LEN + 4).ok_or(stat::DROP_ENCAP)?;
+        // SAFETY: 12 bytes checked.
+        unsafe {
+            write(p, 0, w0);
+            write(p, 4, w1);
+            write(p, 8, prev[0]);
+        }
+    }
+    Ok(())
+}
+
+/// Writes the IP-in-IP form's middle header at `at`: from the current
+/// owner to the previous owner, marked as a second-hop candidate, carrying
+/// the original packet.
+#[inline(always)]
+fn write_middle(
+    ctx: &XdpContext,
+    at: usize,
+    pkt: &Packet,
+    outer: &Outer,
+    chosen: &Chosen,
+    prev: &[u32; 4],
+) -> Result<(), u32> {
+    let v6 = outer.family == family::V6;
+    let inner_len = pkt.ip_len;
+    let middle = Outer {
+        family: outer.family,
+        proto: ip_in_ip_proto(pkt.family == family::V6),
+        tot_len: inner_len + if v6 { 0 } else { IPV4_HLEN as u16 },
+        tos: outer.tos,
+        src: chosen.backend.addr,
+        dst: *prev,
+        prev: None,
+    };
+    if v6 {
+        write_ipv6(ctx, at, &middle, hop::IPIP_LABEL_CANDIDATE, inner_len)
+    } else {
+        write_ipv4(ctx, at, &middle, dont_fragment(pkt), hop::IPIP_ID_CANDIDATE)
+    }
 }
 
 /// The node's configured source prefix with the host bits taken from the
@@ -183,10 +312,16 @@ fn outer_source(v6: bool, hash: u32, s: &Settings) -> [u32; 4] {
 }
 
 #[inline(always)]
-fn write_ipv4(ctx: &XdpContext, l3: usize, o: &Outer, dont_fragment: bool) -> Result<(), u32> {
+fn write_ipv4(
+    ctx: &XdpContext,
+    l3: usize,
+    o: &Outer,
+    dont_fragment: bool,
+    id: u16,
+) -> Result<(), u32> {
     let w0 = 0x45u32 | (o.tos as u32) << 8 | (o.tot_len.to_be() as u32) << 16;
     let frag: u16 = if dont_fragment { 0x4000u16.to_be() } else { 0 };
-    let w1 = (frag as u32) << 16; // id 0
+    let w1 = id.to_be() as u32 | (frag as u32) << 16;
     let w2 = TTL as u32 | (o.proto as u32) << 8; // checksum 0 for now
     let mut sum = csum::add32(csum::add32(csum::add32(0, w0), w1), w2);
     sum = csum::add32(csum::add32(sum, o.src[0]), o.dst[0]);
@@ -208,11 +343,11 @@ fn write_ipv6(
     ctx: &XdpContext,
     l3: usize,
     o: &Outer,
-    hash: u32,
+    label: u32,
     payload_len: u16,
 ) -> Result<(), u32> {
-    // Version 6, traffic class, and the flow hash as flow label (ECMP entropy).
-    let label = hash & 0xfffff;
+    // Version 6, traffic class, and the flow label (the outer header's: the
+    // flow hash, ECMP entropy; a middle header's: the second-hop marker).
     let b0 = 0x60 | (o.tos as u32 >> 4);
     let b1 = ((o.tos as u32 & 0x0f) << 4) | (label >> 16);
     let b2 = (label >> 8) & 0xff;
@@ -241,6 +376,10 @@ fn gue_checksum(pkt: &Packet, o: &Outer, sport: u16, dport: u16, udp_len: u16) -
         return 0;
     };
     let mut s = csum::add_addr(csum::add_addr(inner, &o.src), &o.dst);
+    if let Some(prev) = &o.prev {
+        let (w0, w1) = gue_prev_words(pkt, o.family == family::V6);
+        s = csum::add_addr(csum::add32(csum::add32(s, w0), w1), prev);
+    }
     s += (proto::UDP as u32) << 8;
     s += udp_len as u32 * 2; // pseudo-header length + UDP length field
     s += sport as u32 + dport as u32;

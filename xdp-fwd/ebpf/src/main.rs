@@ -12,6 +12,10 @@
 //! 5. [`encap::encapsulate`]: IP-in-IP or GUE with the next hop's MACs, then
 //!    [`transmit::send_to`]: XDP_TX or XDP_REDIRECT.
 //!
+//! Second hop: a non-SYN cache miss whose slot had another owner in the
+//! VIP's previous table carries that owner in its encapsulation (see
+//! `select::previous_owner`, `encap`, and FORWARDER.md); cache hits never do.
+//!
 //! ICMP to VIPs is handled by [`icmp`]. Policy for what is not forwarded:
 //! - not addressed to a VIP, or not parseable: XDP_PASS, untouched;
 //! - IPv4/IPv6 fragments and IPv6 extension headers addressed to a VIP
@@ -121,19 +125,21 @@ fn forward_l4(ctx: &XdpContext, pkt: &Packet) -> u32 {
     } else {
         select::cached_flow(f, settings)
     };
-    let (chosen, vip) = match cached {
+    let (chosen, prev, vip) = match cached {
         Some((chosen, vip)) => {
             count_vip(pkt, vip.index, bytes);
-            (chosen, vip)
+            (chosen, None, vip)
         }
         None => {
             let Some(meta) = select::vip_lookup(f.dst, f.dport, f.proto, pkt.family) else {
                 return xdp_action::XDP_PASS;
             };
             count_vip(pkt, meta.index, bytes);
-            match select::select_backend(f, &meta, settings, pkt.tcp_syn) {
-                Ok(chosen) => (
+            // Only a non-SYN miss may carry a previous owner (second hop).
+            match select::select_backend(f, &meta, settings, pkt.tcp_syn, !pkt.tcp_syn) {
+                Ok((chosen, prev)) => (
                     chosen,
+                    prev,
                     VipRef {
                         index: meta.index,
                         encap: meta.encap,
@@ -143,7 +149,7 @@ fn forward_l4(ctx: &XdpContext, pkt: &Packet) -> u32 {
             }
         }
     };
-    send(ctx, pkt, &chosen, vip.encap, settings, bytes)
+    send(ctx, pkt, &chosen, prev, vip.encap, settings, bytes)
 }
 
 /// Steps 3-5 for a packet of `flow` to `vip` (ICMP errors quoting a flow):
@@ -161,8 +167,9 @@ pub(crate) fn forward_flow(
     };
     let bytes = packet::frame_len(ctx);
     count_vip(pkt, vip.index, bytes);
-    match select::select_backend(flow, vip, settings, new_flow) {
-        Ok(chosen) => send(ctx, pkt, &chosen, vip.encap, settings, bytes),
+    // ICMP errors go to the current owner only: no second hop.
+    match select::select_backend(flow, vip, settings, new_flow, false) {
+        Ok((chosen, prev)) => send(ctx, pkt, &chosen, prev, vip.encap, settings, bytes),
         Err(reason) => dropped(reason),
     }
 }
@@ -182,6 +189,7 @@ fn send(
     ctx: &XdpContext,
     pkt: &Packet,
     chosen: &Chosen,
+    prev: select::PrevOwner,
     vip_encap: u8,
     settings: &Settings,
     bytes: u64,
@@ -192,7 +200,7 @@ fn send(
     } else {
         vip_encap
     };
-    let outer = match encap::outer_header(pkt, chosen, mode, settings) {
+    let outer = match encap::outer_header(pkt, chosen, prev, mode, settings) {
         Ok(outer) => outer,
         Err(reason) => return dropped(reason),
     };
@@ -215,6 +223,9 @@ fn send(
     };
     if let Err(reason) = encap::encapsulate(ctx, pkt, &outer, chosen, settings, macs) {
         return dropped(reason);
+    }
+    if outer.prev.is_some() {
+        count(stat::SECOND_HOP_SENT);
     }
     match next {
         Ok(next) => transmit::send_to(ctx, &next),

@@ -128,17 +128,25 @@ pub fn cached_flow(flow: &FlowKey, settings: &Settings) -> Option<(Chosen, VipRe
     ))
 }
 
+/// Address words of the previous owner a second-hop candidate carries
+/// (see [`previous_owner`]); `None`: a plain packet.
+pub type PrevOwner = Option<[u32; 4]>;
+
 /// Picks the backend of a packet to `vip`: an established flow keeps its
 /// connection-cache entry; a new flow (TCP SYN, or no usable entry) goes by
-/// the VIP's current Maglev table and is remembered. `Err` carries the drop
-/// counter.
+/// the VIP's current Maglev table and is remembered. With `second_hop` (a
+/// non-SYN TCP or UDP packet), a miss whose slot had another owner in the
+/// VIP's previous table carries that owner and is not cached: its next
+/// packets repeat both lookups until the window ends. `Err` carries the
+/// drop counter.
 #[inline(always)]
 pub fn select_backend(
     flow: &FlowKey,
     vip: &VipMeta,
     settings: &Settings,
     new_flow: bool,
-) -> Result<Chosen, u32> {
+    second_hop: bool,
+) -> Result<(Chosen, PrevOwner), u32> {
     let clock = AgeClock::now(flow.proto == proto::UDP);
     let vip_epoch = VIP_EPOCHS.get(vip.index).map_or(0, |e| e.epoch);
     let set = conn::set_of(flow, settings);
@@ -159,7 +167,7 @@ pub fn select_backend(
                     (*entry).vip_epoch = vip_epoch;
                 }
                 count(stat::LRU_HIT);
-                return Ok(chosen);
+                return Ok((chosen, None));
             }
             count(stat::LRU_UDP_EXPIRED);
         }
@@ -168,6 +176,11 @@ pub fn select_backend(
     let hash = flow_hash(flow, settings.hash_seed, vip.flags);
     let id = table_lookup(vip, settings, hash).ok_or(stat::DROP_NO_BACKEND)?;
     let backend = live_backend(id).ok_or(stat::DROP_NO_BACKEND)?;
+    if second_hop && !new_flow {
+        if let Some(prev) = previous_owner(vip, settings, hash, id, &backend) {
+            return Ok((Chosen { id, backend, hash }, Some(prev)));
+        }
+    }
     if let Some(set) = set {
         let flooded = flood::new_flow(settings, clock.jiffies);
         // The flow's own way if it has one (SYN on a reused tuple, stale or
@@ -194,7 +207,36 @@ pub fn select_backend(
             };
         }
     }
-    Ok(Chosen { id, backend, hash })
+    Ok((Chosen { id, backend, hash }, None))
+}
+
+/// The owner of `hash`'s slot in the VIP's previous table (the inactive
+/// RING half), if the VIP has one and that owner is a live backend other
+/// than `current`, of the same family (the decap program rewrites the
+/// outer header in place, so both hops share a family).
+#[inline(always)]
+fn previous_owner(
+    vip: &VipMeta,
+    settings: &Settings,
+    hash: u32,
+    current: u32,
+    current_backend: &BackendEntry,
+) -> PrevOwner {
+    let size = vip.prev_table_size;
+    let stride = settings.ring_stride;
+    if size == 0 || size > stride {
+        return None;
+    }
+    let row = vip.index * 2 + (1 - (vip.active_half & 1)) as u32;
+    let id = *RING.get(row * stride + maglev_slot(hash, size))?;
+    if id == NO_BACKEND || id == current {
+        return None;
+    }
+    let prev = live_backend(id)?;
+    if prev.family != current_backend.family {
+        return None;
+    }
+    Some(prev.addr)
 }
 
 /// The backend of a cached entry, if its id was not handed to another

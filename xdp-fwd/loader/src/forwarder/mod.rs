@@ -76,6 +76,9 @@ struct VipState {
     meta: VipMeta,
     /// Backend addresses of the live table, by table index.
     backends: Vec<IpAddr>,
+    /// Backend addresses of the previous table (second hop), referenced
+    /// until it is dropped; empty when there is none.
+    prev_backends: Vec<IpAddr>,
     /// What each RING half holds (backend ids), if known.
     halves: [Option<Vec<u32>>; 2],
     /// When the inactive half stopped being live.
@@ -244,6 +247,7 @@ impl Forwarder {
                 active_half: 0,
                 encap,
                 _pad: [0; 2],
+                prev_table_size: 0,
             }
         };
         // The program must find the VIP once it is written.
@@ -260,6 +264,7 @@ impl Forwarder {
         let state = VipState {
             meta,
             backends: Vec::new(),
+            prev_backends: Vec::new(),
             halves: [None, None],
             flipped_at: None,
         };
@@ -293,6 +298,7 @@ impl Forwarder {
         self.sync_addr_refs(vip.address)?;
         self.filter_sync()?;
         self.release_backends(&state.backends)?;
+        self.release_backends(&state.prev_backends)?;
         self.free_vip_indices.insert(state.meta.index);
         Ok(())
     }

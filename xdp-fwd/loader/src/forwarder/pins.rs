@@ -167,12 +167,32 @@ impl Forwarder {
             }
             let mut halves = [None, None];
             halves[meta.active_half as usize & 1] = Some(table);
+            // The previous table (second hop) keeps its backends referenced.
+            let mut prev_backends: Vec<IpAddr> = Vec::new();
+            if meta.prev_table_size != 0 {
+                let inactive = 1 - (meta.active_half & 1);
+                let base = (meta.index * 2 + u32::from(inactive)) * stride;
+                let prev: Vec<u32> = {
+                    let ring: Array<_, u32> = Array::try_from(self.map(map_name::RING)?)?;
+                    (0..meta.prev_table_size)
+                        .map(|i| ring.get(&(base + i), 0))
+                        .collect::<std::result::Result<_, _>>()?
+                };
+                for id in prev.iter().collect::<BTreeSet<_>>() {
+                    if let Some(addr) = by_id.get(id) {
+                        prev_backends.push(*addr);
+                        self.backends.add_ref(addr);
+                    }
+                }
+                halves[inactive as usize] = Some(prev);
+            }
             self.free_vip_indices.remove(&meta.index);
             self.vips.insert(
                 vip,
                 VipState {
                     meta,
                     backends: used,
+                    prev_backends,
                     halves,
                     flipped_at: Some(Instant::now()),
                 },

@@ -16,4 +16,5 @@ mod icmp;
 mod malformed;
 mod programming;
 mod routes;
+mod second_hop;
 mod vip_lookup;
