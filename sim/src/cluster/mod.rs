@@ -70,6 +70,11 @@ pub struct ClusterSpec {
     /// Every node's `xdp.flood_threshold`, as a TOML value (`"auto"`,
     /// `"off"` or a number).
     pub flood_threshold: String,
+    /// Backends get second-hop handling for the VIP (every other backend a
+    /// peer), write their decapsulator counters for
+    /// [`Cluster::decap_stats`], and the router's backend links get an XDP
+    /// program so the backends' XDP_TX frames arrive (veth driver-mode rule).
+    pub second_hop: bool,
 }
 
 impl Default for ClusterSpec {
@@ -81,6 +86,7 @@ impl Default for ClusterSpec {
             drain_prepend_secs: 0,
             conn_table_size: 65536,
             flood_threshold: "\"auto\"".into(),
+            second_hop: false,
         }
     }
 }
@@ -264,13 +270,17 @@ impl Cluster {
             lb_ns.push(ns);
         }
         let n = spec.lb_nodes;
+        let backends_xdp_tx = if spec.second_hop { spec.backends } else { 0 };
         let pass = in_namespace(
             router.name(),
             move || -> anyhow::Result<Vec<xdp_fwd::PassProgram>> {
                 let mut progs = Vec::new();
-                for i in 1..=n {
+                let links = (1..=n)
+                    .map(|i| format!("l{i}"))
+                    .chain((1..=backends_xdp_tx).map(|j| format!("b{j}")));
+                for dev in links {
                     let mut p = xdp_fwd::PassProgram::load()?;
-                    p.attach(&format!("l{i}"), xdp_fwd::AttachMode::Driver)?;
+                    p.attach(&dev, xdp_fwd::AttachMode::Driver)?;
                     progs.push(p);
                 }
                 Ok(progs)

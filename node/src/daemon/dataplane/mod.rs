@@ -23,7 +23,7 @@ pub use self::{
     capacity::{check_capacity, CapacityError},
     sync::{sync_loop, DataPlaneReader, Programmed},
 };
-use crate::tables::{self, TableSet};
+use crate::tables::{self, TableSet, VipTable};
 
 /// Node-local data-plane settings (from the config file).
 #[derive(Debug, Clone)]
