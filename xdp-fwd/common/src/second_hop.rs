@@ -90,6 +90,10 @@ pub mod decap_stat {
     pub const COUNT: u32 = 8;
 }
 
+// The markers fit their fields (20-bit flow label, 5-bit GUE Hlen).
+const _: () = assert!(IPIP_LABEL_CANDIDATE < 1 << 20 && IPIP_LABEL_HOPPED < 1 << 20);
+const _: () = assert!(GUE_HLEN_V6 < 32);
+
 #[cfg(feature = "user")]
 // SAFETY: #[repr(C)] plain old data with explicit padding.
 unsafe impl aya::Pod for HopKey {}
@@ -101,8 +105,5 @@ mod tests {
     #[test]
     fn hop_key_layout() {
         assert_eq!(core::mem::size_of::<HopKey>(), 36);
-        // The markers fit their fields.
-        assert!(IPIP_LABEL_CANDIDATE < 1 << 20 && IPIP_LABEL_HOPPED < 1 << 20);
-        assert!(GUE_HLEN_V6 < 32);
     }
 }

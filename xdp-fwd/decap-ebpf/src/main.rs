@@ -5,58 +5,64 @@
 //! (proto 41), or GUE variant 1 (UDP to the configured port, directly followed
 //! by the inner IP packet) -- and passes the inner packet to the stack, which
 //! delivers it to the VIP on loopback. Everything else passes untouched.
+//!
+//! Packets carrying a previous owner (second hop: GUE variant 0 with
+//! EdgeLB's private data, or a marked middle IP-in-IP header) are decided
+//! in [`hop`]: delivered here, or forwarded once to the previous owner.
 #![no_std]
 #![no_main]
+
+mod hop;
+mod packet;
+mod route;
 
 use aya_ebpf::{
     bindings::xdp_action,
     helpers::bpf_xdp_adjust_head,
     macros::{map, xdp},
-    maps::{Array, PerCpuArray},
+    maps::{Array, HashMap, PerCpuArray},
     programs::XdpContext,
 };
+use xdp_fwd_common::second_hop::{decap_stat as stat, HopKey, SECOND_HOP_ENTRIES};
+
+use crate::packet::*;
 
 /// Index 0: the GUE destination port in host byte order (0 disables GUE).
 #[map]
 static DECAP_CONFIG: Array<u32> = Array::with_max_entries(1, 0);
 
-/// Per-CPU counters, indexed by the `STAT_*` constants.
+/// Per-CPU counters, indexed by `decap_stat`.
 #[map]
-static DECAP_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_COUNT, 0);
+static DECAP_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
 
-const STAT_IPIP: u32 = 0;
-const STAT_GUE: u32 = 1;
-const STAT_FRAGMENT: u32 = 2;
-const STAT_COUNT: u32 = 3;
+/// VIPs configured for second hop on this host, and their peers.
+#[map]
+static SECOND_HOP: HashMap<HopKey, u32> = HashMap::with_max_entries(SECOND_HOP_ENTRIES, 0);
 
-const ETH_HLEN: usize = 14;
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
-const IPPROTO_IPIP: u8 = 4;
-const IPPROTO_IPV6: u8 = 41;
-const IPPROTO_UDP: u8 = 17;
+/// What the outer headers of a frame are.
+enum Outer {
+    /// One layer to strip: its length after Ethernet, the inner EtherType,
+    /// and the counter.
+    Plain(usize, u16, u32),
+    /// A second-hop record (see [`hop`]); the outer IP header's length.
+    Hop(hop::Form, usize),
+}
 
 #[xdp]
 pub fn xdp_decap(ctx: XdpContext) -> u32 {
     match outer_header(&ctx) {
-        Some((outer_len, inner_ethertype, stat)) => strip(&ctx, outer_len, inner_ethertype, stat),
+        Some(Outer::Plain(outer_len, inner_ethertype, counter)) => {
+            strip(&ctx, outer_len, inner_ethertype, counter)
+        }
+        Some(Outer::Hop(form, l3_len)) => hop::handle(&ctx, form, l3_len),
         None => xdp_action::XDP_PASS,
     }
 }
 
+/// The outer headers, or None when the frame is not an encapsulated packet
+/// for us.
 #[inline(always)]
-fn ptr_at(ctx: &XdpContext, offset: usize, len: usize) -> Option<*mut u8> {
-    let start = ctx.data();
-    if start + offset + len > ctx.data_end() {
-        return None;
-    }
-    Some((start + offset) as *mut u8)
-}
-
-/// Length of the outer headers to strip, the inner EtherType and the counter,
-/// or None when the frame is not an encapsulated packet for us.
-#[inline(always)]
-fn outer_header(ctx: &XdpContext) -> Option<(usize, u16, u32)> {
+fn outer_header(ctx: &XdpContext) -> Option<Outer> {
     let eth = ptr_at(ctx, 0, ETH_HLEN)?;
     // SAFETY: bounds checked by ptr_at.
     let ethertype = unsafe { u16::from_be_bytes([*eth.add(12), *eth.add(13)]) };
@@ -79,7 +85,7 @@ fn outer_header(ctx: &XdpContext) -> Option<(usize, u16, u32)> {
             // it to the stack (and count it, so operators see MTU problems).
             if frag & 0x3fff != 0 {
                 if matches!(proto, IPPROTO_IPIP | IPPROTO_IPV6 | IPPROTO_UDP) {
-                    count(STAT_FRAGMENT);
+                    count(stat::FRAGMENT);
                 }
                 return None;
             }
@@ -93,8 +99,17 @@ fn outer_header(ctx: &XdpContext) -> Option<(usize, u16, u32)> {
         _ => return None,
     };
     match proto {
-        IPPROTO_IPIP => Some((l3_len, ETH_P_IP, STAT_IPIP)),
-        IPPROTO_IPV6 => Some((l3_len, ETH_P_IPV6, STAT_IPIP)),
+        IPPROTO_IPIP | IPPROTO_IPV6 => {
+            if let Some(form) = hop::ipip_form(ctx, l3_len, proto) {
+                return Some(Outer::Hop(form, l3_len));
+            }
+            let inner = if proto == IPPROTO_IPIP {
+                ETH_P_IP
+            } else {
+                ETH_P_IPV6
+            };
+            Some(Outer::Plain(l3_len, inner, stat::IPIP))
+        }
         IPPROTO_UDP => {
             let gue_port = DECAP_CONFIG.get(0).copied().unwrap_or(0);
             let udp = ptr_at(ctx, ETH_HLEN + l3_len, 9)?;
@@ -104,6 +119,11 @@ fn outer_header(ctx: &XdpContext) -> Option<(usize, u16, u32)> {
             if gue_port == 0 || u32::from(dport) != gue_port {
                 return None;
             }
+            // GUE variant 0 with EdgeLB's private data: a second-hop record.
+            if first >> 6 == 0 {
+                let outer_v6 = ethertype == ETH_P_IPV6;
+                return hop::gue_form(ctx, l3_len, outer_v6).map(|form| Outer::Hop(form, l3_len));
+            }
             // GUE variant 1: the first two bits are 01, and the IP version
             // nibble tells the inner family.
             let inner = match first >> 4 {
@@ -111,7 +131,7 @@ fn outer_header(ctx: &XdpContext) -> Option<(usize, u16, u32)> {
                 6 => ETH_P_IPV6,
                 _ => return None,
             };
-            Some((l3_len + 8, inner, STAT_GUE))
+            Some(Outer::Plain(l3_len + 8, inner, stat::GUE))
         }
         _ => None,
     }
@@ -119,7 +139,7 @@ fn outer_header(ctx: &XdpContext) -> Option<(usize, u16, u32)> {
 
 /// Moves the Ethernet header forward over the outer headers and drops them.
 #[inline(always)]
-fn strip(ctx: &XdpContext, outer_len: usize, inner_ethertype: u16, stat: u32) -> u32 {
+fn strip(ctx: &XdpContext, outer_len: usize, inner_ethertype: u16, counter: u32) -> u32 {
     let Some(eth) = ptr_at(ctx, 0, ETH_HLEN) else {
         return xdp_action::XDP_PASS;
     };
@@ -140,13 +160,14 @@ fn strip(ctx: &XdpContext, outer_len: usize, inner_ethertype: u16, stat: u32) ->
         *eth.add(12) = et[0];
         *eth.add(13) = et[1];
     }
-    count(stat);
+    count(counter);
     xdp_action::XDP_PASS
 }
 
+/// Adds one to a counter.
 #[inline(always)]
-fn count(stat: u32) {
-    if let Some(c) = DECAP_STATS.get_ptr_mut(stat) {
+fn count(counter: u32) {
+    if let Some(c) = DECAP_STATS.get_ptr_mut(counter) {
         // SAFETY: this CPU's own slot.
         unsafe { *c += 1 };
     }
