@@ -67,6 +67,7 @@ pub fn write_decap_stats(decap: &xdp_decap::Decapper, path: &std::path::Path) ->
         "second_hop_delivered": s.second_hop_delivered,
         "second_hop_loop_refused": s.second_hop_loop_refused,
         "second_hop_invalid": s.second_hop_invalid,
+        "second_hop_no_route": s.second_hop_no_route,
     });
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, json.to_string())?;

@@ -247,6 +247,12 @@ impl Cluster {
             )?;
             ns.ip(["route", "add", "default", "via", &format!("10.102.{j}.1")])?;
             crate::backend::prepare_backend(&ns, &[VIP.into()])?;
+            if spec.second_hop {
+                // The decapsulator's bpf_fib_lookup routes a second hop as a
+                // forwarded packet: refused while forwarding is off.
+                ns.sysctl("net.ipv4.ip_forward", "1")?;
+                ns.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+            }
             backend_ns.push(ns);
         }
 
