@@ -75,7 +75,10 @@ pub fn compute(state: &ClusterState) -> Result<TableSet, TableError> {
 pub fn build(key: &VipKey, input: &MaglevInput) -> Result<VipTable, TableError> {
     let size =
         TableSize::new(input.table_size).map_err(|e| TableError::Size(input.table_size, e))?;
-    let entries = input.backends.iter().map(|b| (b.address, b.weight, b.state));
+    let entries = input
+        .backends
+        .iter()
+        .map(|b| (b.address, b.weight, b.state));
     let table = Table::build_with_states(size, entries)
         .map_err(|source| TableError::Maglev { vip: *key, source })?;
     let backends: Vec<IpAddr> = table.backends().iter().map(|b| *b.key()).collect();

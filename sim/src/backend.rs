@@ -57,7 +57,10 @@ pub fn attach_decap(interface: &str) -> anyhow::Result<xdp_decap::Decapper> {
 /// Writes the decapsulator's counters to `path` as JSON (through a rename,
 /// so a reader never sees half a file): what the sim reports per backend,
 /// as backends run no daemon.
-pub fn write_decap_stats(decap: &xdp_decap::Decapper, path: &std::path::Path) -> anyhow::Result<()> {
+pub fn write_decap_stats(
+    decap: &xdp_decap::Decapper,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
     let s = decap.stats()?;
     let json = serde_json::json!({
         "ipip": s.ipip,

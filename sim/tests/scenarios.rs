@@ -231,7 +231,14 @@ fn rehash_after_change_breaks_connections_without_the_second_hop() {
         scenario::rehash_after_change::run_one(60, 0)
     });
     let d = &r.data;
-    assert_eq!(u(d, "second_hop_sent"), 0, "window 0 sends no candidate: {d}");
+    assert_eq!(
+        u(d, "second_hop_sent"),
+        0,
+        "window 0 sends no candidate: {d}"
+    );
     assert_eq!(u(d, "second_hop_forwarded"), 0, "{d}");
-    assert!(u(d, "broken") > 0, "moved flows break without the second hop: {d}");
+    assert!(
+        u(d, "broken") > 0,
+        "moved flows break without the second hop: {d}"
+    );
 }

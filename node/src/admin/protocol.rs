@@ -257,9 +257,7 @@ impl Request {
                 state,
             },
             Request::SettingsSet { settings } => Command::SetSettings(settings),
-            Request::ConnectionSettingsSet { settings } => {
-                Command::SetConnectionSettings(settings)
-            }
+            Request::ConnectionSettingsSet { settings } => Command::SetConnectionSettings(settings),
             _ => return None,
         })
     }

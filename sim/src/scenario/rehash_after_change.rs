@@ -63,11 +63,7 @@ fn sent(cluster: &Cluster, i: usize) -> u64 {
 /// within a second LB node `victim` fails; waits until the router has
 /// moved its flows and the connections have ridden it out. Returns the
 /// victim's `second_hop_sent` read just before it failed.
-fn change_then_fail(
-    cluster: &mut Cluster,
-    change: &[&str],
-    victim: usize,
-) -> anyhow::Result<u64> {
+fn change_then_fail(cluster: &mut Cluster, change: &[&str], victim: usize) -> anyhow::Result<u64> {
     cluster.lbctl_any(change)?;
     cluster.converge(Duration::from_secs(20))?;
     let before = sent(cluster, victim);

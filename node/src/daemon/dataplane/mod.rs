@@ -222,7 +222,8 @@ impl DataPlane {
                         Some((&p.backends, &p.slots)),
                     )?,
                     None if table_changed => {
-                        self.forwarder.set_table(key, &table.backends, &table.slots)?
+                        self.forwarder
+                            .set_table(key, &table.backends, &table.slots)?
                     }
                     None => {
                         self.forwarder.clear_previous(key)?;
@@ -255,7 +256,8 @@ impl DataPlane {
             return Ok(None);
         };
         let table = tables::build(key, &previous.input)?;
-        if table.slots.is_empty() || table.slots == current.slots && table.backends == current.backends
+        if table.slots.is_empty()
+            || table.slots == current.slots && table.backends == current.backends
         {
             return Ok(None);
         }
