@@ -175,6 +175,7 @@ async fn export(cli: &Cli, output: Option<&std::path::Path>) -> anyhow::Result<(
     let current = current_state(&mut client).await?;
     let text = desired::render(&DesiredState {
         settings: Some(current.settings),
+        connection: Some(current.connection),
         vips: current.vips,
     });
     match output {
