@@ -255,7 +255,7 @@ impl DataPlane {
         let Some(previous) = self.windows.previous(state, key, now) else {
             return Ok(None);
         };
-        let table = tables::build(key, &previous.input)?;
+        let table = serving_owners(tables::build(key, &previous.input)?, state, key);
         if table.slots.is_empty()
             || table.slots == current.slots && table.backends == current.backends
         {
@@ -318,6 +318,39 @@ impl DataPlane {
     /// Counters, summed over CPUs.
     pub fn stats(&self) -> Result<xdp_fwd::Stats, DataPlaneError> {
         Ok(self.forwarder.stats()?)
+    }
+}
+
+/// `previous` with every slot whose owner no longer serves the VIP (removed,
+/// or down) emptied ([`maglev::NO_BACKEND`]: no second hop there), so a
+/// removed or down backend's connections end as they did without a previous
+/// table, and its forwarder entry is released.
+fn serving_owners(previous: VipTable, state: &ClusterState, key: &VipKey) -> VipTable {
+    let serving: std::collections::BTreeSet<IpAddr> = state
+        .maglev_input(key)
+        .map(|i| i.backends.iter().map(|b| b.address).collect())
+        .unwrap_or_default();
+    let backends: Vec<IpAddr> = previous
+        .backends
+        .iter()
+        .copied()
+        .filter(|b| serving.contains(b))
+        .collect();
+    let slots = previous
+        .slots
+        .iter()
+        .map(|&s| {
+            previous
+                .backends
+                .get(s as usize)
+                .and_then(|a| backends.iter().position(|b| b == a))
+                .map_or(maglev::NO_BACKEND, |i| i as u32)
+        })
+        .collect();
+    VipTable {
+        backends,
+        slots,
+        fingerprint: previous.fingerprint,
     }
 }
 
