@@ -106,6 +106,85 @@ impl Default for ClusterSettings {
     }
 }
 
+/// Second-hop window used by a freshly created cluster (and by a cluster
+/// restored from a format-1 snapshot, which predates the setting).
+pub const DEFAULT_SECOND_HOP_WINDOW_SECS: u32 = 60;
+/// Longest accepted second-hop window: an hour is far longer than any
+/// rehash needs, and bounds how long stale previous tables stay programmed.
+pub const MAX_SECOND_HOP_WINDOW_SECS: u32 = 3_600;
+/// Largest accepted flood threshold (new flows per second per CPU): the
+/// forwarder's own bound (`xdp_fwd_common::flood::MAX_FLOOD_RATE`).
+pub const MAX_FLOOD_THRESHOLD: u64 = 100_000_000;
+
+/// The cluster-wide SYN-flood admission threshold of the forwarders'
+/// connection caches (FORWARDER.md, "Admission under flood").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FloodAdmission {
+    /// Not set cluster-wide: each node uses its config's `xdp.flood_threshold`.
+    #[default]
+    NodeConfig,
+    /// Sized from each node's cache capacity.
+    FromCapacity,
+    /// Never flooded: new flows always evict by LRU.
+    Off,
+    /// New flows per second per CPU, in `1..=MAX_FLOOD_THRESHOLD`.
+    PerSecond(u64),
+}
+
+/// Cluster settings added after snapshot format 1: how the forwarders keep
+/// established connections on their backend. Replicated by their own command
+/// ([`Command::SetConnectionSettings`](crate::Command::SetConnectionSettings)),
+/// so [`ClusterSettings`]' pinned encoding is untouched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionSettings {
+    /// How long after a VIP's table change each node keeps the previous table
+    /// for second-hop lookups, in `0..=MAX_SECOND_HOP_WINDOW_SECS`; 0 turns
+    /// the second hop off.
+    pub second_hop_window_secs: u32,
+    /// SYN-flood admission threshold; when set it wins over the node config.
+    pub flood_threshold: FloodAdmission,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        ConnectionSettings {
+            second_hop_window_secs: DEFAULT_SECOND_HOP_WINDOW_SECS,
+            flood_threshold: FloodAdmission::NodeConfig,
+        }
+    }
+}
+
+/// A VIP's Maglev input: table size and the backends that get a table
+/// entry (active and draining, with their effective state; down ones are
+/// left out), in address order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaglevInput {
+    /// Table size the table is built with.
+    pub table_size: u32,
+    /// Backends with their effective (health-aware) state.
+    pub backends: Vec<Backend>,
+}
+
+/// A VIP's previous table: its Maglev input before its latest change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviousTable {
+    /// The table version whose change made this the previous input (a node
+    /// starts a new second-hop window when it sees a new one).
+    pub since_version: u64,
+    /// The input before that change.
+    pub input: MaglevInput,
+}
+
+/// What the state holds beyond the format-1 layout, carried next to it by
+/// snapshots (format 2) and the applied record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateAdditions {
+    /// [`ClusterState::connection`].
+    pub connection: ConnectionSettings,
+    /// [`ClusterState::previous`].
+    pub previous: BTreeMap<VipKey, PreviousTable>,
+}
+
 /// Health observations of one VIP: backend -> observer -> healthy.
 pub type VipHealth = BTreeMap<IpAddr, BTreeMap<NodeId, bool>>;
 
@@ -125,9 +204,79 @@ pub struct ClusterState {
     /// Each member's admin API address, registered by its own daemon, so
     /// `lbctl status` reaches nodes that joined after the cluster began.
     pub admin_addrs: BTreeMap<NodeId, std::net::SocketAddr>,
+    /// Connection-keeping settings (added after format 1). Like
+    /// [`ClusterState::previous`] it is not part of this type's serde form,
+    /// which stays the pinned format-1 layout: persist the state with
+    /// [`ClusterState::additions`] next to it.
+    #[serde(skip)]
+    pub connection: ConnectionSettings,
+    /// Per VIP, its table before its latest change (absent for a VIP whose
+    /// table never changed since it was created). Not in the serde form.
+    #[serde(skip)]
+    pub previous: BTreeMap<VipKey, PreviousTable>,
 }
 
 impl ClusterState {
+    /// The fields added after format 1, for persisting next to the
+    /// format-1 serde form.
+    pub fn additions(&self) -> StateAdditions {
+        StateAdditions {
+            connection: self.connection,
+            previous: self.previous.clone(),
+        }
+    }
+
+    /// Restores the fields added after format 1.
+    pub fn set_additions(&mut self, additions: StateAdditions) {
+        self.connection = additions.connection;
+        self.previous = additions.previous;
+    }
+
+    /// The Maglev input of `key`'s table (`None` for an unknown VIP): the
+    /// one definition the data plane builds current and previous tables from.
+    pub fn maglev_input(&self, key: &VipKey) -> Option<MaglevInput> {
+        let vip = self.vips.get(key)?;
+        let backends = vip
+            .backends
+            .values()
+            .map(|b| Backend {
+                state: self.effective_state(key, &b.address).unwrap_or(b.state),
+                ..*b
+            })
+            .filter(|b| b.state != BackendState::Down)
+            .collect();
+        Some(MaglevInput {
+            table_size: self.settings.table_size,
+            backends,
+        })
+    }
+
+    /// Every VIP's Maglev input.
+    pub(crate) fn maglev_inputs(&self) -> BTreeMap<VipKey, MaglevInput> {
+        self.vips
+            .keys()
+            .filter_map(|k| Some((*k, self.maglev_input(k)?)))
+            .collect()
+    }
+
+    /// After a change that bumped the version: every VIP whose Maglev input
+    /// differs from `before` gets `before` as its previous table; removed
+    /// VIPs lose theirs. Deterministic (a function of the states alone).
+    pub(crate) fn record_previous(&mut self, before: BTreeMap<VipKey, MaglevInput>) {
+        let version = self.version;
+        for (key, old) in before {
+            if self.maglev_input(&key).is_some_and(|now| now != old) {
+                let previous = PreviousTable {
+                    since_version: version,
+                    input: old,
+                };
+                self.previous.insert(key, previous);
+            }
+        }
+        let vips = &self.vips;
+        self.previous.retain(|k, _| vips.contains_key(k));
+    }
+
     /// Every backend address of every VIP, each once (the data plane keeps
     /// one entry and one set of counters per address).
     pub fn backend_addresses(&self) -> BTreeSet<IpAddr> {
@@ -168,6 +317,7 @@ impl ClusterState {
         if voters == self.voters {
             return;
         }
+        let before = self.maglev_inputs();
         for backends in self.health.values_mut() {
             for observations in backends.values_mut() {
                 observations.retain(|observer, _| voters.contains(observer));
@@ -177,6 +327,9 @@ impl ClusterState {
         self.health.retain(|_, backends| !backends.is_empty());
         self.voters = voters;
         self.version += 1;
+        // Former voters' observations no longer count: effective states,
+        // and so tables, may have changed.
+        self.record_previous(before);
     }
 }
 

@@ -80,6 +80,13 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, EncodingError> {
     Ok(value)
 }
 
+/// Decodes one `T` from the start of `bytes`, ignoring what follows: for
+/// reading a version field before choosing the layout of the rest.
+pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, EncodingError> {
+    let head = &bytes[..bytes.len().min(DECODE_TIERS[0] / CLAIM_PER_INPUT_BYTE)];
+    Ok(decode_within::<T, { DECODE_TIERS[0] }>(head)?.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

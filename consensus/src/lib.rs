@@ -65,8 +65,8 @@ pub mod transport;
 pub use transport::{network, wire};
 
 pub use cluster_state::{
-    Backend, BackendState, ClusterSettings, ClusterState, Encapsulation, Protocol, Vip, VipFlags,
-    VipKey,
+    Backend, BackendState, ClusterSettings, ClusterState, ConnectionSettings, Encapsulation,
+    FloodAdmission, MaglevInput, PreviousTable, Protocol, StateAdditions, Vip, VipFlags, VipKey,
 };
 pub use command::{Command, CommandError};
 pub use config::{ConsensusConfig, Timeouts};

@@ -4,7 +4,7 @@
 
 use std::{collections::BTreeMap, net::IpAddr};
 
-use edgelb_consensus::{BackendState, ClusterState, VipKey};
+use edgelb_consensus::{ClusterState, MaglevInput, VipKey};
 use maglev::{Table, TableSize};
 
 /// The Maglev table of one VIP, ready for the data plane.
@@ -54,39 +54,43 @@ pub fn compute(state: &ClusterState) -> Result<TableSet, TableError> {
     let size = TableSize::new(state.settings.table_size)
         .map_err(|e| TableError::Size(state.settings.table_size, e))?;
     let mut tables = BTreeMap::new();
-    for (key, vip) in &state.vips {
-        // The effective state: the admin state, or Down when a quorum of
-        // voters observes the backend unhealthy (replicated, so identical
-        // on every node).
-        let input: Vec<_> = vip
-            .backends
-            .values()
-            .map(|b| (b, state.effective_state(key, &b.address).unwrap_or(b.state)))
-            .filter(|(_, s)| *s != BackendState::Down)
-            .map(|(b, s)| (b.address, b.weight, s))
-            .collect();
-        let table = Table::build_with_states(size, input)
-            .map_err(|source| TableError::Maglev { vip: *key, source })?;
-        let backends: Vec<IpAddr> = table.backends().iter().map(|b| *b.key()).collect();
-        let slots = if table.is_empty() {
-            Vec::new()
-        } else {
-            table.entries().to_vec()
+    for key in state.vips.keys() {
+        // The effective (health-aware) input, replicated, so identical on
+        // every node.
+        let Some(input) = state.maglev_input(key) else {
+            continue;
         };
-        tables.insert(
-            *key,
-            VipTable {
-                backends,
-                slots,
-                fingerprint: table.fingerprint(),
-            },
-        );
+        tables.insert(*key, build(key, &input)?);
     }
     let digest = digest(state.settings.hash_seed, size.get(), &tables);
     Ok(TableSet {
         version: state.version,
         tables,
         digest,
+    })
+}
+
+/// Builds one VIP's table from its Maglev input (the current one, or the
+/// previous one kept for second-hop lookups).
+pub fn build(key: &VipKey, input: &MaglevInput) -> Result<VipTable, TableError> {
+    let size =
+        TableSize::new(input.table_size).map_err(|e| TableError::Size(input.table_size, e))?;
+    let entries = input
+        .backends
+        .iter()
+        .map(|b| (b.address, b.weight, b.state));
+    let table = Table::build_with_states(size, entries)
+        .map_err(|source| TableError::Maglev { vip: *key, source })?;
+    let backends: Vec<IpAddr> = table.backends().iter().map(|b| *b.key()).collect();
+    let slots = if table.is_empty() {
+        Vec::new()
+    } else {
+        table.entries().to_vec()
+    };
+    Ok(VipTable {
+        backends,
+        slots,
+        fingerprint: table.fingerprint(),
     })
 }
 

@@ -519,6 +519,7 @@ fn lbctl_round_trips_against_a_real_cluster() {
             "flood_entered",
             "flood_left",
             "flood_not_cached",
+            "second_hop_sent",
         ] {
             assert_eq!(
                 samples(&text, "edgelb_xdp_events_total", &[("event", reason)]).len(),

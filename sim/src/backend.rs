@@ -54,6 +54,30 @@ pub fn attach_decap(interface: &str) -> anyhow::Result<xdp_decap::Decapper> {
     Ok(decap)
 }
 
+/// Writes the decapsulator's counters to `path` as JSON (through a rename,
+/// so a reader never sees half a file): what the sim reports per backend,
+/// as backends run no daemon.
+pub fn write_decap_stats(
+    decap: &xdp_decap::Decapper,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    let s = decap.stats()?;
+    let json = serde_json::json!({
+        "ipip": s.ipip,
+        "gue": s.gue,
+        "fragments": s.fragments,
+        "second_hop_forwarded": s.second_hop_forwarded,
+        "second_hop_delivered": s.second_hop_delivered,
+        "second_hop_loop_refused": s.second_hop_loop_refused,
+        "second_hop_invalid": s.second_hop_invalid,
+        "second_hop_no_route": s.second_hop_no_route,
+    });
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, json.to_string())?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
 /// Counters of a running [`Service`].
 #[derive(Debug, Default)]
 pub struct ServiceStats {

@@ -206,3 +206,39 @@ fn syn_flood_evicts_established_connections_with_admission_off() {
         "the flood pushes established entries out: {d}"
     );
 }
+
+/// Issue 14: a backend change, then within a second an LB node fails (twice:
+/// a backend added, then one drained). The moved flows reach nodes without
+/// their cache entries; with the second hop none breaks, and the backends
+/// forward the flows whose slot changed owner to their previous owner.
+#[test]
+fn rehash_after_change_breaks_no_connection_with_the_second_hop() {
+    let r = run("rehash-after-change (window 60 s)", || {
+        scenario::rehash_after_change::run_one(60, 60)
+    });
+    let d = &r.data;
+    assert_eq!(u(d, "connections"), 60, "{d}");
+    assert!(u(d, "second_hop_forwarded") > 0, "flows moved backend: {d}");
+    assert_eq!(u(d, "second_hop_invalid"), 0, "{d}");
+    assert_eq!(u(d, "broken"), 0, "{d}");
+}
+
+/// The same with the window at 0 (second hop off): the moved flows whose
+/// slot changed owner break, so the test above can fail.
+#[test]
+fn rehash_after_change_breaks_connections_without_the_second_hop() {
+    let r = run("rehash-after-change (window 0)", || {
+        scenario::rehash_after_change::run_one(60, 0)
+    });
+    let d = &r.data;
+    assert_eq!(
+        u(d, "second_hop_sent"),
+        0,
+        "window 0 sends no candidate: {d}"
+    );
+    assert_eq!(u(d, "second_hop_forwarded"), 0, "{d}");
+    assert!(
+        u(d, "broken") > 0,
+        "moved flows break without the second hop: {d}"
+    );
+}

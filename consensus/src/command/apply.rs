@@ -10,7 +10,22 @@ impl ClusterState {
     /// Applies `command`: on success the version is bumped by one (unless
     /// the command repeats what is already recorded) and the resulting
     /// version returned; on error nothing changes.
+    ///
+    /// A change of any VIP's Maglev input records the input before it as
+    /// that VIP's previous table (a batch counts as one change).
     pub fn apply(&mut self, command: &Command) -> Result<u64, CommandError> {
+        let before = self.maglev_inputs();
+        let version = self.version;
+        let applied = self.apply_unrecorded(command)?;
+        if self.version != version {
+            self.record_previous(before);
+        }
+        Ok(applied)
+    }
+
+    /// [`ClusterState::apply`] without recording previous tables (a batch's
+    /// entries: the batch records once).
+    fn apply_unrecorded(&mut self, command: &Command) -> Result<u64, CommandError> {
         if let Command::Batch {
             expect_version,
             commands,
@@ -88,6 +103,9 @@ impl ClusterState {
             Command::SetSettings(settings) => {
                 self.settings = *settings;
             }
+            Command::SetConnectionSettings(settings) => {
+                self.connection = *settings;
+            }
             Command::ReportHealth {
                 observer,
                 vip,
@@ -137,7 +155,7 @@ impl ClusterState {
             let result = if matches!(command, Command::Batch { .. }) {
                 Err(CommandError::NestedBatch)
             } else {
-                next.apply(command)
+                next.apply_unrecorded(command)
             };
             if let Err(error) = result {
                 return Err(CommandError::InBatch {

@@ -20,14 +20,15 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::cluster_state::{
-    Backend, BackendState, ClusterSettings, Encapsulation, NodeId, VipFlags, VipKey,
-    MAX_BACKENDS_PER_VIP, MAX_TABLE_SIZE, MAX_WEIGHT, MIN_TABLE_SIZE, MIN_WEIGHT,
+    Backend, BackendState, ClusterSettings, ConnectionSettings, Encapsulation, NodeId, VipFlags,
+    VipKey, MAX_BACKENDS_PER_VIP, MAX_FLOOD_THRESHOLD, MAX_SECOND_HOP_WINDOW_SECS, MAX_TABLE_SIZE,
+    MAX_WEIGHT, MIN_TABLE_SIZE, MIN_WEIGHT,
 };
 
 mod apply;
 mod validate;
 
-pub use validate::check_address;
+pub use validate::{check_address, check_connection_settings};
 
 /// A change to the replicated table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +122,10 @@ pub enum Command {
         /// The entries, in order.
         commands: Vec<Command>,
     },
+    /// Replace the connection-keeping settings (second-hop window, flood
+    /// threshold): appended after format 1, so [`Command::SetSettings`]'
+    /// encoding stays pinned.
+    SetConnectionSettings(ConnectionSettings),
 }
 
 impl Command {
@@ -138,6 +143,7 @@ impl Command {
             Command::ReportHealth { .. } => "report_health",
             Command::SetAdminAddr { .. } => "set_admin_addr",
             Command::Batch { .. } => "batch",
+            Command::SetConnectionSettings(_) => "set_connection_settings",
         }
     }
 }
@@ -228,6 +234,14 @@ pub enum CommandError {
         /// Why the entry was rejected.
         error: Box<CommandError>,
     },
+    /// A second-hop window above `MAX_SECOND_HOP_WINDOW_SECS`.
+    #[error("second_hop_window_secs {0} out of range 0..={MAX_SECOND_HOP_WINDOW_SECS}")]
+    SecondHopWindowOutOfRange(u32),
+    /// A flood threshold of 0 or above `MAX_FLOOD_THRESHOLD`.
+    #[error(
+        "flood_threshold {0} out of range 1..={MAX_FLOOD_THRESHOLD} new flows per second per CPU"
+    )]
+    FloodThresholdOutOfRange(u64),
 }
 
 impl CommandError {
@@ -263,6 +277,8 @@ impl CommandError {
             (_, E::BadAdminAddr(_)) => "addr",
             (_, E::NestedBatch | E::InBatch { .. }) => "commands",
             (_, E::VersionMismatch { .. }) => "expect_version",
+            (_, E::SecondHopWindowOutOfRange(_)) => "second_hop_window_secs",
+            (_, E::FloodThresholdOutOfRange(_)) => "flood_threshold",
         }
     }
 }

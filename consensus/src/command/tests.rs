@@ -550,3 +550,218 @@ fn golden_batch_encoding() {
     assert_eq!(hex(&bytes), expected);
     assert_eq!(decode::<Command>(&bytes).unwrap(), command);
 }
+
+fn connection(window: u32, flood: crate::cluster_state::FloodAdmission) -> Command {
+    Command::SetConnectionSettings(crate::cluster_state::ConnectionSettings {
+        second_hop_window_secs: window,
+        flood_threshold: flood,
+    })
+}
+
+/// The connection-settings variant is appended (index 11); the flood
+/// threshold's variants keep their order.
+#[test]
+fn golden_connection_settings_encoding() {
+    use crate::cluster_state::FloodAdmission as F;
+    use crate::encoding::{decode, encode};
+    let cases = [
+        // variant 11 | window 60 | node config
+        (connection(60, F::NodeConfig), "0b3c00"),
+        // variant 11 | window 0 | from capacity
+        (connection(0, F::FromCapacity), "0b0001"),
+        // variant 11 | window 3600 | off
+        (connection(3600, F::Off), "0bfb100e02"),
+        // variant 11 | window 30 | 5000 per second
+        (connection(30, F::PerSecond(5000)), "0b1e03fb8813"),
+    ];
+    for (command, expected) in cases {
+        let bytes = encode(&command).unwrap();
+        assert_eq!(hex(&bytes), expected, "{command:?}");
+        assert_eq!(decode::<Command>(&bytes).unwrap(), command);
+    }
+}
+
+#[test]
+fn connection_settings_are_bounded_and_name_their_field() {
+    use crate::cluster_state::{
+        ConnectionSettings, FloodAdmission as F, MAX_FLOOD_THRESHOLD, MAX_SECOND_HOP_WINDOW_SECS,
+    };
+    let mut s = ClusterState::default();
+    assert_eq!(s.connection, ConnectionSettings::default());
+    assert_eq!(s.connection.second_hop_window_secs, 60);
+    let cases = [
+        (
+            connection(MAX_SECOND_HOP_WINDOW_SECS + 1, F::NodeConfig),
+            "second_hop_window_secs",
+            CommandError::SecondHopWindowOutOfRange(MAX_SECOND_HOP_WINDOW_SECS + 1),
+        ),
+        (
+            connection(60, F::PerSecond(0)),
+            "flood_threshold",
+            CommandError::FloodThresholdOutOfRange(0),
+        ),
+        (
+            connection(60, F::PerSecond(MAX_FLOOD_THRESHOLD + 1)),
+            "flood_threshold",
+            CommandError::FloodThresholdOutOfRange(MAX_FLOOD_THRESHOLD + 1),
+        ),
+        (
+            connection(60, F::PerSecond(u64::MAX)),
+            "flood_threshold",
+            CommandError::FloodThresholdOutOfRange(u64::MAX),
+        ),
+    ];
+    for (bad, field, error) in cases {
+        assert_eq!(rejected(&mut s, bad.clone()), error);
+        assert!(error.to_string().starts_with(field), "{error}");
+        let err = rejected(&mut s, batch(None, vec![bad.clone()]));
+        assert!(
+            err.to_string().contains(&format!("field `{field}`")),
+            "{err}"
+        );
+    }
+    assert_eq!(s.version, 0);
+    for good in [
+        connection(0, F::Off),
+        connection(MAX_SECOND_HOP_WINDOW_SECS, F::PerSecond(1)),
+        connection(60, F::PerSecond(MAX_FLOOD_THRESHOLD)),
+        connection(60, F::FromCapacity),
+    ] {
+        s.apply(&good).unwrap();
+        let Command::SetConnectionSettings(want) = good else {
+            unreachable!()
+        };
+        assert_eq!(s.connection, want);
+    }
+    // The format-1 settings are untouched by the new command.
+    assert_eq!(s.settings, ClusterSettings::default());
+}
+
+fn input_addresses(s: &ClusterState) -> Option<(u64, Vec<IpAddr>)> {
+    let p = s.previous.get(&key())?;
+    Some((
+        p.since_version,
+        p.input.backends.iter().map(|b| b.address).collect(),
+    ))
+}
+
+fn addrs(list: &[&str]) -> Vec<IpAddr> {
+    list.iter().map(|a| a.parse().unwrap()).collect()
+}
+
+/// Every change of a VIP's Maglev input keeps the input before it; changes
+/// that leave the input alone keep the previous one; a batch is one change.
+#[test]
+fn the_previous_table_is_the_input_before_the_latest_change() {
+    let mut s = ClusterState::default();
+    s.apply(&add_vip()).unwrap();
+    assert_eq!(input_addresses(&s), None, "a new VIP has no previous table");
+    let add = |a: &str| Command::AddBackend {
+        vip: key(),
+        backend: backend(a, 1),
+    };
+    s.apply(&add("10.0.0.1")).unwrap();
+    assert_eq!(input_addresses(&s), Some((2, vec![])));
+    s.apply(&add("10.0.0.2")).unwrap();
+    assert_eq!(input_addresses(&s), Some((3, addrs(&["10.0.0.1"]))));
+    // Options and settings that do not change the input keep it.
+    s.apply(&Command::UpdateVip {
+        key: key(),
+        flags: VipFlags::default(),
+        encapsulation: Encapsulation::Gue { port: 6080 },
+    })
+    .unwrap();
+    s.apply(&connection(30, crate::cluster_state::FloodAdmission::Off))
+        .unwrap();
+    assert_eq!(input_addresses(&s), Some((3, addrs(&["10.0.0.1"]))));
+    // A batch of two changes: the previous table is the one before both.
+    let v = s
+        .apply(&batch(None, vec![add("10.0.0.3"), add("10.0.0.4")]))
+        .unwrap();
+    assert_eq!(
+        input_addresses(&s),
+        Some((v, addrs(&["10.0.0.1", "10.0.0.2"])))
+    );
+    // Draining keeps the backend in the input, with its state.
+    let v = s
+        .apply(&Command::SetBackendState {
+            vip: key(),
+            address: "10.0.0.4".parse().unwrap(),
+            state: BackendState::Draining,
+        })
+        .unwrap();
+    let p = &s.previous[&key()];
+    assert_eq!(p.since_version, v);
+    assert!(p
+        .input
+        .backends
+        .iter()
+        .all(|b| b.state == BackendState::Active));
+    let now = s.maglev_input(&key()).unwrap();
+    assert_eq!(now.backends[3].state, BackendState::Draining);
+    // Health: a quorum observing a backend down is a change.
+    s.set_voters([1].into());
+    let before = s.maglev_input(&key()).unwrap();
+    let v = s.apply(&report(1, false)).unwrap();
+    assert_eq!(s.previous[&key()].since_version, v);
+    assert_eq!(s.previous[&key()].input, before);
+    assert_eq!(s.maglev_input(&key()).unwrap().backends.len(), 3);
+    // A table size change is a change of every VIP's table.
+    let v = s
+        .apply(&Command::SetSettings(ClusterSettings {
+            hash_seed: 0,
+            table_size: 251,
+        }))
+        .unwrap();
+    assert_eq!(s.previous[&key()].since_version, v);
+    assert_eq!(s.previous[&key()].input.table_size, 65_537);
+    // A rejected command records nothing.
+    let kept = s.previous.clone();
+    rejected(&mut s, add("10.0.0.2"));
+    assert_eq!(s.previous, kept);
+    s.apply(&Command::RemoveVip { key: key() }).unwrap();
+    assert!(s.previous.is_empty(), "a removed VIP has no previous table");
+}
+
+#[test]
+fn previous_tables_are_deterministic() {
+    let commands = [
+        add_vip(),
+        Command::AddBackend {
+            vip: key(),
+            backend: backend("10.0.0.2", 3),
+        },
+        Command::AddBackend {
+            vip: key(),
+            backend: backend("10.0.0.1", 5),
+        },
+        Command::SetBackendWeight {
+            vip: key(),
+            address: "10.0.0.2".parse().unwrap(),
+            weight: 9,
+        },
+    ];
+    let run = || {
+        let mut s = ClusterState::default();
+        for c in &commands {
+            s.apply(c).unwrap();
+        }
+        s
+    };
+    let (a, b) = (run(), run());
+    assert_eq!(a, b);
+    let p = &a.previous[&key()];
+    assert_eq!(p.since_version, 4);
+    // Address order, weights as they were.
+    assert_eq!(
+        p.input
+            .backends
+            .iter()
+            .map(|b| (b.address, b.weight))
+            .collect::<Vec<_>>(),
+        vec![
+            ("10.0.0.1".parse().unwrap(), 5),
+            ("10.0.0.2".parse().unwrap(), 3)
+        ]
+    );
+}

@@ -5,7 +5,8 @@ use std::net::IpAddr;
 
 use super::{Command, CommandError};
 use crate::cluster_state::{
-    Backend, ClusterState, Encapsulation, Vip, VipKey, MAX_BACKENDS_PER_VIP, MAX_TABLE_SIZE,
+    Backend, ClusterState, ConnectionSettings, Encapsulation, FloodAdmission, Vip, VipKey,
+    MAX_BACKENDS_PER_VIP, MAX_FLOOD_THRESHOLD, MAX_SECOND_HOP_WINDOW_SECS, MAX_TABLE_SIZE,
     MAX_WEIGHT, MIN_TABLE_SIZE, MIN_WEIGHT,
 };
 
@@ -41,6 +42,20 @@ fn check_encapsulation(encapsulation: Encapsulation) -> Result<(), CommandError>
         Encapsulation::Gue { port: 0 } => Err(CommandError::BadGuePort),
         _ => Ok(()),
     }
+}
+
+/// Checks connection-keeping settings: each bound names its field.
+pub fn check_connection_settings(settings: &ConnectionSettings) -> Result<(), CommandError> {
+    let window = settings.second_hop_window_secs;
+    if window > MAX_SECOND_HOP_WINDOW_SECS {
+        return Err(CommandError::SecondHopWindowOutOfRange(window));
+    }
+    if let FloodAdmission::PerSecond(rate) = settings.flood_threshold {
+        if rate == 0 || rate > MAX_FLOOD_THRESHOLD {
+            return Err(CommandError::FloodThresholdOutOfRange(rate));
+        }
+    }
+    Ok(())
 }
 
 impl ClusterState {
@@ -142,6 +157,7 @@ impl ClusterState {
                     return Err(CommandError::BadAdminAddr(*addr));
                 }
             }
+            Command::SetConnectionSettings(settings) => check_connection_settings(settings)?,
             // A batch's entries depend on each other: validating one means
             // applying it to a copy.
             Command::Batch {

@@ -11,7 +11,10 @@ use std::path::Path;
 use std::sync::{Arc, Weak};
 
 pub use log_store::{CommittedIndex, LogStore};
-pub use state_machine::{StateMachineStore, SNAPSHOT_FORMAT};
+pub use state_machine::{
+    decode_snapshot_state, encode_snapshot_state, StateMachineStore, SNAPSHOT_FORMAT,
+    SNAPSHOT_FORMAT_V1,
+};
 
 use crate::encoding::EncodingError;
 
@@ -33,7 +36,9 @@ pub enum StoreError {
     #[error("storage task failed: {0}")]
     Task(String),
     /// A snapshot written by an unknown format version.
-    #[error("snapshot format {0} is not supported (expected {SNAPSHOT_FORMAT})")]
+    #[error(
+        "snapshot format {0} is not supported (expected {SNAPSHOT_FORMAT_V1} or {SNAPSHOT_FORMAT})"
+    )]
     SnapshotFormat(u32),
 }
 

@@ -17,33 +17,120 @@ use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::cluster_state::ClusterState;
-use crate::encoding::{decode, encode};
+use crate::cluster_state::{ClusterState, StateAdditions};
+use crate::encoding::{decode, decode_prefix, encode};
 use crate::raft_types::{
     ApplyOutcome, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
 use crate::storage::{begin_durable, blocking, Db, StoreError};
 
 const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state_machine");
+/// The format-1 applied record (read when no newer one exists).
 const KEY_APPLIED: &str = "applied";
+/// The applied record with the state's additions ([`AppliedRecordV2`]).
+const KEY_APPLIED_V2: &str = "applied.v2";
 const KEY_SNAPSHOT: &str = "snapshot";
 
-/// Version of the snapshot payload layout.
-pub const SNAPSHOT_FORMAT: u32 = 1;
+/// Version of the snapshot payload layout written: 2 adds the state's
+/// [`StateAdditions`] after the format-1 state. Format 1 is still read (its
+/// additions take their defaults).
+pub const SNAPSHOT_FORMAT: u32 = 2;
 
-/// Everything the state machine must remember across restarts.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// The first snapshot format, still accepted when installing.
+pub const SNAPSHOT_FORMAT_V1: u32 = 1;
+
+/// Everything the state machine must remember across restarts (in memory:
+/// the state with its additions).
+#[derive(Debug, Clone, Default)]
 struct AppliedRecord {
     last_applied: Option<LogId>,
     membership: StoredMembership,
     state: ClusterState,
 }
 
-/// What a snapshot's bytes contain.
+/// The format-1 applied record as on disk (key [`KEY_APPLIED`]): the
+/// state's serde form has no additions.
+#[derive(Serialize, Deserialize)]
+struct AppliedRecordV1 {
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    state: ClusterState,
+}
+
+/// The applied record as written now (key [`KEY_APPLIED_V2`]).
+#[derive(Serialize, Deserialize)]
+struct AppliedRecordV2 {
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    state: ClusterState,
+    additions: StateAdditions,
+}
+
+impl AppliedRecord {
+    fn from_v1(r: AppliedRecordV1) -> Self {
+        AppliedRecord {
+            last_applied: r.last_applied,
+            membership: r.membership,
+            state: r.state,
+        }
+    }
+
+    fn from_v2(r: AppliedRecordV2) -> Self {
+        let mut state = r.state;
+        state.set_additions(r.additions);
+        AppliedRecord {
+            last_applied: r.last_applied,
+            membership: r.membership,
+            state,
+        }
+    }
+
+    fn to_v2(&self) -> AppliedRecordV2 {
+        AppliedRecordV2 {
+            last_applied: self.last_applied,
+            membership: self.membership.clone(),
+            state: self.state.clone(),
+            additions: self.state.additions(),
+        }
+    }
+}
+
+/// What a format-1 snapshot's bytes contain.
+#[derive(Serialize, Deserialize)]
+struct SnapshotPayloadV1 {
+    format: u32,
+    state: ClusterState,
+}
+
+/// What a format-2 snapshot's bytes contain.
 #[derive(Serialize, Deserialize)]
 struct SnapshotPayload {
     format: u32,
     state: ClusterState,
+    additions: StateAdditions,
+}
+
+/// Encodes `state` as a snapshot payload of the current format.
+pub fn encode_snapshot_state(state: &ClusterState) -> Result<Vec<u8>, StoreError> {
+    Ok(encode(&SnapshotPayload {
+        format: SNAPSHOT_FORMAT,
+        state: state.clone(),
+        additions: state.additions(),
+    })?)
+}
+
+/// Decodes a snapshot payload of format 1 or 2.
+pub fn decode_snapshot_state(data: &[u8]) -> Result<ClusterState, StoreError> {
+    match decode_prefix::<u32>(data)? {
+        SNAPSHOT_FORMAT_V1 => Ok(decode::<SnapshotPayloadV1>(data)?.state),
+        SNAPSHOT_FORMAT => {
+            let payload = decode::<SnapshotPayload>(data)?;
+            let mut state = payload.state;
+            state.set_additions(payload.additions);
+            Ok(state)
+        }
+        other => Err(StoreError::SnapshotFormat(other)),
+    }
 }
 
 /// A snapshot as kept on disk.
@@ -69,11 +156,14 @@ impl StateMachineStore {
         let txn = begin_durable(&db)?;
         let record = {
             let table = txn.open_table(STATE)?;
-            let value = table.get(KEY_APPLIED)?;
-            match value {
-                Some(v) => decode::<AppliedRecord>(v.value())?,
-                None => AppliedRecord::default(),
-            }
+            let v2 = table.get(KEY_APPLIED_V2)?;
+            let v1 = table.get(KEY_APPLIED)?;
+            let record = match (v2, v1) {
+                (Some(v), _) => AppliedRecord::from_v2(decode::<AppliedRecordV2>(v.value())?),
+                (None, Some(v)) => AppliedRecord::from_v1(decode::<AppliedRecordV1>(v.value())?),
+                (None, None) => AppliedRecord::default(),
+            };
+            record
         };
         txn.commit()?;
         let (publisher, _) = watch::channel(Arc::new(record.state.clone()));
@@ -109,13 +199,15 @@ impl StateMachineStore {
 
     async fn persist(&self, snapshot: Option<StoredSnapshot>) -> Result<(), StoreError> {
         let db = self.db.clone();
-        let record = encode(&self.record)?;
+        let record = encode(&self.record.to_v2())?;
         let snapshot = snapshot.map(|s| encode(&s)).transpose()?;
         blocking(move || {
             let txn = begin_durable(&db)?;
             {
                 let mut table = txn.open_table(STATE)?;
-                table.insert(KEY_APPLIED, record.as_slice())?;
+                table.insert(KEY_APPLIED_V2, record.as_slice())?;
+                // The format-1 record is superseded: never read stale.
+                table.remove(KEY_APPLIED)?;
                 if let Some(s) = &snapshot {
                     table.insert(KEY_SNAPSHOT, s.as_slice())?;
                 }
@@ -151,11 +243,8 @@ pub struct SnapshotBuilder {
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let payload = SnapshotPayload {
-            format: SNAPSHOT_FORMAT,
-            state: self.record.state.clone(),
-        };
-        let data = encode(&payload).map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        let data = encode_snapshot_state(&self.record.state)
+            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
         let meta = SnapshotMeta {
             last_log_id: self.record.last_applied,
             last_membership: self.record.membership.clone(),
@@ -247,16 +336,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        let payload: SnapshotPayload =
-            decode(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
-        if payload.format != SNAPSHOT_FORMAT {
-            let e = StoreError::SnapshotFormat(payload.format);
-            return Err(StorageIOError::read_snapshot(Some(meta.signature()), &e).into());
-        }
+        let state = decode_snapshot_state(&data)
+            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
         self.record = AppliedRecord {
             last_applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
-            state: payload.state,
+            state,
         };
         let stored = StoredSnapshot {
             meta: meta.clone(),
@@ -278,5 +363,144 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             meta: s.meta,
             snapshot: Box::new(Cursor::new(s.data)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster_state::{
+        Backend, BackendState, ConnectionSettings, FloodAdmission, MaglevInput, PreviousTable,
+        Protocol, VipKey,
+    };
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// The state of `cluster_state`'s golden vector, as format 1 shipped it.
+    const V1_STATE: &str = "fb2c0100fc0100010000030102030000";
+
+    /// A format-1 snapshot (format 1 | the format-1 state) still installs,
+    /// with the additions at their defaults.
+    #[test]
+    fn format_1_snapshots_still_decode() {
+        let state = decode_snapshot_state(&unhex(&("01".to_string() + V1_STATE))).unwrap();
+        assert_eq!(state.version, 300);
+        assert_eq!(state.voters, [1, 2, 3].into());
+        assert_eq!(state.additions(), StateAdditions::default());
+        assert_eq!(state.connection.second_hop_window_secs, 60);
+    }
+
+    fn with_additions() -> ClusterState {
+        let mut state = ClusterState {
+            version: 300,
+            ..Default::default()
+        };
+        state.voters = [1, 2, 3].into();
+        state.connection = ConnectionSettings {
+            second_hop_window_secs: 0,
+            flood_threshold: FloodAdmission::PerSecond(5000),
+        };
+        let key = VipKey {
+            address: "192.0.2.10".parse().unwrap(),
+            port: 80,
+            protocol: Protocol::Tcp,
+        };
+        let input = MaglevInput {
+            table_size: 251,
+            backends: vec![Backend {
+                address: "10.0.0.1".parse().unwrap(),
+                weight: 1,
+                state: BackendState::Active,
+            }],
+        };
+        state.previous.insert(
+            key,
+            PreviousTable {
+                since_version: 7,
+                input,
+            },
+        );
+        state
+    }
+
+    /// Format 2: format | the format-1 state | the additions, pinned.
+    #[test]
+    fn golden_format_2_snapshot() {
+        let state = with_additions();
+        let bytes = encode_snapshot_state(&state).unwrap();
+        // additions: window 0 | 5000/s | 1 previous table: 192.0.2.10:80/tcp,
+        // since 7, size 251, 1 backend 10.0.0.1 weight 1 active
+        let additions = "00".to_string()
+            + "03fb8813"
+            + "01"
+            + "00c000020a"
+            + "50"
+            + "00"
+            + "07"
+            + "fbfb00"
+            + "01"
+            + "000a000001"
+            + "01"
+            + "00";
+        assert_eq!(hex(&bytes), "02".to_string() + V1_STATE + &additions);
+        assert_eq!(decode_snapshot_state(&bytes).unwrap(), state);
+    }
+
+    #[test]
+    fn unknown_or_truncated_snapshots_are_refused() {
+        let bytes = encode_snapshot_state(&with_additions()).unwrap();
+        let mut other = bytes.clone();
+        other[0] = 3;
+        assert!(matches!(
+            decode_snapshot_state(&other),
+            Err(StoreError::SnapshotFormat(3))
+        ));
+        for len in [0, 1, bytes.len() / 2, bytes.len() - 1] {
+            assert!(decode_snapshot_state(&bytes[..len]).is_err(), "{len}");
+        }
+    }
+
+    /// A node upgraded in place reads its format-1 applied record, and
+    /// writes (and reads back) the record with the additions.
+    #[tokio::test]
+    async fn the_format_1_applied_record_is_read_then_superseded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sm.redb");
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut table = txn.open_table(STATE).unwrap();
+                let v1 = AppliedRecordV1 {
+                    last_applied: None,
+                    membership: StoredMembership::default(),
+                    state: ClusterState {
+                        version: 42,
+                        ..Default::default()
+                    },
+                };
+                table
+                    .insert(KEY_APPLIED, encode(&v1).unwrap().as_slice())
+                    .unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let mut store = StateMachineStore::open(&path).unwrap();
+        assert_eq!(store.record.state.version, 42);
+        assert_eq!(store.record.state.additions(), StateAdditions::default());
+        store.record.state = with_additions();
+        store.persist(None).await.unwrap();
+        drop(store);
+        let store = StateMachineStore::open(&path).unwrap();
+        assert_eq!(store.record.state, with_additions());
     }
 }

@@ -3,7 +3,8 @@
 use std::net::IpAddr;
 
 use edgelb_consensus::{
-    Backend, BackendState, ClusterSettings, Command, Encapsulation, Protocol, Vip, VipFlags, VipKey,
+    Backend, BackendState, ClusterSettings, Command, ConnectionSettings, Encapsulation, Protocol,
+    Vip, VipFlags, VipKey,
 };
 use serde::{Deserialize, Serialize};
 
@@ -84,6 +85,12 @@ pub enum Request {
         /// The new settings.
         settings: ClusterSettings,
     },
+    /// Replace the connection-keeping settings (second-hop window, flood
+    /// threshold).
+    ConnectionSettingsSet {
+        /// The new settings.
+        settings: ConnectionSettings,
+    },
     /// Raft membership.
     NodeList,
     /// Add a node as a learner, then (if `voter`) promote it.
@@ -144,6 +151,7 @@ impl Request {
             Request::BackendSetWeight { .. } => "backend_set_weight",
             Request::BackendSetState { .. } => "backend_set_state",
             Request::SettingsSet { .. } => "settings_set",
+            Request::ConnectionSettingsSet { .. } => "connection_settings_set",
             Request::NodeList => "node_list",
             Request::NodeAdd { .. } => "node_add",
             Request::NodeRemove { .. } => "node_remove",
@@ -198,6 +206,7 @@ impl Request {
             },
             Command::RemoveBackend { vip, address } => Request::BackendRemove { vip, address },
             Command::SetSettings(settings) => Request::SettingsSet { settings },
+            Command::SetConnectionSettings(settings) => Request::ConnectionSettingsSet { settings },
             Command::ReportHealth { .. } | Command::SetAdminAddr { .. } | Command::Batch { .. } => {
                 return None
             }
@@ -248,6 +257,7 @@ impl Request {
                 state,
             },
             Request::SettingsSet { settings } => Command::SetSettings(settings),
+            Request::ConnectionSettingsSet { settings } => Command::SetConnectionSettings(settings),
             _ => return None,
         })
     }
@@ -280,6 +290,9 @@ pub enum Response {
         vips: Vec<Vip>,
         /// Cluster settings.
         settings: ClusterSettings,
+        /// Connection-keeping settings (absent from older nodes' answers).
+        #[serde(default)]
+        connection: ConnectionSettings,
     },
     /// Answer to [`Request::NodeList`].
     Nodes {
@@ -381,4 +394,10 @@ pub struct LookupResult {
     pub slot: u32,
     /// The backend owning the slot, if the VIP has any usable backend.
     pub backend: Option<IpAddr>,
+    /// The slot's owner in the VIP's previous table, when it differs from
+    /// `backend` and the second-hop window is open: where a non-SYN packet
+    /// missing the connection cache is second-hopped to. Absent from older
+    /// nodes' answers.
+    #[serde(default)]
+    pub previous_backend: Option<IpAddr>,
 }

@@ -5,7 +5,8 @@ use std::{process::ExitCode, time::Duration};
 use anyhow::{anyhow, bail, Context};
 use clap::{CommandFactory, Parser};
 use edgelb_consensus::{
-    Backend, BackendState, ClusterSettings, ClusterState, Encapsulation, VipFlags,
+    Backend, BackendState, ClusterSettings, ClusterState, ConnectionSettings, Encapsulation,
+    FloodAdmission, VipFlags,
 };
 use edgelb_node::{
     admin::{
@@ -69,9 +70,11 @@ async fn current_state(client: &mut AdminClient) -> anyhow::Result<ClusterState>
             version,
             vips,
             settings,
+            connection,
         } => Ok(ClusterState {
             version,
             settings,
+            connection,
             vips: vips.into_iter().map(|v| (v.key, v)).collect(),
             ..Default::default()
         }),
@@ -131,12 +134,48 @@ async fn apply(cli: &Cli, args: &ApplyArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `lbctl settings connection`: the options given over the cluster's
+/// current values, checked here (nothing is sent when one is out of range).
+async fn connection_settings(
+    cli: &Cli,
+    window: Option<u32>,
+    flood: Option<FloodAdmission>,
+) -> anyhow::Result<()> {
+    if let Some(w) = window {
+        let probe = ConnectionSettings {
+            second_hop_window_secs: w,
+            ..Default::default()
+        };
+        edgelb_consensus::command::check_connection_settings(&probe)?;
+    }
+    let mut client = connect(cli).await?;
+    let current = match client.request(&Request::VipList).await? {
+        Response::Vips { connection, .. } => connection,
+        Response::Error { message } => bail!("{message}"),
+        other => bail!("unexpected answer {other:?}"),
+    };
+    let settings = ConnectionSettings {
+        second_hop_window_secs: window.unwrap_or(current.second_hop_window_secs),
+        flood_threshold: flood.unwrap_or(current.flood_threshold),
+    };
+    match client
+        .request(&Request::ConnectionSettingsSet { settings })
+        .await?
+    {
+        Response::Written { version } => println!("ok: applied at table version {version}"),
+        Response::Error { message } => bail!("{message}"),
+        other => bail!("unexpected answer {other:?}"),
+    }
+    Ok(())
+}
+
 /// `lbctl export`.
 async fn export(cli: &Cli, output: Option<&std::path::Path>) -> anyhow::Result<()> {
     let mut client = connect(cli).await?;
     let current = current_state(&mut client).await?;
     let text = desired::render(&DesiredState {
         settings: Some(current.settings),
+        connection: Some(current.connection),
         vips: current.vips,
     });
     match output {
@@ -256,6 +295,7 @@ fn request_for(command: &CliCommand) -> anyhow::Result<Request> {
         // Not one request each: answered in `run` before this.
         CliCommand::Apply(_)
         | CliCommand::Export { .. }
+        | CliCommand::Settings(SettingsCommand::Connection { .. })
         | CliCommand::Completions { .. }
         | CliCommand::Man => bail!("internal: no single request for this command"),
         CliCommand::Lookup { vip: v, from } => {
@@ -279,6 +319,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         CliCommand::Apply(args) => return apply(&cli, args).await,
         CliCommand::Export { output } => return export(&cli, output.as_deref()).await,
+        CliCommand::Settings(SettingsCommand::Connection {
+            second_hop_window_secs,
+            flood_threshold,
+        }) => return connection_settings(&cli, *second_hop_window_secs, *flood_threshold).await,
         CliCommand::Completions { shell } => {
             let mut command = Cli::command();
             clap_complete::generate(*shell, &mut command, "lbctl", &mut std::io::stdout());

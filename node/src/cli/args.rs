@@ -3,6 +3,7 @@
 use std::{net::IpAddr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use edgelb_consensus::{cluster_state::MAX_FLOOD_THRESHOLD, FloodAdmission};
 
 /// EdgeLB admin CLI: talks to any node; writes reach the Raft leader.
 #[derive(Debug, Parser)]
@@ -243,4 +244,37 @@ pub enum SettingsCommand {
         #[arg(long)]
         table_size: u32,
     },
+    /// Set how the forwarders keep established connections: the second-hop
+    /// window and the SYN-flood admission threshold (an option left out
+    /// keeps the cluster's current value).
+    Connection {
+        /// Seconds each node keeps a VIP's previous table after a change
+        /// (0..=3600; 0 turns the second hop off).
+        #[arg(long)]
+        second_hop_window_secs: Option<u32>,
+        /// New flows per second per CPU above which the cache spares
+        /// established flows: a number, `auto` (sized from the cache), `off`,
+        /// or `node` (each node's `xdp.flood_threshold`; a cluster value wins
+        /// over it).
+        #[arg(long, value_parser = parse_flood_threshold)]
+        flood_threshold: Option<FloodAdmission>,
+    },
+}
+
+/// `--flood-threshold`: a rate, `auto`, `off` or `node`.
+pub fn parse_flood_threshold(s: &str) -> Result<FloodAdmission, String> {
+    match s {
+        "node" => Ok(FloodAdmission::NodeConfig),
+        "auto" => Ok(FloodAdmission::FromCapacity),
+        "off" => Ok(FloodAdmission::Off),
+        n => match n.parse::<u64>() {
+            Ok(rate) if (1..=MAX_FLOOD_THRESHOLD).contains(&rate) => {
+                Ok(FloodAdmission::PerSecond(rate))
+            }
+            _ => Err(format!(
+                "flood_threshold `{n}`: expected 1..={MAX_FLOOD_THRESHOLD} new flows per second \
+                 per CPU, `auto`, `off` or `node`"
+            )),
+        },
+    }
 }

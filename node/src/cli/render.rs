@@ -255,8 +255,13 @@ pub fn stats(before: &StatsReport, after: &StatsReport, secs: f64) -> String {
 
 /// `lbctl lookup`.
 pub fn lookup(r: &LookupResult) -> String {
+    // Both owners when the flow moved within the second-hop window: a
+    // non-SYN packet missing the cache goes to `backend` carrying `previous`.
+    let previous = r
+        .previous_backend
+        .map_or(String::new(), |p| format!("  previous {p} (second hop)"));
     format!(
-        "vip {}  hash {:#010x}  slot {}  backend {}\n",
+        "vip {}  hash {:#010x}  slot {}  backend {}{previous}\n",
         r.vip,
         r.hash,
         r.slot,

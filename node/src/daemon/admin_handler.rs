@@ -166,7 +166,9 @@ impl Handler {
             .collect();
         report.cache = stats
             .named()
-            .filter(|(n, _)| n.starts_with("lru_") || n.starts_with("flood_"))
+            .filter(|(n, _)| {
+                n.starts_with("lru_") || n.starts_with("flood_") || n.starts_with("second_hop_")
+            })
             .map(|(n, v)| (n.to_owned(), v))
             .collect();
         Response::Stats(report)
@@ -275,12 +277,14 @@ impl AdminHandler for Handler {
                 | Request::BackendRemove { .. }
                 | Request::BackendSetWeight { .. }
                 | Request::BackendSetState { .. }
-                | Request::SettingsSet { .. } => unreachable_write(),
+                | Request::SettingsSet { .. }
+                | Request::ConnectionSettingsSet { .. } => unreachable_write(),
                 Request::VipList => match self.shared.consensus.read_current().await {
                     Ok(state) => Response::Vips {
                         version: state.version,
                         vips: state.vips.values().cloned().collect(),
                         settings: state.settings,
+                        connection: state.connection,
                     },
                     Err(e) => error(e),
                 },
@@ -355,6 +359,7 @@ impl AdminHandler for Handler {
                             hash: found.hash,
                             slot: found.slot,
                             backend: found.backend,
+                            previous_backend: found.previous_backend,
                         }),
                         Err(e) => Response::Error {
                             message: e.to_string(),

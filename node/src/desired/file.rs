@@ -5,9 +5,11 @@
 use std::{collections::BTreeMap, fmt::Write as _, net::IpAddr};
 
 use edgelb_consensus::{
+    cluster_state::MAX_SECOND_HOP_WINDOW_SECS,
     cluster_state::{MAX_BACKENDS_PER_VIP, MAX_TABLE_SIZE, MAX_WEIGHT, MIN_TABLE_SIZE, MIN_WEIGHT},
     command::check_address,
-    Backend, BackendState, ClusterSettings, Encapsulation, Vip, VipFlags, VipKey,
+    Backend, BackendState, ClusterSettings, ConnectionSettings, Encapsulation, FloodAdmission, Vip,
+    VipFlags, VipKey,
 };
 use serde::Deserialize;
 use toml::Spanned;
@@ -33,6 +35,59 @@ pub use crate::located::LocatedError as DesiredError;
 struct SettingsEntry {
     hash_seed: u64,
     table_size: TableSizeValue,
+}
+
+/// `[connection]`: the connection-keeping cluster settings; a key left out
+/// takes its default (`second_hop_window_secs = 60`, `flood_threshold =
+/// "node"`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConnectionEntry {
+    #[serde(default)]
+    second_hop_window_secs: Option<WindowValue>,
+    #[serde(default)]
+    flood_threshold: Option<FloodValue>,
+}
+
+/// A second-hop window the cluster accepts.
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "i64")]
+struct WindowValue(u32);
+
+impl TryFrom<i64> for WindowValue {
+    type Error = String;
+    fn try_from(n: i64) -> Result<Self, String> {
+        match u32::try_from(n) {
+            Ok(w) if w <= MAX_SECOND_HOP_WINDOW_SECS => Ok(Self(w)),
+            _ => Err(format!(
+                "{n} is not in 0..={MAX_SECOND_HOP_WINDOW_SECS} seconds"
+            )),
+        }
+    }
+}
+
+/// `flood_threshold` as written: a rate or a word.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum FloodWritten {
+    Rate(i64),
+    Word(String),
+}
+
+/// A flood threshold the cluster accepts.
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "FloodWritten")]
+struct FloodValue(FloodAdmission);
+
+impl TryFrom<FloodWritten> for FloodValue {
+    type Error = String;
+    fn try_from(w: FloodWritten) -> Result<Self, String> {
+        let text = match w {
+            FloodWritten::Rate(n) => n.to_string(),
+            FloodWritten::Word(word) => word,
+        };
+        crate::cli::args::parse_flood_threshold(&text).map(Self)
+    }
 }
 
 /// One `[[vips]]` entry.
@@ -69,6 +124,8 @@ struct BackendEntry {
 struct FileEntry {
     #[serde(default)]
     settings: Option<SettingsEntry>,
+    #[serde(default)]
+    connection: Option<ConnectionEntry>,
     #[serde(default)]
     vips: Vec<VipEntry>,
 }
@@ -196,6 +253,15 @@ pub fn parse(text: &str, path: &std::path::Path) -> Result<DesiredState, Desired
         hash_seed: s.hash_seed,
         table_size: s.table_size.0,
     });
+    let connection = file.connection.map(|c| {
+        let default = ConnectionSettings::default();
+        ConnectionSettings {
+            second_hop_window_secs: c
+                .second_hop_window_secs
+                .map_or(default.second_hop_window_secs, |w| w.0),
+            flood_threshold: c.flood_threshold.map_or(default.flood_threshold, |f| f.0),
+        }
+    });
     let mut vips: BTreeMap<VipKey, (usize, Vip)> = BTreeMap::new();
     // The data plane has one GUE port: the first GUE VIP's, and where it is.
     let mut gue: Option<(u16, usize)> = None;
@@ -283,6 +349,7 @@ pub fn parse(text: &str, path: &std::path::Path) -> Result<DesiredState, Desired
     }
     Ok(DesiredState {
         settings,
+        connection,
         vips: vips.into_iter().map(|(k, (_, v))| (k, v)).collect(),
     })
 }
@@ -297,6 +364,19 @@ pub fn render(state: &DesiredState) -> String {
             out,
             "\n[settings]\nhash_seed = {}\ntable_size = {}\n",
             s.hash_seed, s.table_size
+        );
+    }
+    if let Some(c) = &state.connection {
+        let flood = match c.flood_threshold {
+            FloodAdmission::NodeConfig => "\"node\"".to_owned(),
+            FloodAdmission::FromCapacity => "\"auto\"".to_owned(),
+            FloodAdmission::Off => "\"off\"".to_owned(),
+            FloodAdmission::PerSecond(n) => n.to_string(),
+        };
+        let _ = write!(
+            out,
+            "\n[connection]\nsecond_hop_window_secs = {}\nflood_threshold = {flood}\n",
+            c.second_hop_window_secs
         );
     }
     for vip in state.vips.values() {

@@ -11,7 +11,7 @@ mod plan;
 
 use std::collections::BTreeMap;
 
-use edgelb_consensus::{ClusterSettings, Vip, VipKey};
+use edgelb_consensus::{ClusterSettings, ConnectionSettings, Vip, VipKey};
 
 pub(crate) use self::file::state_name;
 pub use self::{
@@ -24,6 +24,9 @@ pub use self::{
 pub struct DesiredState {
     /// Cluster settings; `None` leaves the cluster's as they are.
     pub settings: Option<ClusterSettings>,
+    /// Connection-keeping settings (`[connection]`); `None` leaves the
+    /// cluster's as they are.
+    pub connection: Option<ConnectionSettings>,
     /// Every VIP the file names, with its backends, by key.
     pub vips: BTreeMap<VipKey, Vip>,
 }

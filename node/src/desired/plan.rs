@@ -231,6 +231,26 @@ pub fn plan(
             );
         }
     }
+    if let Some(c) = desired.connection {
+        if c != current.connection {
+            let show = |c: &edgelb_consensus::ConnectionSettings| {
+                format!(
+                    "window {} s flood {:?}",
+                    c.second_hop_window_secs, c.flood_threshold
+                )
+            };
+            b.push(
+                Change {
+                    vip: None,
+                    backend: None,
+                    change: "connection",
+                    old: show(&current.connection),
+                    new: show(&c),
+                },
+                Command::SetConnectionSettings(c),
+            );
+        }
+    }
     for want in desired.vips.values() {
         match current.vips.get(&want.key) {
             Some(have) => b.update_vip(have, want, prune),

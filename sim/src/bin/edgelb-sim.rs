@@ -65,6 +65,17 @@ enum Command {
         /// Interface to attach the XDP decapsulator to (driver mode).
         #[arg(long)]
         decap_interface: Option<String>,
+        /// VIP to enable second-hop handling for in the decapsulator (with
+        /// `--second-hop-peer` as the only addresses it forwards to).
+        #[arg(long, requires = "decap_interface")]
+        second_hop_vip: Vec<std::net::IpAddr>,
+        /// Another backend of the second-hop VIPs.
+        #[arg(long)]
+        second_hop_peer: Vec<std::net::IpAddr>,
+        /// File the decapsulator's counters are written to (JSON, every
+        /// half second), for the sim to read.
+        #[arg(long, requires = "decap_interface")]
+        decap_stats: Option<std::path::PathBuf>,
     },
 }
 
@@ -106,6 +117,9 @@ enum ScenarioName {
     Partition,
     /// A 10 s SYN flood during a backend change, admission on and off.
     SynFlood,
+    /// Backend changes each followed within a second by an LB node's
+    /// kill -9, second hop on (window 60 s) and off (window 0).
+    RehashAfterChange,
 }
 
 fn run_scenario(name: ScenarioName) -> anyhow::Result<Report> {
@@ -117,6 +131,7 @@ fn run_scenario(name: ScenarioName) -> anyhow::Result<Report> {
         ScenarioName::LeaderKill => scenario::leader_kill::run(40),
         ScenarioName::Partition => scenario::partition::run(),
         ScenarioName::SynFlood => scenario::syn_flood::run(50, std::time::Duration::from_secs(10)),
+        ScenarioName::RehashAfterChange => scenario::rehash_after_change::run(60),
     }
 }
 
@@ -260,6 +275,9 @@ fn main() -> anyhow::Result<()> {
             tcp,
             udp,
             decap_interface,
+            second_hop_vip,
+            second_hop_peer,
+            decap_stats,
         } => {
             anyhow::ensure!(
                 tcp.len() == udp.len(),
@@ -269,10 +287,15 @@ fn main() -> anyhow::Result<()> {
             // Started by the sim, so already on the sim's CPU; stated for
             // when it is run by hand.
             edgelb_sim::pinning::pin_to_sim_cpu()?;
-            let _decap = match &decap_interface {
+            let mut decap = match &decap_interface {
                 Some(dev) => Some(edgelb_sim::backend::attach_decap(dev)?),
                 None => None,
             };
+            if let Some(d) = decap.as_mut() {
+                for vip in &second_hop_vip {
+                    d.set_second_hop(*vip, &second_hop_peer)?;
+                }
+            }
             let services = tcp
                 .iter()
                 .zip(&udp)
@@ -283,7 +306,13 @@ fn main() -> anyhow::Result<()> {
                 services.len()
             );
             loop {
-                std::thread::park();
+                match (&decap, &decap_stats) {
+                    (Some(d), Some(path)) => {
+                        edgelb_sim::backend::write_decap_stats(d, path)?;
+                        std::thread::sleep(Duration::from_millis(500));
+                    }
+                    _ => std::thread::park(),
+                }
             }
         }
     }

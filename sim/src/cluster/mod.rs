@@ -72,6 +72,11 @@ pub struct ClusterSpec {
     /// Every node's `xdp.flood_threshold`, as a TOML value (`"auto"`,
     /// `"off"` or a number).
     pub flood_threshold: String,
+    /// Backends get second-hop handling for the VIP (every other backend a
+    /// peer), write their decapsulator counters for
+    /// [`Cluster::decap_stats`], and the router's backend links get an XDP
+    /// program so the backends' XDP_TX frames arrive (veth driver-mode rule).
+    pub second_hop: bool,
 }
 
 impl Default for ClusterSpec {
@@ -83,6 +88,7 @@ impl Default for ClusterSpec {
             drain_prepend_secs: 0,
             conn_table_size: 65536,
             flood_threshold: "\"auto\"".into(),
+            second_hop: false,
         }
     }
 }
@@ -243,6 +249,12 @@ impl Cluster {
             )?;
             ns.ip(["route", "add", "default", "via", &format!("10.102.{j}.1")])?;
             crate::backend::prepare_backend(&ns, &[VIP.into()])?;
+            if spec.second_hop {
+                // The decapsulator's bpf_fib_lookup routes a second hop as a
+                // forwarded packet: refused while forwarding is off.
+                ns.sysctl("net.ipv4.ip_forward", "1")?;
+                ns.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+            }
             backend_ns.push(ns);
         }
 
@@ -266,13 +278,17 @@ impl Cluster {
             lb_ns.push(ns);
         }
         let n = spec.lb_nodes;
+        let backends_xdp_tx = if spec.second_hop { spec.backends } else { 0 };
         let pass = in_namespace(
             router.name(),
             move || -> anyhow::Result<Vec<xdp_fwd::PassProgram>> {
                 let mut progs = Vec::new();
-                for i in 1..=n {
+                let links = (1..=n)
+                    .map(|i| format!("l{i}"))
+                    .chain((1..=backends_xdp_tx).map(|j| format!("b{j}")));
+                for dev in links {
                     let mut p = xdp_fwd::PassProgram::load()?;
-                    p.attach(&format!("l{i}"), xdp_fwd::AttachMode::Driver)?;
+                    p.attach(&dev, xdp_fwd::AttachMode::Driver)?;
                     progs.push(p);
                 }
                 Ok(progs)

@@ -39,9 +39,28 @@ impl Cluster {
         ])
         .stdout(Stdio::from(log.try_clone()?))
         .stderr(Stdio::from(log));
+        if self.spec.second_hop {
+            cmd.args(["--second-hop-vip", &VIP.to_string()]);
+            for peer in (1..=self.spec.backends).filter(|k| *k != b.index) {
+                cmd.args(["--second-hop-peer", &backend_addr(peer).to_string()]);
+            }
+            cmd.arg("--decap-stats").arg(self.decap_stats_path(b.index));
+        }
         pin_child_to_sim_cpu(&mut cmd);
         b.process = Some(ProcessGuard::spawn(cmd)?);
         Ok(())
+    }
+
+    /// Where backend `j` writes its decapsulator counters.
+    fn decap_stats_path(&self, j: usize) -> PathBuf {
+        self.dir.path().join(format!("backend{j}.decap.json"))
+    }
+
+    /// Backend `j`'s (1-based) decapsulator counters, as it last wrote them
+    /// (only with [`ClusterSpec::second_hop`](super::ClusterSpec)).
+    pub fn decap_stats(&self, j: usize) -> anyhow::Result<serde_json::Value> {
+        let text = fs::read_to_string(self.decap_stats_path(j))?;
+        Ok(serde_json::from_str(&text)?)
     }
 
     pub(super) fn write_lb_config(&self, i: usize) -> anyhow::Result<PathBuf> {

@@ -8,6 +8,7 @@ pub mod leader_kill;
 pub mod node_drain;
 pub mod node_failure;
 pub mod partition;
+pub mod rehash_after_change;
 pub mod syn_flood;
 
 use serde_json::{json, Value};

@@ -9,11 +9,12 @@
 //! alone; the other tasks hold a [`DataPlaneReader`].
 
 mod capacity;
+mod second_hop;
 mod sync;
 
-use std::{collections::BTreeMap, net::IpAddr};
+use std::{collections::BTreeMap, net::IpAddr, time::Instant};
 
-use edgelb_consensus::{ClusterState, Encapsulation, VipKey};
+use edgelb_consensus::{ClusterState, Encapsulation, FloodAdmission, VipKey};
 use xdp_fwd::{
     AttachMode, Encap, Forwarder, ForwarderSettings, HashFields, TestRunOutput, VipOptions,
 };
@@ -22,7 +23,7 @@ pub use self::{
     capacity::{check_capacity, CapacityError},
     sync::{sync_loop, DataPlaneReader, Programmed},
 };
-use crate::tables::{self, TableSet};
+use crate::tables::{self, TableSet, VipTable};
 
 /// Node-local data-plane settings (from the config file).
 #[derive(Debug, Clone)]
@@ -33,7 +34,10 @@ pub struct LocalSettings {
     pub source_v6: (std::net::Ipv6Addr, u8),
     /// Idle time after which a UDP flow is re-hashed.
     pub udp_timeout: std::time::Duration,
-    /// New-flow rate above which the cache spares established flows.
+    /// New-flow rate above which the cache spares established flows: the
+    /// node's default, used while the cluster setting
+    /// (`ConnectionSettings::flood_threshold`) is `NodeConfig`; a cluster
+    /// setting wins.
     pub flood_threshold: xdp_fwd::FloodThreshold,
 }
 
@@ -58,6 +62,26 @@ pub struct DataPlane {
     programmed: TableSet,
     options: BTreeMap<VipKey, VipOptions>,
     settings: Option<ForwarderSettings>,
+    /// Per VIP, the previous table programmed for second-hop lookups and
+    /// the `since_version` it came from.
+    previous: BTreeMap<VipKey, (u64, VipTable)>,
+    windows: second_hop::Windows,
+}
+
+/// The flood threshold in force: the cluster's when set, else the node's.
+pub fn flood_threshold(
+    cluster: FloodAdmission,
+    node: xdp_fwd::FloodThreshold,
+) -> xdp_fwd::FloodThreshold {
+    match cluster {
+        FloodAdmission::NodeConfig => node,
+        FloodAdmission::FromCapacity => xdp_fwd::FloodThreshold::FromCapacity,
+        FloodAdmission::Off => xdp_fwd::FloodThreshold::Off,
+        // Validated to 1..=MAX_FLOOD_THRESHOLD, which fits.
+        FloodAdmission::PerSecond(rate) => {
+            xdp_fwd::FloodThreshold::PerSecond(u32::try_from(rate).unwrap_or(u32::MAX))
+        }
+    }
 }
 
 fn vip_options(vip: &edgelb_consensus::Vip) -> VipOptions {
@@ -105,6 +129,8 @@ impl DataPlane {
             programmed: TableSet::default(),
             options: BTreeMap::new(),
             settings: None,
+            previous: BTreeMap::new(),
+            windows: second_hop::Windows::default(),
         }
     }
 
@@ -154,7 +180,10 @@ impl DataPlane {
             udp_timeout: self.local.udp_timeout,
             source_v4: self.local.source_v4,
             source_v6: self.local.source_v6,
-            flood_threshold: self.local.flood_threshold,
+            flood_threshold: flood_threshold(
+                state.connection.flood_threshold,
+                self.local.flood_threshold,
+            ),
         };
         if self.settings.as_ref() != Some(&settings) {
             self.forwarder.set_settings(&settings)?;
@@ -171,7 +200,10 @@ impl DataPlane {
             self.forwarder.remove_vip(&key)?;
             self.options.remove(&key);
             self.programmed.tables.remove(&key);
+            self.previous.remove(&key);
         }
+        let now = Instant::now();
+        self.windows.observe(state, now);
         for (key, vip) in &state.vips {
             let options = vip_options(vip);
             if self.options.get(key) != Some(&options) {
@@ -179,15 +211,85 @@ impl DataPlane {
                 self.options.insert(*key, options);
             }
             let table = &next.tables[key];
-            if self.programmed.tables.get(key) != Some(table) {
-                self.forwarder
-                    .set_table(key, &table.backends, &table.slots)?;
+            let previous = self.previous_table(state, key, table, now)?;
+            let table_changed = self.programmed.tables.get(key) != Some(table);
+            if table_changed || self.previous.get(key) != previous.as_ref() {
+                match &previous {
+                    Some((_, p)) => self.forwarder.set_table_with_previous(
+                        key,
+                        &table.backends,
+                        &table.slots,
+                        Some((&p.backends, &p.slots)),
+                    )?,
+                    None if table_changed => {
+                        self.forwarder
+                            .set_table(key, &table.backends, &table.slots)?
+                    }
+                    None => {
+                        self.forwarder.clear_previous(key)?;
+                        0
+                    }
+                };
                 self.programmed.tables.insert(*key, table.clone());
+                match previous {
+                    Some(p) => self.previous.insert(*key, p),
+                    None => self.previous.remove(key),
+                };
             }
         }
         self.programmed.version = next.version;
         self.programmed.digest = next.digest;
         Ok(&self.programmed)
+    }
+
+    /// The previous table `key` should have programmed at `now`: the
+    /// replicated one while this node's window for it is open, unless it has
+    /// no backend or equals the current table (then no flow moved).
+    fn previous_table(
+        &self,
+        state: &ClusterState,
+        key: &VipKey,
+        current: &VipTable,
+        now: Instant,
+    ) -> Result<Option<(u64, VipTable)>, DataPlaneError> {
+        let Some(previous) = self.windows.previous(state, key, now) else {
+            return Ok(None);
+        };
+        let table = serving_owners(tables::build(key, &previous.input)?, state, key);
+        if table.slots.is_empty()
+            || table.slots == current.slots && table.backends == current.backends
+        {
+            return Ok(None);
+        }
+        Ok(Some((previous.since_version, table)))
+    }
+
+    /// When the next second-hop window closes (for [`sync_loop`]'s timer).
+    pub fn next_window_close(&self) -> Option<Instant> {
+        self.windows.next_close(Instant::now())
+    }
+
+    /// Drops the previous tables whose window has closed by now: one
+    /// `clear_previous` each.
+    pub fn close_windows(&mut self) -> Result<(), DataPlaneError> {
+        let now = Instant::now();
+        let closed: Vec<VipKey> = self
+            .previous
+            .iter()
+            .filter(|(k, (since, _))| !self.windows.is_open(k, *since, now))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in closed {
+            self.forwarder.clear_previous(&key)?;
+            self.previous.remove(&key);
+            tracing::info!(vip = %key, "second-hop window closed: previous table dropped");
+        }
+        Ok(())
+    }
+
+    /// VIPs with a previous table programmed now.
+    pub fn previous_programmed(&self) -> impl Iterator<Item = &VipKey> {
+        self.previous.keys()
     }
 
     /// Where a new flow from `src:sport` to VIP `key` goes, computed with the
@@ -204,17 +306,51 @@ impl DataPlane {
             .get(key)
             .map_or(0, |t| t.slots.len() as u32);
         let slot = xdp_fwd::common::maglev_slot(hash, size);
-        let backend = self.forwarder.backend_for(key, src, sport)?;
+        let (backend, previous_backend) = self.forwarder.owners_for(key, src, sport)?;
         Ok(Lookup {
             hash,
             slot,
             backend,
+            previous_backend,
         })
     }
 
     /// Counters, summed over CPUs.
     pub fn stats(&self) -> Result<xdp_fwd::Stats, DataPlaneError> {
         Ok(self.forwarder.stats()?)
+    }
+}
+
+/// `previous` with every slot whose owner no longer serves the VIP (removed,
+/// or down) emptied ([`maglev::NO_BACKEND`]: no second hop there), so a
+/// removed or down backend's connections end as they did without a previous
+/// table, and its forwarder entry is released.
+fn serving_owners(previous: VipTable, state: &ClusterState, key: &VipKey) -> VipTable {
+    let serving: std::collections::BTreeSet<IpAddr> = state
+        .maglev_input(key)
+        .map(|i| i.backends.iter().map(|b| b.address).collect())
+        .unwrap_or_default();
+    let backends: Vec<IpAddr> = previous
+        .backends
+        .iter()
+        .copied()
+        .filter(|b| serving.contains(b))
+        .collect();
+    let slots = previous
+        .slots
+        .iter()
+        .map(|&s| {
+            previous
+                .backends
+                .get(s as usize)
+                .and_then(|a| backends.iter().position(|b| b == a))
+                .map_or(maglev::NO_BACKEND, |i| i as u32)
+        })
+        .collect();
+    VipTable {
+        backends,
+        slots,
+        fingerprint: previous.fingerprint,
     }
 }
 
@@ -227,6 +363,9 @@ pub struct Lookup {
     pub slot: u32,
     /// The backend the live table gives, if any.
     pub backend: Option<IpAddr>,
+    /// The previous table's owner of the slot, when it differs and the
+    /// second-hop window is open.
+    pub previous_backend: Option<IpAddr>,
 }
 
 fn vip_flags(o: &VipOptions) -> u32 {

@@ -61,10 +61,32 @@ pub async fn sync_loop(
             }
         }
 
-        // 4. Wait for the next applied state, or stop.
-        tokio::select! {
-            r = states.changed() => if r.is_err() { return },
-            _ = stop.changed() => if *stop.borrow() { return },
+        // 4. Wait for the next applied state, or stop; meanwhile close
+        //    second-hop windows as they expire (one timer, no polling).
+        loop {
+            let close = dataplane.lock().await.next_window_close();
+            let window = async {
+                match close {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = states.changed() => if r.is_err() { return } else { break },
+                r = stop.changed() => if r.is_err() || *stop.borrow() { return },
+                () = window => {
+                    let mut dp = dataplane.lock().await;
+                    if let Err(e) = tokio::task::block_in_place(|| dp.close_windows()) {
+                        // The next applied state (or the next close) retries.
+                        tracing::error!(error = %e, "dropping a previous table failed");
+                        drop(dp);
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {},
+                            _ = stop.changed() => return,
+                        }
+                    }
+                }
+            }
         }
     }
 }

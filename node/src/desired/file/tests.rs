@@ -164,3 +164,39 @@ fn a_syntax_error_names_its_line() {
     let e = err("[[vips]]\nvip = \"192.0.2.1:80/tcp\n");
     assert_eq!(e.line, Some(2), "{e}");
 }
+
+#[test]
+fn the_connection_section_is_parsed_checked_and_rendered() {
+    use edgelb_consensus::{ConnectionSettings, FloodAdmission};
+    let d =
+        parse_text("[connection]\nsecond_hop_window_secs = 0\nflood_threshold = 5000\n").unwrap();
+    let want = ConnectionSettings {
+        second_hop_window_secs: 0,
+        flood_threshold: FloodAdmission::PerSecond(5000),
+    };
+    assert_eq!(d.connection, Some(want));
+    assert_eq!(parse_text(&render(&d)).unwrap(), d);
+    // Keys left out take their defaults; a file without the section leaves
+    // the cluster's settings alone.
+    let d = parse_text("[connection]\nflood_threshold = \"off\"\n").unwrap();
+    assert_eq!(d.connection.unwrap().second_hop_window_secs, 60);
+    assert_eq!(parse_text("").unwrap().connection, None);
+    for (text, field) in [
+        (
+            "second_hop_window_secs = 3601",
+            "connection.second_hop_window_secs",
+        ),
+        (
+            "second_hop_window_secs = -1",
+            "connection.second_hop_window_secs",
+        ),
+        ("flood_threshold = 0", "connection.flood_threshold"),
+        ("flood_threshold = -5", "connection.flood_threshold"),
+        ("flood_threshold = 100000001", "connection.flood_threshold"),
+        ("flood_threshold = \"lots\"", "connection.flood_threshold"),
+    ] {
+        let e = err(&format!("[connection]\n{text}\n"));
+        assert_eq!(e.field, field, "{text}: {e}");
+        assert_eq!(e.line, Some(2), "{text}: {e}");
+    }
+}

@@ -107,3 +107,22 @@ fn a_plan_the_cluster_would_refuse_names_the_entry() {
         "{e}"
     );
 }
+
+#[test]
+fn the_connection_settings_are_planned_once() {
+    let file = "[connection]\nsecond_hop_window_secs = 0\nflood_threshold = \"off\"\n";
+    let p = plan(&ClusterState::default(), &desired(file), false).unwrap();
+    assert_eq!(p.commands.len(), 1, "{:?}", p.changes);
+    assert_eq!(p.commands[0].name(), "set_connection_settings");
+    assert_eq!(p.next.connection.second_hop_window_secs, 0);
+    assert!(plan(&p.next, &desired(file), false)
+        .unwrap()
+        .commands
+        .is_empty());
+    // A file at the defaults plans nothing on a fresh cluster.
+    let defaults = desired("[connection]\n");
+    assert!(plan(&ClusterState::default(), &defaults, false)
+        .unwrap()
+        .commands
+        .is_empty());
+}
