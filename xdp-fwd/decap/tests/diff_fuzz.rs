@@ -23,7 +23,9 @@ use std::{
 };
 
 use packet_builder::{headers, FrameBuilder, L4};
-use testbed::Namespace;
+use std::io::Read;
+
+use testbed::{wait::assert_eventually, Namespace};
 use xdp_decap::{
     model::{DecapModel, HopRule, Route, RouteTo, SecondHop},
     DecapStats, Decapper,
@@ -53,9 +55,11 @@ const PEERS6: [&str; 4] = ["fd00:200::9", "fd00:210::9", "fd00:220::9", "fd00:20
 const HOP0_MAC: [u8; 6] = [2, 0, 0, 0, 0x0c, 1];
 const PEER_MAC: [u8; 6] = [2, 0, 0, 0, 0x0c, 9];
 /// Established connections per VIP: client port CLIENT_PORT + i (from the
-/// VIP itself, over loopback) to port 80.
+/// VIP itself, over loopback) to port 80; then one from TIME_WAIT_PORT whose
+/// server side is in TIME_WAIT; CLIENT_PORT + CONNS + 1 has no socket.
 const CONNS: u16 = 4;
 const CLIENT_PORT: u16 = 41000;
+const TIME_WAIT_PORT: u16 = CLIENT_PORT + CONNS;
 /// A UDP socket is bound on the VIPs' port 53 (not 5353).
 const UDP_PORT: u16 = 53;
 
@@ -108,7 +112,7 @@ fn inner(rng: &mut Rng) -> Vec<u8> {
         (
             ip(if v4 { VIP4 } else { VIP6 }),
             L4::Tcp {
-                sport: CLIENT_PORT + rng.below(u64::from(CONNS) + 1) as u16,
+                sport: CLIENT_PORT + rng.below(u64::from(CONNS) + 2) as u16,
                 dport: 80,
                 flags: rng.next() as u8,
             },
@@ -461,9 +465,10 @@ struct Sockets {
 }
 
 /// Listeners on both VIPs' port 80, `CONNS` connections to each from the
-/// VIP itself with fixed client ports (both ends are sockets here), UDP
-/// bound on the VIPs' port 53.
-fn open_sockets() -> Sockets {
+/// VIP itself with fixed client ports (both ends are sockets here), one
+/// more whose server side is left in TIME_WAIT (its client side closed),
+/// UDP bound on the VIPs' port 53.
+fn open_sockets(ns: &Namespace) -> Sockets {
     let mut s = Sockets {
         _listeners: Vec::new(),
         _streams: Vec::new(),
@@ -471,22 +476,33 @@ fn open_sockets() -> Sockets {
         tcp_connected: Vec::new(),
         udp_bound: Vec::new(),
     };
+    let connect = |listener: &TcpListener, vip: IpAddr, port: u16| {
+        let domain = if vip.is_ipv4() {
+            socket2::Domain::IPV4
+        } else {
+            socket2::Domain::IPV6
+        };
+        let sock = socket2::Socket::new(domain, socket2::Type::STREAM, None).unwrap();
+        sock.set_reuse_address(true).unwrap();
+        sock.bind(&SocketAddr::new(vip, port).into())
+            .expect("bind the client port");
+        sock.connect(&SocketAddr::new(vip, 80).into())
+            .expect("connect to the VIP");
+        let (server, _) = listener.accept().unwrap();
+        (TcpStream::from(sock), server)
+    };
     for vip in [ip(VIP4), ip(VIP6)] {
         let listener = TcpListener::bind((vip, 80)).expect("listen on the VIP");
+        // The server closes first, so its side ends in TIME_WAIT.
+        let (mut client, server) = connect(&listener, vip, TIME_WAIT_PORT);
+        s.tcp_connected
+            .push((server.local_addr().unwrap(), server.peer_addr().unwrap()));
+        drop(server);
+        let mut buf = [0u8; 1];
+        assert_eq!(client.read(&mut buf).unwrap(), 0, "EOF from the server");
+        drop(client);
         for i in 0..CONNS {
-            let domain = if vip.is_ipv4() {
-                socket2::Domain::IPV4
-            } else {
-                socket2::Domain::IPV6
-            };
-            let sock = socket2::Socket::new(domain, socket2::Type::STREAM, None).unwrap();
-            sock.set_reuse_address(true).unwrap();
-            sock.bind(&SocketAddr::new(vip, CLIENT_PORT + i).into())
-                .expect("bind the client port");
-            sock.connect(&SocketAddr::new(vip, 80).into())
-                .expect("connect to the VIP");
-            let client = TcpStream::from(sock);
-            let (server, _) = listener.accept().unwrap();
+            let (client, server) = connect(&listener, vip, CLIENT_PORT + i);
             s.tcp_connected
                 .push((server.local_addr().unwrap(), server.peer_addr().unwrap()));
             s.tcp_connected
@@ -499,6 +515,29 @@ fn open_sockets() -> Sockets {
         s.udp_bound.push(udp.local_addr().unwrap());
         s._udp.push(udp);
     }
+    // The TIME_WAIT sides are there and nothing else is closing: the set
+    // of non-listening sockets is the one given to the model.
+    let tw = |addr: &str| format!("{addr}:80");
+    assert_eventually(
+        Duration::from_secs(5),
+        "two TIME_WAIT sockets, none closing",
+        || {
+            let ss = |state: &str| ns.exec_stdout("ss", ["-Htan", "state", state]).expect("ss");
+            let time_wait = ss("time-wait");
+            time_wait.lines().count() == 2
+                && time_wait.contains(&tw(VIP4))
+                && time_wait.contains(&tw(&format!("[{VIP6}]")))
+                && [
+                    "fin-wait-1",
+                    "fin-wait-2",
+                    "close-wait",
+                    "last-ack",
+                    "closing",
+                ]
+                .iter()
+                .all(|st| ss(st).trim().is_empty())
+        },
+    );
     s
 }
 
@@ -554,7 +593,7 @@ fn decap_agrees_with_the_model_on_250k_frames() {
         scope
             .spawn(|| {
                 ns.enter_current_thread().expect("setns");
-                let sockets = open_sockets();
+                let sockets = open_sockets(&ns);
                 fuzz(&mut dec, &model(&sockets), hop0);
             })
             .join()
