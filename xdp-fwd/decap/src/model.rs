@@ -178,6 +178,8 @@ struct Record {
     prev: Option<IpAddr>,
     /// HOPPED: the packet took its second hop.
     hopped: bool,
+    /// The original packet's flow.
+    flow: Flow,
 }
 
 /// A form's record before its original packet is checked: (bytes to the
@@ -320,9 +322,9 @@ fn hop(form: Option<Form>, f: &[u8], l3_len: usize, gue: bool) -> Outer {
     let Some((hop_len, inner_v6, prev, hopped)) = form else {
         return Outer::Hop(None);
     };
-    if original(f, 14 + l3_len + hop_len, inner_v6).is_none() {
+    let Some(flow) = original(f, 14 + l3_len + hop_len, inner_v6) else {
         return Outer::Hop(None);
-    }
+    };
     Outer::Hop(Some(Record {
         gue,
         l3_len,
@@ -330,6 +332,7 @@ fn hop(form: Option<Form>, f: &[u8], l3_len: usize, gue: bool) -> Outer {
         inner_v6,
         prev,
         hopped,
+        flow,
     }))
 }
 
@@ -409,9 +412,7 @@ impl DecapModel {
     /// Rules 4-8 for a well-formed record: `true` when the frame is to be
     /// stripped and delivered, else `out` holds the verdict and frame.
     fn second_hop_rules(&self, f: &[u8], r: &Record, out: &mut DecapOutcome) -> bool {
-        let Some(flow) = original(f, 14 + r.l3_len + r.hop_len, r.inner_v6) else {
-            return true;
-        };
+        let flow = &r.flow;
         let hop = &self.second_hop;
         // Rule 4: the VIP is not configured for second hop here.
         let Some(peers) = hop.peers(flow.dst) else {
@@ -419,7 +420,7 @@ impl DecapModel {
             out.rule = Some(HopRule::Unconfigured);
             return true;
         };
-        let here = flow.syn || hop.has_socket(&flow);
+        let here = flow.syn || hop.has_socket(flow);
         // Rule 5: never a second second hop.
         if r.hopped {
             if here {
