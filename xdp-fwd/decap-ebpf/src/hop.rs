@@ -65,7 +65,14 @@ impl Form {
 /// header marked HOPPED. `None`: plain IP-in-IP (a client's own packet
 /// never carries IP-in-IP: VIPs are TCP/UDP).
 #[inline(always)]
-pub fn ipip_form(ctx: &XdpContext, l3_len: usize, proto: u8, outer_hopped: bool) -> Option<Form> {
+pub fn ipip_form(
+    ctx: &XdpContext,
+    l3_len: usize,
+    proto: u8,
+    outer_hopped: bool,
+    outer_dst: &[u32; 4],
+    outer_v6: bool,
+) -> Option<Form> {
     let at = ETH_HLEN + l3_len;
     if outer_hopped {
         return Some(Form {
@@ -88,7 +95,13 @@ pub fn ipip_form(ctx: &XdpContext, l3_len: usize, proto: u8, outer_hopped: bool)
         }
         // HOPPED belongs in the outer header (the second hop removes the
         // first outer header): in a middle header it is malformed.
-        if ver_ihl != 0x45 || frag & 0x3fff != 0 || id == wire::IPIP_ID_HOPPED {
+        if ver_ihl != 0x45 || frag & 0x3fff != 0 || id == wire::IPIP_ID_HOPPED || outer_v6 {
+            return Some(Form::malformed());
+        }
+        // The middle header is from this host (the outer destination): a
+        // second hop sends it as it is, so another source would be spoofed.
+        // SAFETY: 20 bytes checked.
+        if unsafe { word(ip, 12) } != outer_dst[0] {
             return Some(Form::malformed());
         }
         // SAFETY: as above.
@@ -111,7 +124,13 @@ pub fn ipip_form(ctx: &XdpContext, l3_len: usize, proto: u8, outer_hopped: bool)
     if !matches!(label, wire::IPIP_LABEL_CANDIDATE | wire::IPIP_LABEL_HOPPED) || !carries_ip(next) {
         return None;
     }
-    if b0 >> 4 != 6 || label == wire::IPIP_LABEL_HOPPED {
+    if b0 >> 4 != 6 || label == wire::IPIP_LABEL_HOPPED || !outer_v6 {
+        return Some(Form::malformed());
+    }
+    // As for IPv4: the middle source must be the outer destination.
+    // SAFETY: 40 bytes checked.
+    let src = unsafe { [word(ip, 8), word(ip, 12), word(ip, 16), word(ip, 20)] };
+    if src != *outer_dst {
         return Some(Form::malformed());
     }
     // SAFETY: as above.

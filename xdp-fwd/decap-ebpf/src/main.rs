@@ -70,6 +70,8 @@ fn outer_header(ctx: &XdpContext) -> Option<Outer> {
     let ethertype = unsafe { u16::from_be_bytes([*eth.add(12), *eth.add(13)]) };
     // The IP-in-IP form after its second hop: the marker is in the outer header.
     let outer_hopped;
+    // The outer destination (this host), which a middle header's source must be.
+    let mut outer_dst = [0u32; 4];
     let (l3_len, proto) = match ethertype {
         ETH_P_IP => {
             let ip = ptr_at(ctx, ETH_HLEN, 20)?;
@@ -84,6 +86,8 @@ fn outer_header(ctx: &XdpContext) -> Option<Outer> {
             // SAFETY: as above.
             let id = unsafe { u16::from_be_bytes([*ip.add(4), *ip.add(5)]) };
             outer_hopped = id == IPIP_ID_HOPPED;
+            // SAFETY: as above.
+            outer_dst[0] = unsafe { word(ip, 16) };
             let ihl = ((ver_ihl & 0x0f) as usize) * 4;
             if ver_ihl >> 4 != 4 || ihl < 20 {
                 return None;
@@ -104,13 +108,22 @@ fn outer_header(ctx: &XdpContext) -> Option<Outer> {
             let (b1, b2, b3, next) = unsafe { (*ip.add(1), *ip.add(2), *ip.add(3), *ip.add(6)) };
             let label = ((b1 as u32 & 0x0f) << 16) | (b2 as u32) << 8 | b3 as u32;
             outer_hopped = label == IPIP_LABEL_HOPPED;
+            // SAFETY: as above.
+            outer_dst = unsafe { [word(ip, 24), word(ip, 28), word(ip, 32), word(ip, 36)] };
             (40, next)
         }
         _ => return None,
     };
     match proto {
         IPPROTO_IPIP | IPPROTO_IPV6 => {
-            if let Some(form) = hop::ipip_form(ctx, l3_len, proto, outer_hopped) {
+            if let Some(form) = hop::ipip_form(
+                ctx,
+                l3_len,
+                proto,
+                outer_hopped,
+                &outer_dst,
+                ethertype == ETH_P_IPV6,
+            ) {
                 return Some(Outer::Hop(form, l3_len));
             }
             let inner = if proto == IPPROTO_IPIP {

@@ -635,3 +635,49 @@ fn zero_udp_checksum_stays_zero_on_the_second_hop() {
     });
     assert_eq!(stats(&d), (2, 0, 0, 0, 0));
 }
+
+/// The first difference the decap differential fuzz found (seed
+/// 0xed6e1b00dec00001, frame 195968): an IP6IP6 record whose middle header
+/// came from ff00:200::1 instead of the outer destination; the program took
+/// it as a second-hop candidate and tried to forward it with that source.
+const FUZZ_FOUND_FORGED_MIDDLE_SOURCE: &str = "02000000000202000000000186dd6000000700932940fd000000000000000000000000010002fd000200000000000000000000000001600e55e0006b2940ff000200000000000000000000000001fd000200000000000000000000000009610000000043064020010db800000000000000000000001020010db8ffff000000000000000000079c6e005000000001000000005031faf0b9540000afe353a5f7d80bfdc6ae4a6250f3e9aba6c9d68f4928a87b621af1066c88bb348580399e08d633875d93a4450db6bb";
+
+/// A marked middle header must come from this host (the outer
+/// destination, as the forwarder writes it): a second hop sends it as it
+/// is, so any other source would leave this host spoofed. Malformed,
+/// dropped, never forwarded.
+#[test]
+fn middle_header_not_from_this_host_is_malformed() {
+    let ns = host();
+    let mut d = decapper();
+    let hop0 = ifindex(&ns, "hop0");
+    inside(&ns, || {
+        let run = |d: &mut Decapper, f: &[u8]| d.test_run_on(f, hop0).unwrap();
+        // No socket for these flows: with this host's source they would be
+        // forwarded (XDP_TX).
+        let ack = tcp(ip("192.0.2.10"), VIP4, 40000, tcp_flags::ACK).ip_packet();
+        let forged = ipv4("10.50.0.77", PREV4, 4, wire::IPIP_ID_CANDIDATE, 64, &ack);
+        let input = eth(true, &ipv4(LB4, SELF4, 4, 0, 64, &forged));
+        assert_eq!(run(&mut d, &input).0, DROP, "IPv4 middle from another host");
+        let ok = ipip4(PREV4, wire::IPIP_ID_CANDIDATE, &ack);
+        assert_eq!(run(&mut d, &ok).0, TX, "the same from this host");
+
+        let ack6 = tcp(ip("2001:db8::77"), VIP6, 40000, tcp_flags::ACK).ip_packet();
+        let forged = ipv6("fd50::77", PREV6, 41, wire::IPIP_LABEL_CANDIDATE, 64, &ack6);
+        let input = eth(true, &ipv6(LB6, SELF6, 41, 0x12345, 64, &forged));
+        assert_eq!(run(&mut d, &input).0, DROP, "IPv6 middle from another host");
+        // One family for both headers: an IPv4 middle header in IPv6.
+        let middle = ipip4_middle(PREV4, wire::IPIP_ID_CANDIDATE, 64, &ack);
+        let input = eth(true, &ipv6(LB6, SELF6, 4, 0x12345, 64, &middle));
+        assert_eq!(run(&mut d, &input).0, DROP, "IPv4 middle in IPv6");
+
+        let h = FUZZ_FOUND_FORGED_MIDDLE_SOURCE;
+        let found: Vec<u8> = (0..h.len() / 2)
+            .map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap())
+            .collect();
+        let (v, out) = run(&mut d, &found);
+        assert_eq!((v, hex(&out)), (DROP, hex(&found)), "the fuzz's frame");
+    });
+    // forwarded (the good one), invalid (the four forged)
+    assert_eq!(stats(&d), (1, 0, 0, 4, 0));
+}
