@@ -44,9 +44,7 @@ fn main() {
         // Past the half-reuse grace, so the figure is the writing alone.
         std::thread::sleep(Duration::from_millis(30));
         let start = Instant::now();
-        let written = fwd
-            .set_table(&vip, &backends, &tables[round % 3])
-            .unwrap();
+        let written = fwd.set_table(&vip, &backends, &tables[round % 3]).unwrap();
         let took = start.elapsed();
         // The first two fill halves that held nothing.
         if round >= 2 {
