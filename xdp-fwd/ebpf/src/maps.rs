@@ -32,8 +32,11 @@ pub static VIP_FILTER: Array<u64> = Array::with_max_entries(VIP_FILTER_BITS / 64
 pub static VIP_ADDRS: HashMap<AddrKey, u32> = HashMap::with_max_entries(capacity::VIPS, 0);
 
 /// Maglev slots (backend ids), two halves per VIP; see `VipMeta`.
+/// Mmapable so the loader writes a table half with plain stores rather than
+/// a syscall per slot; lookups are still inlined by the verifier.
 #[map]
-pub static RING: Array<u32> = Array::with_max_entries(capacity::VIPS * 2 * capacity::TABLE, 0);
+pub static RING: Array<u32> =
+    Array::with_max_entries(capacity::VIPS * 2 * capacity::TABLE, BPF_F_MMAPABLE);
 
 /// Backends by id.
 #[map]

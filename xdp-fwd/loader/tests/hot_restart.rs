@@ -341,3 +341,101 @@ fn a_previous_table_survives_a_hot_restart() {
     });
     Forwarder::remove_pins(&fs.path()).unwrap();
 }
+
+/// Reads `count` RING slots from `first` of a pinned RING through the map
+/// API (one lookup syscall each), not through a mapping.
+fn read_pinned_ring(path: &std::path::Path, first: u32, count: u32) -> Vec<u32> {
+    let data = aya::maps::MapData::from_pin(path).unwrap();
+    let ring: aya::maps::Array<_, u32> =
+        aya::maps::Array::try_from(aya::maps::Map::Array(data)).unwrap();
+    (first..first + count)
+        .map(|i| ring.get(&i, 0).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_table_written_through_the_mapping_reads_back_and_a_non_mmapable_ring_is_refused() {
+    let fs = BpfFs::mount();
+    let table_size = 13;
+    let capacity = Capacity {
+        vips: 4,
+        backends: 16,
+        table_size,
+        flows: 1024,
+    };
+    let options = LoadOptions {
+        pin_dir: Some(fs.path()),
+        capacity,
+    };
+    let vip = VipKey::new(ip("203.0.113.7"), 80, Protocol::Tcp);
+    let backends = [ip("10.200.0.1"), ip("10.200.0.2"), ip("10.200.0.3")];
+    let slots: Vec<u32> = (0..table_size).map(|i| (i * 7 + 1) % 3).collect();
+    {
+        let mut first = Forwarder::load_with(options.clone()).unwrap();
+        first.set_vip(vip, VipOptions::default()).unwrap();
+        assert_eq!(
+            first.set_table(&vip, &backends, &slots).unwrap(),
+            table_size as usize
+        );
+    }
+
+    // The live half, as the map API (not the mapping) reads it: the
+    // program's view. Slot -> backend id must follow slot -> index.
+    let vips: aya::maps::HashMap<_, xdp_fwd::common::VipMapKey, xdp_fwd::common::VipMeta> =
+        aya::maps::HashMap::try_from(aya::maps::Map::HashMap(
+            aya::maps::MapData::from_pin(fs.path().join("VIPS")).unwrap(),
+        ))
+        .unwrap();
+    let metas: Vec<_> = vips.iter().map(|r| r.unwrap().1).collect();
+    assert_eq!(metas.len(), 1);
+    let meta = metas[0];
+    assert_eq!(meta.table_size, table_size);
+    let ring_pin = fs.path().join("RING");
+    let base = (meta.index * 2 + u32::from(meta.active_half & 1)) * table_size;
+    let live = read_pinned_ring(&ring_pin, base, table_size);
+    let mut id_of = std::collections::BTreeMap::new();
+    for (slot, (&index, &id)) in slots.iter().zip(&live).enumerate() {
+        assert_ne!(id, xdp_fwd::NO_BACKEND, "slot {slot} written");
+        assert_eq!(*id_of.entry(index).or_insert(id), id, "slot {slot}");
+    }
+    let distinct: std::collections::BTreeSet<_> = id_of.values().collect();
+    assert_eq!(distinct.len(), backends.len(), "one id per backend");
+    // And a restart recovers the same table through its own mapping.
+    {
+        let again = Forwarder::load_with(options.clone()).unwrap();
+        assert!(again.adopted());
+        let via_api: Vec<Option<IpAddr>> = (0..64u16)
+            .map(|p| {
+                again
+                    .backend_for(&vip, ip("192.0.2.10"), 40000 + p)
+                    .unwrap()
+            })
+            .collect();
+        assert!(via_api
+            .iter()
+            .all(|b| b.is_some_and(|b| backends.contains(&b))));
+    }
+
+    // RING as a build before it was mmapable pinned it: same type, key,
+    // value and entry count, flags 0. Refused, with the flags named.
+    let entries = aya::maps::MapInfo::from_pin(&ring_pin)
+        .unwrap()
+        .max_entries();
+    std::fs::remove_file(&ring_pin).unwrap();
+    const BPF_MAP_TYPE_ARRAY: u32 = 2;
+    pin_foreign_map(&ring_pin, BPF_MAP_TYPE_ARRAY, 4, 4, entries);
+    let err = Forwarder::load_with(options.clone())
+        .err()
+        .expect("a RING that is not mmapable refused");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("pinned map RING has flags 0x0, this program's has 0x400")
+            && msg.contains("BPF_F_MMAPABLE")
+            && msg.contains("restart cold"),
+        "{msg}"
+    );
+    // The cold restart the message asks for works.
+    Forwarder::remove_pins(&fs.path()).unwrap();
+    let cold = Forwarder::load_with(options).unwrap();
+    assert!(!cold.adopted());
+}

@@ -3,6 +3,7 @@
 
 mod attach;
 mod pins;
+mod ring_map;
 mod table;
 mod vip_filter;
 
@@ -21,6 +22,7 @@ use aya::{
     programs::{ProgramError, Xdp},
     Ebpf, EbpfLoader,
 };
+use ring_map::RingMapping;
 use xdp_fwd_common::{
     addr_words, capacity, conn::MAX_CONN_SETS, conn_sets, map_name, port_raw, stats::stat, AddrKey,
     FlowKey, Settings, Traffic, VipEpoch, VipMapKey, VipMeta, CONN_WAYS,
@@ -100,6 +102,8 @@ pub struct Forwarder {
     last_vip_epoch: u32,
     /// The VIP_FILTER words as written (see `vip_filter`).
     vip_filter: Vec<u64>,
+    /// The RING values, mapped: tables are written through it.
+    ring: RingMapping,
 }
 
 impl Forwarder {
@@ -173,7 +177,13 @@ impl Forwarder {
         for name in [PROGRAM_NAME, PASS_PROGRAM_NAME] {
             load_program(&mut ebpf, name)?;
         }
+        let ring = RingMapping::new(
+            ebpf.map(map_name::RING)
+                .ok_or(Error::Missing(map_name::RING))?,
+            ring,
+        )?;
         let mut fwd = Self {
+            ring,
             ebpf,
             free_vip_indices: (0..cap.vips).collect(),
             backends: BackendRegistry::new(cap.backends),

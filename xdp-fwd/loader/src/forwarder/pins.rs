@@ -82,6 +82,16 @@ pub(super) fn check_pinned_maps(
         );
         if have_shape != want_shape {
             let (t, k, v, f) = have_shape;
+            if (t, k, v) == (want_shape.0, want_shape.1, want_shape.2) {
+                // Same layout, other flags: e.g. a RING pinned before it was
+                // mmapable (BPF_F_MMAPABLE = 0x400), which cannot be mapped.
+                return Err(Error::Invalid(format!(
+                    "pinned map {name} has flags {f:#x}, this program's has {:#x} (0x400 = \
+                     BPF_F_MMAPABLE): pinned by another build; a hot restart cannot adopt \
+                     it, remove the pins and restart cold",
+                    want_shape.3
+                )));
+            }
             let (wt, wk, wv, wf) = want_shape;
             return Err(Error::Invalid(format!(
                 "pinned map {name} (type {t}, key {k} B, value {v} B, flags {f:#x}) is not \
@@ -152,12 +162,7 @@ impl Forwarder {
             };
             let stride = settings.ring_stride;
             let base = (meta.index * 2 + u32::from(meta.active_half & 1)) * stride;
-            let table: Vec<u32> = {
-                let ring: Array<_, u32> = Array::try_from(self.map(map_name::RING)?)?;
-                (0..meta.table_size)
-                    .map(|i| ring.get(&(base + i), 0))
-                    .collect::<std::result::Result<_, _>>()?
-            };
+            let table = self.ring.read(base, meta.table_size as usize)?;
             let mut used: Vec<IpAddr> = Vec::new();
             for id in table.iter().collect::<BTreeSet<_>>() {
                 if let Some(addr) = by_id.get(id) {
@@ -172,12 +177,7 @@ impl Forwarder {
             if meta.prev_table_size != 0 {
                 let inactive = 1 - (meta.active_half & 1);
                 let base = (meta.index * 2 + u32::from(inactive)) * stride;
-                let prev: Vec<u32> = {
-                    let ring: Array<_, u32> = Array::try_from(self.map(map_name::RING)?)?;
-                    (0..meta.prev_table_size)
-                        .map(|i| ring.get(&(base + i), 0))
-                        .collect::<std::result::Result<_, _>>()?
-                };
+                let prev = self.ring.read(base, meta.prev_table_size as usize)?;
                 for id in prev.iter().collect::<BTreeSet<_>>() {
                     if let Some(addr) = by_id.get(id) {
                         prev_backends.push(*addr);

@@ -238,18 +238,9 @@ impl Forwarder {
         }
         let stride = self.options.capacity.table_size;
         let base = (index * 2 + u32::from(half & 1)) * stride;
-        let result = (|| -> Result<usize> {
-            let mut ring: Array<_, u32> = Array::try_from(self.map_mut(map_name::RING)?)?;
-            let mut written = 0;
-            for (i, &id) in table.iter().enumerate() {
-                let known = shadow.as_ref().and_then(|s| s.get(i)).copied();
-                if known != Some(id) {
-                    ring.set(base + i as u32, id, 0)?;
-                    written += 1;
-                }
-            }
-            Ok(written)
-        })();
+        // The half is not live and out of its grace: plain stores, made
+        // live by the caller's VipMeta update (see `RingMapping`).
+        let result = self.ring.write(base, table, shadow.as_deref());
         if let Some(s) = self.vips.get_mut(vip) {
             // Unknown after a failed write.
             s.halves[half as usize & 1] = result.as_ref().ok().map(|_| table.to_vec());
