@@ -13,7 +13,6 @@ use std::collections::BTreeMap;
 
 use edgelb_consensus::{ClusterSettings, ConnectionSettings, Vip, VipKey};
 
-pub(crate) use self::file::state_name;
 pub use self::{
     file::{parse, render, DesiredError},
     plan::{plan, Change, Plan, PlanError},

@@ -4,11 +4,9 @@
 
 use std::{collections::BTreeMap, net::IpAddr};
 
-use edgelb_consensus::{
-    Backend, BackendState, ClusterState, Command, CommandError, Encapsulation, Vip, VipKey,
-};
+use edgelb_consensus::{Backend, ClusterState, Command, CommandError, Encapsulation, Vip, VipKey};
 
-use super::DesiredState;
+use super::{file::state_name, DesiredState};
 use crate::tables::{compute, TableError, TableSet};
 
 /// One line of a plan.
@@ -67,14 +65,6 @@ fn options(v: &Vip) -> String {
         v.flags.hash_without_source_port,
         v.flags.hash_dst_port_only
     )
-}
-
-fn state_name(s: BackendState) -> &'static str {
-    match s {
-        BackendState::Active => "active",
-        BackendState::Draining => "draining",
-        BackendState::Down => "down",
-    }
 }
 
 fn backend_text(b: &Backend) -> String {

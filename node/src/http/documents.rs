@@ -3,63 +3,34 @@
 //! JSON, plus the table version it was read at; status and stats are the
 //! admin protocol's reports with their tuples turned into named fields.
 
-use edgelb_consensus::{ClusterSettings, Encapsulation, Vip};
+use edgelb_consensus::{ClusterSettings, ConnectionSettings, Vip};
 use serde_json::{json, Map, Value};
 
 use crate::{
     admin::protocol::{ClusterStatus, StatsReport},
-    desired::state_name,
+    desired::{self, DesiredState},
 };
 
-/// `GET /v1/state`: `{"version", "settings", "vips"}`, with every field the
-/// desired-state file has, written out as `lbctl export` writes it (VIPs by
-/// key, backends by address, defaults included).
-pub fn state(version: u64, settings: &ClusterSettings, vips: &[Vip]) -> Value {
-    let mut sorted: Vec<&Vip> = vips.iter().collect();
-    sorted.sort_by_key(|v| v.key);
-    let vips: Vec<Value> = sorted
-        .into_iter()
-        .map(|vip| {
-            let mut entry = Map::new();
-            entry.insert("vip".into(), vip.key.to_string().into());
-            match vip.encapsulation {
-                Encapsulation::IpIp => {
-                    entry.insert("encap".into(), "ipip".into());
-                }
-                Encapsulation::Gue { port } => {
-                    entry.insert("encap".into(), "gue".into());
-                    entry.insert("gue_port".into(), port.into());
-                }
-            }
-            entry.insert(
-                "hash_no_source_port".into(),
-                vip.flags.hash_without_source_port.into(),
-            );
-            entry.insert(
-                "hash_dst_port_only".into(),
-                vip.flags.hash_dst_port_only.into(),
-            );
-            // `Vip::backends` is keyed by address: already in address order.
-            let backends: Vec<Value> = vip
-                .backends
-                .values()
-                .map(|b| {
-                    json!({
-                        "address": b.address.to_string(),
-                        "weight": b.weight,
-                        "state": state_name(b.state),
-                    })
-                })
-                .collect();
-            entry.insert("backends".into(), backends.into());
-            Value::Object(entry)
-        })
-        .collect();
-    json!({
-        "version": version,
-        "settings": { "hash_seed": settings.hash_seed, "table_size": settings.table_size },
-        "vips": vips,
-    })
+/// `GET /v1/state`: `{"version", "settings", "connection", "vips"}`: the
+/// document `lbctl export` writes ([`desired::render`], the one renderer,
+/// so the two cannot drift), as JSON, plus the table version it was read
+/// at.
+pub fn state(
+    version: u64,
+    settings: &ClusterSettings,
+    connection: &ConnectionSettings,
+    vips: Vec<Vip>,
+) -> Result<Value, String> {
+    let text = desired::render(&DesiredState {
+        settings: Some(*settings),
+        connection: Some(*connection),
+        vips: vips.into_iter().map(|v| (v.key, v)).collect(),
+    });
+    let document: toml::Value =
+        toml::from_str(&text).map_err(|e| format!("rendering the state: {e}"))?;
+    let mut out = serde_json::to_value(document).map_err(|e| e.to_string())?;
+    out["version"] = version.into();
+    Ok(out)
 }
 
 /// `GET /v1/status`: `{"leader", "version", "nodes": [{"id", "report"} or

@@ -212,7 +212,9 @@ impl Api {
                 version,
                 vips,
                 settings,
-            } => Ok(documents::state(version, &settings, &vips)),
+                connection,
+            } => documents::state(version, &settings, &connection, vips)
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e)),
             other => Err(unexpected(other)),
         }
     }
