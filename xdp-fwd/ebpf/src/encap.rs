@@ -14,6 +14,7 @@ use xdp_fwd_common::{encap, family, proto, second_hop as hop, stats::stat, Setti
 
 use crate::{
     csum,
+    maps::count,
     packet::*,
     parse::Packet,
     select::{Chosen, PrevOwner},
@@ -121,7 +122,8 @@ fn hop_len(v6: bool, gue: bool) -> usize {
 }
 
 /// Grows the frame and writes Ethernet (+ the original VLAN tag), the outer
-/// IP header and, for GUE, the UDP header. `macs` are the Ethernet
+/// IP header, for GUE the UDP header, and a second-hop candidate's
+/// previous owner (counted as sent). `macs` are the Ethernet
 /// destination and source, in wire order (the next hop's, or the frame's
 /// own when the kernel is to forward it). `Err` carries the drop counter.
 #[inline(always)]
@@ -136,7 +138,9 @@ pub fn encapsulate(
     let gue = outer.proto == proto::UDP;
     let outer_v6 = outer.family == family::V6;
     let ip_hlen = if outer_v6 { IPV6_HLEN } else { IPV4_HLEN };
-    let hdr_len = header_len(outer_v6, gue, outer.prev.is_some());
+    // What `outer_header` added, taken from its result rather than worked
+    // out again: no test of the mode, family or previous owner here.
+    let hdr_len = (outer.tot_len - pkt.ip_len) as usize;
     let inner_len = pkt.ip_len as u32;
 
     let vlan_tci: u16 = if pkt.l3_off > ETH_HLEN {
@@ -201,11 +205,16 @@ pub fn encapsulate(
             write(udp, 4, udp_len);
             write(udp, 6, check);
         }
-        if let Some(prev) = &outer.prev {
+    }
+    if let Some(prev) = &outer.prev {
+        if gue {
             write_gue_prev(ctx, after_ip + UDP_HLEN, pkt, outer_v6, prev)?;
+        } else {
+            write_middle(ctx, after_ip, pkt, outer, chosen, prev)?;
         }
-    } else if let Some(prev) = &outer.prev {
-        write_middle(ctx, after_ip, pkt, outer, chosen, prev)?;
+        // Counted in the branch that wrote it, the last write: a plain
+        // packet tests for a previous owner here only.
+        count(stat::SECOND_HOP_SENT);
     }
     Ok(())
 }

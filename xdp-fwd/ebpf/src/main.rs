@@ -226,9 +226,6 @@ fn send(
     if let Err(reason) = encap::encapsulate(ctx, pkt, &outer, chosen, settings, macs) {
         return dropped(reason);
     }
-    if outer.prev.is_some() {
-        count(stat::SECOND_HOP_SENT);
-    }
     match next {
         Ok(next) => transmit::send_to(ctx, &next),
         Err(_) => {
