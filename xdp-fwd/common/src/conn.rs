@@ -47,8 +47,10 @@ pub struct ConnEntry {
     /// One of [`crate::flood::conn_state`]: whether the flow has seen a
     /// packet after the one that cached it (flood-mode admission spares it).
     pub state: u8,
-    /// Always zero.
-    pub _pad: u8,
+    /// 1 if the flow was cached carrying a previous owner (second hop):
+    /// that owner is in the same set and way of CONN_PREV ([`ConnPrevSet`]);
+    /// 0 otherwise (and then CONN_PREV's way is stale, never read).
+    pub has_prev: u8,
     /// [`crate::VipEpoch::epoch`] of that index when cached: while it still
     /// matches, a hit skips the VIP hash lookup.
     pub vip_epoch: u32,
@@ -62,6 +64,29 @@ pub struct ConnEntry {
 pub struct ConnSet {
     /// The ways.
     pub ways: [ConnEntry; CONN_WAYS],
+}
+
+/// The previous owner a cached flow carries on every packet (second hop):
+/// a backend id and its generation when cached, so an id given to another
+/// backend since is never used. Kept beside the cache line, not in it: the
+/// line has no 8 spare bytes without narrowing generations or the flow hash
+/// (FORWARDER.md, "Second hop"), and only flagged entries read it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PrevRef {
+    /// Backend id of the previous owner.
+    pub backend: u32,
+    /// Its [`crate::BackendEntry::generation`] when cached.
+    pub generation: u32,
+}
+
+/// Value of CONN_PREV: the [`PrevRef`] of each way of the [`ConnSet`] with
+/// the same index, valid only where that way's [`ConnEntry::has_prev`] is 1.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnPrevSet {
+    /// The ways.
+    pub ways: [PrevRef; CONN_WAYS],
 }
 
 /// Number of sets for a cache of at least `flows` entries per CPU: `flows /
@@ -120,6 +145,8 @@ mod tests {
     fn layouts_have_no_hidden_padding() {
         assert_eq!(size_of::<ConnEntry>(), 64);
         assert_eq!(size_of::<ConnSet>(), 64 * CONN_WAYS);
+        assert_eq!(size_of::<PrevRef>(), 8);
+        assert_eq!(size_of::<ConnPrevSet>(), 8 * CONN_WAYS);
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub mod maps;
 pub mod second_hop;
 pub mod stats;
 
-pub use conn::{conn_index, conn_sets, ConnEntry, ConnSet, CONN_WAYS};
+pub use conn::{conn_index, conn_sets, ConnEntry, ConnPrevSet, ConnSet, PrevRef, CONN_WAYS};
 pub use flood::FloodWindow;
 pub use hash::{flow_hash, maglev_slot};
 pub use maps::*;

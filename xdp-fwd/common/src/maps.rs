@@ -18,6 +18,9 @@ pub mod map_name {
     /// Set-associative connection cache, one slice of sets per CPU: set
     /// index -> [`crate::ConnSet`] (a plain array, see [`crate::conn`]).
     pub const CONN_CACHE: &str = "CONN_CACHE";
+    /// Previous owners of second-hop flows, beside CONN_CACHE: set index ->
+    /// [`crate::ConnPrevSet`] (same indices, read only for flagged ways).
+    pub const CONN_PREV: &str = "CONN_PREV";
     /// Per-CPU global counters indexed by [`crate::stats::stat`].
     pub const STATS: &str = "STATS";
     /// Per-CPU [`crate::Traffic`] per VIP index.
@@ -300,6 +303,7 @@ mod pod {
     unsafe impl aya::Pod for super::BackendEntry {}
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for crate::ConnSet {}
+    unsafe impl aya::Pod for crate::ConnPrevSet {}
     unsafe impl aya::Pod for super::Settings {}
     unsafe impl aya::Pod for super::Traffic {}
     unsafe impl aya::Pod for crate::FloodWindow {}

@@ -3,21 +3,49 @@
 //! plain loads and stores into this CPU's slice of CONN_CACHE: no map helper.
 use aya_ebpf::helpers::generated::bpf_get_smp_processor_id;
 use xdp_fwd_common::{
-    conn_index, flood::conn_state, proto, ConnEntry, ConnSet, FlowKey, Settings, CONN_WAYS,
+    conn_index, flood::conn_state, proto, ConnEntry, ConnSet, FlowKey, PrevRef, Settings, CONN_WAYS,
 };
 
-use crate::maps::CONN_CACHE;
+use crate::maps::{CONN_CACHE, CONN_PREV};
 
 /// This CPU's set for `flow`; `None` only if the settings' mask does not
 /// fit the map (then nothing is cached).
 #[inline(always)]
 pub fn set_of(flow: &FlowKey, settings: &Settings) -> Option<*mut ConnSet> {
+    CONN_CACHE.get_ptr_mut(set_index(flow, settings))
+}
+
+/// Index of this CPU's set for `flow` (in CONN_CACHE and CONN_PREV).
+#[inline(always)]
+fn set_index(flow: &FlowKey, settings: &Settings) -> u32 {
     // SAFETY: helper without arguments; the verifier inlines it to a
     // per-CPU load.
     let cpu = unsafe { bpf_get_smp_processor_id() };
     let mask = settings.conn_set_mask;
     let set = conn_index(flow, settings.hash_seed) & mask;
-    CONN_CACHE.get_ptr_mut(cpu.wrapping_mul(mask.wrapping_add(1)).wrapping_add(set))
+    cpu.wrapping_mul(mask.wrapping_add(1)).wrapping_add(set)
+}
+
+/// The CONN_PREV slot of `flow`'s way in `set` (its set from [`set_of`]):
+/// where a second-hop flow's previous owner is kept. Recomputes the index
+/// and probes the set again rather than widening [`find`]'s result: only
+/// flows flagged `has_prev` pay it, the fast path of the others is as it was.
+#[inline(always)]
+pub fn prev_ref(flow: &FlowKey, settings: &Settings, set: *mut ConnSet) -> Option<*mut PrevRef> {
+    let mut found = CONN_WAYS;
+    for way in 0..CONN_WAYS {
+        // SAFETY: `set` is a valid map value; `way` is in bounds.
+        if same_flow(unsafe { &(*set).ways[way].key }, flow) {
+            found = way;
+            break;
+        }
+    }
+    if found >= CONN_WAYS {
+        return None;
+    }
+    let prev = CONN_PREV.get_ptr_mut(set_index(flow, settings))?;
+    // SAFETY: a valid map value; `found` is in bounds.
+    Some(unsafe { core::ptr::addr_of_mut!((*prev).ways[found]) })
 }
 
 /// The way of `set` holding `flow`, if any (empty ways never match: a

@@ -14,7 +14,8 @@
 //!
 //! Second hop: a non-SYN cache miss whose slot had another owner in the
 //! VIP's previous table carries that owner in its encapsulation (see
-//! `select::previous_owner`, `encap`, and FORWARDER.md); cache hits never do.
+//! `select::previous_owner`, `encap`, and FORWARDER.md) and is cached with
+//! it, so its later hits carry it too; other entries never carry one.
 //!
 //! ICMP to VIPs is handled by [`icmp`]. Policy for what is not forwarded:
 //! - not addressed to a VIP, or not parseable: XDP_PASS, untouched;
@@ -128,9 +129,9 @@ fn forward_l4(ctx: &XdpContext, pkt: &Packet) -> u32 {
         select::cached_flow(f, settings)
     };
     let (chosen, prev, vip) = match cached {
-        Some((chosen, vip)) => {
+        Some((chosen, vip, prev)) => {
             count_vip(pkt, vip.index, bytes);
-            (chosen, None, vip)
+            (chosen, prev, vip)
         }
         None => {
             let Some(meta) = select::vip_lookup(f.dst, f.dport, f.proto, pkt.family) else {

@@ -6,8 +6,8 @@ use aya_ebpf::{
     maps::{Array, DevMapHash, HashMap, PerCpuArray},
 };
 use xdp_fwd_common::{
-    capacity, stats::stat, AddrKey, BackendEntry, ConnSet, FloodWindow, NextHop, Settings, Traffic,
-    VipEpoch, VipMapKey, VipMeta, VIP_FILTER_BITS,
+    capacity, stats::stat, AddrKey, BackendEntry, ConnPrevSet, ConnSet, FloodWindow, NextHop,
+    Settings, Traffic, VipEpoch, VipMapKey, VipMeta, VIP_FILTER_BITS,
 };
 
 /// Cluster and node settings, one element.
@@ -52,6 +52,11 @@ pub static BACKENDS: Array<BackendEntry> = Array::with_max_entries(capacity::BAC
 /// it; this default is one set.
 #[map]
 pub static CONN_CACHE: Array<ConnSet> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+
+/// Previous owners of second-hop flows, same indices as CONN_CACHE (see
+/// `ConnPrevSet`); read only for ways flagged `has_prev`. The loader sizes it.
+#[map]
+pub static CONN_PREV: Array<ConnPrevSet> = Array::with_max_entries(1, 0);
 
 /// This CPU's new-flow rate window (cache admission under flood).
 #[map]

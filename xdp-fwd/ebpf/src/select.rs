@@ -3,7 +3,7 @@
 use aya_ebpf::helpers::generated::bpf_jiffies64;
 use xdp_fwd_common::{
     flood::conn_state, flow_hash, maglev_slot, proto, stats::stat, vip_filter_bit, AddrKey,
-    BackendEntry, ConnEntry, ConnSet, FlowKey, Settings, VipMapKey, VipMeta, NO_BACKEND,
+    BackendEntry, ConnEntry, ConnSet, FlowKey, PrevRef, Settings, VipMapKey, VipMeta, NO_BACKEND,
 };
 
 use crate::{
@@ -100,10 +100,12 @@ impl AgeClock {
 
 /// Established-flow shortcut, tried before the VIP lookup: the cached
 /// backend and VIP of `flow`, if its entry is usable and its VIP has not
-/// changed since (same [`VipEpoch`](xdp_fwd_common::VipEpoch)). `None` sends the packet the long way
-/// (VIP lookup, then [`select_backend`]), which also counts the reason.
+/// changed since (same [`VipEpoch`](xdp_fwd_common::VipEpoch)), and the
+/// previous owner the entry carries, if any (second hop). `None` sends the
+/// packet the long way (VIP lookup, then [`select_backend`]), which also
+/// counts the reason.
 #[inline(always)]
-pub fn cached_flow(flow: &FlowKey, settings: &Settings) -> Option<(Chosen, VipRef)> {
+pub fn cached_flow(flow: &FlowKey, settings: &Settings) -> Option<(Chosen, VipRef, PrevOwner)> {
     let set = conn::set_of(flow, settings)?;
     let entry = conn::find(set, flow)?;
     // SAFETY: this CPU's slice of the map; only this CPU uses it.
@@ -119,13 +121,41 @@ pub fn cached_flow(flow: &FlowKey, settings: &Settings) -> Option<(Chosen, VipRe
     }
     touch(entry, clock);
     count(stat::LRU_HIT);
+    // Issue 14: the one extra test of the fast path, a byte of the line
+    // already read; only second-hop flows go further.
+    // SAFETY: as above.
+    let prev = if unsafe { (*entry).has_prev } != 0 {
+        carried_owner(flow, settings, set)
+    } else {
+        None
+    };
     Some((
         chosen,
         VipRef {
             index: vip_index,
             encap: vip.encap,
         },
+        prev,
     ))
+}
+
+/// The previous owner a flagged entry of `flow` (in `set`) carries, if its
+/// backend id still has the generation it had when the flow was cached (an
+/// id given to another backend since is never used: the packet goes plain
+/// to the current owner).
+#[inline(always)]
+fn carried_owner(flow: &FlowKey, settings: &Settings, set: *mut ConnSet) -> PrevOwner {
+    let slot = conn::prev_ref(flow, settings, set)?;
+    // SAFETY: this CPU's slice of the map; only this CPU uses it.
+    let PrevRef {
+        backend,
+        generation,
+    } = unsafe { *slot };
+    let prev = live_backend(backend)?;
+    if prev.generation != generation {
+        return None;
+    }
+    Some(prev.addr)
 }
 
 /// Address words of the previous owner a second-hop candidate carries
@@ -136,9 +166,12 @@ pub type PrevOwner = Option<[u32; 4]>;
 /// connection-cache entry; a new flow (TCP SYN, or no usable entry) goes by
 /// the VIP's current Maglev table and is remembered. With `second_hop` (a
 /// non-SYN TCP or UDP packet), a miss whose slot had another owner in the
-/// VIP's previous table carries that owner and is not cached: its next
-/// packets repeat both lookups until the window ends. `Err` carries the
-/// drop counter.
+/// VIP's previous table carries that owner and is cached with it (current
+/// owner + previous owner's id and generation): every later hit carries it
+/// too, whatever the tables do afterwards, until the entry is evicted or a
+/// SYN of the tuple replaces it. A hit carries its entry's previous owner
+/// only with `second_hop` (ICMP errors never do). `Err` carries the drop
+/// counter.
 #[inline(always)]
 pub fn select_backend(
     flow: &FlowKey,
@@ -162,12 +195,17 @@ pub fn select_backend(
             if !expired(entry, settings, clock) {
                 touch(entry, clock);
                 // SAFETY: this CPU's slice of the map; only this CPU uses it.
-                unsafe {
+                let has_prev = unsafe {
                     (*entry).vip_index = vip.index as u16;
                     (*entry).vip_epoch = vip_epoch;
-                }
+                    (*entry).has_prev
+                };
                 count(stat::LRU_HIT);
-                return Ok((chosen, None));
+                let prev = match set {
+                    Some(set) if second_hop && has_prev != 0 => carried_owner(flow, settings, set),
+                    _ => None,
+                };
+                return Ok((chosen, prev));
             }
             count(stat::LRU_UDP_EXPIRED);
         }
@@ -176,11 +214,11 @@ pub fn select_backend(
     let hash = flow_hash(flow, settings.hash_seed, vip.flags);
     let id = table_lookup(vip, settings, hash).ok_or(stat::DROP_NO_BACKEND)?;
     let backend = live_backend(id).ok_or(stat::DROP_NO_BACKEND)?;
-    if second_hop && !new_flow {
-        if let Some(prev) = previous_owner(vip, settings, hash, id, &backend) {
-            return Ok((Chosen { id, backend, hash }, Some(prev)));
-        }
-    }
+    let prev = if second_hop && !new_flow {
+        previous_owner(vip, settings, hash, id, &backend)
+    } else {
+        None
+    };
     if let Some(set) = set {
         let flooded = flood::new_flow(settings, clock.jiffies);
         // The flow's own way if it has one (SYN on a reused tuple, stale or
@@ -201,19 +239,27 @@ pub fn select_backend(
                     touched: clock.jiffies,
                     vip_index: vip.index as u16,
                     state: conn_state::NEW,
-                    _pad: 0,
+                    has_prev: prev.is_some() as u8,
                     vip_epoch,
                 }
             };
+            // The flow keeps its previous owner from now on (issue 14).
+            if let Some((_, prev_ref)) = prev {
+                if let Some(p) = conn::prev_ref(flow, settings, set) {
+                    // SAFETY: as above.
+                    unsafe { *p = prev_ref };
+                }
+            }
         }
     }
-    Ok((Chosen { id, backend, hash }, None))
+    Ok((Chosen { id, backend, hash }, prev.map(|(addr, _)| addr)))
 }
 
 /// The owner of `hash`'s slot in the VIP's previous table (the inactive
 /// RING half), if the VIP has one and that owner is a live backend other
 /// than `current`, of the same family (the decap program rewrites the
-/// outer header in place, so both hops share a family).
+/// outer header in place, so both hops share a family): its address, and
+/// its id and generation for the connection cache.
 #[inline(always)]
 fn previous_owner(
     vip: &VipMeta,
@@ -221,7 +267,7 @@ fn previous_owner(
     hash: u32,
     current: u32,
     current_backend: &BackendEntry,
-) -> PrevOwner {
+) -> Option<([u32; 4], PrevRef)> {
     let size = vip.prev_table_size;
     let stride = settings.ring_stride;
     if size == 0 || size > stride {
@@ -236,7 +282,13 @@ fn previous_owner(
     if prev.family != current_backend.family {
         return None;
     }
-    Some(prev.addr)
+    Some((
+        prev.addr,
+        PrevRef {
+            backend: id,
+            generation: prev.generation,
+        },
+    ))
 }
 
 /// The backend of a cached entry, if its id was not handed to another

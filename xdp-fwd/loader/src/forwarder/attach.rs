@@ -147,6 +147,7 @@ impl PassProgram {
             map_name::BACKENDS,
             map_name::BACKEND_STATS,
             map_name::CONN_CACHE,
+            map_name::CONN_PREV,
             map_name::NEXT_HOPS,
         ] {
             loader.map_max_entries(name, 1);

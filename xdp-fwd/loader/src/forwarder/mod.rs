@@ -160,6 +160,7 @@ impl Forwarder {
             (map_name::BACKENDS, cap.backends),
             (map_name::BACKEND_STATS, cap.backends),
             (map_name::CONN_CACHE, conn_cache_sets),
+            (map_name::CONN_PREV, conn_cache_sets),
         ];
         if adopted {
             pins::check_pinned_maps(&pin_paths, &sizes)?;

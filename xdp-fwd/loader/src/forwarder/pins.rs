@@ -17,7 +17,7 @@ use crate::{config::vip_from_map_key, Error, Result, PROGRAM_OBJECT};
 
 /// Maps pinned for hot restart: all state and counters survive; only the
 /// next-hop cache (refilled within 100 ms) starts empty.
-const PINNED_MAPS: [&str; 12] = [
+const PINNED_MAPS: [&str; 13] = [
     map_name::SETTINGS,
     map_name::VIPS,
     map_name::VIP_EPOCHS,
@@ -25,6 +25,7 @@ const PINNED_MAPS: [&str; 12] = [
     map_name::RING,
     map_name::BACKENDS,
     map_name::CONN_CACHE,
+    map_name::CONN_PREV,
     map_name::STATS,
     map_name::VIP_STATS,
     map_name::BACKEND_STATS,

@@ -16,6 +16,9 @@ pub(crate) struct Cached {
     pub hash: u32,
     /// Index of the VIP in the model's configuration.
     pub vip: usize,
+    /// The previous owner the flow was cached with (second hop): carried
+    /// by every hit until the entry goes.
+    pub prev: Option<IpAddr>,
 }
 
 #[derive(Clone, Copy, Debug)]

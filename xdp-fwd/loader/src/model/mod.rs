@@ -13,8 +13,10 @@
 //!
 //! Second hop (a VIP's previous table, FORWARDER.md "Second hop") is
 //! modelled: a non-SYN miss whose slot had another owner of the same
-//! family carries it (GUE variant 0 or a middle IP header) and is not
-//! cached.
+//! family carries it (GUE variant 0 or a middle IP header) and is cached
+//! with it, so its hits carry it too (the program's check that the
+//! previous owner's id kept its generation needs configuration changes
+//! while frames run, which the model does not have; the fixtures cover it).
 //!
 //! What it does not model (the fuzz configures these away): flood-mode
 //! admission (threshold off), UDP expiry (timeout longer than the run),
@@ -264,9 +266,9 @@ impl Model {
         let choice = match cached {
             Some(entry) => {
                 out.count(stat::LRU_HIT);
-                Ok((entry.backend, entry.hash, None))
+                Ok((entry.backend, entry.hash, entry.prev))
             }
-            // Only a non-SYN miss may carry a previous owner.
+            // Only a non-SYN packet may carry a previous owner.
             None => self.select_new(&flow, vip, syn, !syn, &mut out),
         };
         match choice {
@@ -283,8 +285,9 @@ impl Model {
     }
 
     /// A flow without a usable cache entry (or a SYN): by the table, then
-    /// cached, unless (`second_hop`) the previous table names another
-    /// owner: then that owner is carried and nothing is cached.
+    /// cached; with `second_hop`, a previous table naming another owner
+    /// makes the packet carry that owner, and the entry keeps it. A hit
+    /// carries its entry's previous owner only with `second_hop`.
     fn select_new(
         &mut self,
         flow: &Flow,
@@ -296,7 +299,7 @@ impl Model {
         if !syn {
             if let Some(e) = self.cache.hit(flow) {
                 out.count(stat::LRU_HIT);
-                return Ok((e.backend, e.hash, None));
+                return Ok((e.backend, e.hash, e.prev.filter(|_| second_hop)));
             }
         }
         out.count(stat::LRU_MISS);
@@ -311,14 +314,20 @@ impl Model {
             return Err(stat::DROP_NO_BACKEND);
         }
         let backend = *v.backends.get(slot as usize).ok_or(stat::DROP_NO_BACKEND)?;
-        if second_hop {
-            if let Some(prev) = previous_owner(v, hash, backend) {
-                return Ok((backend, hash, Some(prev)));
-            }
-        }
-        let evicted = self
-            .cache
-            .insert(flow, cache::Cached { backend, hash, vip });
+        let prev = if second_hop {
+            previous_owner(v, hash, backend)
+        } else {
+            None
+        };
+        let evicted = self.cache.insert(
+            flow,
+            cache::Cached {
+                backend,
+                hash,
+                vip,
+                prev,
+            },
+        );
         if let Some((established, tick_dependent)) = evicted {
             out.tick_dependent |= tick_dependent;
             out.count(stat::LRU_EVICTED);
@@ -326,7 +335,7 @@ impl Model {
                 out.count(stat::LRU_EVICTED_ESTABLISHED);
             }
         }
-        Ok((backend, hash, None))
+        Ok((backend, hash, prev))
     }
 
     fn route(&self, dst: IpAddr) -> RouteOutcome {

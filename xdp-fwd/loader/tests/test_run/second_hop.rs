@@ -1,7 +1,10 @@
 //! Second hop, forwarder side: a non-SYN cache miss whose slot changed
 //! owner carries the previous owner (GUE variant 0 private data, or a
-//! middle IP-in-IP header), byte for byte; SYNs, cache hits, unchanged
-//! slots and a VIP without previous table are forwarded exactly as before.
+//! middle IP-in-IP header), byte for byte, and is cached with it: its hits
+//! carry it too, through later table changes, until a SYN of the tuple
+//! replaces the entry or the previous owner's id is given to another
+//! backend. SYNs, flows cached plain, unchanged slots and a VIP without
+//! previous table are forwarded exactly as before.
 use std::net::IpAddr;
 
 use packet_builder::{
@@ -176,7 +179,7 @@ fn plain(frame: &FrameBuilder, backend: IpAddr, mode: Expect) -> Vec<u8> {
 }
 
 #[test]
-fn non_syn_miss_carries_the_previous_owner_ipip_v4_and_is_not_cached() {
+fn non_syn_miss_carries_the_previous_owner_ipip_v4_and_is_cached_with_it() {
     let lab = RouteLab::new("hop4");
     let mut fwd = forwarder();
     let vip = VipKey::new(ip("203.0.113.7"), 80, Protocol::Tcp);
@@ -187,11 +190,12 @@ fn non_syn_miss_carries_the_previous_owner_ipip_v4_and_is_not_cached() {
         .payload(b"hello");
     let want = expected_ipip_hop(&ack, ip(cur), ip(prev));
     assert_eq!(hex(&run_tx(&lab, &mut fwd, &ack)), hex(&want));
-    // Not cached: the next packet of the flow takes both lookups again.
+    // Cached with its previous owner: the next packet is a hit and still
+    // carries it.
     assert_eq!(hex(&run_tx(&lab, &mut fwd, &ack)), hex(&want));
     let s = fwd.stats().unwrap();
     assert_eq!(s.get(stat::SECOND_HOP_SENT), 2);
-    assert_eq!((s.get(stat::LRU_HIT), s.get(stat::LRU_MISS)), (0, 2));
+    assert_eq!((s.get(stat::LRU_HIT), s.get(stat::LRU_MISS)), (1, 1));
     assert_eq!(
         fwd.owners_for(&vip, ip("192.0.2.10"), 40000).unwrap(),
         (Some(ip(cur)), Some(ip(prev)))
@@ -336,10 +340,12 @@ fn previous_table_given_out_of_order_is_installed_and_released() {
         hex(&run_tx(&lab, &mut fwd, &ack)),
         hex(&expected_ipip_hop(&ack, cur, prev))
     );
-    // The same live table with another previous one: no flip.
+    // The same live table with another previous one: no flip (a new flow:
+    // the first one is cached with its previous owner).
     let other = ip(V4_BACKENDS[0]);
     fwd.set_table_with_previous(&vip, &[cur], &[0; M], Some((&[other], &[0; M])))
         .unwrap();
+    let ack = tcp("192.0.2.10", "203.0.113.7", 40005, 80, tcp_flags::ACK);
     assert_eq!(
         hex(&run_tx(&lab, &mut fwd, &ack)),
         hex(&expected_ipip_hop(&ack, cur, other))
@@ -353,10 +359,118 @@ fn previous_table_given_out_of_order_is_installed_and_released() {
         .set_table_with_previous(&vip, &[cur], &[0; M], Some((&[prev], &[3; M])))
         .unwrap_err();
     assert!(err.to_string().contains("previous table"), "{err}");
+    let ack = tcp("192.0.2.10", "203.0.113.7", 40006, 80, tcp_flags::ACK);
     assert_eq!(
         hex(&run_tx(&lab, &mut fwd, &ack)),
         hex(&plain(&ack, cur, Expect::IpIp))
     );
+}
+
+/// A flow cached with its previous owner keeps carrying it whatever the
+/// tables do next: a second change (whose previous table names another
+/// owner for the slot) and the window's end (`clear_previous`), as long as
+/// both owners stay backends of the forwarder.
+#[test]
+fn cached_previous_owner_survives_a_second_change_and_clear_previous() {
+    let lab = RouteLab::new("hopkeep");
+    let mut fwd = forwarder();
+    let vip = VipKey::new(ip("203.0.113.7"), 80, Protocol::Tcp);
+    let (cur, prev, next) = (V4_BACKENDS[1], V4_BACKENDS[0], V4_BACKENDS[2]);
+    moved_vip(&mut fwd, vip, VipOptions::default(), cur, prev);
+    let ack = tcp("192.0.2.10", "203.0.113.7", 40010, 80, tcp_flags::ACK).payload(b"a");
+    let want = expected_ipip_hop(&ack, ip(cur), ip(prev));
+    assert_eq!(hex(&run_tx(&lab, &mut fwd, &ack)), hex(&want));
+
+    // Second change inside the window: every slot to `next`; the previous
+    // table (one change back) names `cur`. `cur` and `prev` stay backends.
+    let live = [ip(next), ip(prev), ip(cur)];
+    fwd.set_table_with_previous(&vip, &live, &[0; M], Some((&[ip(cur)], &[0; M])))
+        .unwrap();
+    assert_eq!(hex(&run_tx(&lab, &mut fwd, &ack)), hex(&want));
+    // A flow first seen now goes by the new tables.
+    let other = tcp("192.0.2.10", "203.0.113.7", 40011, 80, tcp_flags::ACK);
+    assert_eq!(
+        hex(&run_tx(&lab, &mut fwd, &other)),
+        hex(&expected_ipip_hop(&other, ip(next), ip(cur)))
+    );
+    // The window ends: the cached flows still carry what they were cached
+    // with; a new one goes plain.
+    fwd.clear_previous(&vip).unwrap();
+    assert_eq!(hex(&run_tx(&lab, &mut fwd, &ack)), hex(&want));
+    assert_eq!(
+        hex(&run_tx(&lab, &mut fwd, &other)),
+        hex(&expected_ipip_hop(&other, ip(next), ip(cur)))
+    );
+    let fresh = tcp("192.0.2.10", "203.0.113.7", 40012, 80, tcp_flags::ACK);
+    assert_eq!(
+        hex(&run_tx(&lab, &mut fwd, &fresh)),
+        hex(&plain(&fresh, ip(next), Expect::IpIp))
+    );
+    let s = fwd.stats().unwrap();
+    assert_eq!(s.get(stat::SECOND_HOP_SENT), 5);
+    assert_eq!((s.get(stat::LRU_HIT), s.get(stat::LRU_MISS)), (3, 3));
+}
+
+/// A SYN of the tuple replaces the entry: the new connection goes to the
+/// current owner, plain, and so do its later packets.
+#[test]
+fn syn_clears_a_cached_previous_owner() {
+    let lab = RouteLab::new("hopsynclr");
+    let mut fwd = forwarder();
+    let vip = VipKey::new(ip("203.0.113.7"), 80, Protocol::Tcp);
+    let (cur, prev) = (V4_BACKENDS[1], V4_BACKENDS[0]);
+    moved_vip(&mut fwd, vip, VipOptions::default(), cur, prev);
+    let ack = tcp("192.0.2.10", "203.0.113.7", 40020, 80, tcp_flags::ACK);
+    let syn = tcp("192.0.2.10", "203.0.113.7", 40020, 80, tcp_flags::SYN);
+    assert_eq!(
+        hex(&run_tx(&lab, &mut fwd, &ack)),
+        hex(&expected_ipip_hop(&ack, ip(cur), ip(prev)))
+    );
+    assert_eq!(
+        hex(&run_tx(&lab, &mut fwd, &syn)),
+        hex(&plain(&syn, ip(cur), Expect::IpIp))
+    );
+    assert_eq!(
+        hex(&run_tx(&lab, &mut fwd, &ack)),
+        hex(&plain(&ack, ip(cur), Expect::IpIp))
+    );
+    let s = fwd.stats().unwrap();
+    assert_eq!(s.get(stat::SECOND_HOP_SENT), 1);
+    assert_eq!((s.get(stat::LRU_HIT), s.get(stat::LRU_MISS)), (1, 2));
+}
+
+/// The entry keeps the previous owner's backend id and generation: once
+/// that id is released the owner is not carried, and once it is given to
+/// another backend, that backend is not carried either.
+#[test]
+fn previous_owner_id_released_or_reassigned_is_not_carried() {
+    let lab = RouteLab::new("hopreid");
+    let mut fwd = forwarder();
+    let vip = VipKey::new(ip("203.0.113.7"), 80, Protocol::Tcp);
+    let (cur, prev) = (V4_BACKENDS[1], V4_BACKENDS[0]);
+    moved_vip(&mut fwd, vip, VipOptions::default(), cur, prev);
+    let ack = tcp("192.0.2.10", "203.0.113.7", 40030, 80, tcp_flags::ACK);
+    assert_eq!(
+        hex(&run_tx(&lab, &mut fwd, &ack)),
+        hex(&expected_ipip_hop(&ack, ip(cur), ip(prev)))
+    );
+    // `prev` leaves every table: its id is released.
+    fwd.set_table(&vip, &[ip(cur)], &[0; M]).unwrap();
+    assert_eq!(
+        hex(&run_tx(&lab, &mut fwd, &ack)),
+        hex(&plain(&ack, ip(cur), Expect::IpIp))
+    );
+    // Another VIP's backend takes the free id (new generation).
+    let vip2 = VipKey::new(ip("203.0.113.8"), 80, Protocol::Tcp);
+    fwd.set_vip(vip2, VipOptions::default()).unwrap();
+    fwd.set_table(&vip2, &[ip("10.200.0.9")], &[0; M]).unwrap();
+    assert_eq!(
+        hex(&run_tx(&lab, &mut fwd, &ack)),
+        hex(&plain(&ack, ip(cur), Expect::IpIp))
+    );
+    let s = fwd.stats().unwrap();
+    assert_eq!(s.get(stat::SECOND_HOP_SENT), 1);
+    assert_eq!((s.get(stat::LRU_HIT), s.get(stat::LRU_MISS)), (2, 1));
 }
 
 /// Both programs agree on the wire format: the forwarder's second-hop
