@@ -14,7 +14,7 @@ use crate::{
     csum, forward_flow,
     maps::count,
     packet::*,
-    parse::{ip_ptr_at, Packet},
+    parse::{in_packet, Packet},
     select,
 };
 
@@ -149,7 +149,10 @@ fn forward_too_big(ctx: &XdpContext, pkt: &Packet, flow: FlowKey) -> u32 {
 #[inline(always)]
 fn too_big_v4(ctx: &XdpContext, pkt: &Packet) -> u32 {
     let quoted = pkt.l4_off + ICMP_HLEN;
-    let Some(ip) = ip_ptr_at(ctx, pkt, quoted, IPV4_HLEN) else {
+    if !in_packet(pkt, quoted, IPV4_HLEN) {
+        return xdp_action::XDP_PASS;
+    }
+    let Some(ip) = ptr_at(ctx, quoted, IPV4_HLEN) else {
         return xdp_action::XDP_PASS;
     };
     // SAFETY: the quoted IPv4 header checked.
@@ -160,7 +163,10 @@ fn too_big_v4(ctx: &XdpContext, pkt: &Packet) -> u32 {
         return xdp_action::XDP_PASS;
     }
     // RFC 792: the quote holds at least 8 bytes past the header, the ports.
-    let Some(l4) = ip_ptr_at(ctx, pkt, quoted + ihl, 4) else {
+    if !in_packet(pkt, quoted + ihl, 4) {
+        return xdp_action::XDP_PASS;
+    }
+    let Some(l4) = ptr_at(ctx, quoted + ihl, 4) else {
         return xdp_action::XDP_PASS;
     };
     // SAFETY: 4 bytes checked.
@@ -175,7 +181,10 @@ fn too_big_v4(ctx: &XdpContext, pkt: &Packet) -> u32 {
 #[inline(always)]
 fn too_big_v6(ctx: &XdpContext, pkt: &Packet) -> u32 {
     let quoted = pkt.l4_off + ICMP_HLEN;
-    let Some(ip) = ip_ptr_at(ctx, pkt, quoted, IPV6_HLEN + 4) else {
+    if !in_packet(pkt, quoted, IPV6_HLEN + 4) {
+        return xdp_action::XDP_PASS;
+    }
+    let Some(ip) = ptr_at(ctx, quoted, IPV6_HLEN + 4) else {
         return xdp_action::XDP_PASS;
     };
     // SAFETY: the quoted IPv6 header and the ports checked.

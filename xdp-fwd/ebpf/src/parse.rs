@@ -166,32 +166,36 @@ fn parse_ipv6(ctx: &XdpContext, l3_off: usize) -> Option<Packet> {
     Some(pkt)
 }
 
-/// Pointer to `len` bytes at frame offset `off` that lie inside the IP
-/// packet as its length field describes it, not merely inside the frame:
-/// bytes past the IP length (Ethernet padding, or a length that lies) are
-/// no part of the packet, so no header is read from them.
-///
-/// The frame check comes first, the IP-length compare second: parse
-/// checked `l3_off + ip_len` against the frame, so the IP-length compare
-/// implies the frame check, and placed first it let LLVM delete the frame
-/// check the verifier needs. In this order each is a plain compare (no
-/// volatile read, which kept the whole `Packet` in stack memory).
+/// Whether `len` bytes at frame offset `off` lie inside the IP packet as
+/// its length field describes it, not merely inside the frame: bytes past
+/// the IP length (Ethernet padding, or a length that lies) are no part of
+/// the packet, so no header is read from them.
 #[inline(always)]
-pub fn ip_ptr_at(ctx: &XdpContext, pkt: &Packet, off: usize, len: usize) -> Option<*mut u8> {
-    let p = ptr_at(ctx, off, len)?;
-    if off + len > pkt.l3_off + pkt.ip_len as usize {
-        return None;
-    }
-    Some(p)
+pub fn in_packet(pkt: &Packet, off: usize, len: usize) -> bool {
+    // A volatile read: parse checked `l3_off + ip_len` against the frame,
+    // so LLVM would otherwise find the frame check (`ptr_at`) that follows
+    // implied by this one and delete it, and the verifier needs that one.
+    // SAFETY: a read of a field of a live reference.
+    let ip_len = unsafe { core::ptr::read_volatile(&pkt.ip_len) };
+    off + len <= pkt.l3_off + ip_len as usize
 }
 
 /// Reads ports and TCP flags; other protocols keep zero ports. The
 /// transport header must lie inside the IP packet.
 #[inline(always)]
 fn parse_l4(ctx: &XdpContext, pkt: &mut Packet) -> Option<()> {
+    let hlen = match pkt.flow.proto {
+        proto::TCP => TCP_HLEN,
+        proto::UDP => UDP_HLEN,
+        proto::ICMP | proto::ICMPV6 => ICMP_HLEN,
+        _ => 0,
+    };
+    if !in_packet(pkt, pkt.l4_off, hlen) {
+        return None;
+    }
     match pkt.flow.proto {
         proto::TCP => {
-            let l4 = ip_ptr_at(ctx, pkt, pkt.l4_off, TCP_HLEN)?;
+            let l4 = ptr_at(ctx, pkt.l4_off, TCP_HLEN)?;
             // SAFETY: the TCP header checked.
             let (sport, dport, flags) =
                 unsafe { (read::<u16>(l4, 0), read::<u16>(l4, 2), read::<u8>(l4, 13)) };
@@ -201,7 +205,7 @@ fn parse_l4(ctx: &XdpContext, pkt: &mut Packet) -> Option<()> {
             pkt.tcp_syn = flags & 0x12 == 0x02;
         }
         proto::UDP => {
-            let l4 = ip_ptr_at(ctx, pkt, pkt.l4_off, UDP_HLEN)?;
+            let l4 = ptr_at(ctx, pkt.l4_off, UDP_HLEN)?;
             // SAFETY: the UDP header checked.
             let (sport, dport, csum) =
                 unsafe { (read::<u16>(l4, 0), read::<u16>(l4, 2), read::<u16>(l4, 6)) };
@@ -210,7 +214,7 @@ fn parse_l4(ctx: &XdpContext, pkt: &mut Packet) -> Option<()> {
             pkt.udp_no_csum = csum == 0;
         }
         proto::ICMP | proto::ICMPV6 => {
-            ip_ptr_at(ctx, pkt, pkt.l4_off, ICMP_HLEN)?;
+            ptr_at(ctx, pkt.l4_off, ICMP_HLEN)?;
         }
         _ => {}
     }
