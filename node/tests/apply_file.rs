@@ -18,9 +18,8 @@ use edgelb_node::{
     },
     desired::{parse, render},
 };
-use edgelb_sim::cluster::{backend_addr, in_namespace, lb_addr, Cluster, ClusterSpec, ADMIN_PORT};
-use support::{fails, ok, ok_json, POLL};
-use testbed::wait::wait_for;
+use edgelb_sim::cluster::{backend_addr, in_namespace, lb_addr, Cluster, ADMIN_PORT};
+use support::{fails, ok, settled_cluster};
 
 const VIPS: usize = 10;
 const BACKENDS: usize = 20;
@@ -70,27 +69,8 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 
 #[test]
 fn apply_export_and_bad_files_on_a_real_cluster() {
-    let cluster = Cluster::start(ClusterSpec {
-        backends: BACKENDS,
-        ..ClusterSpec::default()
-    })
-    .expect("cluster up");
+    let (cluster, v0) = settled_cluster(BACKENDS);
     let dir = tempfile::tempdir().expect("tempdir");
-    // Every daemon registers its admin address through Raft once it runs:
-    // wait for those versions to land before counting ours.
-    let registered = wait_for("admin addresses", Duration::from_secs(30), POLL, || {
-        let nodes = ok_json(&cluster, 1, &["node", "list"]);
-        let all = nodes["nodes"]
-            .as_array()?
-            .iter()
-            .all(|n| !n["admin"].is_null());
-        all.then_some(())
-    });
-    assert!(registered.is_ok(), "{}", cluster.log_tails(20));
-    cluster
-        .converge(Duration::from_secs(30))
-        .expect("converged");
-    let v0 = cluster.current_version().expect("version");
 
     // --- one file, one version on every node.
     let first = write(

@@ -22,10 +22,9 @@ use std::{
 };
 
 use edgelb_node::http::ROUTES;
-use edgelb_sim::cluster::{backend_addr, in_namespace, lb_addr, Cluster, ClusterSpec, HTTP_PORT};
+use edgelb_sim::cluster::{backend_addr, in_namespace, lb_addr, Cluster, HTTP_PORT};
 use serde_json::{json, Value};
-use support::{ok, ok_json, POLL};
-use testbed::wait::wait_for;
+use support::{ok, settled_cluster};
 
 const VIPS: usize = 10;
 const BACKENDS: usize = 20;
@@ -181,28 +180,9 @@ fn documented_routes() -> BTreeSet<(String, String)> {
 
 #[test]
 fn http_api_on_a_real_cluster() {
-    let cluster = Cluster::start(ClusterSpec {
-        backends: BACKENDS,
-        ..ClusterSpec::default()
-    })
-    .expect("cluster up");
+    let (cluster, v0) = settled_cluster(BACKENDS);
     let token = std::fs::read_to_string(&cluster.token_file).unwrap();
     let token = token.trim();
-    // Every daemon registers its admin address through Raft once it runs:
-    // wait for those versions to land before counting ours.
-    let registered = wait_for("admin addresses", Duration::from_secs(30), POLL, || {
-        let nodes = ok_json(&cluster, 1, &["node", "list"]);
-        let all = nodes["nodes"]
-            .as_array()?
-            .iter()
-            .all(|n| !n["admin"].is_null());
-        all.then_some(())
-    });
-    assert!(registered.is_ok(), "{}", cluster.log_tails(20));
-    cluster
-        .converge(Duration::from_secs(30))
-        .expect("converged");
-    let v0 = cluster.current_version().expect("version");
 
     // --- the document and the server have the same routes, and each answers.
     let served: BTreeSet<(String, String)> = ROUTES

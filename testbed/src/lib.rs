@@ -3,7 +3,7 @@
 //!
 //! - [`alloc`]: the largest allocation a piece of code made (fuzz bounds).
 //! - [`cpu`]: pinning a thread or process to one CPU.
-//! - [`fuzz`]: the case budget and runtime every fuzz target shares.
+//! - [`fuzz`]: the case budget, runtime and seeded generator fuzz targets share.
 //! - [`namespace`]: network namespaces with guaranteed teardown, veth pairs.
 //! - [`process`]: processes killed (SIGTERM, then SIGKILL) when their guard drops.
 //! - [`routers`]: FRR, BIRD and GoBGP launchers, every file under the caller's dir.

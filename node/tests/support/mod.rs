@@ -10,7 +10,8 @@ use std::{
     time::Duration,
 };
 
-use edgelb_sim::cluster::{in_namespace, lb_addr, Cluster, METRICS_PORT};
+use edgelb_sim::cluster::{in_namespace, lb_addr, Cluster, ClusterSpec, METRICS_PORT};
+use testbed::wait::wait_for;
 
 /// One `lbctl` run.
 #[derive(Debug)]
@@ -131,6 +132,32 @@ pub fn families(text: &str) -> std::collections::BTreeSet<String> {
 
 /// How often the daemon tests poll (testbed::wait::wait_for).
 pub const POLL: Duration = Duration::from_millis(100);
+
+/// A default cluster with `backends` backend hosts, once every daemon has
+/// registered its admin address (each registration is a version of its
+/// own) and all nodes have converged; with the table version then, so a
+/// test can count the versions it makes.
+pub fn settled_cluster(backends: usize) -> (Cluster, u64) {
+    let cluster = Cluster::start(ClusterSpec {
+        backends,
+        ..ClusterSpec::default()
+    })
+    .expect("cluster up");
+    let registered = wait_for("admin addresses", Duration::from_secs(30), POLL, || {
+        let nodes = ok_json(&cluster, 1, &["node", "list"]);
+        let all = nodes["nodes"]
+            .as_array()?
+            .iter()
+            .all(|n| !n["admin"].is_null());
+        all.then_some(())
+    });
+    assert!(registered.is_ok(), "{}", cluster.log_tails(20));
+    cluster
+        .converge(Duration::from_secs(30))
+        .expect("converged");
+    let v0 = cluster.current_version().expect("version");
+    (cluster, v0)
+}
 
 /// The shipped Grafana dashboard, parsed.
 pub fn dashboard() -> serde_json::Value {

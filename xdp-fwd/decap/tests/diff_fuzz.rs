@@ -25,7 +25,11 @@ use std::{
 use packet_builder::{headers, FrameBuilder, L4};
 use std::io::Read;
 
-use testbed::{wait::assert_eventually, Namespace};
+use testbed::{
+    fuzz::{self, hex, Rng},
+    wait::assert_eventually,
+    Namespace,
+};
 use xdp_decap::{
     model::{DecapModel, HopRule, Route, RouteTo, SecondHop},
     DecapStats, Decapper,
@@ -62,28 +66,6 @@ const CLIENT_PORT: u16 = 41000;
 const TIME_WAIT_PORT: u16 = CLIENT_PORT + CONNS;
 /// A UDP socket is bound on the VIPs' port 53 (not 5353).
 const UDP_PORT: u16 = 53;
-
-/// splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -355,10 +337,6 @@ fn frame(rng: &mut Rng) -> Vec<u8> {
     f
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 fn add(a: DecapStats, b: DecapStats) -> DecapStats {
     DecapStats {
         ipip: a.ipip + b.ipip,
@@ -370,16 +348,6 @@ fn add(a: DecapStats, b: DecapStats) -> DecapStats {
         second_hop_invalid: a.second_hop_invalid + b.second_hop_invalid,
         second_hop_no_route: a.second_hop_no_route + b.second_hop_no_route,
     }
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    let v = std::env::var(name).ok()?;
-    let v = v.trim();
-    let parsed = match v.strip_prefix("0x") {
-        Some(h) => u64::from_str_radix(h, 16),
-        None => v.parse(),
-    };
-    Some(parsed.unwrap_or_else(|_| panic!("{name}={v}: not a number")))
 }
 
 fn mac(m: [u8; 6]) -> String {
@@ -620,10 +588,7 @@ fn fuzz(dec: &mut Decapper, model: &DecapModel, hop0: u32) {
         }
         Ok((want.stats, want.rule))
     };
-    if let Ok(h) = std::env::var("EDGELB_FUZZ_FRAME") {
-        let f: Vec<u8> = (0..h.len() / 2)
-            .map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap())
-            .collect();
+    if let Some(f) = fuzz::replay_frame() {
         let before = dec.stats().unwrap();
         let (want, rule) = run(dec, &f).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
@@ -634,10 +599,10 @@ fn fuzz(dec: &mut Decapper, model: &DecapModel, hop0: u32) {
         eprintln!("frame agrees ({rule:?})");
         return;
     }
-    let seed = env_u64("EDGELB_FUZZ_SEED").unwrap_or(DEFAULT_SEED);
-    let total = env_u64("EDGELB_FUZZ_FRAMES").unwrap_or(DEFAULT_FRAMES);
+    let seed = fuzz::seed(DEFAULT_SEED);
+    let total = fuzz::frames(DEFAULT_FRAMES);
     let started = Instant::now();
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut want_stats = dec.stats().unwrap();
     let mut rules: BTreeMap<String, u64> = BTreeMap::new();
     let mut done = 0u64;

@@ -21,6 +21,7 @@ use std::{collections::BTreeMap, net::IpAddr, time::Duration, time::Instant};
 
 use common::*;
 use packet_builder::{Fragment, FrameBuilder, L4};
+use testbed::fuzz::{self, hex, Rng};
 use xdp_fwd::{
     common::stats::{stat, STAT_NAMES},
     model::{Model, ModelConfig, ModelRoute, ModelVip, Outcome, RouteOutcome},
@@ -36,31 +37,6 @@ const BATCH: usize = 1000;
 const MAX_RUN: Duration = Duration::from_secs(600);
 const GUE_PORT: u16 = 6080;
 const M: usize = 13;
-
-/// splitmix64: small, fast, and the same sequence everywhere.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
-        xs[self.below(xs.len() as u64) as usize]
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -510,16 +486,6 @@ fn frame(rng: &mut Rng) -> Vec<u8> {
 
 // ----- comparison ------------------------------------------------------------------
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len() / 2)
-        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex frame"))
-        .collect()
-}
-
 /// Every counter as (name, value), VIP and backend traffic included.
 fn flat(s: &Stats) -> BTreeMap<String, u64> {
     let mut m: BTreeMap<String, u64> = s.named().map(|(n, v)| (n.to_string(), v)).collect();
@@ -608,24 +574,12 @@ fn run_one(
     Ok(want)
 }
 
-fn env_u64(name: &str) -> Option<u64> {
-    let v = std::env::var(name).ok()?;
-    let v = v.trim();
-    let parsed = match v.strip_prefix("0x") {
-        Some(h) => u64::from_str_radix(h, 16),
-        None => v.parse(),
-    };
-    Some(parsed.unwrap_or_else(|_| panic!("{name}={v}: not a number")))
-}
-
 #[test]
 fn forwarder_agrees_with_the_model_on_a_million_frames() {
     let lab = RouteLab::new("dfuzz");
-    let seed = env_u64("EDGELB_FUZZ_SEED").unwrap_or(DEFAULT_SEED);
-    let total = env_u64("EDGELB_FUZZ_FRAMES").unwrap_or(DEFAULT_FRAMES);
-    let replay = std::env::var("EDGELB_FUZZ_FRAME")
-        .ok()
-        .map(|h| unhex(h.trim()));
+    let seed = fuzz::seed(DEFAULT_SEED);
+    let total = fuzz::frames(DEFAULT_FRAMES);
+    let replay = fuzz::replay_frame();
     lab.ns.run(|| {
         let (mut fwd, mut model) = set_up(&lab);
         if let Some(f) = replay {
@@ -636,7 +590,7 @@ fn forwarder_agrees_with_the_model_on_a_million_frames() {
             return;
         }
         let started = Instant::now();
-        let mut rng = Rng(seed);
+        let mut rng = Rng::new(seed);
         let mut verdicts = [0u64; 5];
         let (mut second_hops, mut evictions) = (0u64, 0u64);
         let mut done = 0u64;

@@ -22,6 +22,15 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
+/// The capacity the tests load with (a restart must ask for the same to
+/// adopt the pins).
+const CAPACITY: Capacity = Capacity {
+    vips: 4,
+    backends: 16,
+    table_size: 13,
+    flows: 1024,
+};
+
 /// A private BPF filesystem mount, unmounted (with its pins) on drop.
 struct BpfFs {
     dir: tempfile::TempDir,
@@ -37,6 +46,14 @@ impl BpfFs {
 
     fn path(&self) -> PathBuf {
         self.dir.path().join("edgelb")
+    }
+
+    /// Load options that pin under this mount, at `capacity`.
+    fn options(&self, capacity: Capacity) -> LoadOptions {
+        LoadOptions {
+            pin_dir: Some(self.path()),
+            capacity,
+        }
     }
 }
 
@@ -57,15 +74,7 @@ fn outer_dst(frame: &[u8]) -> IpAddr {
 fn a_new_process_takes_over_pinned_maps_and_link() {
     let fs = BpfFs::mount();
     let lab = RouteLab::new("restart");
-    let options = LoadOptions {
-        pin_dir: Some(fs.path()),
-        capacity: Capacity {
-            vips: 4,
-            backends: 16,
-            table_size: 13,
-            flows: 1024,
-        },
-    };
+    let options = fs.options(CAPACITY);
     let settings = ForwarderSettings {
         hash_seed: 99,
         ..Default::default()
@@ -210,25 +219,16 @@ fn pin_foreign_map(path: &std::path::Path, map_type: u32, key: u32, value: u32, 
 #[test]
 fn pins_of_other_capacities_or_another_build_are_refused() {
     let fs = BpfFs::mount();
-    let capacity = Capacity {
-        vips: 4,
-        backends: 16,
-        table_size: 13,
-        flows: 1024,
-    };
-    let options = |capacity| LoadOptions {
-        pin_dir: Some(fs.path()),
-        capacity,
-    };
+    let capacity = CAPACITY;
     let vip = VipKey::new(ip("203.0.113.7"), 80, Protocol::Tcp);
     {
-        let mut first = Forwarder::load_with(options(capacity)).unwrap();
+        let mut first = Forwarder::load_with(fs.options(capacity)).unwrap();
         first.set_vip(vip, VipOptions::default()).unwrap();
     }
 
     // Other capacities: refused before anything is loaded; the pins stay
     // usable by a restart with the right ones.
-    let err = Forwarder::load_with(options(Capacity {
+    let err = Forwarder::load_with(fs.options(Capacity {
         flows: 4096,
         ..capacity
     }))
@@ -238,7 +238,7 @@ fn pins_of_other_capacities_or_another_build_are_refused() {
         err.to_string().contains("pinned map CONN_CACHE has"),
         "{err}"
     );
-    let second = Forwarder::load_with(options(capacity)).unwrap();
+    let second = Forwarder::load_with(fs.options(capacity)).unwrap();
     assert!(second.adopted());
     assert_eq!(second.vips().len(), 1);
     drop(second);
@@ -252,7 +252,7 @@ fn pins_of_other_capacities_or_another_build_are_refused() {
     std::fs::remove_file(&conn).unwrap();
     const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
     pin_foreign_map(&conn, BPF_MAP_TYPE_PERCPU_ARRAY, 4, value, entries);
-    let err = Forwarder::load_with(options(capacity))
+    let err = Forwarder::load_with(fs.options(capacity))
         .err()
         .expect("a map of another type refused");
     assert!(
@@ -266,7 +266,7 @@ fn pins_of_other_capacities_or_another_build_are_refused() {
     let stats = fs.path().join("STATS");
     std::fs::remove_file(&stats).unwrap();
     pin_foreign_map(&stats, BPF_MAP_TYPE_PERCPU_ARRAY, 4, 8, stat::COUNT + 1);
-    let err = Forwarder::load_with(options(capacity))
+    let err = Forwarder::load_with(fs.options(capacity))
         .err()
         .expect("another number of counters refused");
     assert!(
@@ -283,15 +283,7 @@ fn pins_of_other_capacities_or_another_build_are_refused() {
 fn a_previous_table_survives_a_hot_restart() {
     let fs = BpfFs::mount();
     let lab = RouteLab::new("restarthop");
-    let options = LoadOptions {
-        pin_dir: Some(fs.path()),
-        capacity: Capacity {
-            vips: 4,
-            backends: 16,
-            table_size: 13,
-            flows: 1024,
-        },
-    };
+    let options = fs.options(CAPACITY);
     let vip = VipKey::new(ip("203.0.113.7"), 80, Protocol::Tcp);
     let (current, previous) = (ip("10.200.0.1"), ip("10.200.0.2"));
     let ack = FrameBuilder::new(
@@ -356,17 +348,8 @@ fn read_pinned_ring(path: &std::path::Path, first: u32, count: u32) -> Vec<u32> 
 #[test]
 fn a_table_written_through_the_mapping_reads_back_and_a_non_mmapable_ring_is_refused() {
     let fs = BpfFs::mount();
-    let table_size = 13;
-    let capacity = Capacity {
-        vips: 4,
-        backends: 16,
-        table_size,
-        flows: 1024,
-    };
-    let options = LoadOptions {
-        pin_dir: Some(fs.path()),
-        capacity,
-    };
+    let table_size = CAPACITY.table_size;
+    let options = fs.options(CAPACITY);
     let vip = VipKey::new(ip("203.0.113.7"), 80, Protocol::Tcp);
     let backends = [ip("10.200.0.1"), ip("10.200.0.2"), ip("10.200.0.3")];
     let slots: Vec<u32> = (0..table_size).map(|i| (i * 7 + 1) % 3).collect();

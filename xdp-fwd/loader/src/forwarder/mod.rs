@@ -2,6 +2,7 @@
 //! counters. Attaching, tables and hot restart (pins) are in submodules.
 
 mod attach;
+mod map_mmap;
 mod pins;
 mod ring_map;
 mod table;
@@ -365,34 +366,14 @@ impl Forwarder {
     /// packet goes by the current table and is cached again. The map is
     /// mmapable, so this is one write of zeros, not a syscall per set.
     pub fn clear_conn_cache(&mut self) -> Result<()> {
-        use std::os::fd::{AsFd, AsRawFd};
         let sets = possible_cpus()? * self.conn_sets as usize;
         let len = sets * std::mem::size_of::<xdp_fwd_common::ConnSet>();
-        let map = match self.map(map_name::CONN_CACHE)? {
-            aya::maps::Map::Array(data) => data,
-            _ => return Err(Error::Missing("CONN_CACHE array")),
-        };
-        let fd = map.fd().as_fd().as_raw_fd();
-        // SAFETY: a shared mapping of the map's value area, `len` bytes
-        // (the kernel rounds up to pages), unmapped before returning.
-        unsafe {
-            let p = libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd,
-                0,
-            );
-            if p == libc::MAP_FAILED {
-                return Err(Error::Io(
-                    "mmap CONN_CACHE".into(),
-                    std::io::Error::last_os_error(),
-                ));
-            }
-            std::ptr::write_bytes(p.cast::<u8>(), 0, len);
-            libc::munmap(p, len);
-        }
+        let mapping =
+            map_mmap::MapMmap::new(self.map(map_name::CONN_CACHE)?, "CONN_CACHE array", len)?;
+        // SAFETY: `len` bytes lie within the mapping (which rounds up to
+        // pages); zero is a valid (empty) ConnSet; unmapped on drop.
+        debug_assert!(len <= mapping.len());
+        unsafe { std::ptr::write_bytes(mapping.as_ptr(), 0, len) };
         Ok(())
     }
 

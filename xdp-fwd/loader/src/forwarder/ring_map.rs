@@ -1,10 +1,6 @@
 //! The RING map's values mapped into the loader (`BPF_F_MMAPABLE`): a table
 //! half is written with plain stores instead of one `bpf()` update per slot.
-use std::{
-    os::fd::{AsFd, AsRawFd},
-    ptr::NonNull,
-};
-
+use super::map_mmap::MapMmap;
 use crate::{Error, Result};
 
 /// Bytes between two RING slots in the mapping: the kernel stores array
@@ -24,53 +20,31 @@ const SLOT_STRIDE: usize = 8;
 /// `HALF_REUSE_GRACE` in `table`). A half becomes live through a VipMeta
 /// update, a `bpf()` syscall after a release fence, so the stores are
 /// visible before the program can pick the half.
+///
+/// Send and Sync through [`MapMmap`]: writes need `&mut self`, and reads
+/// through `&self` race only with the program's own loads, which the kernel
+/// makes no Rust aliasing claims about.
 pub(super) struct RingMapping {
-    base: NonNull<u32>,
+    map: MapMmap,
     entries: usize,
-    len: usize,
 }
-
-// SAFETY: the mapping is plain shared memory owned by this value; writes
-// need `&mut self`, and reads through `&self` race only with the program's
-// own loads, which the kernel makes no Rust aliasing claims about.
-unsafe impl Send for RingMapping {}
-// SAFETY: as above; `&self` methods only read.
-unsafe impl Sync for RingMapping {}
 
 impl RingMapping {
     /// Maps the values of `map` (the RING array, created mmapable with
     /// `entries` slots).
     pub(super) fn new(map: &aya::maps::Map, entries: u32) -> Result<Self> {
-        let data = match map {
-            aya::maps::Map::Array(data) => data,
-            _ => return Err(Error::Missing("RING array")),
-        };
-        let fd = data.fd().as_fd().as_raw_fd();
-        // SAFETY: sysconf has no preconditions.
-        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
         let entries = entries as usize;
-        let len = (entries * SLOT_STRIDE).div_ceil(page) * page;
-        // SAFETY: a new shared mapping of the map's value area; the kernel
-        // refuses (EINVAL) a length beyond the array's, or a map that is
-        // not mmapable. The mapping keeps the map alive on its own.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(Error::Io(
-                "mmap RING".into(),
-                std::io::Error::last_os_error(),
-            ));
-        }
-        let base = NonNull::new(p.cast::<u32>()).ok_or(Error::Missing("RING mapping"))?;
-        Ok(Self { base, entries, len })
+        let map = MapMmap::new(map, "RING array", entries * SLOT_STRIDE)?;
+        Ok(Self { map, entries })
+    }
+
+    /// Slot `i`'s address (in bounds: the callers check against `entries`;
+    /// aligned: page-aligned base, 8-byte stride).
+    fn slot(&self, i: usize) -> *mut u32 {
+        self.map
+            .as_ptr()
+            .cast::<u32>()
+            .wrapping_add(i * (SLOT_STRIDE / 4))
     }
 
     /// Checks that slots `first..first + count` exist.
@@ -102,12 +76,7 @@ impl RingMapping {
             }
             // SAFETY: in bounds (checked above); aligned (page-aligned base,
             // 8-byte stride); volatile, as the program reads it too.
-            unsafe {
-                self.base
-                    .as_ptr()
-                    .add((first + i) * (SLOT_STRIDE / 4))
-                    .write_volatile(v)
-            };
+            unsafe { self.slot(first + i).write_volatile(v) };
             written += 1;
         }
         // Orders the stores before the VipMeta update that makes them live.
@@ -121,20 +90,8 @@ impl RingMapping {
         Ok((0..count)
             .map(|i| {
                 // SAFETY: in bounds and aligned, as in `write`.
-                unsafe {
-                    self.base
-                        .as_ptr()
-                        .add((first + i) * (SLOT_STRIDE / 4))
-                        .read_volatile()
-                }
+                unsafe { self.slot(first + i).read_volatile() }
             })
             .collect())
-    }
-}
-
-impl Drop for RingMapping {
-    fn drop(&mut self) {
-        // SAFETY: our mapping, of `len` bytes; nothing refers to it after.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
     }
 }
