@@ -19,7 +19,7 @@ use edgelb_node::{
     desired::{parse, render},
 };
 use edgelb_sim::cluster::{backend_addr, in_namespace, lb_addr, Cluster, ADMIN_PORT};
-use support::{fails, ok, settled_cluster};
+use support::{all_at, fails, ok, settled_cluster};
 
 const VIPS: usize = 10;
 const BACKENDS: usize = 20;
@@ -41,24 +41,6 @@ fn desired_file(weight_of: impl Fn(usize, usize) -> u32) -> String {
         }
     }
     text
-}
-
-/// Every node's programmed table version, once they all agree on a digest
-/// at `version` or later; fails unless each is exactly `version`.
-fn all_at(cluster: &Cluster, version: u64) -> String {
-    let digest = cluster
-        .wait_for_agreement(version, Duration::from_secs(30))
-        .expect("agreement");
-    let s = cluster.status().expect("status");
-    for n in s["nodes"].as_array().expect("nodes") {
-        assert_eq!(
-            n[1]["Ok"]["table_version"].as_u64(),
-            Some(version),
-            "a node is not at exactly version {version}: {s}"
-        );
-        assert_eq!(n[1]["Ok"]["table_digest"].as_str(), Some(digest.as_str()));
-    }
-    digest
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> String {

@@ -24,7 +24,7 @@ use std::{
 use edgelb_node::http::ROUTES;
 use edgelb_sim::cluster::{backend_addr, in_namespace, lb_addr, Cluster, HTTP_PORT};
 use serde_json::{json, Value};
-use support::{ok, settled_cluster};
+use support::{all_at, ok, settled_cluster};
 
 const VIPS: usize = 10;
 const BACKENDS: usize = 20;
@@ -149,19 +149,6 @@ fn big_batch() -> Vec<Value> {
         }
     }
     requests
-}
-
-/// Every node at exactly `version`, all with one digest; returns it.
-fn all_at(cluster: &Cluster, version: u64) -> String {
-    let digest = cluster
-        .wait_for_agreement(version, Duration::from_secs(30))
-        .expect("agreement");
-    let s = cluster.status().expect("status");
-    for n in s["nodes"].as_array().expect("nodes") {
-        assert_eq!(n[1]["Ok"]["table_version"].as_u64(), Some(version), "{s}");
-        assert_eq!(n[1]["Ok"]["table_digest"].as_str(), Some(digest.as_str()));
-    }
-    digest
 }
 
 /// The (METHOD, path) pairs `deploy/openapi.json` documents.

@@ -159,6 +159,25 @@ pub fn settled_cluster(backends: usize) -> (Cluster, u64) {
     (cluster, v0)
 }
 
+/// Every node's programmed table version, once they all agree on a digest
+/// at `version` or later; fails unless each is exactly `version`. Returns
+/// the digest.
+pub fn all_at(cluster: &Cluster, version: u64) -> String {
+    let digest = cluster
+        .wait_for_agreement(version, Duration::from_secs(30))
+        .expect("agreement");
+    let s = cluster.status().expect("status");
+    for n in s["nodes"].as_array().expect("nodes") {
+        assert_eq!(
+            n[1]["Ok"]["table_version"].as_u64(),
+            Some(version),
+            "a node is not at exactly version {version}: {s}"
+        );
+        assert_eq!(n[1]["Ok"]["table_digest"].as_str(), Some(digest.as_str()));
+    }
+    digest
+}
+
 /// The shipped Grafana dashboard, parsed.
 pub fn dashboard() -> serde_json::Value {
     let text = include_str!("../../../deploy/grafana/edgelb.json");
