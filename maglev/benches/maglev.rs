@@ -12,6 +12,7 @@ use std::time::Duration;
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use maglev::{Table, TableSize};
+use testbed::fuzz::Rng;
 
 /// Criterion measurement of the benchmark thread's CPU time
 /// (`CLOCK_THREAD_CPUTIME_ID`): on a machine shared with other builds, wall
@@ -56,19 +57,6 @@ impl Measurement for CpuTime {
     }
 }
 
-/// SplitMix64, for reproducible inputs.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
 /// `n` backends `10.x.y.z:8080`.
 fn addrs(n: usize) -> Vec<SocketAddr> {
     (0..n)
@@ -82,10 +70,10 @@ fn equal(n: usize) -> Vec<(SocketAddr, u32)> {
 
 /// Weights drawn from 1..=100 with a fixed seed.
 fn weighted(n: usize) -> Vec<(SocketAddr, u32)> {
-    let mut rng = Rng(42);
+    let mut rng = Rng::new(42);
     addrs(n)
         .into_iter()
-        .map(|a| (a, (rng.next_u64() % 100 + 1) as u32))
+        .map(|a| (a, (rng.next() % 100 + 1) as u32))
         .collect()
 }
 
@@ -160,8 +148,8 @@ fn diff(c: &mut Criterion) {
 fn lookup_and_fingerprint(c: &mut Criterion) {
     let size = TableSize::DEFAULT;
     let table = Table::build(size, equal(1000)).expect("valid");
-    let mut rng = Rng(7);
-    let hashes: Vec<u64> = (0..4096).map(|_| rng.next_u64()).collect();
+    let mut rng = Rng::new(7);
+    let hashes: Vec<u64> = (0..4096).map(|_| rng.next()).collect();
     let mut g = c.benchmark_group("lookup");
     g.throughput(Throughput::Elements(hashes.len() as u64));
     g.bench_function("M=65537/N=1000/4096-hashes", |b| {
@@ -225,15 +213,15 @@ fn quality_case(size: TableSize, n: usize, weighted: bool) {
         (0f64, 0f64, 0f64, 0f64, 0f64);
     const SETS: u64 = 20;
     for salt in 0..SETS {
-        let mut rng = Rng(salt);
+        let mut rng = Rng::new(salt);
         let set: Vec<(String, u32)> = (0..=n)
             .map(|_| {
                 let w = if weighted {
-                    (rng.next_u64() % 100 + 1) as u32
+                    (rng.next() % 100 + 1) as u32
                 } else {
                     1
                 };
-                (format!("{:016x}", rng.next_u64()), w)
+                (format!("{:016x}", rng.next()), w)
             })
             .collect();
         let base = Table::build(size, set[..n].to_vec()).expect("valid");
@@ -252,7 +240,7 @@ fn quality_case(size: TableSize, n: usize, weighted: bool) {
         worst_add = worst_add.max(add);
         sum_add += add;
         // Remove one of the first n.
-        let r = (rng.next_u64() % n as u64) as usize;
+        let r = (rng.next() % n as u64) as usize;
         let mut rest = set[..n].to_vec();
         let (gone, _) = rest.remove(r);
         let after = Table::build(size, rest).expect("valid");

@@ -342,7 +342,7 @@ fn lookup_reads_slot_hash_mod_m() {
     let t = Table::build(TableSize::new(1009).unwrap(), equal(7)).unwrap();
     let mut rng = Rng::new(9);
     for _ in 0..10_000 {
-        let h = rng.next_u64();
+        let h = rng.next();
         let slot = t.slot_of(h);
         assert_eq!(slot as u64, h % 1009);
         let i = t.lookup_index(h).unwrap();
@@ -431,7 +431,7 @@ fn draining_or_down_is_removal_without_renumbering() {
         // New flows never go to it.
         let mut rng = Rng::new(21);
         for _ in 0..1000 {
-            assert_ne!(d.lookup(rng.next_u64()), Some(&gone));
+            assert_ne!(d.lookup(rng.next()), Some(&gone));
         }
         // Draining and down differ in what they do to existing flows, so in
         // the fingerprint, though not in the slots.
@@ -576,7 +576,7 @@ fn thirty_two_bit_hashes_pick_the_forwarders_slot() {
     let t = Table::build(TableSize::DEFAULT, equal(5)).unwrap();
     let mut rng = Rng::new(13);
     for _ in 0..1000 {
-        let h = rng.next_u64() as u32;
+        let h = rng.next() as u32;
         assert_eq!(t.slot_of(u64::from(h)), (h % 65_537) as usize);
     }
 }
