@@ -27,6 +27,19 @@ pub struct Report {
 }
 
 impl Report {
+    /// Two runs of one scenario (a feature on, then off) as one table, the
+    /// rows side by side, `data` = `{"runs": [on, off]}`.
+    pub fn on_and_off(on: Report, off: Report) -> Report {
+        let mut rows = on.rows;
+        rows.extend(off.rows);
+        Report {
+            name: on.name,
+            header: on.header,
+            rows,
+            data: serde_json::json!({ "runs": [on.data, off.data] }),
+        }
+    }
+
     /// The table as text.
     pub fn table(&self) -> String {
         let mut widths: Vec<usize> = self.header.iter().map(|h| h.len()).collect();

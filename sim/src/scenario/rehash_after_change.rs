@@ -27,14 +27,7 @@ const BACKENDS: usize = 5;
 pub fn run(connections: usize) -> anyhow::Result<Report> {
     let on = run_one(connections, 60)?;
     let off = run_one(connections, 0)?;
-    let mut rows = on.rows;
-    rows.extend(off.rows);
-    Ok(Report {
-        name: on.name,
-        header: on.header,
-        rows,
-        data: json!({ "runs": [on.data, off.data] }),
-    })
+    Ok(Report::on_and_off(on, off))
 }
 
 /// Sum of one decapsulator counter over every backend.

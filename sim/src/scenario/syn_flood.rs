@@ -89,14 +89,7 @@ fn secs(a: &[Sample], b: &[Sample]) -> f64 {
 pub fn run(connections: usize, flood: Duration) -> anyhow::Result<Report> {
     let on = run_one(connections, flood, true)?;
     let off = run_one(connections, flood, false)?;
-    let mut rows = on.rows;
-    rows.extend(off.rows);
-    Ok(Report {
-        name: on.name,
-        header: on.header,
-        rows,
-        data: json!({ "runs": [on.data, off.data] }),
-    })
+    Ok(Report::on_and_off(on, off))
 }
 
 /// One run: admission `on` (threshold "auto") or off.
