@@ -3,8 +3,10 @@
 use aya_build::{build_ebpf, Package, Toolchain};
 
 fn main() -> anyhow::Result<()> {
-    // The program also depends on the shared types crate.
+    // aya-build watches the program's own directory; it also depends on
+    // the shared types and frame-access crates.
     println!("cargo:rerun-if-changed=../common");
+    println!("cargo:rerun-if-changed=../ebpf-frame");
     build_ebpf(
         [Package {
             name: "xdp-fwd-ebpf",

@@ -1,26 +1,12 @@
 //! Bounds-checked frame access and header constants.
-use aya_ebpf::programs::XdpContext;
+pub use xdp_ebpf_frame::frame::{ptr_at, ETH_HLEN, IPV4_HLEN, IPV6_HLEN, UDP_HLEN};
 
-pub const ETH_HLEN: usize = 14;
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86dd;
 pub const IPPROTO_IPIP: u8 = 4;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 pub const IPPROTO_IPV6: u8 = 41;
-pub const IPV4_HLEN: usize = 20;
-pub const IPV6_HLEN: usize = 40;
-pub const UDP_HLEN: usize = 8;
-
-/// Pointer to `len` bytes at `offset`, or `None` if the frame is shorter.
-#[inline(always)]
-pub fn ptr_at(ctx: &XdpContext, offset: usize, len: usize) -> Option<*mut u8> {
-    let start = ctx.data();
-    if start + offset + len > ctx.data_end() {
-        return None;
-    }
-    Some((start + offset) as *mut u8)
-}
 
 /// Reads a big-endian u16 at `p + at`.
 ///

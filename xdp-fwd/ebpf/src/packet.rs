@@ -1,13 +1,9 @@
 //! Bounds-checked access to the frame and the header constants.
 use core::mem::{align_of, size_of};
 
-use aya_ebpf::programs::XdpContext;
+pub use xdp_ebpf_frame::frame::{frame_len, ptr_at, ETH_HLEN, IPV4_HLEN, IPV6_HLEN, UDP_HLEN};
 
-pub const ETH_HLEN: usize = 14;
 pub const VLAN_HLEN: usize = 4;
-pub const IPV4_HLEN: usize = 20;
-pub const IPV6_HLEN: usize = 40;
-pub const UDP_HLEN: usize = 8;
 pub const TCP_HLEN: usize = 20;
 pub const ICMP_HLEN: usize = 8;
 
@@ -15,16 +11,6 @@ pub const ICMP_HLEN: usize = 8;
 pub const ETH_P_IP_RAW: u16 = 0x0800u16.to_be();
 pub const ETH_P_IPV6_RAW: u16 = 0x86ddu16.to_be();
 pub const ETH_P_8021Q_RAW: u16 = 0x8100u16.to_be();
-
-/// Pointer to `len` bytes at `offset`, or `None` if the frame is shorter.
-#[inline(always)]
-pub fn ptr_at(ctx: &XdpContext, offset: usize, len: usize) -> Option<*mut u8> {
-    let start = ctx.data();
-    if start + offset + len > ctx.data_end() {
-        return None;
-    }
-    Some((start + offset) as *mut u8)
-}
 
 // Packet access in 16-bit units.
 //
@@ -86,10 +72,4 @@ pub unsafe fn write<T: Copy>(p: *mut u8, at: usize, v: T) {
         unsafe { core::ptr::write(dst.add(i), *src.add(i)) };
         i += 1;
     }
-}
-
-/// Frame length in bytes.
-#[inline(always)]
-pub fn frame_len(ctx: &XdpContext) -> u64 {
-    (ctx.data_end() - ctx.data()) as u64
 }

@@ -6,14 +6,9 @@
 //!
 //! Lookup results are cached per CPU and backend for `NEXT_HOP_TTL_JIFFIES`
 //! (see `NextHop`): the lookup costs more than the rest of the path.
-use aya_ebpf::{
-    bindings::{
-        xdp_action, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH,
-        BPF_FIB_LKUP_RET_SUCCESS,
-    },
-    helpers::generated::{bpf_fib_lookup, bpf_jiffies64},
-    programs::XdpContext,
-    EbpfContext,
+use aya_ebpf::{bindings::xdp_action, helpers::generated::bpf_jiffies64, programs::XdpContext};
+use xdp_ebpf_frame::fib::{
+    FibParams, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS,
 };
 use xdp_fwd_common::{family, stats::stat, NextHop, NEXT_HOP_TTL_JIFFIES};
 
@@ -23,30 +18,9 @@ use crate::{
     select::Chosen,
 };
 
-const AF_INET: u8 = 2;
-const AF_INET6: u8 = 10;
 /// Asking for a route for a packet this large makes the lookup report the
 /// path MTU (as "fragmentation needed").
 const MTU_PROBE_LEN: u16 = 0xffff;
-
-/// `struct bpf_fib_lookup` (uapi/linux/bpf.h), without the unions.
-#[repr(C)]
-struct FibParams {
-    family: u8,
-    l4_protocol: u8,
-    sport: u16,
-    dport: u16,
-    tot_len: u16,
-    ifindex: u32,
-    tos_flowinfo: u32,
-    src: [u32; 4],
-    dst: [u32; 4],
-    vlan_proto: u16,
-    vlan_tci: u16,
-    /// Output MACs as raw 16-bit words (the fields are 2-aligned).
-    smac: [u16; 3],
-    dmac: [u16; 3],
-}
 
 /// Why there is no next hop.
 pub enum NoRoute {
@@ -102,22 +76,9 @@ pub fn send_to(ctx: &XdpContext, next: &NextHop) -> u32 {
 fn route(ctx: &XdpContext, outer: &Outer) -> Result<NextHop, NoRoute> {
     let ingress = ctx.ingress_ifindex() as u32;
     let v6 = outer.family == family::V6;
-    let mut p = FibParams {
-        family: if v6 { AF_INET6 } else { AF_INET },
-        l4_protocol: outer.proto,
-        sport: 0,
-        dport: 0,
-        tot_len: 0,
-        ifindex: ingress,
-        tos_flowinfo: if v6 { 0 } else { outer.tos as u32 },
-        src: outer.src,
-        dst: outer.dst,
-        vlan_proto: 0,
-        vlan_tci: 0,
-        smac: [0; 3],
-        dmac: [0; 3],
-    };
-    match fib_lookup(ctx, &mut p) {
+    let tos = if v6 { 0 } else { outer.tos as u32 };
+    let mut p = FibParams::new(v6, outer.proto, ingress, tos, outer.src, outer.dst);
+    match p.lookup(ctx) {
         BPF_FIB_LKUP_RET_SUCCESS => {}
         BPF_FIB_LKUP_RET_NO_NEIGH => return Err(NoRoute::NoNeighbour),
         _ => return Err(NoRoute::Unreachable),
@@ -133,23 +94,9 @@ fn route(ctx: &XdpContext, outer: &Outer) -> Result<NextHop, NoRoute> {
     // Second lookup, for the path MTU only.
     p.ifindex = ingress;
     p.tot_len = MTU_PROBE_LEN;
-    if fib_lookup(ctx, &mut p) == BPF_FIB_LKUP_RET_FRAG_NEEDED {
+    if p.lookup(ctx) == BPF_FIB_LKUP_RET_FRAG_NEEDED {
         // The kernel writes the MTU into the same field (a union).
         next.mtu = p.tot_len as u32;
     }
     Ok(next)
-}
-
-#[inline(always)]
-fn fib_lookup(ctx: &XdpContext, p: &mut FibParams) -> u32 {
-    // SAFETY: `p` is a valid bpf_fib_lookup of the size passed.
-    let rc = unsafe {
-        bpf_fib_lookup(
-            ctx.as_ptr(),
-            (p as *mut FibParams).cast(),
-            core::mem::size_of::<FibParams>() as i32,
-            0,
-        )
-    };
-    rc as u32
 }
