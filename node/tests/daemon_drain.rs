@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use edgelb_sim::cluster::{find_binary, lb_addr, Cluster, ClusterSpec, CLIENT_ADDR, VIP};
+use edgelb_sim::cluster::{find_binary, lb_addr, Cluster};
 use support::{ok_json, POLL};
 use testbed::wait::wait_for;
 
@@ -43,18 +43,7 @@ fn forwarded(cluster: &Cluster, i: usize) -> u64 {
 
 #[test]
 fn sigterm_withdraws_then_drains_then_ceases_and_detaches() {
-    let mut cluster = Cluster::start(ClusterSpec {
-        drain_secs: 1,
-        ..ClusterSpec::default()
-    })
-    .expect("cluster up");
-    cluster.configure_vip(100).expect("VIP configured");
-    cluster
-        .converge(Duration::from_secs(20))
-        .expect("converged");
-    cluster
-        .wait_for_ecmp(3, Duration::from_secs(30))
-        .expect("ECMP over 3 nodes");
+    let mut cluster = support::serving_cluster();
 
     // Take node 3 over so this test owns its exit status: stop the sim's
     // process, then start the same node again with a longer drain period.
@@ -102,33 +91,7 @@ fn sigterm_withdraws_then_drains_then_ceases_and_detaches() {
     // Existing flows keep reaching node 3 after its route is gone (as a
     // router's flow cache or a slow peer would): pin the client's traffic
     // to it with a policy route.
-    cluster
-        .router
-        .ip([
-            "route",
-            "add",
-            &format!("{VIP}/32"),
-            "via",
-            &hop,
-            "table",
-            "100",
-        ])
-        .expect("route");
-    cluster
-        .router
-        .ip([
-            "rule",
-            "add",
-            "from",
-            &CLIENT_ADDR.to_string(),
-            "to",
-            &VIP.to_string(),
-            "lookup",
-            "100",
-            "priority",
-            "100",
-        ])
-        .expect("rule");
+    support::pin_client_to_node(&cluster, 3);
     assert_eq!(
         support::tcp_round_trips(&cluster, 10),
         10,

@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use edgelb_sim::cluster::{lb_addr, Cluster, ClusterSpec, CLIENT_ADDR, VIP};
+use edgelb_sim::cluster::{lb_addr, VIP};
 use support::POLL;
 use testbed::wait::wait_for;
 
@@ -39,48 +39,11 @@ fn strip_ansi(text: &str) -> String {
 
 #[test]
 fn sigusr2_restart_keeps_forwarding_and_the_route() {
-    let mut cluster = Cluster::start(ClusterSpec {
-        drain_secs: 1,
-        ..ClusterSpec::default()
-    })
-    .expect("cluster up");
-    cluster.configure_vip(100).expect("VIP configured");
-    cluster
-        .converge(Duration::from_secs(20))
-        .expect("converged");
-    cluster
-        .wait_for_ecmp(3, Duration::from_secs(30))
-        .expect("ECMP over 3 nodes");
+    let mut cluster = support::serving_cluster();
     let hop = lb_addr(3).to_string();
 
     // Send the client's traffic through node 3 only, to see its forwarding.
-    cluster
-        .router
-        .ip([
-            "route",
-            "add",
-            &format!("{VIP}/32"),
-            "via",
-            &hop,
-            "table",
-            "100",
-        ])
-        .expect("route");
-    cluster
-        .router
-        .ip([
-            "rule",
-            "add",
-            "from",
-            &CLIENT_ADDR.to_string(),
-            "to",
-            &VIP.to_string(),
-            "lookup",
-            "100",
-            "priority",
-            "100",
-        ])
-        .expect("rule");
+    support::pin_client_to_node(&cluster, 3);
     assert_eq!(
         support::tcp_round_trips(&cluster, 5),
         5,

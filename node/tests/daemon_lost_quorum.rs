@@ -9,24 +9,13 @@ mod support;
 
 use std::time::Duration;
 
-use edgelb_sim::cluster::{lb_addr, Cluster, ClusterSpec};
+use edgelb_sim::cluster::lb_addr;
 use support::{lbctl, POLL};
 use testbed::wait::wait_for;
 
 #[test]
 fn partitioned_leader_withdraws_and_returns_after_healing() {
-    let cluster = Cluster::start(ClusterSpec {
-        drain_secs: 1,
-        ..ClusterSpec::default()
-    })
-    .expect("cluster up");
-    cluster.configure_vip(100).expect("VIP configured");
-    cluster
-        .converge(Duration::from_secs(20))
-        .expect("converged");
-    cluster
-        .wait_for_ecmp(3, Duration::from_secs(30))
-        .expect("ECMP over 3 nodes");
+    let cluster = support::serving_cluster();
 
     let old = cluster.leader().expect("a leader");
     let hop = lb_addr(old).to_string();

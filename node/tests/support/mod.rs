@@ -10,7 +10,9 @@ use std::{
     time::Duration,
 };
 
-use edgelb_sim::cluster::{in_namespace, lb_addr, Cluster, ClusterSpec, METRICS_PORT};
+use edgelb_sim::cluster::{
+    in_namespace, lb_addr, Cluster, ClusterSpec, CLIENT_ADDR, METRICS_PORT, VIP,
+};
 use testbed::wait::wait_for;
 
 /// One `lbctl` run.
@@ -157,6 +159,39 @@ pub fn settled_cluster(backends: usize) -> (Cluster, u64) {
         .expect("converged");
     let v0 = cluster.current_version().expect("version");
     (cluster, v0)
+}
+
+/// A default cluster (drain period 1 s) serving the sim's VIP with every
+/// backend at weight 100, converged and announced by all three nodes.
+pub fn serving_cluster() -> Cluster {
+    let cluster = Cluster::start(ClusterSpec {
+        drain_secs: 1,
+        ..ClusterSpec::default()
+    })
+    .expect("cluster up");
+    cluster.configure_vip(100).expect("VIP configured");
+    cluster
+        .converge(Duration::from_secs(20))
+        .expect("converged");
+    cluster
+        .wait_for_ecmp(3, Duration::from_secs(30))
+        .expect("ECMP over 3 nodes");
+    cluster
+}
+
+/// Sends the client's traffic to the VIP through LB node `i` only, whatever
+/// the router's routes say (a policy route: as a router's flow cache or a
+/// slow peer would keep using a node).
+pub fn pin_client_to_node(cluster: &Cluster, i: usize) {
+    let hop = lb_addr(i).to_string();
+    let vip = format!("{VIP}/32");
+    let route = ["route", "add", &vip, "via", &hop, "table", "100"];
+    cluster.router.ip(route).expect("policy route");
+    let (client, vip) = (CLIENT_ADDR.to_string(), VIP.to_string());
+    let rule = [
+        "rule", "add", "from", &client, "to", &vip, "lookup", "100", "priority", "100",
+    ];
+    cluster.router.ip(rule).expect("policy rule");
 }
 
 /// Every node's programmed table version, once they all agree on a digest
