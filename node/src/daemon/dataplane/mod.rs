@@ -13,7 +13,11 @@ mod fold;
 mod second_hop;
 mod sync;
 
-use std::{collections::BTreeMap, net::IpAddr, time::Instant};
+use std::{
+    collections::{btree_map, BTreeMap},
+    net::IpAddr,
+    time::Instant,
+};
 
 use edgelb_consensus::{ClusterState, Encapsulation, FloodAdmission, VipKey};
 use xdp_fwd::{
@@ -283,9 +287,8 @@ impl DataPlane {
         }
         for entry in &open {
             let id = (*key, entry.since_version);
-            if !self.history_tables.contains_key(&id) {
-                let built = tables::build(key, &entry.input)?;
-                self.history_tables.insert(id, built);
+            if let btree_map::Entry::Vacant(slot) = self.history_tables.entry(id) {
+                slot.insert(tables::build(key, &entry.input)?);
             }
         }
         let entries: Vec<&VipTable> = open
