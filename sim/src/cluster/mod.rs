@@ -331,6 +331,12 @@ impl Cluster {
                 &router_config(ROUTER_ASN, "10.100.0.1", LB_ASN, &neighbors),
             )
         })??;
+        // Routes with their next hops inline, not kernel nexthop groups:
+        // with groups, the kernel drops an LB node's next hop from the
+        // group when its link loses carrier, and zebra, believing the group
+        // intact, never puts it back when the node returns (seen: FRR's RIB
+        // with 3 next hops, the kernel's group with 2).
+        frr.vtysh("configure terminal\nno zebra nexthop kernel enable")?;
 
         let bpffs = dir.path().join("bpffs");
         fs::create_dir_all(&bpffs)?;
