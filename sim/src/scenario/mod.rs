@@ -94,11 +94,11 @@ pub fn broken_reasons(outcomes: &[crate::traffic::ConnectionOutcome], n: usize) 
 
 /// The broken connections among `outcomes` last seen working within
 /// `[from, to)` (`to` None: open-ended): the ones that broke in that step.
-pub fn broken_between<'a>(
-    outcomes: &'a [crate::traffic::ConnectionOutcome],
+pub fn broken_between(
+    outcomes: &[crate::traffic::ConnectionOutcome],
     from: std::time::Instant,
     to: Option<std::time::Instant>,
-) -> impl Iterator<Item = &'a crate::traffic::ConnectionOutcome> {
+) -> impl Iterator<Item = &crate::traffic::ConnectionOutcome> {
     outcomes.iter().filter(move |o| {
         o.broken.is_some()
             && o.last_ok
