@@ -165,24 +165,35 @@ pub struct MaglevInput {
     pub backends: Vec<Backend>,
 }
 
-/// A VIP's previous table: its Maglev input before its latest change.
+/// One entry of a VIP's history: its Maglev input before one change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PreviousTable {
-    /// The table version whose change made this the previous input (a node
-    /// starts a new second-hop window when it sees a new one).
+    /// The table version whose change made this a previous input (a node
+    /// starts a second-hop window for each one it has not seen before).
     pub since_version: u64,
     /// The input before that change.
     pub input: MaglevInput,
 }
 
+/// Most previous inputs kept per VIP ([`ClusterState::history`]). Two or
+/// three changes inside one second-hop window are common (add a backend,
+/// then drain another; a health flap); 4 covers such a burst while bounding
+/// the replicated state (one input per entry) and each node's fold work
+/// (one Maglev build per open entry).
+pub const PREVIOUS_HISTORY_LEN: usize = 4;
+
+/// A VIP's history: its previous inputs, newest first, at most
+/// [`PREVIOUS_HISTORY_LEN`].
+pub type History = Vec<PreviousTable>;
+
 /// What the state holds beyond the format-1 layout, carried next to it by
-/// snapshots (format 2) and the applied record.
+/// snapshots (format 3) and the applied record (`applied.v3`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateAdditions {
     /// [`ClusterState::connection`].
     pub connection: ConnectionSettings,
-    /// [`ClusterState::previous`].
-    pub previous: BTreeMap<VipKey, PreviousTable>,
+    /// [`ClusterState::history`].
+    pub history: BTreeMap<VipKey, History>,
 }
 
 /// Health observations of one VIP: backend -> observer -> healthy.
@@ -205,15 +216,16 @@ pub struct ClusterState {
     /// `lbctl status` reaches nodes that joined after the cluster began.
     pub admin_addrs: BTreeMap<NodeId, std::net::SocketAddr>,
     /// Connection-keeping settings (added after format 1). Like
-    /// [`ClusterState::previous`] it is not part of this type's serde form,
+    /// [`ClusterState::history`] it is not part of this type's serde form,
     /// which stays the pinned format-1 layout: persist the state with
     /// [`ClusterState::additions`] next to it.
     #[serde(skip)]
     pub connection: ConnectionSettings,
-    /// Per VIP, its table before its latest change (absent for a VIP whose
-    /// table never changed since it was created). Not in the serde form.
+    /// Per VIP, its inputs before its latest changes, newest first, at most
+    /// [`PREVIOUS_HISTORY_LEN`] (absent for a VIP whose table never changed
+    /// since it was created). Not in the serde form.
     #[serde(skip)]
-    pub previous: BTreeMap<VipKey, PreviousTable>,
+    pub history: BTreeMap<VipKey, History>,
 }
 
 impl ClusterState {
@@ -222,14 +234,14 @@ impl ClusterState {
     pub fn additions(&self) -> StateAdditions {
         StateAdditions {
             connection: self.connection,
-            previous: self.previous.clone(),
+            history: self.history.clone(),
         }
     }
 
     /// Restores the fields added after format 1.
     pub fn set_additions(&mut self, additions: StateAdditions) {
         self.connection = additions.connection;
-        self.previous = additions.previous;
+        self.history = additions.history;
     }
 
     /// The Maglev input of `key`'s table (`None` for an unknown VIP): the
@@ -260,8 +272,10 @@ impl ClusterState {
     }
 
     /// After a change that bumped the version: every VIP whose Maglev input
-    /// differs from `before` gets `before` as its previous table; removed
-    /// VIPs lose theirs. Deterministic (a function of the states alone).
+    /// differs from `before` gets `before` pushed at the front of its
+    /// history, which keeps its newest [`PREVIOUS_HISTORY_LEN`] entries;
+    /// removed VIPs lose theirs. Deterministic (a function of the states
+    /// alone).
     pub(crate) fn record_previous(&mut self, before: BTreeMap<VipKey, MaglevInput>) {
         let version = self.version;
         for (key, old) in before {
@@ -270,11 +284,13 @@ impl ClusterState {
                     since_version: version,
                     input: old,
                 };
-                self.previous.insert(key, previous);
+                let history = self.history.entry(key).or_default();
+                history.insert(0, previous);
+                history.truncate(PREVIOUS_HISTORY_LEN);
             }
         }
         let vips = &self.vips;
-        self.previous.retain(|k, _| vips.contains_key(k));
+        self.history.retain(|k, _| vips.contains_key(k));
     }
 
     /// Every backend address of every VIP, each once (the data plane keeps

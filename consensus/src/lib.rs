@@ -66,7 +66,8 @@ pub use transport::{network, wire};
 
 pub use cluster_state::{
     Backend, BackendState, ClusterSettings, ClusterState, ConnectionSettings, Encapsulation,
-    FloodAdmission, MaglevInput, PreviousTable, Protocol, StateAdditions, Vip, VipFlags, VipKey,
+    FloodAdmission, History, MaglevInput, PreviousTable, Protocol, StateAdditions, Vip, VipFlags,
+    VipKey, PREVIOUS_HISTORY_LEN,
 };
 pub use command::{Command, CommandError};
 pub use config::{ConsensusConfig, Timeouts};

@@ -638,7 +638,7 @@ fn connection_settings_are_bounded_and_name_their_field() {
 }
 
 fn input_addresses(s: &ClusterState) -> Option<(u64, Vec<IpAddr>)> {
-    let p = s.previous.get(&key())?;
+    let p = s.history.get(&key())?.first()?;
     Some((
         p.since_version,
         p.input.backends.iter().map(|b| b.address).collect(),
@@ -690,7 +690,7 @@ fn the_previous_table_is_the_input_before_the_latest_change() {
             state: BackendState::Draining,
         })
         .unwrap();
-    let p = &s.previous[&key()];
+    let p = &s.history[&key()][0];
     assert_eq!(p.since_version, v);
     assert!(p
         .input
@@ -703,8 +703,8 @@ fn the_previous_table_is_the_input_before_the_latest_change() {
     s.set_voters([1].into());
     let before = s.maglev_input(&key()).unwrap();
     let v = s.apply(&report(1, false)).unwrap();
-    assert_eq!(s.previous[&key()].since_version, v);
-    assert_eq!(s.previous[&key()].input, before);
+    assert_eq!(s.history[&key()][0].since_version, v);
+    assert_eq!(s.history[&key()][0].input, before);
     assert_eq!(s.maglev_input(&key()).unwrap().backends.len(), 3);
     // A table size change is a change of every VIP's table.
     let v = s
@@ -713,14 +713,14 @@ fn the_previous_table_is_the_input_before_the_latest_change() {
             table_size: 251,
         }))
         .unwrap();
-    assert_eq!(s.previous[&key()].since_version, v);
-    assert_eq!(s.previous[&key()].input.table_size, 65_537);
+    assert_eq!(s.history[&key()][0].since_version, v);
+    assert_eq!(s.history[&key()][0].input.table_size, 65_537);
     // A rejected command records nothing.
-    let kept = s.previous.clone();
+    let kept = s.history.clone();
     rejected(&mut s, add("10.0.0.2"));
-    assert_eq!(s.previous, kept);
+    assert_eq!(s.history, kept);
     s.apply(&Command::RemoveVip { key: key() }).unwrap();
-    assert!(s.previous.is_empty(), "a removed VIP has no previous table");
+    assert!(s.history.is_empty(), "a removed VIP has no previous table");
 }
 
 #[test]
@@ -750,7 +750,7 @@ fn previous_tables_are_deterministic() {
     };
     let (a, b) = (run(), run());
     assert_eq!(a, b);
-    let p = &a.previous[&key()];
+    let p = &a.history[&key()][0];
     assert_eq!(p.since_version, 4);
     // Address order, weights as they were.
     assert_eq!(
@@ -764,4 +764,102 @@ fn previous_tables_are_deterministic() {
             ("10.0.0.2".parse().unwrap(), 3)
         ]
     );
+}
+
+/// The history keeps every change's previous input, newest first, at most
+/// `PREVIOUS_HISTORY_LEN`: the oldest goes first; changes that leave the
+/// input alone push nothing.
+#[test]
+fn the_history_keeps_the_newest_inputs_in_order() {
+    use crate::cluster_state::PREVIOUS_HISTORY_LEN;
+    let mut s = ClusterState::default();
+    s.apply(&add_vip()).unwrap();
+    let history = |s: &ClusterState| -> Vec<(u64, Vec<IpAddr>)> {
+        s.history[&key()]
+            .iter()
+            .map(|p| {
+                let a = p.input.backends.iter().map(|b| b.address).collect();
+                (p.since_version, a)
+            })
+            .collect()
+    };
+    let mut versions = Vec::new();
+    for n in 1..=PREVIOUS_HISTORY_LEN + 2 {
+        let v = s
+            .apply(&Command::AddBackend {
+                vip: key(),
+                backend: backend(&format!("10.0.0.{n}"), 1),
+            })
+            .unwrap();
+        versions.push(v);
+        let h = history(&s);
+        assert_eq!(h.len(), n.min(PREVIOUS_HISTORY_LEN));
+        // The front is the input just before this change: n - 1 backends.
+        assert_eq!(h[0].0, v);
+        assert_eq!(h[0].1.len(), n - 1);
+        // Newest first: versions strictly falling, inputs one backend less.
+        for pair in h.windows(2) {
+            assert!(pair[0].0 > pair[1].0);
+            assert_eq!(pair[0].1.len(), pair[1].1.len() + 1);
+        }
+    }
+    // The oldest two (the empty input and 10.0.0.1 alone) were dropped.
+    let want: Vec<u64> = versions
+        .iter()
+        .rev()
+        .take(PREVIOUS_HISTORY_LEN)
+        .copied()
+        .collect();
+    assert_eq!(history(&s).iter().map(|e| e.0).collect::<Vec<_>>(), want);
+    // A change elsewhere (options) pushes nothing.
+    let before = s.history.clone();
+    s.apply(&Command::UpdateVip {
+        key: key(),
+        flags: VipFlags::default(),
+        encapsulation: Encapsulation::Gue { port: 6080 },
+    })
+    .unwrap();
+    assert_eq!(s.history, before);
+    // Back to an earlier input (X -> Y -> X) is a change like any other.
+    let drain = |state| Command::SetBackendState {
+        vip: key(),
+        address: "10.0.0.1".parse().unwrap(),
+        state,
+    };
+    let v1 = s.apply(&drain(BackendState::Draining)).unwrap();
+    let v2 = s.apply(&drain(BackendState::Active)).unwrap();
+    let h = &s.history[&key()];
+    assert_eq!((h[0].since_version, h[1].since_version), (v2, v1));
+    assert_eq!(h[0].input.backends[0].state, BackendState::Draining);
+    assert_eq!(h[1].input, s.maglev_input(&key()).unwrap());
+}
+
+/// Every VIP keeps its own history; removing one VIP drops only its own.
+#[test]
+fn histories_are_per_vip() {
+    let other = VipKey { port: 443, ..key() };
+    let mut s = ClusterState::default();
+    s.apply(&add_vip()).unwrap();
+    s.apply(&Command::AddVip {
+        key: other,
+        flags: VipFlags::default(),
+        encapsulation: Encapsulation::IpIp,
+    })
+    .unwrap();
+    for (vip, a) in [
+        (key(), "10.0.0.1"),
+        (other, "10.0.0.2"),
+        (key(), "10.0.0.3"),
+    ] {
+        s.apply(&Command::AddBackend {
+            vip,
+            backend: backend(a, 1),
+        })
+        .unwrap();
+    }
+    assert_eq!(s.history[&key()].len(), 2);
+    assert_eq!(s.history[&other].len(), 1);
+    s.apply(&Command::RemoveVip { key: key() }).unwrap();
+    assert!(!s.history.contains_key(&key()));
+    assert_eq!(s.history[&other].len(), 1);
 }

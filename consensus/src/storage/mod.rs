@@ -13,7 +13,7 @@ use std::sync::{Arc, Weak};
 pub use log_store::{CommittedIndex, LogStore};
 pub use state_machine::{
     decode_snapshot_state, encode_snapshot_state, StateMachineStore, SNAPSHOT_FORMAT,
-    SNAPSHOT_FORMAT_V1,
+    SNAPSHOT_FORMAT_V1, SNAPSHOT_FORMAT_V2,
 };
 
 use crate::encoding::EncodingError;
@@ -37,7 +37,7 @@ pub enum StoreError {
     Task(String),
     /// A snapshot written by an unknown format version.
     #[error(
-        "snapshot format {0} is not supported (expected {SNAPSHOT_FORMAT_V1} or {SNAPSHOT_FORMAT})"
+        "snapshot format {0} is not supported (expected {SNAPSHOT_FORMAT_V1}, {SNAPSHOT_FORMAT_V2} or {SNAPSHOT_FORMAT})"
     )]
     SnapshotFormat(u32),
 }

@@ -17,7 +17,9 @@ use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::cluster_state::{ClusterState, StateAdditions};
+use std::collections::BTreeMap;
+
+use crate::cluster_state::{ClusterState, PreviousTable, StateAdditions, VipKey};
 use crate::encoding::{decode, decode_prefix, encode};
 use crate::raft_types::{
     ApplyOutcome, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
@@ -27,17 +29,25 @@ use crate::storage::{begin_durable, blocking, Db, StoreError};
 const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state_machine");
 /// The format-1 applied record (read when no newer one exists).
 const KEY_APPLIED: &str = "applied";
-/// The applied record with the state's additions ([`AppliedRecordV2`]).
+/// The format-2 applied record ([`AppliedRecordV2`], read when no newer one
+/// exists).
 const KEY_APPLIED_V2: &str = "applied.v2";
+/// The applied record as written now ([`AppliedRecordV3`]).
+const KEY_APPLIED_V3: &str = "applied.v3";
 const KEY_SNAPSHOT: &str = "snapshot";
 
-/// Version of the snapshot payload layout written: 2 adds the state's
-/// [`StateAdditions`] after the format-1 state. Format 1 is still read (its
-/// additions take their defaults).
-pub const SNAPSHOT_FORMAT: u32 = 2;
+/// Version of the snapshot payload layout written: 3 carries each VIP's
+/// history of previous inputs ([`StateAdditions`]) after the format-1
+/// state. Formats 1 and 2 are still read.
+pub const SNAPSHOT_FORMAT: u32 = 3;
 
-/// The first snapshot format, still accepted when installing.
+/// The first snapshot format, still accepted when installing (its
+/// additions take their defaults).
 pub const SNAPSHOT_FORMAT_V1: u32 = 1;
+
+/// The second snapshot format (one previous input per VIP), still accepted
+/// when installing: each previous input becomes a one-entry history.
+pub const SNAPSHOT_FORMAT_V2: u32 = 2;
 
 /// Everything the state machine must remember across restarts (in memory:
 /// the state with its additions).
@@ -57,9 +67,34 @@ struct AppliedRecordV1 {
     state: ClusterState,
 }
 
-/// The applied record as written now (key [`KEY_APPLIED_V2`]).
+/// The additions as format 2 laid them out: one previous input per VIP.
+#[derive(Serialize, Deserialize)]
+struct StateAdditionsV2 {
+    connection: crate::cluster_state::ConnectionSettings,
+    previous: BTreeMap<VipKey, PreviousTable>,
+}
+
+impl From<StateAdditionsV2> for StateAdditions {
+    fn from(a: StateAdditionsV2) -> Self {
+        StateAdditions {
+            connection: a.connection,
+            history: a.previous.into_iter().map(|(k, p)| (k, vec![p])).collect(),
+        }
+    }
+}
+
+/// The format-2 applied record as on disk (key [`KEY_APPLIED_V2`]).
 #[derive(Serialize, Deserialize)]
 struct AppliedRecordV2 {
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    state: ClusterState,
+    additions: StateAdditionsV2,
+}
+
+/// The applied record as written now (key [`KEY_APPLIED_V3`]).
+#[derive(Serialize, Deserialize)]
+struct AppliedRecordV3 {
     last_applied: Option<LogId>,
     membership: StoredMembership,
     state: ClusterState,
@@ -76,6 +111,15 @@ impl AppliedRecord {
     }
 
     fn from_v2(r: AppliedRecordV2) -> Self {
+        Self::from_v3(AppliedRecordV3 {
+            last_applied: r.last_applied,
+            membership: r.membership,
+            state: r.state,
+            additions: r.additions.into(),
+        })
+    }
+
+    fn from_v3(r: AppliedRecordV3) -> Self {
         let mut state = r.state;
         state.set_additions(r.additions);
         AppliedRecord {
@@ -85,8 +129,8 @@ impl AppliedRecord {
         }
     }
 
-    fn to_v2(&self) -> AppliedRecordV2 {
-        AppliedRecordV2 {
+    fn to_v3(&self) -> AppliedRecordV3 {
+        AppliedRecordV3 {
             last_applied: self.last_applied,
             membership: self.membership.clone(),
             state: self.state.clone(),
@@ -104,6 +148,14 @@ struct SnapshotPayloadV1 {
 
 /// What a format-2 snapshot's bytes contain.
 #[derive(Serialize, Deserialize)]
+struct SnapshotPayloadV2 {
+    format: u32,
+    state: ClusterState,
+    additions: StateAdditionsV2,
+}
+
+/// What a format-3 snapshot's bytes contain.
+#[derive(Serialize, Deserialize)]
 struct SnapshotPayload {
     format: u32,
     state: ClusterState,
@@ -119,18 +171,22 @@ pub fn encode_snapshot_state(state: &ClusterState) -> Result<Vec<u8>, StoreError
     })?)
 }
 
-/// Decodes a snapshot payload of format 1 or 2.
+/// Decodes a snapshot payload of format 1, 2 or 3.
 pub fn decode_snapshot_state(data: &[u8]) -> Result<ClusterState, StoreError> {
-    match decode_prefix::<u32>(data)? {
-        SNAPSHOT_FORMAT_V1 => Ok(decode::<SnapshotPayloadV1>(data)?.state),
+    let (mut state, additions) = match decode_prefix::<u32>(data)? {
+        SNAPSHOT_FORMAT_V1 => return Ok(decode::<SnapshotPayloadV1>(data)?.state),
+        SNAPSHOT_FORMAT_V2 => {
+            let payload = decode::<SnapshotPayloadV2>(data)?;
+            (payload.state, payload.additions.into())
+        }
         SNAPSHOT_FORMAT => {
             let payload = decode::<SnapshotPayload>(data)?;
-            let mut state = payload.state;
-            state.set_additions(payload.additions);
-            Ok(state)
+            (payload.state, payload.additions)
         }
-        other => Err(StoreError::SnapshotFormat(other)),
-    }
+        other => return Err(StoreError::SnapshotFormat(other)),
+    };
+    state.set_additions(additions);
+    Ok(state)
 }
 
 /// A snapshot as kept on disk.
@@ -156,12 +212,16 @@ impl StateMachineStore {
         let txn = begin_durable(&db)?;
         let record = {
             let table = txn.open_table(STATE)?;
-            let v2 = table.get(KEY_APPLIED_V2)?;
-            let v1 = table.get(KEY_APPLIED)?;
-            let record = match (v2, v1) {
-                (Some(v), _) => AppliedRecord::from_v2(decode::<AppliedRecordV2>(v.value())?),
-                (None, Some(v)) => AppliedRecord::from_v1(decode::<AppliedRecordV1>(v.value())?),
-                (None, None) => AppliedRecord::default(),
+            // The newest record present wins (an older one is removed when
+            // a newer one is written, in the same transaction).
+            let record = if let Some(v) = table.get(KEY_APPLIED_V3)? {
+                AppliedRecord::from_v3(decode::<AppliedRecordV3>(v.value())?)
+            } else if let Some(v) = table.get(KEY_APPLIED_V2)? {
+                AppliedRecord::from_v2(decode::<AppliedRecordV2>(v.value())?)
+            } else if let Some(v) = table.get(KEY_APPLIED)? {
+                AppliedRecord::from_v1(decode::<AppliedRecordV1>(v.value())?)
+            } else {
+                AppliedRecord::default()
             };
             record
         };
@@ -199,14 +259,15 @@ impl StateMachineStore {
 
     async fn persist(&self, snapshot: Option<StoredSnapshot>) -> Result<(), StoreError> {
         let db = self.db.clone();
-        let record = encode(&self.record.to_v2())?;
+        let record = encode(&self.record.to_v3())?;
         let snapshot = snapshot.map(|s| encode(&s)).transpose()?;
         blocking(move || {
             let txn = begin_durable(&db)?;
             {
                 let mut table = txn.open_table(STATE)?;
-                table.insert(KEY_APPLIED_V2, record.as_slice())?;
-                // The format-1 record is superseded: never read stale.
+                table.insert(KEY_APPLIED_V3, record.as_slice())?;
+                // The older records are superseded: never read stale.
+                table.remove(KEY_APPLIED_V2)?;
                 table.remove(KEY_APPLIED)?;
                 if let Some(s) = &snapshot {
                     table.insert(KEY_SNAPSHOT, s.as_slice())?;
@@ -399,7 +460,31 @@ mod tests {
         assert_eq!(state.connection.second_hop_window_secs, 60);
     }
 
-    fn with_additions() -> ClusterState {
+    fn key() -> VipKey {
+        VipKey {
+            address: "192.0.2.10".parse().unwrap(),
+            port: 80,
+            protocol: Protocol::Tcp,
+        }
+    }
+
+    /// Since `since`, a 251-slot input with one active backend 10.0.0.`last`.
+    fn previous(since: u64, last: u8) -> PreviousTable {
+        PreviousTable {
+            since_version: since,
+            input: MaglevInput {
+                table_size: 251,
+                backends: vec![Backend {
+                    address: std::net::IpAddr::from([10, 0, 0, last]),
+                    weight: 1,
+                    state: BackendState::Active,
+                }],
+            },
+        }
+    }
+
+    /// The state of the golden vectors with `history` as the VIP's history.
+    fn with_history(history: Vec<PreviousTable>) -> ClusterState {
         let mut state = ClusterState {
             version: 300,
             ..Default::default()
@@ -409,34 +494,40 @@ mod tests {
             second_hop_window_secs: 0,
             flood_threshold: FloodAdmission::PerSecond(5000),
         };
-        let key = VipKey {
-            address: "192.0.2.10".parse().unwrap(),
-            port: 80,
-            protocol: Protocol::Tcp,
-        };
-        let input = MaglevInput {
-            table_size: 251,
-            backends: vec![Backend {
-                address: "10.0.0.1".parse().unwrap(),
-                weight: 1,
-                state: BackendState::Active,
-            }],
-        };
-        state.previous.insert(
-            key,
-            PreviousTable {
-                since_version: 7,
-                input,
-            },
-        );
+        state.history.insert(key(), history);
         state
     }
 
-    /// Format 2: format | the format-1 state | the additions, pinned.
+    /// The state the format-2 golden vector holds: one previous input.
+    fn with_additions() -> ClusterState {
+        with_history(vec![previous(7, 1)])
+    }
+
+    /// The format-2 payload of `state` (one previous input per VIP: the
+    /// newest), as format 2 wrote it.
+    fn encode_format_2(state: &ClusterState) -> Vec<u8> {
+        let previous = state
+            .history
+            .iter()
+            .filter_map(|(k, h)| Some((*k, h.first()?.clone())))
+            .collect();
+        encode(&SnapshotPayloadV2 {
+            format: SNAPSHOT_FORMAT_V2,
+            state: state.clone(),
+            additions: StateAdditionsV2 {
+                connection: state.connection,
+                previous,
+            },
+        })
+        .unwrap()
+    }
+
+    /// Format 2: format | the format-1 state | the additions, pinned; it
+    /// decodes to a one-entry history.
     #[test]
     fn golden_format_2_snapshot() {
         let state = with_additions();
-        let bytes = encode_snapshot_state(&state).unwrap();
+        let bytes = encode_format_2(&state);
         // additions: window 0 | 5000/s | 1 previous table: 192.0.2.10:80/tcp,
         // since 7, size 251, 1 backend 10.0.0.1 weight 1 active
         let additions = "00".to_string()
@@ -455,14 +546,71 @@ mod tests {
         assert_eq!(decode_snapshot_state(&bytes).unwrap(), state);
     }
 
+    /// The format-3 additions of [`with_history`] with entries since 9
+    /// (10.0.0.2) and since 7 (10.0.0.1), hand-derived.
+    fn format_3_additions() -> String {
+        // window 0 | 5000/s | 1 VIP: 192.0.2.10:80/tcp | a history of 2:
+        // since 9, size 251, 1 backend 10.0.0.2 weight 1 active; then
+        // since 7, the same with 10.0.0.1
+        "00".to_string()
+            + "03fb8813"
+            + "01"
+            + "00c000020a"
+            + "50"
+            + "00"
+            + "02"
+            + "09"
+            + "fbfb00"
+            + "01"
+            + "000a000002"
+            + "01"
+            + "00"
+            + "07"
+            + "fbfb00"
+            + "01"
+            + "000a000001"
+            + "01"
+            + "00"
+    }
+
+    /// Format 3: format | the format-1 state | the additions with each
+    /// VIP's history (newest first), pinned.
+    #[test]
+    fn golden_format_3_snapshot() {
+        let state = with_history(vec![previous(9, 2), previous(7, 1)]);
+        let bytes = encode_snapshot_state(&state).unwrap();
+        assert_eq!(
+            hex(&bytes),
+            "03".to_string() + V1_STATE + &format_3_additions()
+        );
+        assert_eq!(decode_snapshot_state(&bytes).unwrap(), state);
+    }
+
+    /// The applied record `applied.v3`: last applied | membership | the
+    /// format-1 state | the format-3 additions, pinned.
+    #[test]
+    fn golden_applied_record_v3() {
+        let record = AppliedRecord {
+            last_applied: None,
+            membership: StoredMembership::default(),
+            state: with_history(vec![previous(9, 2), previous(7, 1)]),
+        };
+        let bytes = encode(&record.to_v3()).unwrap();
+        // no last applied | no membership log id, no configs, no nodes
+        let head = "00".to_string() + "00" + "00" + "00";
+        assert_eq!(hex(&bytes), head + V1_STATE + &format_3_additions());
+        let back = AppliedRecord::from_v3(decode::<AppliedRecordV3>(&bytes).unwrap());
+        assert_eq!(back.state, record.state);
+    }
+
     #[test]
     fn unknown_or_truncated_snapshots_are_refused() {
         let bytes = encode_snapshot_state(&with_additions()).unwrap();
         let mut other = bytes.clone();
-        other[0] = 3;
+        other[0] = 4;
         assert!(matches!(
             decode_snapshot_state(&other),
-            Err(StoreError::SnapshotFormat(3))
+            Err(StoreError::SnapshotFormat(4))
         ));
         for len in [0, 1, bytes.len() / 2, bytes.len() - 1] {
             assert!(decode_snapshot_state(&bytes[..len]).is_err(), "{len}");
@@ -502,5 +650,51 @@ mod tests {
         drop(store);
         let store = StateMachineStore::open(&path).unwrap();
         assert_eq!(store.record.state, with_additions());
+    }
+
+    /// A node upgraded from format 2 reads its `applied.v2` record (the
+    /// previous input becomes a one-entry history), then writes
+    /// `applied.v3` and drops the old record.
+    #[tokio::test]
+    async fn the_format_2_applied_record_is_read_then_superseded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sm.redb");
+        let state = with_additions();
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut table = txn.open_table(STATE).unwrap();
+                let previous = [(key(), previous(7, 1))].into();
+                let v2 = AppliedRecordV2 {
+                    last_applied: None,
+                    membership: StoredMembership::default(),
+                    state: state.clone(),
+                    additions: StateAdditionsV2 {
+                        connection: state.connection,
+                        previous,
+                    },
+                };
+                table
+                    .insert(KEY_APPLIED_V2, encode(&v2).unwrap().as_slice())
+                    .unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let mut store = StateMachineStore::open(&path).unwrap();
+        assert_eq!(store.record.state, state);
+        assert_eq!(store.record.state.history[&key()], vec![previous(7, 1)]);
+        let longer = with_history(vec![previous(9, 2), previous(7, 1)]);
+        store.record.state = longer.clone();
+        store.persist(None).await.unwrap();
+        drop(store);
+        let store = StateMachineStore::open(&path).unwrap();
+        assert_eq!(store.record.state, longer);
+        let db = store.db.clone();
+        drop(store);
+        let txn = db.begin_read().unwrap();
+        let table = txn.open_table(STATE).unwrap();
+        assert!(table.get(KEY_APPLIED_V2).unwrap().is_none());
+        assert!(table.get(KEY_APPLIED_V3).unwrap().is_some());
     }
 }

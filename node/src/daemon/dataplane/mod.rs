@@ -9,16 +9,22 @@
 //! alone; the other tasks hold a [`DataPlaneReader`].
 
 mod capacity;
+mod fold;
 mod second_hop;
 mod sync;
 
-use std::{collections::BTreeMap, net::IpAddr, time::Instant};
+use std::{
+    collections::{btree_map, BTreeMap},
+    net::IpAddr,
+    time::Instant,
+};
 
 use edgelb_consensus::{ClusterState, Encapsulation, FloodAdmission, VipKey};
 use xdp_fwd::{
     AttachMode, Encap, Forwarder, ForwarderSettings, HashFields, TestRunOutput, VipOptions,
 };
 
+use self::fold::PreviousFold;
 pub use self::{
     capacity::{check_capacity, CapacityError},
     sync::{sync_loop, DataPlaneReader, Programmed},
@@ -62,9 +68,15 @@ pub struct DataPlane {
     programmed: TableSet,
     options: BTreeMap<VipKey, VipOptions>,
     settings: Option<ForwarderSettings>,
-    /// Per VIP, the previous table programmed for second-hop lookups and
-    /// the `since_version` it came from.
-    previous: BTreeMap<VipKey, (u64, VipTable)>,
+    /// Per VIP, the previous table programmed for second-hop lookups (the
+    /// fold of its open history entries, [`fold`]).
+    previous: BTreeMap<VipKey, PreviousFold>,
+    /// Per VIP, the `since_version`s of the open history entries its last
+    /// fold was computed from: when one's window closes, it is refolded.
+    folded_from: BTreeMap<VipKey, Vec<u64>>,
+    /// Built tables of open history entries, by VIP and `since_version`
+    /// (an entry's input never changes: built once per window).
+    history_tables: BTreeMap<(VipKey, u64), VipTable>,
     windows: second_hop::Windows,
 }
 
@@ -130,6 +142,8 @@ impl DataPlane {
             options: BTreeMap::new(),
             settings: None,
             previous: BTreeMap::new(),
+            folded_from: BTreeMap::new(),
+            history_tables: BTreeMap::new(),
             windows: second_hop::Windows::default(),
         }
     }
@@ -201,9 +215,11 @@ impl DataPlane {
             self.options.remove(&key);
             self.programmed.tables.remove(&key);
             self.previous.remove(&key);
+            self.folded_from.remove(&key);
         }
         let now = Instant::now();
         self.windows.observe(state, now);
+        self.forget_closed_history(now);
         for (key, vip) in &state.vips {
             let options = vip_options(vip);
             if self.options.get(key) != Some(&options) {
@@ -211,57 +227,85 @@ impl DataPlane {
                 self.options.insert(*key, options);
             }
             let table = &next.tables[key];
-            let previous = self.previous_table(state, key, table, now)?;
-            let table_changed = self.programmed.tables.get(key) != Some(table);
-            if table_changed || self.previous.get(key) != previous.as_ref() {
-                match &previous {
-                    Some((_, p)) => self.forwarder.set_table_with_previous(
-                        key,
-                        &table.backends,
-                        &table.slots,
-                        Some((&p.backends, &p.slots)),
-                    )?,
-                    None if table_changed => {
-                        self.forwarder
-                            .set_table(key, &table.backends, &table.slots)?
-                    }
-                    None => {
-                        self.forwarder.clear_previous(key)?;
-                        0
-                    }
-                };
-                self.programmed.tables.insert(*key, table.clone());
-                match previous {
-                    Some(p) => self.previous.insert(*key, p),
-                    None => self.previous.remove(key),
-                };
-            }
+            let previous = self.previous_fold(state, key, table, now)?;
+            self.program(key, table, previous)?;
         }
         self.programmed.version = next.version;
         self.programmed.digest = next.digest;
         Ok(&self.programmed)
     }
 
-    /// The previous table `key` should have programmed at `now`: the
-    /// replicated one while this node's window for it is open, unless it has
-    /// no backend or equals the current table (then no flow moved).
-    fn previous_table(
-        &self,
+    /// Programs `key`'s current table and previous table, writing the maps
+    /// only when either differs from what they hold.
+    fn program(
+        &mut self,
+        key: &VipKey,
+        table: &VipTable,
+        previous: Option<PreviousFold>,
+    ) -> Result<(), DataPlaneError> {
+        let table_changed = self.programmed.tables.get(key) != Some(table);
+        if table_changed || self.previous.get(key) != previous.as_ref() {
+            match &previous {
+                Some(p) => self.forwarder.set_table_with_previous(
+                    key,
+                    &table.backends,
+                    &table.slots,
+                    Some((&p.backends, &p.slots)),
+                )?,
+                None if table_changed => {
+                    self.forwarder
+                        .set_table(key, &table.backends, &table.slots)?
+                }
+                None => {
+                    self.forwarder.clear_previous(key)?;
+                    0
+                }
+            };
+            self.programmed.tables.insert(*key, table.clone());
+            match previous {
+                Some(p) => self.previous.insert(*key, p),
+                None => self.previous.remove(key),
+            };
+        }
+        Ok(())
+    }
+
+    /// The previous table `key` should have programmed at `now`: the fold
+    /// ([`fold::fold`]) of the history entries whose window is open on this
+    /// node, against `current`. Records which entries it used.
+    fn previous_fold(
+        &mut self,
         state: &ClusterState,
         key: &VipKey,
         current: &VipTable,
         now: Instant,
-    ) -> Result<Option<(u64, VipTable)>, DataPlaneError> {
-        let Some(previous) = self.windows.previous(state, key, now) else {
-            return Ok(None);
-        };
-        let table = serving_owners(tables::build(key, &previous.input)?, state, key);
-        if table.slots.is_empty()
-            || table.slots == current.slots && table.backends == current.backends
-        {
+    ) -> Result<Option<PreviousFold>, DataPlaneError> {
+        let open = self.windows.open_entries(state, key, now);
+        if open.is_empty() {
+            self.folded_from.remove(key);
             return Ok(None);
         }
-        Ok(Some((previous.since_version, table)))
+        for entry in &open {
+            let id = (*key, entry.since_version);
+            if let btree_map::Entry::Vacant(slot) = self.history_tables.entry(id) {
+                slot.insert(tables::build(key, &entry.input)?);
+            }
+        }
+        let entries: Vec<&VipTable> = open
+            .iter()
+            .filter_map(|e| self.history_tables.get(&(*key, e.since_version)))
+            .collect();
+        let previous = fold::fold(current, &entries);
+        let versions = open.iter().map(|e| e.since_version).collect();
+        self.folded_from.insert(*key, versions);
+        Ok(previous)
+    }
+
+    /// Drops the built tables of history entries whose window is closed.
+    fn forget_closed_history(&mut self, now: Instant) {
+        let windows = &self.windows;
+        self.history_tables
+            .retain(|(key, since), _| windows.is_open(key, *since, now));
     }
 
     /// When the next second-hop window closes (for [`sync_loop`]'s timer).
@@ -269,20 +313,33 @@ impl DataPlane {
         self.windows.next_close(Instant::now())
     }
 
-    /// Drops the previous tables whose window has closed by now: one
-    /// `clear_previous` each.
-    pub fn close_windows(&mut self) -> Result<(), DataPlaneError> {
+    /// Refolds the previous table of every VIP one of whose history
+    /// entries' window has closed by now, without that entry: the previous
+    /// table is rewritten, or dropped (`clear_previous`) when no open entry
+    /// is left to carry anything. `state` is the state last applied.
+    pub fn close_windows(&mut self, state: &ClusterState) -> Result<(), DataPlaneError> {
         let now = Instant::now();
+        let windows = &self.windows;
         let closed: Vec<VipKey> = self
-            .previous
+            .folded_from
             .iter()
-            .filter(|(k, (since, _))| !self.windows.is_open(k, *since, now))
+            .filter(|(k, versions)| versions.iter().any(|v| !windows.is_open(k, *v, now)))
             .map(|(k, _)| *k)
             .collect();
+        self.forget_closed_history(now);
         for key in closed {
-            self.forwarder.clear_previous(&key)?;
-            self.previous.remove(&key);
-            tracing::info!(vip = %key, "second-hop window closed: previous table dropped");
+            let Some(table) = self.programmed.tables.get(&key).cloned() else {
+                self.folded_from.remove(&key);
+                continue;
+            };
+            let previous = self.previous_fold(state, &key, &table, now)?;
+            let kept = previous.is_some();
+            self.program(&key, &table, previous)?;
+            if kept {
+                tracing::info!(vip = %key, "second-hop window closed: previous table refolded without it");
+            } else {
+                tracing::info!(vip = %key, "second-hop window closed: previous table dropped");
+            }
         }
         Ok(())
     }
@@ -321,39 +378,6 @@ impl DataPlane {
     }
 }
 
-/// `previous` with every slot whose owner no longer serves the VIP (removed,
-/// or down) emptied ([`maglev::NO_BACKEND`]: no second hop there), so a
-/// removed or down backend's connections end as they did without a previous
-/// table, and its forwarder entry is released.
-fn serving_owners(previous: VipTable, state: &ClusterState, key: &VipKey) -> VipTable {
-    let serving: std::collections::BTreeSet<IpAddr> = state
-        .maglev_input(key)
-        .map(|i| i.backends.iter().map(|b| b.address).collect())
-        .unwrap_or_default();
-    let backends: Vec<IpAddr> = previous
-        .backends
-        .iter()
-        .copied()
-        .filter(|b| serving.contains(b))
-        .collect();
-    let slots = previous
-        .slots
-        .iter()
-        .map(|&s| {
-            previous
-                .backends
-                .get(s as usize)
-                .and_then(|a| backends.iter().position(|b| b == a))
-                .map_or(maglev::NO_BACKEND, |i| i as u32)
-        })
-        .collect();
-    VipTable {
-        backends,
-        slots,
-        fingerprint: previous.fingerprint,
-    }
-}
-
 /// Answer of [`DataPlane::lookup`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lookup {
@@ -363,8 +387,8 @@ pub struct Lookup {
     pub slot: u32,
     /// The backend the live table gives, if any.
     pub backend: Option<IpAddr>,
-    /// The previous table's owner of the slot, when it differs and the
-    /// second-hop window is open.
+    /// The slot's previous owner as programmed (the fold of the VIP's open
+    /// history entries), when it differs from `backend`.
     pub previous_backend: Option<IpAddr>,
 }
 
@@ -374,5 +398,180 @@ fn vip_flags(o: &VipOptions) -> u32 {
         HashFields::FiveTuple => 0,
         HashFields::NoSourcePort => vip_flags::HASH_NO_SRC_PORT,
         HashFields::DestinationPortOnly => vip_flags::HASH_DST_PORT_ONLY,
+    }
+}
+
+/// The data plane against the real forwarder's maps (loads the XDP
+/// program: needs root): the history fold programmed, and refolded as each
+/// entry's window closes.
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use edgelb_consensus::{
+        Backend, BackendState, ClusterSettings, Command, ConnectionSettings, Protocol, VipFlags,
+    };
+
+    use super::*;
+
+    /// Window of this test's cluster, and the gap between its two changes:
+    /// wide margins around each close (no speed is asserted).
+    const WINDOW_SECS: u32 = 4;
+    const GAP: Duration = Duration::from_millis(1500);
+    const MARGIN: Duration = Duration::from_millis(400);
+
+    fn key() -> VipKey {
+        VipKey {
+            address: "192.0.2.1".parse().unwrap(),
+            port: 80,
+            protocol: Protocol::Tcp,
+        }
+    }
+
+    fn ip(n: u8) -> IpAddr {
+        IpAddr::from([10, 0, 0, n])
+    }
+
+    fn dataplane() -> DataPlane {
+        let forwarder = Forwarder::load_with(xdp_fwd::LoadOptions {
+            pin_dir: None,
+            capacity: xdp_fwd::Capacity {
+                vips: 4,
+                backends: 16,
+                table_size: 251,
+                flows: 1024,
+            },
+        })
+        .expect("load and verify the XDP program (needs root)");
+        DataPlane::new(
+            forwarder,
+            LocalSettings {
+                source_v4: ("172.16.0.0".parse().unwrap(), 16),
+                source_v6: ("fd00:16::".parse().unwrap(), 96),
+                udp_timeout: Duration::from_secs(30),
+                flood_threshold: xdp_fwd::FloodThreshold::Off,
+            },
+        )
+    }
+
+    fn backend(n: u8) -> Backend {
+        Backend {
+            address: ip(n),
+            weight: 1,
+            state: BackendState::Active,
+        }
+    }
+
+    /// A 251-slot VIP with backends 1..=4, set up in one batch (one
+    /// history entry: the empty input, which owns nothing).
+    fn four_backends() -> ClusterState {
+        let mut commands = vec![
+            Command::SetSettings(ClusterSettings {
+                hash_seed: 7,
+                table_size: 251,
+            }),
+            Command::SetConnectionSettings(ConnectionSettings {
+                second_hop_window_secs: WINDOW_SECS,
+                ..ConnectionSettings::default()
+            }),
+            Command::AddVip {
+                key: key(),
+                flags: VipFlags::default(),
+                encapsulation: Encapsulation::IpIp,
+            },
+        ];
+        commands.extend((1..=4).map(|n| Command::AddBackend {
+            vip: key(),
+            backend: backend(n),
+        }));
+        let mut s = ClusterState::default();
+        s.apply(&Command::Batch {
+            expect_version: None,
+            commands,
+        })
+        .unwrap();
+        s
+    }
+
+    /// Owner of `slot` in `state`'s current table.
+    fn owner(state: &ClusterState, slot: u32) -> IpAddr {
+        let t = tables::build(&key(), &state.maglev_input(&key()).unwrap()).unwrap();
+        t.backends[t.slots[slot as usize] as usize]
+    }
+
+    /// Per flow (source ports covering every slot): (slot, previous owner
+    /// `lbctl lookup` shows).
+    fn previous_owners(dp: &DataPlane) -> Vec<(u32, Option<IpAddr>)> {
+        let src: IpAddr = "198.51.100.7".parse().unwrap();
+        (1000..4000)
+            .map(|sport| {
+                let l = dp.lookup(&key(), src, sport).unwrap();
+                (l.slot, l.previous_backend)
+            })
+            .collect()
+    }
+
+    /// Add backend 5, then drain backend 2 inside the window: a slot that
+    /// moved X -> 5 and stayed 5 carries X (the table before the drain
+    /// alone would carry nothing there); a slot the drain moved carries 2.
+    /// Then each entry's window closes in turn.
+    #[test]
+    fn the_history_fold_is_programmed_and_closes_entry_by_entry() {
+        let mut dp = dataplane();
+        let s1 = four_backends();
+        dp.apply(&s1).unwrap();
+        assert_eq!(dp.previous_programmed().count(), 0);
+        let mut s2 = s1.clone();
+        s2.apply(&Command::AddBackend {
+            vip: key(),
+            backend: backend(5),
+        })
+        .unwrap();
+        dp.apply(&s2).unwrap();
+        let added = Instant::now();
+        std::thread::sleep(GAP);
+        let mut s3 = s2.clone();
+        s3.apply(&Command::SetBackendState {
+            vip: key(),
+            address: ip(2),
+            state: BackendState::Draining,
+        })
+        .unwrap();
+        dp.apply(&s3).unwrap();
+        let drained = Instant::now();
+
+        let (mut first_step, mut second_step) = (0, 0);
+        for (slot, previous) in previous_owners(&dp) {
+            let (a, b, c) = (owner(&s1, slot), owner(&s2, slot), owner(&s3, slot));
+            let want = if b != c {
+                second_step += 1;
+                Some(b)
+            } else if a != b {
+                first_step += 1;
+                Some(a)
+            } else {
+                None
+            };
+            assert_eq!(previous, want, "slot {slot}: {a} -> {b} -> {c}");
+        }
+        assert!(first_step > 0 && second_step > 0);
+
+        // The add's window closes: the drain's entry alone is left.
+        let wait =
+            |until: Instant| std::thread::sleep(until.saturating_duration_since(Instant::now()));
+        wait(added + Duration::from_secs(u64::from(WINDOW_SECS)) + MARGIN);
+        dp.close_windows(&s3).unwrap();
+        for (slot, previous) in previous_owners(&dp) {
+            let (b, c) = (owner(&s2, slot), owner(&s3, slot));
+            assert_eq!(previous, (b != c).then_some(b), "slot {slot}");
+        }
+        assert!(drained + Duration::from_secs(u64::from(WINDOW_SECS)) > Instant::now());
+
+        // The drain's window closes: no previous table at all.
+        wait(drained + Duration::from_secs(u64::from(WINDOW_SECS)) + MARGIN);
+        dp.close_windows(&s3).unwrap();
+        assert_eq!(dp.previous_programmed().count(), 0);
+        assert!(previous_owners(&dp).iter().all(|(_, p)| p.is_none()));
+        assert_eq!(dp.next_window_close(), None);
     }
 }

@@ -1,8 +1,9 @@
-//! Second-hop windows: for how long each VIP's previous table stays
-//! programmed. The previous table is replicated (`ClusterState::previous`);
-//! the window is timed by this node alone, from the moment it first saw that
-//! previous table (the apply of the change, or, after a restart or a join,
-//! the install: a slightly longer window there is harmless).
+//! Second-hop windows: for how long each entry of a VIP's history of
+//! previous tables takes part in the programmed previous table. The history
+//! is replicated (`ClusterState::history`); each entry's window is timed by
+//! this node alone, from the moment it first saw that entry (the apply of
+//! the change, or, after a restart or a join, the install: a slightly longer
+//! window there is harmless).
 //!
 //! Pure bookkeeping (no maps, the clock is passed in), so the data plane asks
 //! it what to program and when to look again.
@@ -14,67 +15,61 @@ use std::{
 
 use edgelb_consensus::{ClusterState, PreviousTable, VipKey};
 
-/// One VIP's open window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Window {
-    /// `PreviousTable::since_version` of the previous table it is for.
-    since_version: u64,
-    /// When this node first saw that previous table.
-    opened: Instant,
-}
-
-/// Every VIP's window, keyed like the replicated previous tables.
+/// Every VIP's history entries this node has seen: per VIP,
+/// `PreviousTable::since_version` -> when this node first saw it.
 #[derive(Debug, Default)]
 pub struct Windows {
-    open: BTreeMap<VipKey, Window>,
+    opened: BTreeMap<VipKey, BTreeMap<u64, Instant>>,
     length: Duration,
 }
 
 impl Windows {
     /// Takes in a new applied state at `now`: opens a window for every
-    /// previous table not seen before, forgets VIPs without one, and takes
-    /// the cluster's current window length.
+    /// history entry not seen before, forgets entries (and VIPs) no longer
+    /// in the history, and takes the cluster's current window length.
     pub fn observe(&mut self, state: &ClusterState, now: Instant) {
         self.length = Duration::from_secs(u64::from(state.connection.second_hop_window_secs));
-        self.open.retain(|k, _| state.previous.contains_key(k));
-        for (key, previous) in &state.previous {
-            let seen = self.open.get(key).map(|w| w.since_version);
-            if seen != Some(previous.since_version) {
-                let window = Window {
-                    since_version: previous.since_version,
-                    opened: now,
-                };
-                self.open.insert(*key, window);
+        self.opened.retain(|k, _| state.history.contains_key(k));
+        for (key, history) in &state.history {
+            let seen = self.opened.entry(*key).or_default();
+            seen.retain(|since, _| history.iter().any(|p| p.since_version == *since));
+            for previous in history {
+                seen.entry(previous.since_version).or_insert(now);
             }
         }
     }
 
-    /// The previous table to program for `key` at `now`: the replicated one
-    /// while its window is open (never when the window length is 0).
-    pub fn previous<'a>(
+    /// The entries of `key`'s history whose window is open at `now`, newest
+    /// first (none when the window length is 0).
+    pub fn open_entries<'a>(
         &self,
         state: &'a ClusterState,
         key: &VipKey,
         now: Instant,
-    ) -> Option<&'a PreviousTable> {
-        let previous = state.previous.get(key)?;
-        self.is_open(key, previous.since_version, now)
-            .then_some(previous)
+    ) -> Vec<&'a PreviousTable> {
+        state.history.get(key).map_or_else(Vec::new, |history| {
+            history
+                .iter()
+                .filter(|p| self.is_open(key, p.since_version, now))
+                .collect()
+        })
     }
 
-    /// Whether the window of `key`'s previous table `since_version` is
-    /// still open at `now`.
+    /// Whether the window of `key`'s history entry `since_version` is still
+    /// open at `now`.
     pub fn is_open(&self, key: &VipKey, since_version: u64, now: Instant) -> bool {
-        self.open
+        self.opened
             .get(key)
-            .is_some_and(|w| w.since_version == since_version && now < w.opened + self.length)
+            .and_then(|seen| seen.get(&since_version))
+            .is_some_and(|opened| now < *opened + self.length)
     }
 
     /// When the next open window closes, if one is still open at `now`.
     pub fn next_close(&self, now: Instant) -> Option<Instant> {
-        self.open
+        self.opened
             .values()
-            .map(|w| w.opened + self.length)
+            .flat_map(|seen| seen.values())
+            .map(|opened| *opened + self.length)
             .filter(|close| *close > now)
             .min()
     }
@@ -127,27 +122,63 @@ mod tests {
         s
     }
 
+    fn open_versions(w: &Windows, s: &ClusterState, now: Instant) -> Vec<u64> {
+        w.open_entries(s, &key(), now)
+            .iter()
+            .map(|p| p.since_version)
+            .collect()
+    }
+
     #[test]
     fn a_window_opens_at_the_change_and_closes_after_its_length() {
         let s = state(60);
+        let newest = s.history[&key()][0].since_version;
         let t0 = Instant::now();
         let mut w = Windows::default();
         w.observe(&s, t0);
-        assert!(w.previous(&s, &key(), t0).is_some());
+        // Both entries are new to this node: both open now.
+        assert_eq!(open_versions(&w, &s, t0), vec![newest, newest - 1]);
         assert_eq!(w.next_close(t0), Some(t0 + Duration::from_secs(60)));
         let later = t0 + Duration::from_secs(59);
-        // Seeing the same state again does not reopen it.
+        // Seeing the same state again does not reopen them.
         w.observe(&s, later);
-        assert!(w.previous(&s, &key(), later).is_some());
+        assert_eq!(open_versions(&w, &s, later).len(), 2);
         let closed = t0 + Duration::from_secs(60);
-        assert!(w.previous(&s, &key(), closed).is_none());
+        assert!(open_versions(&w, &s, closed).is_empty());
         assert_eq!(w.next_close(closed), None);
-        // A new change opens a new window.
+        // A new change opens a window for its entry only.
         let mut s2 = s.clone();
         add(&mut s2, "10.0.0.3");
         w.observe(&s2, closed);
-        assert!(w.previous(&s2, &key(), closed).is_some());
+        let v3 = s2.history[&key()][0].since_version;
+        assert_eq!(open_versions(&w, &s2, closed), vec![v3]);
         assert_eq!(w.next_close(closed), Some(closed + Duration::from_secs(60)));
+    }
+
+    /// Two changes 20 s apart: the older entry's window closes 20 s before
+    /// the newer one's, one at a time.
+    #[test]
+    fn windows_close_one_entry_at_a_time() {
+        let mut s = state(60);
+        let t0 = Instant::now();
+        let mut w = Windows::default();
+        w.observe(&s, t0);
+        let t1 = t0 + Duration::from_secs(70);
+        add(&mut s, "10.0.0.3");
+        w.observe(&s, t1);
+        let first = s.history[&key()][0].since_version;
+        let t2 = t1 + Duration::from_secs(20);
+        add(&mut s, "10.0.0.4");
+        w.observe(&s, t2);
+        let second = s.history[&key()][0].since_version;
+        assert_eq!(open_versions(&w, &s, t2), vec![second, first]);
+        assert_eq!(w.next_close(t2), Some(t1 + Duration::from_secs(60)));
+        let t3 = t1 + Duration::from_secs(60);
+        assert_eq!(open_versions(&w, &s, t3), vec![second]);
+        assert_eq!(w.next_close(t3), Some(t2 + Duration::from_secs(60)));
+        let t4 = t2 + Duration::from_secs(60);
+        assert!(open_versions(&w, &s, t4).is_empty());
+        assert_eq!(w.next_close(t4), None);
     }
 
     #[test]
@@ -156,7 +187,7 @@ mod tests {
         let t0 = Instant::now();
         let mut w = Windows::default();
         w.observe(&s, t0);
-        assert!(w.previous(&s, &key(), t0).is_none());
+        assert!(w.open_entries(&s, &key(), t0).is_empty());
         assert_eq!(w.next_close(t0), None);
     }
 
@@ -174,11 +205,28 @@ mod tests {
         .unwrap();
         let t1 = t0 + Duration::from_secs(10);
         w.observe(&s2, t1);
-        assert!(w.previous(&s2, &key(), t1).is_none());
-        // A removed VIP's window is forgotten.
+        assert!(w.open_entries(&s2, &key(), t1).is_empty());
+        // A removed VIP's windows are forgotten.
         let mut s3 = s2.clone();
         s3.apply(&Command::RemoveVip { key: key() }).unwrap();
         w.observe(&s3, t1);
-        assert!(w.open.is_empty());
+        assert!(w.opened.is_empty());
+    }
+
+    /// Entries dropped from the bounded history are forgotten.
+    #[test]
+    fn entries_leaving_the_history_are_forgotten() {
+        let mut s = state(60);
+        let t0 = Instant::now();
+        let mut w = Windows::default();
+        for n in 3..10 {
+            add(&mut s, &format!("10.0.0.{n}"));
+            w.observe(&s, t0);
+        }
+        let kept: Vec<u64> = s.history[&key()].iter().map(|p| p.since_version).collect();
+        assert_eq!(kept.len(), edgelb_consensus::PREVIOUS_HISTORY_LEN);
+        let mut seen: Vec<u64> = w.opened[&key()].keys().copied().collect();
+        seen.reverse();
+        assert_eq!(seen, kept);
     }
 }

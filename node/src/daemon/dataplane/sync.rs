@@ -76,7 +76,7 @@ pub async fn sync_loop(
                 r = stop.changed() => if r.is_err() || *stop.borrow() { return },
                 () = window => {
                     let mut dp = dataplane.lock().await;
-                    if let Err(e) = tokio::task::block_in_place(|| dp.close_windows()) {
+                    if let Err(e) = tokio::task::block_in_place(|| dp.close_windows(&state)) {
                         // The next applied state (or the next close) retries.
                         tracing::error!(error = %e, "dropping a previous table failed");
                         drop(dp);
