@@ -35,6 +35,11 @@ pub struct ConnectionOutcome {
     pub round_trips: u64,
     /// Why it broke, if it did (error, or a different backend answered).
     pub broken: Option<String>,
+    /// When it was last seen working: connected, or its last round trip
+    /// answered. A broken connection broke after this (scenarios with
+    /// steps attribute it to the step running then: a stall is only
+    /// noticed at the read timeout, possibly steps later).
+    pub last_ok: Option<Instant>,
 }
 
 /// Long-lived TCP connections held open and exercised until stopped.
@@ -116,12 +121,14 @@ fn exercise(
                             backend: None,
                             round_trips: 0,
                             broken: None,
+                            last_ok: Some(Instant::now()),
                         },
                     }),
                     Err(e) => failed.push(ConnectionOutcome {
                         backend: None,
                         round_trips: 0,
                         broken: Some(e.to_string()),
+                        last_ok: None,
                     }),
                 }
             }
@@ -129,6 +136,7 @@ fn exercise(
                 backend: None,
                 round_trips: 0,
                 broken: Some(format!("connect: {e}")),
+                last_ok: None,
             }),
         }
     }
@@ -149,11 +157,15 @@ fn exercise(
                     });
             match result {
                 Ok(name) => match &c.outcome.backend {
-                    None => c.outcome.backend = Some(name),
+                    None => {
+                        c.outcome.backend = Some(name);
+                        c.outcome.last_ok = Some(Instant::now());
+                    }
                     Some(first) if *first != name => {
                         c.outcome.broken = Some(format!("moved from {first} to {name}"));
                     }
                     Some(_) => {
+                        c.outcome.last_ok = Some(Instant::now());
                         c.outcome.round_trips += 1;
                         *progress.lock().unwrap_or_else(|e| e.into_inner()) += 1;
                     }

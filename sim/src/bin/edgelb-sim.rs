@@ -118,8 +118,12 @@ enum ScenarioName {
     /// A 10 s SYN flood during a backend change, admission on and off.
     SynFlood,
     /// Backend changes each followed within a second by an LB node's
-    /// kill -9, second hop on (window 60 s) and off (window 0).
+    /// kill -9 (a backend added, the node back, a backend drained), second
+    /// hop on (window 60 s) and off (window 0).
     RehashAfterChange,
+    /// A backend added, then within a second a new LB node (empty cache)
+    /// joins, second hop on (window 60 s) and off (window 0).
+    JoinAfterChange,
 }
 
 fn run_scenario(name: ScenarioName) -> anyhow::Result<Report> {
@@ -132,6 +136,7 @@ fn run_scenario(name: ScenarioName) -> anyhow::Result<Report> {
         ScenarioName::Partition => scenario::partition::run(),
         ScenarioName::SynFlood => scenario::syn_flood::run(50, std::time::Duration::from_secs(10)),
         ScenarioName::RehashAfterChange => scenario::rehash_after_change::run(60),
+        ScenarioName::JoinAfterChange => scenario::join_after_change::run(100),
     }
 }
 

@@ -77,6 +77,11 @@ pub struct ClusterSpec {
     /// [`Cluster::decap_stats`], and the router's backend links get an XDP
     /// program so the backends' XDP_TX frames arrive (veth driver-mode rule).
     pub second_hop: bool,
+    /// LB nodes (1-based) listed in every node's Raft initial members and
+    /// peered by the router, but not started by [`Cluster::start`]: they
+    /// join later with [`Cluster::join_lb`], empty caches and all. Node 1
+    /// cannot be held back: it bootstraps the cluster.
+    pub held_back: Vec<usize>,
 }
 
 impl Default for ClusterSpec {
@@ -89,6 +94,7 @@ impl Default for ClusterSpec {
             conn_table_size: 65536,
             flood_threshold: "\"auto\"".into(),
             second_hop: false,
+            held_back: Vec::new(),
         }
     }
 }
@@ -212,6 +218,24 @@ impl Cluster {
         if !(1..=50).contains(&spec.lb_nodes) || !(1..=50).contains(&spec.backends) {
             bail!("lb_nodes and backends must be within 1..=50");
         }
+        if let Some(i) = spec
+            .held_back
+            .iter()
+            .find(|i| !(2..=spec.lb_nodes).contains(*i))
+        {
+            bail!(
+                "held-back LB node {i} is not one of 2..={}: node 1 bootstraps the cluster",
+                spec.lb_nodes
+            );
+        }
+        // A majority of the initial members must start, or no leader is elected.
+        if spec.lb_nodes - spec.held_back.len() <= spec.lb_nodes / 2 {
+            bail!(
+                "holding back {:?} of {} LB nodes leaves no Raft majority",
+                spec.held_back,
+                spec.lb_nodes
+            );
+        }
         testbed::namespace::sweep_stale();
         let stem = unique_stem();
         let dir = tempfile::Builder::new().prefix("edgelb-sim").tempdir()?;
@@ -307,6 +331,12 @@ impl Cluster {
                 &router_config(ROUTER_ASN, "10.100.0.1", LB_ASN, &neighbors),
             )
         })??;
+        // Routes with their next hops inline, not kernel nexthop groups:
+        // with groups, the kernel drops an LB node's next hop from the
+        // group when its link loses carrier, and zebra, believing the group
+        // intact, never puts it back when the node returns (seen: FRR's RIB
+        // with 3 next hops, the kernel's group with 2).
+        frr.vtysh("configure terminal\nno zebra nexthop kernel enable")?;
 
         let bpffs = dir.path().join("bpffs");
         fs::create_dir_all(&bpffs)?;
@@ -356,7 +386,9 @@ impl Cluster {
                 ns,
                 config,
             };
-            cluster.start_lb(&mut node)?;
+            if !cluster.spec.held_back.contains(&node.index) {
+                cluster.start_lb(&mut node)?;
+            }
             cluster.lbs.push(node);
         }
         cluster.wait_for_leader(Duration::from_secs(30))?;

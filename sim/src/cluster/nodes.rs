@@ -159,6 +159,43 @@ prepend_secs = {prepend}
         result
     }
 
+    /// Brings LB node `i` back after [`Cluster::fail_lb`]: its link up
+    /// again (with the default route the link loss removed) and its daemon
+    /// restarted. The restarted daemon adopts the node's pinned maps with
+    /// their contents (`Forwarder::load_with`, a hot restart): the
+    /// connection cache still holds the flows it served before the kill,
+    /// with their backends, and its XDP program stayed attached all along
+    /// (pinned link). It rejoins Raft as the member it was, catches up,
+    /// programs the applied state (its second-hop windows open at that
+    /// install) and announces again.
+    pub fn revive_lb(&mut self, i: usize) -> anyhow::Result<()> {
+        let ns = &self.lbs[i - 1].ns;
+        ns.ip(["link", "set", "eth0", "up"])?;
+        ns.ip([
+            "route",
+            "replace",
+            "default",
+            "via",
+            &format!("10.101.{i}.1"),
+        ])?;
+        self.restart_lb(i)
+    }
+
+    /// Starts LB node `i`, held back by
+    /// [`ClusterSpec::held_back`](super::ClusterSpec): a node that never
+    /// ran, with an empty connection cache and no Raft state; it joins as
+    /// the initial member it is listed as, and the router already has it
+    /// as a BGP neighbour.
+    pub fn join_lb(&mut self, i: usize) -> anyhow::Result<()> {
+        if !self.spec.held_back.contains(&i) {
+            bail!("LB node {i} was not held back");
+        }
+        if self.lbs[i - 1].process.is_some() {
+            bail!("LB node {i} is already running");
+        }
+        self.restart_lb(i)
+    }
+
     /// Kills LB node `i` with SIGKILL (no withdraw, no detach).
     pub fn kill_lb(&mut self, i: usize) {
         if let Some(p) = self.lbs[i - 1].process.as_ref() {

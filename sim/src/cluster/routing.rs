@@ -19,10 +19,38 @@ impl Cluster {
         match self.poll_next_hops("ECMP to the VIP", limit, every, |h| h.len() == nodes)? {
             Ok(hops) => Ok(hops),
             Err(hops) => bail!(
-                "router has next hops {hops:?} for {VIP}, wanted {nodes}\n{}",
+                "router has next hops {hops:?} for {VIP}, wanted {nodes}\n{}\n{}",
+                self.router_view(),
                 self.log_tails(15)
             ),
         }
+    }
+
+    /// What the router's FRR holds for the VIP and its sessions (for
+    /// failure messages).
+    fn router_view(&self) -> String {
+        [
+            format!("show bgp ipv4 unicast {VIP}/32"),
+            "show bgp summary".to_owned(),
+            format!("show ip route {VIP}/32"),
+        ]
+        .iter()
+        .map(|c| match self.frr.vtysh(c) {
+            Ok(out) => format!("--- router: {c} ---\n{out}"),
+            Err(e) => format!("--- router: {c}: {e} ---\n"),
+        })
+        .chain(
+            [
+                vec!["-d", "route", "show", "192.0.2.10/32"],
+                vec!["nexthop", "show"],
+            ]
+            .into_iter()
+            .map(|args| match self.router.ip_stdout(args.clone()) {
+                Ok(out) => format!("--- router: ip {} ---\n{out}", args.join(" ")),
+                Err(e) => format!("--- router: ip {}: {e} ---\n", args.join(" ")),
+            }),
+        )
+        .collect()
     }
 
     /// The router's kernel next hops for the VIP.

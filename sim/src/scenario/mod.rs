@@ -4,11 +4,13 @@
 
 pub mod backend_changes;
 pub mod balance;
+pub mod join_after_change;
 pub mod leader_kill;
 pub mod node_drain;
 pub mod node_failure;
 pub mod partition;
 pub mod rehash_after_change;
+pub mod second_hop_tally;
 pub mod syn_flood;
 
 use serde_json::{json, Value};
@@ -88,4 +90,18 @@ pub fn broken_reasons(outcomes: &[crate::traffic::ConnectionOutcome], n: usize) 
         .filter_map(|o| o.broken.clone())
         .take(n)
         .collect()
+}
+
+/// The broken connections among `outcomes` last seen working within
+/// `[from, to)` (`to` None: open-ended): the ones that broke in that step.
+pub fn broken_between(
+    outcomes: &[crate::traffic::ConnectionOutcome],
+    from: std::time::Instant,
+    to: Option<std::time::Instant>,
+) -> impl Iterator<Item = &crate::traffic::ConnectionOutcome> {
+    outcomes.iter().filter(move |o| {
+        o.broken.is_some()
+            && o.last_ok
+                .is_some_and(|t| t >= from && to.is_none_or(|to| t < to))
+    })
 }
