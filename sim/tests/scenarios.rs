@@ -214,6 +214,23 @@ fn steps(d: &serde_json::Value) -> &Vec<serde_json::Value> {
         .unwrap_or_else(|| panic!("no steps in {d}"))
 }
 
+/// A second-hop scenario's run with the window at 0: no candidate sent or
+/// forwarded in any step, and some moved flow broke.
+fn assert_breaks_without_second_hop(d: &serde_json::Value) {
+    for s in steps(d) {
+        assert_eq!(
+            u(s, "second_hop_sent"),
+            0,
+            "window 0 sends no candidate: {s}"
+        );
+        assert_eq!(u(s, "second_hop_forwarded"), 0, "{s}");
+    }
+    assert!(
+        u(d, "broken") > 0,
+        "moved flows break without the second hop: {d}"
+    );
+}
+
 /// Issue 14: a backend change, then within a second an LB node fails;
 /// the node comes back; a second change (a backend drained), then within
 /// a second another node fails, all inside one 60 s window. The moved
@@ -248,19 +265,7 @@ fn rehash_after_change_breaks_connections_without_the_second_hop() {
     let r = run("rehash-after-change (window 0)", || {
         scenario::rehash_after_change::run_one(60, 0)
     });
-    let d = &r.data;
-    for s in steps(d) {
-        assert_eq!(
-            u(s, "second_hop_sent"),
-            0,
-            "window 0 sends no candidate: {s}"
-        );
-        assert_eq!(u(s, "second_hop_forwarded"), 0, "{s}");
-    }
-    assert!(
-        u(d, "broken") > 0,
-        "moved flows break without the second hop: {d}"
-    );
+    assert_breaks_without_second_hop(&r.data);
 }
 
 /// Issue 14, a node joining: a backend added, then within a second LB node
@@ -292,17 +297,5 @@ fn join_after_change_breaks_connections_without_the_second_hop() {
     let r = run("join-after-change (window 0)", || {
         scenario::join_after_change::run_one(100, 0)
     });
-    let d = &r.data;
-    for s in steps(d) {
-        assert_eq!(
-            u(s, "second_hop_sent"),
-            0,
-            "window 0 sends no candidate: {s}"
-        );
-        assert_eq!(u(s, "second_hop_forwarded"), 0, "{s}");
-    }
-    assert!(
-        u(d, "broken") > 0,
-        "moved flows break without the second hop: {d}"
-    );
+    assert_breaks_without_second_hop(&r.data);
 }

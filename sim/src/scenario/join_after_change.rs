@@ -14,10 +14,10 @@
 use std::time::{Duration, Instant};
 
 use super::{
-    second_hop_tally::{run_report, Step, Tally},
+    second_hop_tally::{run_report, second_hop_cluster, Step, Tally},
     Report,
 };
-use crate::cluster::{backend_addr, Cluster, ClusterSpec, VIP, VIP_TCP_PORT};
+use crate::cluster::{backend_addr, ClusterSpec, VIP, VIP_TCP_PORT};
 
 /// Backends of the cluster: 4 at first, the fifth added before the join.
 const BACKENDS: usize = 5;
@@ -34,25 +34,15 @@ pub fn run(connections: usize) -> anyhow::Result<Report> {
 
 /// One run with the second-hop window at `window_secs`.
 pub fn run_one(connections: usize, window_secs: u32) -> anyhow::Result<Report> {
-    let mut cluster = Cluster::start(ClusterSpec {
-        backends: BACKENDS,
-        second_hop: true,
-        held_back: vec![JOINER],
-        ..Default::default()
-    })?;
+    let mut cluster = second_hop_cluster(
+        ClusterSpec {
+            held_back: vec![JOINER],
+            ..Default::default()
+        },
+        BACKENDS,
+        window_secs,
+    )?;
     let vip = format!("{VIP}:{VIP_TCP_PORT}/tcp");
-    cluster.lbctl_any(&["vip", "add", &vip])?;
-    for j in 1..BACKENDS {
-        cluster.lbctl_any(&["backend", "add", &vip, &backend_addr(j).to_string()])?;
-    }
-    let window = window_secs.to_string();
-    cluster.lbctl_any(&[
-        "settings",
-        "connection",
-        "--second-hop-window-secs",
-        &window,
-    ])?;
-    cluster.converge(Duration::from_secs(20))?;
     cluster.wait_for_ecmp(2, Duration::from_secs(30))?;
 
     let traffic = cluster.long_lived(connections, Duration::from_millis(100));

@@ -33,7 +33,7 @@
 use std::time::{Duration, Instant};
 
 use super::{
-    second_hop_tally::{run_report, Step, Tally},
+    second_hop_tally::{run_report, second_hop_cluster, Step, Tally},
     Report,
 };
 use crate::cluster::{backend_addr, lb_addr, Cluster, ClusterSpec, VIP, VIP_TCP_PORT};
@@ -71,24 +71,8 @@ fn change_then_fail(
 
 /// One run with the second-hop window at `window_secs`.
 pub fn run_one(connections: usize, window_secs: u32) -> anyhow::Result<Report> {
-    let mut cluster = Cluster::start(ClusterSpec {
-        backends: BACKENDS,
-        second_hop: true,
-        ..Default::default()
-    })?;
+    let mut cluster = second_hop_cluster(ClusterSpec::default(), BACKENDS, window_secs)?;
     let vip = format!("{VIP}:{VIP_TCP_PORT}/tcp");
-    cluster.lbctl_any(&["vip", "add", &vip])?;
-    for j in 1..BACKENDS {
-        cluster.lbctl_any(&["backend", "add", &vip, &backend_addr(j).to_string()])?;
-    }
-    let window = window_secs.to_string();
-    cluster.lbctl_any(&[
-        "settings",
-        "connection",
-        "--second-hop-window-secs",
-        &window,
-    ])?;
-    cluster.converge(Duration::from_secs(20))?;
     cluster.wait_for_ecmp(3, Duration::from_secs(30))?;
 
     let traffic = cluster.long_lived(connections, Duration::from_millis(100));

@@ -1,7 +1,8 @@
-//! Second-hop counters per scenario step, for the scenarios that change the
-//! table and move flows between LB nodes (`rehash-after-change`,
-//! `join-after-change`): candidates the LB nodes sent, and what the
-//! backends' decapsulators did with them, as deltas over one step.
+//! What the scenarios that change the table and move flows between LB nodes
+//! (`rehash-after-change`, `join-after-change`) share: their starting
+//! cluster, and their second-hop counters per step (candidates the LB
+//! nodes sent, and what the backends' decapsulators did with them, as
+//! deltas over one step).
 //!
 //! The nodes' counters die with a killed daemon and may restart from 0
 //! with a restarted one, so each node's growth is taken reading by
@@ -11,7 +12,39 @@
 
 use serde_json::{json, Value};
 
-use crate::cluster::Cluster;
+use std::time::Duration;
+
+use crate::cluster::{backend_addr, Cluster, ClusterSpec, VIP, VIP_TCP_PORT};
+
+/// The start of both scenarios: a cluster shaped by `spec` with `backends`
+/// backend hosts and second-hop handling, serving the TCP VIP from all but
+/// the last backend (the one the scenarios add), the second-hop window at
+/// `window_secs`, every running node converged.
+pub fn second_hop_cluster(
+    spec: ClusterSpec,
+    backends: usize,
+    window_secs: u32,
+) -> anyhow::Result<Cluster> {
+    let cluster = Cluster::start(ClusterSpec {
+        backends,
+        second_hop: true,
+        ..spec
+    })?;
+    let vip = format!("{VIP}:{VIP_TCP_PORT}/tcp");
+    cluster.lbctl_any(&["vip", "add", &vip])?;
+    for j in 1..backends {
+        cluster.lbctl_any(&["backend", "add", &vip, &backend_addr(j).to_string()])?;
+    }
+    let window = window_secs.to_string();
+    cluster.lbctl_any(&[
+        "settings",
+        "connection",
+        "--second-hop-window-secs",
+        &window,
+    ])?;
+    cluster.converge(Duration::from_secs(20))?;
+    Ok(cluster)
+}
 
 /// The decapsulator counters summed over the backends, in [`StepCounts`]
 /// order.
