@@ -71,9 +71,6 @@ pub struct DataPlane {
     /// Per VIP, the previous table programmed for second-hop lookups (the
     /// fold of its open history entries, [`fold`]).
     previous: BTreeMap<VipKey, PreviousFold>,
-    /// Per VIP, the `since_version`s of the open history entries its last
-    /// fold was computed from: when one's window closes, it is refolded.
-    folded_from: BTreeMap<VipKey, Vec<u64>>,
     /// Built tables of open history entries, by VIP and `since_version`
     /// (an entry's input never changes: built once per window).
     history_tables: BTreeMap<(VipKey, u64), VipTable>,
@@ -142,7 +139,6 @@ impl DataPlane {
             options: BTreeMap::new(),
             settings: None,
             previous: BTreeMap::new(),
-            folded_from: BTreeMap::new(),
             history_tables: BTreeMap::new(),
             windows: second_hop::Windows::default(),
         }
@@ -215,7 +211,6 @@ impl DataPlane {
             self.options.remove(&key);
             self.programmed.tables.remove(&key);
             self.previous.remove(&key);
-            self.folded_from.remove(&key);
         }
         let now = Instant::now();
         self.windows.observe(state, now);
@@ -272,7 +267,7 @@ impl DataPlane {
 
     /// The previous table `key` should have programmed at `now`: the fold
     /// ([`fold::fold`]) of the history entries whose window is open on this
-    /// node, against `current`. Records which entries it used.
+    /// node, against `current`.
     fn previous_fold(
         &mut self,
         state: &ClusterState,
@@ -282,7 +277,6 @@ impl DataPlane {
     ) -> Result<Option<PreviousFold>, DataPlaneError> {
         let open = self.windows.open_entries(state, key, now);
         if open.is_empty() {
-            self.folded_from.remove(key);
             return Ok(None);
         }
         for entry in &open {
@@ -295,10 +289,7 @@ impl DataPlane {
             .iter()
             .filter_map(|e| self.history_tables.get(&(*key, e.since_version)))
             .collect();
-        let previous = fold::fold(current, &entries);
-        let versions = open.iter().map(|e| e.since_version).collect();
-        self.folded_from.insert(*key, versions);
-        Ok(previous)
+        Ok(fold::fold(current, &entries))
     }
 
     /// Drops the built tables of history entries whose window is closed.
@@ -313,26 +304,25 @@ impl DataPlane {
         self.windows.next_close(Instant::now())
     }
 
-    /// Refolds the previous table of every VIP one of whose history
-    /// entries' window has closed by now, without that entry: the previous
-    /// table is rewritten, or dropped (`clear_previous`) when no open entry
-    /// is left to carry anything. `state` is the state last applied.
+    /// Refolds the previous table of every VIP that has one programmed,
+    /// against the entries still open now: a closed entry drops out, and the
+    /// previous table is rewritten, or dropped (`clear_previous`) when no open
+    /// entry is left to carry anything. The maps are written only for a VIP
+    /// whose fold changed. (A VIP without a programmed previous table needs
+    /// nothing: a fold over fewer entries carries nothing either.) `state`
+    /// is the state last applied.
     pub fn close_windows(&mut self, state: &ClusterState) -> Result<(), DataPlaneError> {
         let now = Instant::now();
-        let windows = &self.windows;
-        let closed: Vec<VipKey> = self
-            .folded_from
-            .iter()
-            .filter(|(k, versions)| versions.iter().any(|v| !windows.is_open(k, *v, now)))
-            .map(|(k, _)| *k)
-            .collect();
         self.forget_closed_history(now);
-        for key in closed {
+        let keys: Vec<VipKey> = self.previous.keys().copied().collect();
+        for key in keys {
             let Some(table) = self.programmed.tables.get(&key).cloned() else {
-                self.folded_from.remove(&key);
                 continue;
             };
             let previous = self.previous_fold(state, &key, &table, now)?;
+            if self.previous.get(&key) == previous.as_ref() {
+                continue;
+            }
             let kept = previous.is_some();
             self.program(&key, &table, previous)?;
             if kept {
