@@ -12,7 +12,8 @@ mod support;
 use std::{net::UdpSocket, time::Duration};
 
 use edgelb_sim::cluster::{
-    backend_addr, in_namespace, lb_addr, Cluster, ClusterSpec, CLIENT_ADDR, VIP, VIP_UDP_PORT,
+    backend_addr, in_namespace, lb_addr, lb_router_addr, Cluster, ClusterSpec, CLIENT_ADDR, VIP,
+    VIP_UDP_PORT,
 };
 use support::{fails, families, ok, ok_json, samples, scrape, POLL};
 use testbed::wait::wait_for;
@@ -437,7 +438,7 @@ fn lbctl_round_trips_against_a_real_cluster() {
                 .iter()
                 .filter(|(_, v)| *v == 1.0)
                 .count();
-            let peer = format!("10.101.{i}.1");
+            let peer = lb_router_addr(i).to_string();
             let announced = samples(&t, "edgelb_bgp_prefixes_announced", &[("peer", &peer)])
                 .first()
                 .map(|s| s.1);
@@ -493,7 +494,7 @@ fn lbctl_round_trips_against_a_real_cluster() {
         );
         assert!(samples(&text, "edgelb_raft_commit_index", &[])[0].1 >= 1.0);
         assert!(samples(&text, "edgelb_raft_applied_index", &[])[0].1 >= 1.0);
-        let peer = format!("10.101.{i}.1");
+        let peer = lb_router_addr(i).to_string();
         assert_eq!(
             samples(&text, "edgelb_bgp_session_established", &[("peer", &peer)])[0].1,
             1.0,

@@ -104,6 +104,12 @@ pub fn lb_addr(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, 101, i as u8, 2)
 }
 
+/// The router's address on its link to LB node `i`: the node's default
+/// route and BGP peer.
+pub fn lb_router_addr(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 101, i as u8, 1)
+}
+
 /// Address of backend `j` (1-based).
 pub fn backend_addr(j: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, 102, j as u8, 2)
@@ -290,12 +296,18 @@ impl Cluster {
             link(
                 &router,
                 &format!("l{i}"),
-                &format!("10.101.{i}.1/30"),
+                &format!("{}/30", lb_router_addr(i)),
                 &ns,
                 "eth0",
                 &format!("{}/30", lb_addr(i)),
             )?;
-            ns.ip(["route", "add", "default", "via", &format!("10.101.{i}.1")])?;
+            ns.ip([
+                "route",
+                "add",
+                "default",
+                "via",
+                &lb_router_addr(i).to_string(),
+            ])?;
             // The forwarder's bpf_fib_lookup routes as a forwarded packet.
             ns.sysctl("net.ipv4.ip_forward", "1")?;
             ns.sysctl("net.ipv6.conf.all.forwarding", "1")?;

@@ -12,8 +12,8 @@ use anyhow::bail;
 use testbed::ProcessGuard;
 
 use super::{
-    backend_addr, find_binary, lb_addr, BackendHost, Cluster, LbNode, ADMIN_PORT, HTTP_PORT,
-    LB_ASN, METRICS_PORT, RAFT_PORT, ROUTER_ASN, VIP, VIP_TCP_PORT, VIP_UDP_PORT,
+    backend_addr, find_binary, lb_addr, lb_router_addr, BackendHost, Cluster, LbNode, ADMIN_PORT,
+    HTTP_PORT, LB_ASN, METRICS_PORT, RAFT_PORT, ROUTER_ASN, VIP, VIP_TCP_PORT, VIP_UDP_PORT,
 };
 use crate::pinning::pin_child_to_sim_cpu;
 
@@ -106,7 +106,7 @@ flood_threshold = {flood_threshold}
 local_asn = {LB_ASN}
 router_id = "{a}"
 [[bgp.peers]]
-address = "10.101.{i}.1"
+address = "{peer}"
 remote_asn = {ROUTER_ASN}
 hold_time_secs = 3
 [health]
@@ -130,6 +130,7 @@ prepend_secs = {prepend}
             prepend = self.spec.drain_prepend_secs,
             conn_table_size = self.spec.conn_table_size,
             flood_threshold = self.spec.flood_threshold,
+            peer = lb_router_addr(i),
         );
         let path = d.join(format!("lb{i}.toml"));
         fs::write(&path, text)?;
@@ -176,7 +177,7 @@ prepend_secs = {prepend}
             "replace",
             "default",
             "via",
-            &format!("10.101.{i}.1"),
+            &lb_router_addr(i).to_string(),
         ])?;
         self.restart_lb(i)
     }

@@ -29,6 +29,7 @@ impl Cluster {
     /// What the router's FRR holds for the VIP and its sessions (for
     /// failure messages).
     fn router_view(&self) -> String {
+        let vip = format!("{VIP}/32");
         [
             format!("show bgp ipv4 unicast {VIP}/32"),
             "show bgp summary".to_owned(),
@@ -40,15 +41,12 @@ impl Cluster {
             Err(e) => format!("--- router: {c}: {e} ---\n"),
         })
         .chain(
-            [
-                vec!["-d", "route", "show", "192.0.2.10/32"],
-                vec!["nexthop", "show"],
-            ]
-            .into_iter()
-            .map(|args| match self.router.ip_stdout(args.clone()) {
-                Ok(out) => format!("--- router: ip {} ---\n{out}", args.join(" ")),
-                Err(e) => format!("--- router: ip {}: {e} ---\n", args.join(" ")),
-            }),
+            [vec!["-d", "route", "show", &vip], vec!["nexthop", "show"]]
+                .into_iter()
+                .map(|args| match self.router.ip_stdout(args.clone()) {
+                    Ok(out) => format!("--- router: ip {} ---\n{out}", args.join(" ")),
+                    Err(e) => format!("--- router: ip {}: {e} ---\n", args.join(" ")),
+                }),
         )
         .collect()
     }
